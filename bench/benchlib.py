@@ -1,0 +1,380 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run.sh (standard library only).
+
+Subcommands:
+  freeport                         print a free loopback TCP port
+  coldstart [opts] -- CMD...       time spawn -> first 200 on GET /health;
+                                   "{addr}" in CMD is replaced by host:port
+  summarize OUT_DIR                read the raw results in OUT_DIR, write
+                                   summary.json + summary.md, print the table
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HOST = "127.0.0.1"
+
+
+# ------------------------------------------------------------------ ports ---
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------- cold start ---
+
+HEALTH_REQ = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+def health_ok(port):
+    """One attempt: True iff GET /health answers with status 200."""
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as s:
+            s.sendall(HEALTH_REQ)
+            buf = b""
+            while b"\r\n" not in buf:
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                buf += chunk
+            return buf.startswith(b"HTTP/1.1 200") or buf.startswith(b"HTTP/1.0 200")
+    except OSError:
+        return False
+
+
+def one_launch(cmd, env, timeout_s, log):
+    port = free_port()
+    argv = [a.replace("{addr}", f"{HOST}:{port}") for a in cmd]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log)
+    elapsed = None
+    try:
+        deadline = t0 + timeout_s
+        while True:
+            if health_ok(port):
+                elapsed = time.perf_counter() - t0
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"process exited with {proc.returncode} before /health was 200")
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"no 200 on /health within {timeout_s}s")
+            # Tight loop, but yield the CPU a little: on a 2-core box the
+            # server we are timing needs it. ~0.1-0.2 ms granularity.
+            time.sleep(0.0001)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return elapsed
+
+
+def cmd_coldstart(args):
+    if not args.cmd:
+        sys.exit("coldstart: missing command after --")
+    cmd = args.cmd[1:] if args.cmd[0] == "--" else args.cmd
+    env = dict(os.environ)
+    for kv in args.env:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    log = open(args.log, "ab") if args.log else subprocess.DEVNULL
+    samples, failures = [], []
+    try:
+        for i in range(args.warmup + args.runs):
+            try:
+                t = one_launch(cmd, env, args.timeout, log)
+            except RuntimeError as e:
+                failures.append(str(e))
+                continue
+            finally:
+                time.sleep(args.pause)
+            if i >= args.warmup:
+                samples.append(t * 1000.0)
+    finally:
+        if log is not subprocess.DEVNULL:
+            log.close()
+    res = {
+        "cmd": cmd,
+        "runs": args.runs,
+        "warmup_discarded": args.warmup,
+        "failures": failures,
+        "samples_ms": [round(s, 3) for s in samples],
+    }
+    if samples:
+        srt = sorted(samples)
+        res.update({
+            "median_ms": round(statistics.median(samples), 3),
+            "min_ms": round(srt[0], 3),
+            "max_ms": round(srt[-1], 3),
+            "p90_ms": round(srt[min(len(srt) - 1, int(0.9 * len(srt)))], 3),
+        })
+    out = json.dumps(res, indent=2)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(out + "\n")
+    print(out)
+    if failures or not samples:
+        sys.exit(1)
+
+
+# -------------------------------------------------------------- summarize ---
+
+def read_meta(out):
+    meta = {}
+    path = os.path.join(out, "meta.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if "=" in line:
+                    k, _, v = line.partition("=")
+                    meta[k] = v
+    return meta
+
+
+def parse_wrk(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("WRKJSON "):
+                d = json.loads(line[len("WRKJSON "):])
+                secs = d["duration_us"] / 1e6
+                bad = d["err_status"]
+                d["ok_requests"] = d["requests"] - bad
+                d["rps"] = d["ok_requests"] / secs if secs > 0 else 0.0
+                d["errors"] = (d["err_connect"] + d["err_read"] + d["err_write"]
+                               + d["err_status"] + d["err_timeout"])
+                return d
+    return None
+
+
+def parse_oha(path, target_rate):
+    with open(path) as f:
+        d = json.load(f)
+    summ = d.get("summary", {})
+    codes = d.get("statusCodeDistribution", {}) or {}
+    ok = sum(int(n) for c, n in codes.items() if str(c).startswith("2"))
+    total = sum(int(n) for n in codes.values())
+    errs = sum(int(n) for n in (d.get("errorDistribution", {}) or {}).values())
+    total_time = summ.get("total") or 0.0
+    pct = d.get("latencyPercentiles", {}) or {}
+
+    def ms(key):
+        v = pct.get(key)
+        return None if v is None else v * 1000.0
+
+    achieved = ok / total_time if total_time else 0.0
+    return {
+        "ok_requests": ok,
+        "non2xx": total - ok,
+        "errors": errs,
+        "achieved_rps": achieved,
+        "target_rps": target_rate,
+        "sustained": target_rate > 0 and achieved >= 0.95 * target_rate,
+        "p50_ms": ms("p50"),
+        "p90_ms": ms("p90"),
+        "p99_ms": ms("p99"),
+        "p999_ms": ms("p99.9"),
+        "max_ms": (summ.get("slowest") or 0.0) * 1000.0,
+    }
+
+
+def fmt_ms(v):
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def fmt_k(v):
+    return "n/a" if v is None else f"{v/1000:.1f}k"
+
+
+def fmt_mb(kb):
+    return "n/a" if kb is None else f"{int(kb)/1024:.1f}"
+
+
+def cmd_summarize(args):
+    out = args.out
+    meta = read_meta(out)
+    targets = [t for t in meta.get("targets", "").split(",") if t]
+    baseline = meta.get("baseline", "ceiling")
+    rate = int(meta.get("rate", "0") or 0)
+
+    summary = {"meta": meta, "throughput": {}, "fixed_rate": {}, "rss_kb": {}, "cold_start": {}}
+
+    for t in targets:
+        rounds = []
+        for p in sorted(glob.glob(os.path.join(out, "wrk", f"{t}.r*.txt"))):
+            d = parse_wrk(p)
+            if d:
+                rounds.append(d)
+        if rounds:
+            summary["throughput"][t] = {
+                "rounds": rounds,
+                "rps_median": statistics.median(r["rps"] for r in rounds),
+                "p50_ms_median": statistics.median(r["lat_p50_us"] for r in rounds) / 1000.0,
+                "p99_ms_median": statistics.median(r["lat_p99_us"] for r in rounds) / 1000.0,
+                "errors_total": sum(r["errors"] for r in rounds),
+            }
+        runs = []
+        for p in sorted(glob.glob(os.path.join(out, "oha", f"{t}.r*.json"))):
+            try:
+                runs.append(parse_oha(p, rate))
+            except (OSError, ValueError, KeyError) as e:
+                runs.append({"error": f"{os.path.basename(p)}: {e}"})
+        good = [r for r in runs if "error" not in r]
+        if runs:
+            entry = {"runs": runs}
+            if good:
+                entry.update({
+                    "achieved_rps_median": statistics.median(r["achieved_rps"] for r in good),
+                    "p50_ms_median": statistics.median(r["p50_ms"] for r in good if r["p50_ms"] is not None),
+                    "p99_ms_median": statistics.median(r["p99_ms"] for r in good if r["p99_ms"] is not None),
+                    "sustained": all(r["sustained"] for r in good),
+                    "non2xx_or_errors": sum(r["non2xx"] + r["errors"] for r in good),
+                })
+            summary["fixed_rate"][t] = entry
+
+    for k, v in meta.items():
+        m = re.match(r"^(idle|after)_rss_kb\.(.+)$", k)
+        if m:
+            summary["rss_kb"].setdefault(m.group(2), {})[m.group(1)] = int(v)
+        m = re.match(r"^hwm_kb\.(.+)$", k)
+        if m:
+            summary["rss_kb"].setdefault(m.group(1), {})["peak"] = int(v)
+    for p in sorted(glob.glob(os.path.join(out, "cold", "*.json"))):
+        with open(p) as f:
+            summary["cold_start"][os.path.basename(p)[:-5]] = json.load(f)
+
+    # ---- markdown
+    base = summary["throughput"].get(baseline, {}).get("rps_median")
+    L = []
+    L.append(f"## mcpgate bench — {meta.get('started', '?')}")
+    L.append("")
+    L.append(f"- host: {meta.get('host', '?')}; load tools: {meta.get('wrk_version', '?')}, {meta.get('oha_version', '?')}")
+    L.append(f"- mcpgate: `{meta.get('mcpgate_bin', 'n/a')}` (git {meta.get('git_rev', '?')})")
+    L.append(f"- load average (1/5/15 min) at start: {meta.get('loadavg_start', '?')}; at end: {meta.get('loadavg_end', '?')}"
+             " — anything well above 0 at start means other processes were competing for the CPUs")
+    L.append(f"- max throughput: `wrk -t{meta.get('threads')} -c{meta.get('conns')} -d{meta.get('duration')}`, "
+             f"{meta.get('rounds')} interleaved rounds, medians shown; only 2xx counted")
+    L.append(f"- fixed rate: `oha -q {rate} -c{meta.get('rate_conns')} -z {meta.get('rate_duration')} --latency-correction`, "
+             f"{meta.get('rate_rounds')} round(s), medians shown")
+    L.append("")
+    L.append("### Throughput and latency")
+    L.append("")
+    L.append(f"| target | max rps | p50 ms | p99 ms | vs {baseline} | rps per round | "
+             f"@{rate/1000:g}k: achieved rps | @{rate/1000:g}k: p50 ms | @{rate/1000:g}k: p99 ms |")
+    L.append("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    for t in targets:
+        th = summary["throughput"].get(t, {})
+        fr = summary["fixed_rate"].get(t, {})
+        rps = th.get("rps_median")
+        ratio = "—" if t == baseline or not base or rps is None else f"{rps/base:.2f}x"
+        per_round = " / ".join(fmt_k(r["rps"]) for r in th.get("rounds", [])) or "n/a"
+        if th.get("errors_total"):
+            per_round += f" (**{th['errors_total']} errors/non-2xx**)"
+        ach = fmt_k(fr.get("achieved_rps_median")) if fr else "n/a"
+        if fr and not fr.get("sustained", False):
+            ach += " (**not sustained**)"
+        if fr and fr.get("non2xx_or_errors"):
+            ach += f" (**{fr['non2xx_or_errors']} errors/non-2xx**)"
+        L.append(f"| {t} | {fmt_k(rps)} | {fmt_ms(th.get('p50_ms_median'))} | {fmt_ms(th.get('p99_ms_median'))} | "
+                 f"{ratio} | {per_round} | {ach} | {fmt_ms(fr.get('p50_ms_median'))} | {fmt_ms(fr.get('p99_ms_median'))} |")
+    L.append("")
+    L.append("### Memory and cold start")
+    L.append("")
+    L.append("| process | idle RSS MB | RSS after load MB | peak RSS MB | cold start median ms (min / p90 / max, n) |")
+    L.append("|---|---:|---:|---:|---|")
+    procs = sorted(set(summary["rss_kb"]) | set(summary["cold_start"]))
+    for p in procs:
+        r = summary["rss_kb"].get(p, {})
+        c = summary["cold_start"].get(p)
+        if c and "median_ms" in c:
+            cs = (f"{c['median_ms']:.2f} ({c['min_ms']:.2f} / {c['p90_ms']:.2f} / {c['max_ms']:.2f}, "
+                  f"n={len(c['samples_ms'])})")
+            if c.get("failures"):
+                cs += f" **{len(c['failures'])} failed launches**"
+        else:
+            cs = "n/a"
+        L.append(f"| {p} | {fmt_mb(r.get('idle'))} | {fmt_mb(r.get('after'))} | {fmt_mb(r.get('peak'))} | {cs} |")
+    L.append("")
+    # targets check
+    L.append("### Targets")
+    L.append("")
+    checks = []
+    ceil_fr = summary["fixed_rate"].get(baseline, {})
+    ceil_p99 = ceil_fr.get("p99_ms_median")
+    for t in targets:
+        if t.startswith("mcpgate") and base:
+            rps = summary["throughput"].get(t, {}).get("rps_median")
+            if rps is not None:
+                checks.append((f"{t} rps >= 0.6x {baseline}", f"{rps/base:.2f}x", rps / base >= 0.6))
+            fr = summary["fixed_rate"].get(t, {})
+            if fr.get("p99_ms_median") is not None:
+                ok = fr["p99_ms_median"] <= 3.0 and fr.get("sustained", False)
+                val = f"{fr['p99_ms_median']:.2f} ms"
+                if not fr.get("sustained"):
+                    val += " (rate not sustained)"
+                if ceil_p99 is not None:
+                    val += f" ({baseline}: {ceil_p99:.2f} ms)"
+                checks.append((f"{t} p99 <= 3 ms at {rate} rps", val, ok))
+    r = summary["rss_kb"].get("mcpgate", {})
+    if "idle" in r:
+        checks.append(("mcpgate idle RSS <= 15 MB", f"{r['idle']/1024:.1f} MB", r["idle"] <= 15 * 1024))
+    c = summary["cold_start"].get("mcpgate", {})
+    if "median_ms" in c:
+        checks.append(("mcpgate cold start <= 20 ms", f"{c['median_ms']:.2f} ms", c["median_ms"] <= 20.0))
+    if checks:
+        L.append("| target | measured | met |")
+        L.append("|---|---:|:---:|")
+        for name, val, ok in checks:
+            L.append(f"| {name} | {val} | {'yes' if ok else '**no**'} |")
+    else:
+        L.append("(no mcpgate targets in this run)")
+    L.append("")
+    md = "\n".join(L)
+    summary["checks"] = [{"target": n, "measured": v, "met": ok} for n, v, ok in checks]
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="sub", required=True)
+    sub.add_parser("freeport")
+    cs = sub.add_parser("coldstart")
+    cs.add_argument("--runs", type=int, default=20)
+    cs.add_argument("--warmup", type=int, default=1, help="launches run first and discarded")
+    cs.add_argument("--timeout", type=float, default=5.0, help="seconds per launch")
+    cs.add_argument("--pause", type=float, default=0.05, help="seconds between launches")
+    cs.add_argument("--env", action="append", default=[], help="K=V for the child")
+    cs.add_argument("--out")
+    cs.add_argument("--log", help="append the child's stdout/stderr here")
+    cs.add_argument("cmd", nargs=argparse.REMAINDER)
+    sm = sub.add_parser("summarize")
+    sm.add_argument("out")
+    args = ap.parse_args()
+    if args.sub == "freeport":
+        print(free_port())
+    elif args.sub == "coldstart":
+        cmd_coldstart(args)
+    elif args.sub == "summarize":
+        cmd_summarize(args)
+
+
+if __name__ == "__main__":
+    main()

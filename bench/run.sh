@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# Benchmark mcpgate's `tools/call` on the built-in `echo` tool against a
+# minimal hyper server (the "ceiling", bench/ceiling), in one run.
+#
+# Usage:
+#   bench/run.sh                  full run: ceiling, mcpgate-modern, mcpgate-legacy
+#   bench/run.sh --ceiling-only   no mcpgate: ceiling with both request shapes
+#                                 (self-test of the harness)
+#
+# Measures (see bench/README.md for what each number means):
+#   * max throughput  wrk, ROUNDS interleaved rounds, medians (rps, p50, p99)
+#   * fixed rate      oha -q RATE --latency-correction (p50, p99, achieved rps)
+#   * RSS             VmRSS idle (after start, before any request) and after load
+#   * cold start      spawn -> first 200 on GET /health, median of COLD_RUNS
+#
+# Environment overrides (defaults in brackets):
+#   BENCH_DURATION [10s]  BENCH_ROUNDS [3]  BENCH_THREADS [2]  BENCH_CONNS [64]
+#   BENCH_WARMUP [2s]     BENCH_RATE [20000]  BENCH_RATE_DURATION [10s]
+#   BENCH_RATE_CONNS [64] BENCH_RATE_ROUNDS [1]  BENCH_COLD_RUNS [20]
+#   BENCH_SKIP_BUILD [0]  BENCH_OUT [bench/results/<timestamp>]
+#   MCPGATE_BIN [target/release/mcpgate]
+#   CEILING_BIN [target/release/mcpgate-bench-ceiling]
+#
+# Everything listens on 127.0.0.1 only. Every process this script starts is
+# killed by PID on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+CACHE=$ROOT/.cache
+
+DURATION=${BENCH_DURATION:-10s}
+ROUNDS=${BENCH_ROUNDS:-3}
+THREADS=${BENCH_THREADS:-2}
+CONNS=${BENCH_CONNS:-64}
+WARMUP=${BENCH_WARMUP:-2s}
+RATE=${BENCH_RATE:-20000}
+RATE_DURATION=${BENCH_RATE_DURATION:-10s}
+RATE_CONNS=${BENCH_RATE_CONNS:-64}
+RATE_ROUNDS=${BENCH_RATE_ROUNDS:-1}
+COLD_RUNS=${BENCH_COLD_RUNS:-20}
+SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
+MCPGATE_BIN=${MCPGATE_BIN:-$ROOT/target/release/mcpgate}
+CEILING_BIN=${CEILING_BIN:-$ROOT/target/release/mcpgate-bench-ceiling}
+
+OHA_VERSION=1.16.0
+OHA_ROOT=$CACHE/oha
+OHA=$OHA_ROOT/bin/oha
+
+HOST=127.0.0.1
+MODERN_VERSION=2026-07-28
+LEGACY_VERSION=2025-11-25
+
+MODE=full
+case "${1:-}" in
+    "") ;;
+    --ceiling-only) MODE=ceiling-only ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--ceiling-only]" >&2; exit 2 ;;
+esac
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+py() { python3 "$BENCH/benchlib.py" "$@"; }
+
+# ------------------------------------------------------------ processes ---
+
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+        fi
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- tooling ---
+
+ensure_wrk() {
+    if command -v wrk >/dev/null 2>&1; then return; fi
+    log "installing wrk (Debian package)"
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq wrk >/dev/null
+    command -v wrk >/dev/null 2>&1 || die "wrk installation failed"
+}
+
+ensure_oha() {
+    if [[ -x $OHA ]] && "$OHA" --version 2>/dev/null | grep -qF "$OHA_VERSION"; then return; fi
+    log "installing oha $OHA_VERSION into $OHA_ROOT (cargo install, takes a few minutes)"
+    mkdir -p "$CACHE"
+    # Own target dir: no contention with the workspace's build-dir lock.
+    CARGO_TARGET_DIR=$CACHE/oha-build \
+        cargo install oha --version "=$OHA_VERSION" --locked --root "$OHA_ROOT" >&2
+    rm -rf "$CACHE/oha-build"
+    [[ -x $OHA ]] || die "oha installation failed"
+}
+
+# ------------------------------------------------------------- servers ---
+
+free_port() { py freeport; }
+
+wait_health() { # URL_BASE PID NAME
+    local base=$1 pid=$2 name=$3 i
+    for ((i = 0; i < 500; i++)); do
+        if curl -fsS -o /dev/null --max-time 1 "$base/health" 2>/dev/null; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || die "$name exited before answering /health (see $OUT/$name.log)"
+        sleep 0.02
+    done
+    die "$name: no 200 on $base/health within 10 s"
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+meta() { printf '%s=%s\n' "$1" "$2" >>"$OUT/meta.txt"; }
+
+# start_server NAME CMD... (ADDR in CMD is replaced by host:port)
+# sets PORT_<NAME> and PID_<NAME>
+declare -A SRV_PORT SRV_PID
+start_server() {
+    local name=$1; shift
+    local port; port=$(free_port)
+    local argv=() a
+    for a in "$@"; do argv+=("${a//ADDR/$HOST:$port}"); done
+    LOG_LEVEL=warn "${argv[@]}" >"$OUT/$name.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_health "http://$HOST:$port" "$pid" "$name"
+    SRV_PORT[$name]=$port
+    SRV_PID[$name]=$pid
+    log "$name: pid $pid on $HOST:$port"
+}
+
+# -------------------------------------------------------------- requests ---
+
+MODERN_BODY='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"'$MODERN_VERSION'","io.modelcontextprotocol/clientCapabilities":{}}}}'
+LEGACY_BODY='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}'
+INIT_BODY='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"'$LEGACY_VERSION'","capabilities":{},"clientInfo":{"name":"mcpgate-bench","version":"0.1.0"}}}'
+INITIALIZED_BODY='{"jsonrpc":"2.0","method":"notifications/initialized"}'
+
+# Targets: name -> server, request shape, whether a session id is mandatory.
+declare -A T_SERVER T_SHAPE T_NEED_SESSION
+TARGETS=()
+add_target() { TARGETS+=("$1"); T_SERVER[$1]=$2; T_SHAPE[$1]=$3; T_NEED_SESSION[$1]=$4; }
+
+# prepare_target NAME: writes $OUT/req/NAME.{body,headers} (opening a fresh
+# session for the legacy shape), then verifies one request gets a correct echo.
+prepare_target() {
+    local t=$1
+    local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
+    local body=$OUT/req/$t.body hdr=$OUT/req/$t.headers
+    mkdir -p "$OUT/req"
+    {
+        echo "Content-Type: application/json"
+        echo "Accept: application/json, text/event-stream"
+    } >"$hdr"
+    case ${T_SHAPE[$t]} in
+    modern)
+        printf '%s' "$MODERN_BODY" >"$body"
+        {
+            echo "MCP-Protocol-Version: $MODERN_VERSION"
+            echo "Mcp-Method: tools/call"
+            echo "Mcp-Name: echo"
+        } >>"$hdr"
+        ;;
+    legacy)
+        printf '%s' "$LEGACY_BODY" >"$body"
+        local ih=$OUT/req/$t.init.headers ib=$OUT/req/$t.init.body code sid
+        code=$(curl -sS --max-time 5 -o "$ib" -D "$ih" -w '%{http_code}' -X POST "$url" \
+            -H "Content-Type: application/json" -H "Accept: application/json, text/event-stream" \
+            --data-binary "$INIT_BODY") || die "$t: initialize request failed"
+        [[ $code == 2* ]] || die "$t: initialize answered HTTP $code: $(head -c 500 "$ib")"
+        grep -q '"result"' "$ib" || die "$t: initialize has no result: $(head -c 500 "$ib")"
+        sid=$(awk 'tolower($1) == "mcp-session-id:" {sub(/\r$/, "", $2); print $2}' "$ih" | tail -n1)
+        if [[ -z $sid ]]; then
+            if [[ ${T_NEED_SESSION[$t]} == 1 ]]; then
+                die "$t: initialize answered without an Mcp-Session-Id header"
+            fi
+            log "$t: no Mcp-Session-Id from initialize (tolerated: stateless ceiling)"
+        else
+            echo "Mcp-Session-Id: $sid" >>"$hdr"
+        fi
+        echo "MCP-Protocol-Version: $LEGACY_VERSION" >>"$hdr"
+        code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -X POST "$url" \
+            -H @"$hdr" --data-binary "$INITIALIZED_BODY") || die "$t: notifications/initialized failed"
+        [[ $code == 2* ]] || die "$t: notifications/initialized answered HTTP $code"
+        ;;
+    *) die "unknown shape ${T_SHAPE[$t]}" ;;
+    esac
+    verify_target "$t"
+}
+
+# verify_target NAME: one request must be 2xx and carry the echoed "hello",
+# with no JSON-RPC error and no isError:true. Aborts otherwise.
+verify_target() {
+    local t=$1
+    local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
+    local resp=$OUT/req/$t.verify code
+    code=$(curl -sS --max-time 5 -o "$resp" -w '%{http_code}' -X POST "$url" \
+        -H @"$OUT/req/$t.headers" --data-binary @"$OUT/req/$t.body") || die "$t: verify request failed"
+    if [[ $code != 2* ]] || ! grep -q 'hello' "$resp" \
+        || grep -q '"error"[[:space:]]*:' "$resp" || grep -q '"isError"[[:space:]]*:[[:space:]]*true' "$resp"; then
+        die "$t: verify failed (HTTP $code): $(head -c 500 "$resp")"
+    fi
+}
+
+run_wrk() { # NAME DURATION OUTFILE
+    local t=$1 dur=$2 outf=$3
+    local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
+    BENCH_BODY_FILE=$OUT/req/$t.body BENCH_HEADERS_FILE=$OUT/req/$t.headers \
+        wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency -s "$BENCH/wrk/mcp.lua" "$url" >"$outf" 2>&1 \
+        || die "$t: wrk failed: $(tail -n 5 "$outf")"
+    grep -q '^WRKJSON ' "$outf" || die "$t: wrk printed no summary: $(tail -n 5 "$outf")"
+}
+
+run_oha() { # NAME OUTFILE
+    local t=$1 outf=$2
+    local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
+    local hargs=() line
+    while IFS= read -r line; do [[ -n $line ]] && hargs+=(-H "$line"); done <"$OUT/req/$t.headers"
+    "$OHA" -z "$RATE_DURATION" -q "$RATE" -c "$RATE_CONNS" --latency-correction -w --no-tui \
+        --output-format json -m POST "${hargs[@]}" -D "$OUT/req/$t.body" "$url" >"$outf" 2>"$outf.stderr" \
+        || die "$t: oha failed: $(tail -n 5 "$outf.stderr")"
+}
+
+# ------------------------------------------------------------------ main ---
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${BENCH_OUT:-$BENCH/results/$STAMP}
+mkdir -p "$OUT/wrk" "$OUT/oha" "$OUT/cold"
+: >"$OUT/meta.txt"
+log "results -> $OUT"
+
+command -v python3 >/dev/null || die "python3 is required"
+command -v curl >/dev/null || die "curl is required"
+
+if [[ $SKIP_BUILD != 1 ]]; then
+    pkgs=(-p mcpgate-bench-ceiling)
+    [[ $MODE == full ]] && pkgs=(-p mcpgate "${pkgs[@]}")
+    log "cargo build --release ${pkgs[*]}"
+    (cd "$ROOT" && cargo build --release "${pkgs[@]}" >&2)
+fi
+[[ -x $CEILING_BIN ]] || die "ceiling binary not found: $CEILING_BIN"
+[[ $MODE == ceiling-only || -x $MCPGATE_BIN ]] || die "mcpgate binary not found: $MCPGATE_BIN"
+ensure_wrk
+ensure_oha
+
+meta started "$STAMP"
+meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+if awk '{exit !($1 > 0.5)}' /proc/loadavg; then
+    log "WARNING: load average is $(cut -d' ' -f1-3 /proc/loadavg) before starting: other processes compete for CPU; expect noisy numbers"
+fi
+meta mode "$MODE"
+meta host "$(uname -srm), $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+meta git_rev "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+meta wrk_version "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
+meta oha_version "$("$OHA" --version | head -n1)"
+meta threads "$THREADS"; meta conns "$CONNS"; meta duration "$DURATION"; meta rounds "$ROUNDS"
+meta rate "$RATE"; meta rate_conns "$RATE_CONNS"; meta rate_duration "$RATE_DURATION"; meta rate_rounds "$RATE_ROUNDS"
+meta baseline ceiling
+[[ $MODE == full ]] && meta mcpgate_bin "$MCPGATE_BIN"
+
+# 1. Cold start (before anything else runs).
+log "cold start: ceiling x$COLD_RUNS"
+py coldstart --runs "$COLD_RUNS" --out "$OUT/cold/ceiling.json" --log "$OUT/cold/ceiling.log" \
+    -- "$CEILING_BIN" '{addr}' >/dev/null || die "ceiling cold start failed (see $OUT/cold/ceiling.json)"
+if [[ $MODE == full ]]; then
+    log "cold start: mcpgate x$COLD_RUNS"
+    py coldstart --runs "$COLD_RUNS" --env LOG_LEVEL=warn --out "$OUT/cold/mcpgate.json" --log "$OUT/cold/mcpgate.log" \
+        -- "$MCPGATE_BIN" serve --listen '{addr}' >/dev/null || die "mcpgate cold start failed (see $OUT/cold/mcpgate.json)"
+fi
+
+# 2. Long-running servers; idle RSS right after /health is 200.
+start_server ceiling "$CEILING_BIN" ADDR
+[[ $MODE == full ]] && start_server mcpgate "$MCPGATE_BIN" serve --listen ADDR
+sleep 1
+for s in "${!SRV_PID[@]}"; do meta "idle_rss_kb.$s" "$(rss_kb "${SRV_PID[$s]}")"; done
+
+add_target ceiling ceiling modern 0
+if [[ $MODE == full ]]; then
+    add_target mcpgate-modern mcpgate modern 0
+    add_target mcpgate-legacy mcpgate legacy 1
+else
+    add_target ceiling-legacy ceiling legacy 0
+fi
+meta targets "$(IFS=,; echo "${TARGETS[*]}")"
+
+# 3. Max throughput: warm-up, then ROUNDS interleaved rounds.
+for t in "${TARGETS[@]}"; do
+    prepare_target "$t"
+    log "warm-up $t ($WARMUP)"
+    run_wrk "$t" "$WARMUP" "$OUT/wrk/$t.warmup.txt"
+done
+for ((r = 1; r <= ROUNDS; r++)); do
+    for t in "${TARGETS[@]}"; do
+        prepare_target "$t"
+        log "round $r/$ROUNDS: wrk $t ($DURATION)"
+        run_wrk "$t" "$DURATION" "$OUT/wrk/$t.r$r.txt"
+        awk '/Requests\/sec|Non-2xx|Socket errors/ {print "[bench]   " $0}' "$OUT/wrk/$t.r$r.txt" >&2
+    done
+done
+
+# 4. Fixed rate.
+for ((r = 1; r <= RATE_ROUNDS; r++)); do
+    for t in "${TARGETS[@]}"; do
+        prepare_target "$t"
+        log "fixed rate $r/$RATE_ROUNDS: oha -q $RATE $t ($RATE_DURATION)"
+        run_oha "$t" "$OUT/oha/$t.r$r.json"
+    done
+done
+
+# 5. Still answering correctly after all the load? RSS after load.
+for t in "${TARGETS[@]}"; do verify_target "$t"; done
+meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+for s in "${!SRV_PID[@]}"; do
+    meta "after_rss_kb.$s" "$(rss_kb "${SRV_PID[$s]}")"
+    meta "hwm_kb.$s" "$(hwm_kb "${SRV_PID[$s]}")"
+done
+
+cleanup
+py summarize "$OUT"
+log "saved: $OUT/summary.md, $OUT/summary.json (raw outputs alongside)"

@@ -1,0 +1,36 @@
+-- wrk script for bench/run.sh: POST one fixed JSON-RPC request, over and over.
+--
+-- Inputs (environment, set by run.sh):
+--   BENCH_BODY_FILE     file holding the exact request body
+--   BENCH_HEADERS_FILE  file with one "Name: value" header per line
+--
+-- At the end it prints one machine-readable line, prefixed "WRKJSON ",
+-- that run.sh/benchlib.py parse (latencies in microseconds).
+
+local function read_file(path)
+  local f = assert(io.open(path, "rb"), "cannot open " .. tostring(path))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+wrk.method = "POST"
+wrk.body = read_file(assert(os.getenv("BENCH_BODY_FILE"), "BENCH_BODY_FILE unset"))
+local headers = read_file(assert(os.getenv("BENCH_HEADERS_FILE"), "BENCH_HEADERS_FILE unset"))
+for line in headers:gmatch("[^\r\n]+") do
+  local k, v = line:match("^([^:]+):%s*(.-)%s*$")
+  if k then wrk.headers[k] = v end
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"err_connect":%d,"err_read":%d,"err_write":%d,"err_status":%d,"err_timeout":%d,' ..
+    '"lat_mean_us":%.1f,"lat_stdev_us":%.1f,"lat_max_us":%d,' ..
+    '"lat_p50_us":%d,"lat_p90_us":%d,"lat_p99_us":%d,"lat_p999_us":%d}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.stdev, latency.max,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
+end

@@ -1,0 +1,4 @@
+//! Tool sets compiled into mcpgate.
+
+pub mod conformance;
+pub mod demo;

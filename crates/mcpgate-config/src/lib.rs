@@ -1,0 +1,19 @@
+//! mcpgate configuration.
+//!
+//! Raw serde types ([`Config`] and below, `deny_unknown_fields`, a doc comment on every field that becomes the
+//! JSON Schema description), loading from YAML / TOML / JSON or the embedded default, the environment overlay
+//! with the reference guides' variable names, and validation that reports every problem with its path.
+
+mod env;
+mod load;
+mod model;
+mod units;
+mod validate;
+
+pub use env::apply_env;
+pub use load::{ConfigError, Format, default_config, load_file, parse_str};
+pub use model::{
+    BackendConfig, BuiltinBackend, BuiltinSet, Config, LogFormat, LoggingConfig, ServerConfig, schema,
+};
+pub use units::{ByteSize, HumanDuration};
+pub use validate::{Problem, validate};

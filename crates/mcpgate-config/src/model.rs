@@ -1,0 +1,150 @@
+//! The configuration file's types. Every struct denies unknown fields; every field's doc comment is its
+//! documentation in the JSON Schema and the reference docs. Defaults live in the `Default` impls below.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::units::{ByteSize, HumanDuration};
+
+/// An mcpgate configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The listener, the MCP endpoint and the limits that apply to every request.
+    pub server: ServerConfig,
+    /// Log level and format.
+    pub logging: LoggingConfig,
+    /// Tool sources by name. The name prefixes nothing here; it names the backend in logs, `/status` and errors.
+    pub backends: BTreeMap<String, BackendConfig>,
+}
+
+/// Listener and protocol settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (`IP:PORT`). Overridden by `BIND_IP`, `PORT` / `MCP_PORT` and `--listen`.
+    pub listen: String,
+    /// Server name reported to clients in `initialize` and `server/discover`.
+    pub name: String,
+    /// Instructions for the model, sent to clients with the server info.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// `Host` header values accepted on `/mcp` (protection against DNS rebinding). A name without a port
+    /// matches any port. `["*"]` accepts every host — only behind a proxy that checks it.
+    pub allowed_hosts: Vec<String>,
+    /// Browser `Origin` values accepted on `/mcp`, as `scheme://host[:port|:*]`; requests without an `Origin`
+    /// header always pass. `["*"]` accepts every origin.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body accepted (`MAX_REQUEST_SIZE`); larger bodies get HTTP 413.
+    pub max_request_size: ByteSize,
+    /// Time one tool call may take before it fails with a timeout (`REQUEST_TIMEOUT`, in milliseconds, in the
+    /// environment).
+    pub request_timeout: HumanDuration,
+    /// Legacy (pre-2026-07-28) sessions idle for longer than this are closed; their id then answers 404.
+    pub session_idle_timeout: HumanDuration,
+    /// On SIGTERM / SIGINT, how long in-flight requests may take to finish before the process exits anyway.
+    pub drain_timeout: HumanDuration,
+    /// Items per page of `tools/list`, `resources/list` and `prompts/list`.
+    pub page_size: usize,
+    /// Freshness hint (`ttlMs`) put on list results for 2026-07-28 clients.
+    pub list_ttl: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8000".into(),
+            name: "mcpgate".into(),
+            instructions: None,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: ["localhost", "127.0.0.1", "[::1]"]
+                .iter()
+                .flat_map(|h| [format!("http://{h}:*"), format!("https://{h}:*")])
+                .collect(),
+            max_request_size: ByteSize(1 << 20),
+            request_timeout: HumanDuration::secs(30),
+            session_idle_timeout: HumanDuration::secs(30 * 60),
+            drain_timeout: HumanDuration::secs(30),
+            page_size: 100,
+            list_ttl: HumanDuration::secs(60),
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// Level or `tracing` filter directive (`info`, `debug`, `mcpgate=debug,info`); `LOG_LEVEL` overrides it.
+    pub level: String,
+    /// `text` (readable) or `json` (one JSON object per line); `LOG_FORMAT` overrides it.
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A source of tools. `kind` selects the variant; each variant documents its own fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BackendConfig {
+    /// Tools compiled into mcpgate.
+    Builtin(BuiltinBackend),
+}
+
+impl BackendConfig {
+    /// Whether the backend is switched on.
+    pub fn enabled(&self) -> bool {
+        match self {
+            Self::Builtin(b) => b.enabled,
+        }
+    }
+}
+
+/// Tools compiled into mcpgate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuiltinBackend {
+    /// Which built-in set: `demo` (`echo`, `add`, `now`) or `conformance` (the surface the official MCP
+    /// conformance suite tests).
+    pub builtin: BuiltinSet,
+    /// Set to `false` to keep the backend in the file but not serve it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The built-in tool sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinSet {
+    /// `echo`, `add` and `now`.
+    Demo,
+    /// Tools, resources and prompts of the MCP conformance suite.
+    Conformance,
+}
+
+/// The JSON Schema of the configuration file, generated from these types.
+pub fn schema() -> serde_json::Value {
+    let schema =
+        schemars::generate::SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<Config>();
+    serde_json::to_value(schema).unwrap_or_default()
+}

@@ -1,0 +1,196 @@
+//! Validation: the JSON Schema (generated from the config types) catches shape errors — unknown fields, wrong
+//! types, bad enum values — all at once; [`validate`] adds the checks a schema cannot express.
+
+use std::{fmt, net::SocketAddr, sync::OnceLock};
+
+use serde_json::Value;
+
+use crate::{BackendConfig, Config, model::schema};
+
+/// One problem in a configuration, with the path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path (`backends.demo.kind`), empty for the whole document.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { path: path.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() { "(root)" } else { &self.path };
+        write!(f, "{path}: {}", self.message)
+    }
+}
+
+/// Checks a schema cannot express. Returns every problem found.
+pub fn validate(config: &Config) -> Vec<Problem> {
+    semantic_problems(config)
+}
+
+pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let server = &config.server;
+    if let Err(e) = server.listen.parse::<SocketAddr>() {
+        problems.push(Problem::new("server.listen", format!("{:?} is not IP:PORT ({e})", server.listen)));
+    }
+    if server.page_size == 0 {
+        problems.push(Problem::new("server.page_size", "must be at least 1"));
+    }
+    for (field, d) in [
+        ("server.request_timeout", server.request_timeout),
+        ("server.session_idle_timeout", server.session_idle_timeout),
+    ] {
+        if d.0.is_zero() {
+            problems.push(Problem::new(field, "must be longer than zero"));
+        }
+    }
+    if server.max_request_size.0 < 1024 {
+        problems.push(Problem::new("server.max_request_size", "must be at least 1kb"));
+    }
+    if let Err(e) = tracing_filter_ok(&config.logging.level) {
+        problems.push(Problem::new("logging.level", e));
+    }
+    for (name, backend) in &config.backends {
+        if !valid_name(name) {
+            problems.push(Problem::new(
+                format!("backends.{name}"),
+                "backend names may hold only letters, digits, '_' and '-' (1-64 characters)",
+            ));
+        }
+        match backend {
+            BackendConfig::Builtin(_) => {}
+        }
+    }
+    if !config.backends.values().any(BackendConfig::enabled) {
+        problems.push(Problem::new("backends", "no enabled backend: the gateway would serve nothing"));
+    }
+    problems
+}
+
+/// `^[a-zA-Z0-9_-]{1,64}$`, the spec-safe name shape used for backends and tools.
+pub(crate) fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn tracing_filter_ok(level: &str) -> Result<(), String> {
+    // Accept plain levels and `target=level` directives; the binary parses the full syntax.
+    let levels = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let lvl = directive.rsplit('=').next().unwrap_or(directive).to_ascii_lowercase();
+        if !levels.contains(&lvl.as_str()) && directive.contains('=') {
+            return Err(format!("{directive:?}: unknown level {lvl:?}; use one of {levels:?}"));
+        }
+        if !directive.contains('=')
+            && !levels.contains(&lvl.as_str())
+            && !lvl.chars().all(|c| c.is_alphanumeric() || c == '_' || c == ':')
+        {
+            return Err(format!("{directive:?} is neither a level nor a target"));
+        }
+    }
+    Ok(())
+}
+
+struct CompiledSchema {
+    root: Value,
+    validator: jsonschema::Validator,
+}
+
+fn compiled() -> &'static CompiledSchema {
+    static SCHEMA: OnceLock<CompiledSchema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let root = schema();
+        let validator = jsonschema::draft202012::new(&root).expect("the generated config schema compiles");
+        CompiledSchema { root, validator }
+    })
+}
+
+/// Every schema violation in `value`, with paths. A tagged-union mismatch (`oneOf`) is refined: the variant
+/// the `kind` field names is validated alone, so the message names the offending field rather than the union.
+pub(crate) fn schema_problems(value: &Value) -> Vec<Problem> {
+    let schema = compiled();
+    let mut problems = Vec::new();
+    for error in schema.validator.iter_errors(value) {
+        let instance_path = error.instance_path().to_string();
+        let schema_path = error.schema_path().to_string();
+        let instance = value.pointer(&instance_path).unwrap_or(&Value::Null);
+        if schema_path.ends_with("/oneOf")
+            && let Some(refined) = refine_one_of(&schema.root, &schema_path, instance, &instance_path)
+        {
+            problems.extend(refined);
+            continue;
+        }
+        problems.push(Problem::new(dotted(&instance_path), error.to_string()));
+    }
+    problems
+}
+
+fn refine_one_of(
+    root: &Value,
+    schema_path: &str,
+    instance: &Value,
+    instance_path: &str,
+) -> Option<Vec<Problem>> {
+    let variants = resolve(root, schema_path)?.as_array()?;
+    let tag = |v: &Value| v.pointer("/properties/kind/const").and_then(Value::as_str).map(str::to_owned);
+    let known: Vec<String> = variants.iter().filter_map(tag).collect();
+    if known.is_empty() {
+        return None;
+    }
+    let here = dotted(instance_path);
+    let at = |field: &str| if here.is_empty() { field.to_owned() } else { format!("{here}.{field}") };
+    let Some(kind) = instance.get("kind") else {
+        return Some(vec![Problem::new(at("kind"), format!("missing; one of {known:?}"))]);
+    };
+    let Some(variant) = variants.iter().find(|v| tag(v).as_deref() == kind.as_str()) else {
+        return Some(vec![Problem::new(at("kind"), format!("unknown kind {kind}; one of {known:?}"))]);
+    };
+    let mut standalone = variant.clone();
+    if let (Some(obj), Some(defs)) = (standalone.as_object_mut(), root.get("$defs")) {
+        obj.insert("$defs".into(), defs.clone());
+    }
+    let validator = jsonschema::draft202012::new(&standalone).ok()?;
+    let problems: Vec<Problem> = validator
+        .iter_errors(instance)
+        .map(|e| {
+            let sub = e.instance_path().to_string();
+            Problem::new(dotted(&format!("{instance_path}{sub}")), e.to_string())
+        })
+        .collect();
+    (!problems.is_empty()).then_some(problems)
+}
+
+/// Walk a keyword location through the schema, following `$ref`s to `#/$defs/…`.
+fn resolve<'a>(root: &'a Value, location: &str) -> Option<&'a Value> {
+    let mut node = root;
+    for segment in location.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if segment == "$ref" {
+            let target = node.get("$ref")?.as_str()?.strip_prefix('#')?;
+            node = root.pointer(target)?;
+            continue;
+        }
+        node = match node {
+            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            other => other.get(&segment)?,
+        };
+    }
+    Some(node)
+}
+
+fn dotted(pointer: &str) -> String {
+    pointer
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect::<Vec<_>>()
+        .join(".")
+}

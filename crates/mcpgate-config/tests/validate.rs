@@ -1,0 +1,92 @@
+//! The validator reports every problem at once, each with its path.
+
+use mcpgate_config::{ConfigError, Format, default_config, parse_str, schema};
+
+fn problems(yaml: &str) -> Vec<String> {
+    match parse_str(yaml, Format::Yaml, "test.yaml") {
+        Err(ConfigError::Invalid { problems, .. }) => problems.iter().map(|p| p.to_string()).collect(),
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn embedded_default_is_valid_and_serves_demo_tools() {
+    let config = default_config().unwrap();
+    assert!(config.backends.contains_key("demo"));
+    assert_eq!(config.server.listen, "127.0.0.1:8000");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let found = problems(
+        r#"
+server:
+  listen: 127.0.0.1:8000
+  page_sise: 10
+  max_request_size: lots
+logging:
+  format: xml
+backends:
+  demo:
+    kind: builtin
+    builtin: demo
+    colour: blue
+  other:
+    kind: builtin
+    builtin: nope
+"#,
+    );
+    let text = found.join("\n");
+    assert!(text.contains("server:") && text.contains("page_sise"), "{text}");
+    assert!(text.contains("server.max_request_size"), "{text}");
+    assert!(text.contains("logging.format"), "{text}");
+    assert!(text.contains("backends.demo") && text.contains("colour"), "{text}");
+    assert!(text.contains("backends.other.builtin"), "{text}");
+    assert_eq!(found.len(), 5, "{text}");
+}
+
+#[test]
+fn unknown_backend_kind_names_the_choices() {
+    let found = problems("backends:\n  x:\n    kind: telepathy\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("backends.x.kind: unknown kind \"telepathy\""), "{found:?}");
+    assert!(found[0].contains("builtin"), "{found:?}");
+}
+
+#[test]
+fn semantic_problems_are_collected() {
+    let found = problems(
+        "server:\n  listen: nowhere\n  page_size: 0\nbackends:\n  bad.name:\n    kind: builtin\n    builtin: demo\n",
+    );
+    let text = found.join("\n");
+    assert!(text.contains("server.listen"), "{text}");
+    assert!(text.contains("server.page_size"), "{text}");
+    assert!(text.contains("backends.bad.name"), "{text}");
+}
+
+#[test]
+fn syntax_errors_carry_a_location() {
+    match parse_str("server: [unclosed", Format::Yaml, "x.yaml") {
+        Err(ConfigError::Syntax { message, .. }) => assert!(message.contains("line"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn toml_and_json_parse_to_the_same_config() {
+    let yaml =
+        parse_str("backends:\n  d:\n    kind: builtin\n    builtin: demo\n", Format::Yaml, "a").unwrap();
+    let toml =
+        parse_str("[backends.d]\nkind = \"builtin\"\nbuiltin = \"demo\"\n", Format::Toml, "b").unwrap();
+    let json =
+        parse_str(r#"{"backends":{"d":{"kind":"builtin","builtin":"demo"}}}"#, Format::Json, "c").unwrap();
+    assert_eq!(yaml, toml);
+    assert_eq!(yaml, json);
+}
+
+#[test]
+fn schema_documents_fields() {
+    let schema = schema().to_string();
+    assert!(schema.contains("Largest request body accepted"));
+    assert!(schema.contains("\"builtin\""));
+}

@@ -1,0 +1,21 @@
+//! Core types of mcpgate.
+//!
+//! Everything a tool call needs on its way through the gateway — the call itself, its outcome, who makes it,
+//! the context it runs in, and the [`Backend`] contract every tool source implements — lives here, free of
+//! HTTP, protocol-SDK and storage types so the other crates can meet on neutral ground.
+
+mod backend;
+mod context;
+mod error;
+mod tool;
+
+pub use backend::{Backend, BackendHealth};
+pub use context::{CallContext, ClientPeer, ClientRequestError, LogLevel, Principal};
+pub use error::{BackendError, Blame};
+pub use tool::{
+    CompletionValues, PromptArgument, PromptDef, ResourceDef, ResourceTemplateDef, ToolCall, ToolDef,
+    ToolOutcome,
+};
+
+/// A JSON object, the shape of tool arguments, schemas and `_meta`.
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;

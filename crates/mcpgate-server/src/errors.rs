@@ -1,0 +1,73 @@
+//! The one mapping from gateway errors to JSON-RPC errors. HTTP statuses for JSON-RPC errors follow from the
+//! code on the 2026-07-28 wire (the transport maps `-32601` to 404 and `-32020`/`-32021`/`-32022` to 400); legacy
+//! sessions always answer 200. The table lives in `docs/errors.md`.
+
+use mcpgate_core::BackendError;
+use rmcp::{
+    ErrorData,
+    model::{ClientCapabilities, ErrorCode},
+};
+use serde_json::json;
+
+/// JSON-RPC code for a call that ran past its deadline (implementation-defined server error range).
+pub const TIMEOUT: ErrorCode = ErrorCode(-32001);
+/// JSON-RPC code for a backend that cannot be reached.
+pub const UNAVAILABLE: ErrorCode = ErrorCode(-32002);
+/// JSON-RPC code for a call cancelled by the client or by shutdown.
+pub const CANCELLED: ErrorCode = ErrorCode(-32003);
+
+/// Map a backend error to the JSON-RPC error the client sees. Exhaustive: a new variant must choose its code.
+pub fn to_jsonrpc(error: &BackendError) -> ErrorData {
+    let kind = json!({ "kind": error.kind() });
+    match error {
+        BackendError::NotFound { kind: "resource", name } => {
+            ErrorData::resource_not_found(format!("Resource not found: {name}"), Some(json!({ "uri": name })))
+        }
+        BackendError::NotFound { kind: what, name } => {
+            ErrorData::invalid_params(format!("Unknown {what}: {name}"), Some(json!({ "name": name })))
+        }
+        BackendError::InvalidArguments(message) => ErrorData::invalid_params(message.clone(), Some(kind)),
+        BackendError::MissingClientCapability { required } => {
+            let required: ClientCapabilities = serde_json::from_value(required.clone()).unwrap_or_default();
+            ErrorData::missing_required_client_capability(required)
+        }
+        BackendError::Unavailable { .. } => ErrorData::new(UNAVAILABLE, error.to_string(), Some(kind)),
+        BackendError::Timeout(_) => ErrorData::new(TIMEOUT, error.to_string(), Some(kind)),
+        BackendError::Cancelled => ErrorData::new(CANCELLED, error.to_string(), Some(kind)),
+        BackendError::ClientRequest(_) => ErrorData::invalid_request(error.to_string(), Some(kind)),
+        // Reaching here means the protocol layer had no way to ask the client (no multi-round support).
+        BackendError::InputRequired => ErrorData::invalid_request(
+            "the call needs input from the client, which this transport cannot request",
+            Some(kind),
+        ),
+        BackendError::Failed { .. } => ErrorData::internal_error(error.to_string(), Some(kind)),
+    }
+}
+
+/// The error for a `requestState` that fails its integrity check.
+pub fn tampered_state() -> ErrorData {
+    ErrorData::invalid_params(
+        "requestState integrity check failed",
+        Some(json!({ "kind": "invalid_request_state" })),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_a_distinct_meaningful_code() {
+        let unknown_tool = to_jsonrpc(&BackendError::NotFound { kind: "tool", name: "x".into() });
+        assert_eq!(unknown_tool.code, ErrorCode::INVALID_PARAMS);
+        assert!(unknown_tool.message.contains("Unknown tool: x"));
+        assert_eq!(to_jsonrpc(&BackendError::Timeout(Duration::from_secs(1))).code, TIMEOUT);
+        let cap = to_jsonrpc(&BackendError::MissingClientCapability { required: json!({"sampling": {}}) });
+        assert_eq!(cap.code, ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY);
+        assert_eq!(cap.data.unwrap()["requiredCapabilities"], json!({"sampling": {}}));
+        let missing = to_jsonrpc(&BackendError::NotFound { kind: "resource", name: "test://x".into() });
+        assert_eq!(missing.data.unwrap()["uri"], "test://x");
+    }
+}

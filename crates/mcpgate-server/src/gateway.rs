@@ -1,0 +1,95 @@
+//! The shared state of a running gateway: its configuration, catalogue and pipeline.
+
+use std::{sync::Arc, time::SystemTime};
+
+use mcpgate_config::{BackendConfig, Config};
+use mcpgate_policy::Pipeline;
+use rmcp::model::RequestStateCodec;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::{BackendEntry, Registry};
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A backend could not be built.
+    #[error(transparent)]
+    Backend(#[from] mcpgate_backends::BuildError),
+    /// The merged catalogue is inconsistent (collisions).
+    #[error("catalogue problems:\n  {}", .0.join("\n  "))]
+    Catalogue(Vec<String>),
+    /// An internal component failed to initialise.
+    #[error("internal: {0}")]
+    Internal(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Everything request handlers share.
+pub struct Gateway {
+    /// The configuration in force.
+    pub config: Config,
+    /// The catalogue.
+    pub registry: Registry,
+    /// The per-call pipeline.
+    pub pipeline: Pipeline,
+    /// Seals `requestState` of multi-round calls so a client cannot forge it.
+    pub request_state: RequestStateCodec,
+    /// When the process started serving.
+    pub started_at: SystemTime,
+    /// Monotonic start, for uptime.
+    pub started: Instant,
+    /// Cancelled when the gateway shuts down.
+    pub shutdown: CancellationToken,
+}
+
+impl Gateway {
+    /// Build every enabled backend and the catalogue.
+    pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
+        let mut entries = Vec::new();
+        for (name, backend) in config.backends.iter().filter(|(_, b)| b.enabled()) {
+            let kind = match backend {
+                BackendConfig::Builtin(_) => "builtin",
+            };
+            entries.push(BackendEntry {
+                name: name.clone(),
+                kind,
+                backend: mcpgate_backends::build(name, backend).await?,
+            });
+        }
+        let registry = Registry::build(entries).await.map_err(StartError::Catalogue)?;
+        let pipeline = Pipeline::new(config.server.request_timeout.0);
+        Ok(Arc::new(Self {
+            config,
+            registry,
+            pipeline,
+            request_state: RequestStateCodec::try_new(random_key())
+                .map_err(|e| StartError::Internal(e.to_string()))?,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    /// Release every backend's resources.
+    pub async fn shutdown_backends(&self) {
+        for entry in self.registry.backends() {
+            entry.backend.shutdown().await;
+        }
+    }
+}
+
+/// 32 random bytes from the OS generator (through UUID v4, already a dependency).
+fn random_key() -> Vec<u8> {
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key
+}

@@ -1,0 +1,452 @@
+//! The MCP server handler: protocol requests in, registry and pipeline out. rmcp owns the wire (both eras,
+//! sessions, headers); this file turns each request into a gateway operation and the result back into protocol
+//! types.
+
+#![allow(deprecated)] // `SetLevelRequestParams`: see `set_level`.
+
+use std::{borrow::Cow, collections::BTreeMap, future::Future, sync::Arc};
+
+use mcpgate_core::{BackendError, CallContext, ClientPeer, JsonObject, Principal, ToolCall};
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    model::{
+        CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
+        CompleteResult, DiscoverResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+        InputRequiredResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+        ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
+        ReadResourceResponse, ReadResourceResult, ServerConfig, SetLevelRequestParams,
+        SubscribeRequestParams, UnsubscribeRequestParams,
+    },
+    service::RequestContext,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use crate::{
+    errors::{tampered_state, to_jsonrpc},
+    gateway::Gateway,
+    peer::{RoundTripPeer, SessionPeer},
+    registry::page,
+    session::{SessionState, parse_level},
+};
+
+/// Protocol revisions served, oldest first.
+const SUPPORTED: &[ProtocolVersion] = &[
+    ProtocolVersion::V_2025_03_26,
+    ProtocolVersion::V_2025_06_18,
+    ProtocolVersion::V_2025_11_25,
+    ProtocolVersion::V_2026_07_28,
+];
+
+/// How long a sealed `requestState` stays valid.
+const REQUEST_STATE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// One handler per legacy session (or per stateless request); cheap to create.
+#[derive(Clone)]
+pub struct McpHandler {
+    gateway: Arc<Gateway>,
+    session: Arc<SessionState>,
+}
+
+impl McpHandler {
+    /// A handler with fresh session state.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway, session: Arc::new(SessionState::default()) }
+    }
+}
+
+/// Convert between our types and rmcp's through their shared wire form.
+fn wire<T: DeserializeOwned>(value: impl Serialize) -> Result<T, ErrorData> {
+    serde_json::to_value(value)
+        .and_then(serde_json::from_value)
+        .map_err(|e| ErrorData::internal_error(format!("result does not fit the protocol: {e}"), None))
+}
+
+/// Convert a result, marking it `resultType: complete` unless it says otherwise. rmcp removes the marker for
+/// legacy peers, whose wire never had it.
+fn wire_result<T: DeserializeOwned>(value: impl Serialize) -> Result<T, ErrorData> {
+    let mut value = serde_json::to_value(value)
+        .map_err(|e| ErrorData::internal_error(format!("result does not serialize: {e}"), None))?;
+    if let Value::Object(map) = &mut value {
+        map.entry("resultType").or_insert_with(|| json!("complete"));
+    }
+    wire(value)
+}
+
+/// Whether this request speaks the stateless 2026-07-28 revision.
+fn is_stateless(cx: &RequestContext<RoleServer>) -> bool {
+    cx.meta.protocol_version().is_some_and(|v| !v.has_initialize())
+}
+
+/// The correlation id the HTTP edge assigned (`X-Request-Id`), or a fresh one (stdio).
+fn correlation_id(cx: &RequestContext<RoleServer>) -> Arc<str> {
+    cx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.headers.get("x-request-id"))
+        .and_then(|v| v.to_str().ok())
+        .map(Arc::from)
+        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()))
+}
+
+/// Result of an operation that may need the client's input first.
+enum Rounds<T> {
+    Complete(T),
+    InputRequired(InputRequiredResult),
+}
+
+/// What a multi-round request carried back: `inputResponses` and `requestState`.
+struct Retry {
+    responses: Option<BTreeMap<String, Value>>,
+    state: Option<String>,
+}
+
+impl McpHandler {
+    fn page_size(&self) -> usize {
+        self.gateway.config.server.page_size
+    }
+
+    fn list_ttl_ms(&self) -> u64 {
+        self.gateway.config.server.list_ttl.0.as_millis() as u64
+    }
+
+    /// Run `op` with a call context. Legacy sessions ask the client in-line; stateless requests run in rounds:
+    /// the answers gathered so far travel in a sealed `requestState`, bound to the operation, so a retry re-runs
+    /// the operation with every answer and a forged or replayed state is refused.
+    async fn run<T, F, Fut>(
+        &self,
+        rcx: &RequestContext<RoleServer>,
+        binding: String,
+        retry: Retry,
+        op: F,
+    ) -> Result<Rounds<T>, ErrorData>
+    where
+        F: FnOnce(CallContext) -> Fut,
+        Fut: Future<Output = Result<T, BackendError>>,
+    {
+        let mut cx = CallContext {
+            request_id: correlation_id(rcx),
+            principal: Arc::new(Principal::anonymous()),
+            cancel: rcx.ct.clone(),
+            timeout: None,
+            progress_token: rcx.meta.get_progress_token().and_then(|t| serde_json::to_value(t).ok()),
+            peer: None,
+        };
+        if !is_stateless(rcx) {
+            cx.peer = Some(Arc::new(SessionPeer::new(rcx.peer.clone(), self.session.clone())));
+            return op(cx).await.map(Rounds::Complete).map_err(|e| to_jsonrpc(&e));
+        }
+        let mut answers: BTreeMap<String, Value> = match &retry.state {
+            Some(sealed) => self
+                .gateway
+                .request_state
+                .open_json_with(sealed, binding.as_bytes())
+                .map_err(|_| tampered_state())?,
+            None => BTreeMap::new(),
+        };
+        answers.extend(retry.responses.unwrap_or_default());
+        let capabilities =
+            rcx.meta.client_capabilities().and_then(|c| serde_json::to_value(c).ok()).unwrap_or(json!({}));
+        let log_level = rcx
+            .meta
+            .log_level()
+            .and_then(|l| serde_json::to_value(l).ok())
+            .and_then(|l| l.as_str().and_then(parse_level));
+        let peer = Arc::new(RoundTripPeer::new(rcx.peer.clone(), capabilities, log_level, answers));
+        cx.peer = Some(peer.clone() as Arc<dyn ClientPeer>);
+        match op(cx).await {
+            Ok(value) => Ok(Rounds::Complete(value)),
+            Err(BackendError::InputRequired) => {
+                let sealed = self
+                    .gateway
+                    .request_state
+                    .seal_json_with(
+                        peer.answers(),
+                        &rmcp::model::SealOptions::new()
+                            .associated_data(binding.as_bytes())
+                            .ttl(REQUEST_STATE_TTL),
+                    )
+                    .map_err(|e| ErrorData::internal_error(format!("cannot seal requestState: {e}"), None))?;
+                let result = json!({
+                    "resultType": "input_required",
+                    "inputRequests": peer.take_pending(),
+                    "requestState": sealed,
+                });
+                Ok(Rounds::InputRequired(wire(result)?))
+            }
+            Err(e) => Err(to_jsonrpc(&e)),
+        }
+    }
+}
+
+/// What binds a `requestState` to one operation: the method, the target and the arguments.
+fn binding(method: &str, target: &str, arguments: Option<&JsonObject>) -> String {
+    let args = arguments.map(|a| serde_json::to_string(a).unwrap_or_default()).unwrap_or_default();
+    format!("{method}\n{target}\n{args}")
+}
+
+impl ServerHandler for McpHandler {
+    fn get_info(&self) -> ServerConfig {
+        let server = &self.gateway.config.server;
+        let info = json!({
+            "protocolVersion": ProtocolVersion::LATEST_WITH_INITIALIZE,
+            "capabilities": {
+                "tools": {},
+                "resources": { "subscribe": true },
+                "prompts": {},
+                "logging": {},
+                "completions": {}
+            },
+            "serverInfo": { "name": server.name, "version": env!("CARGO_PKG_VERSION") },
+            "instructions": server.instructions,
+        });
+        serde_json::from_value(info).unwrap_or_else(|_| ServerConfig::default())
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(SUPPORTED)
+    }
+
+    async fn discover(&self, _context: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
+        let mut info = self.get_info();
+        // Resource subscriptions are legacy-only until `subscriptions/listen` is served.
+        if let Some(resources) = info.capabilities.resources.as_mut() {
+            resources.subscribe = None;
+        }
+        let mut result = DiscoverResult::from_server_info(SUPPORTED.to_vec(), info);
+        result.ttl_ms = self.list_ttl_ms();
+        Ok(result)
+    }
+
+    // Deprecated after 2026-07-28 (SEP-2577); legacy sessions still use it.
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let name = serde_json::to_value(request.level).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let level = name
+            .as_deref()
+            .and_then(parse_level)
+            .ok_or_else(|| ErrorData::invalid_params("unknown level", None))?;
+        self.session.set_log_level(level);
+        Ok(())
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let cursor = request.as_ref().and_then(|r| r.cursor.as_deref());
+        let (tools, next) = page(self.gateway.registry.wire_tools(), cursor, self.page_size())
+            .map_err(|e| ErrorData::invalid_params(e, None))?;
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.next_cursor = next;
+        if is_stateless(&context) {
+            result = result.with_ttl_ms(self.list_ttl_ms()).with_cache_scope(CacheScope::Public);
+        }
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let registry = &self.gateway.registry;
+        let Some(route) = registry.tool(&request.name) else {
+            return Err(to_jsonrpc(&BackendError::NotFound { kind: "tool", name: request.name.to_string() }));
+        };
+        let backend = registry.backend(route.backend).clone();
+        let retry = Retry { responses: request.input_responses, state: request.request_state };
+        let binding = binding("tools/call", &request.name, request.arguments.as_ref());
+        let call =
+            ToolCall { name: route.original.clone(), arguments: request.arguments.unwrap_or_default() };
+        let pipeline = &self.gateway.pipeline;
+        let public = &request.name;
+        let span = tracing::info_span!("tools/call", request_id = %correlation_id(&context), tool = %public);
+        let rounds = self
+            .run(&context, binding, retry, |cx| async move {
+                pipeline.call_tool(&cx, &*backend, public, call).await
+            })
+            .instrument(span)
+            .await?;
+        match rounds {
+            Rounds::Complete(outcome) => {
+                Ok(CallToolResponse::Complete(wire_result::<CallToolResult>(outcome)?))
+            }
+            Rounds::InputRequired(input) => Ok(CallToolResponse::InputRequired(input)),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let all: Vec<_> = self.gateway.registry.resources().cloned().collect();
+        let cursor = request.as_ref().and_then(|r| r.cursor.as_deref());
+        let (items, next) =
+            page(&all, cursor, self.page_size()).map_err(|e| ErrorData::invalid_params(e, None))?;
+        let mut result = ListResourcesResult::with_all_items(wire(items)?);
+        result.next_cursor = next;
+        if is_stateless(&context) {
+            result = result.with_ttl_ms(self.list_ttl_ms()).with_cache_scope(CacheScope::Public);
+        }
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let all: Vec<_> = self.gateway.registry.templates().cloned().collect();
+        let cursor = request.as_ref().and_then(|r| r.cursor.as_deref());
+        let (items, next) =
+            page(&all, cursor, self.page_size()).map_err(|e| ErrorData::invalid_params(e, None))?;
+        let mut result = ListResourceTemplatesResult::with_all_items(wire(items)?);
+        result.next_cursor = next;
+        if is_stateless(&context) {
+            result = result.with_ttl_ms(self.list_ttl_ms()).with_cache_scope(CacheScope::Public);
+        }
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let registry = &self.gateway.registry;
+        let uri = request.uri.clone();
+        let Some(owner) = registry.resource_owner(&uri).await else {
+            return Err(to_jsonrpc(&BackendError::NotFound { kind: "resource", name: uri }));
+        };
+        let backend = registry.backend(owner).clone();
+        let retry = Retry { responses: request.input_responses, state: request.request_state };
+        let uri_ref = &uri;
+        let rounds = self
+            .run(&context, binding("resources/read", &uri, None), retry, |cx| async move {
+                backend.read_resource(&cx, uri_ref).await
+            })
+            .await?;
+        match rounds {
+            Rounds::Complete(contents) => {
+                let mut result: ReadResourceResult = wire_result(contents)?;
+                if is_stateless(&context) {
+                    // Reads may differ per caller once authorization lands: private.
+                    result.ttl_ms = Some(0);
+                    result.cache_scope = Some(CacheScope::Private);
+                }
+                Ok(ReadResourceResponse::Complete(result))
+            }
+            Rounds::InputRequired(input) => Ok(ReadResourceResponse::InputRequired(input)),
+        }
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        match self.gateway.registry.resource_owner(&request.uri).await {
+            Some(_) => Ok(()),
+            None => Err(to_jsonrpc(&BackendError::NotFound { kind: "resource", name: request.uri })),
+        }
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        _request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let all: Vec<_> = self.gateway.registry.prompts().cloned().collect();
+        let cursor = request.as_ref().and_then(|r| r.cursor.as_deref());
+        let (items, next) =
+            page(&all, cursor, self.page_size()).map_err(|e| ErrorData::invalid_params(e, None))?;
+        let mut result = ListPromptsResult::with_all_items(wire(items)?);
+        result.next_cursor = next;
+        if is_stateless(&context) {
+            result = result.with_ttl_ms(self.list_ttl_ms()).with_cache_scope(CacheScope::Public);
+        }
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let registry = &self.gateway.registry;
+        let Some(owner) = registry.prompt_owner(&request.name) else {
+            return Err(to_jsonrpc(&BackendError::NotFound { kind: "prompt", name: request.name }));
+        };
+        let backend = registry.backend(owner).clone();
+        let arguments: JsonObject =
+            request.arguments.clone().map(|args| args.into_iter().collect()).unwrap_or_default();
+        let retry = Retry { responses: request.input_responses, state: request.request_state };
+        let name = &request.name;
+        let rounds = self
+            .run(&context, binding("prompts/get", name, Some(&arguments)), retry, |cx| async move {
+                backend.get_prompt(&cx, name, arguments).await
+            })
+            .await?;
+        match rounds {
+            Rounds::Complete(result) => {
+                Ok(GetPromptResponse::Complete(wire_result::<GetPromptResult>(result)?))
+            }
+            Rounds::InputRequired(input) => Ok(GetPromptResponse::InputRequired(input)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let request =
+            serde_json::to_value(&request).map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let reference = request.get("ref").cloned().unwrap_or(Value::Null);
+        let registry = &self.gateway.registry;
+        let owner = match reference.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                reference.get("name").and_then(Value::as_str).and_then(|n| registry.prompt_owner(n))
+            }
+            Some("ref/resource") => {
+                reference.get("uri").and_then(Value::as_str).and_then(|u| registry.template_owner(u))
+            }
+            _ => None,
+        };
+        let arg =
+            |key: &str| request.pointer(&format!("/argument/{key}")).and_then(Value::as_str).unwrap_or("");
+        let context_args: JsonObject =
+            request.pointer("/context/arguments").and_then(Value::as_object).cloned().unwrap_or_default();
+        let values = match owner {
+            Some(index) => registry
+                .backend(index)
+                .complete(&reference, arg("name"), arg("value"), &context_args)
+                .await
+                .map_err(|e| to_jsonrpc(&e))?,
+            None => Default::default(),
+        };
+        let mut values = values;
+        let has_more = values.has_more || values.values.len() > 100;
+        values.values.truncate(100);
+        wire_result(
+            json!({ "completion": { "values": values.values, "total": values.total, "hasMore": has_more } }),
+        )
+    }
+}

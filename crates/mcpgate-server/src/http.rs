@@ -1,0 +1,172 @@
+//! The HTTP edge: `/mcp` (both protocol eras, through rmcp's Streamable HTTP service), the ops endpoints, the
+//! layers every request passes (request id, trace span, in-flight accounting) and graceful draining.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::serve::ListenerExt;
+use axum::{Router, body::Body, extract::Request, middleware::Next, response::Response, routing::get};
+use http::Method;
+use http_body_util::BodyExt;
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{gateway::Gateway, handler::McpHandler, ops};
+
+/// A running HTTP server, for tests and embedding.
+pub struct Server {
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    /// Cancel to drain and stop.
+    pub shutdown: CancellationToken,
+    /// Finishes when the server has drained.
+    pub join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Bind `addr` and serve `gateway` in a background task.
+    pub async fn spawn(gateway: Arc<Gateway>, addr: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let join = tokio::spawn(serve_http(gateway, listener, shutdown.clone()));
+        Ok(Self { local_addr, shutdown, join })
+    }
+}
+
+/// Requests whose answer is still being produced; a drain waits for them to reach zero.
+#[derive(Clone)]
+struct InFlight(Arc<watch::Sender<usize>>);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard {
+        self.0.send_modify(|n| *n += 1);
+        InFlightGuard(self.0.clone())
+    }
+
+    async fn idle(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+struct InFlightGuard(Arc<watch::Sender<usize>>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Counts a request until its response body has been sent (a legacy POST answers as an SSE stream whose last
+/// event is the result). GET streams only listen, so they are not counted: a drain closes them.
+async fn track(in_flight: InFlight, request: Request, next: Next) -> Response {
+    if request.method() == Method::GET {
+        return next.run(request).await;
+    }
+    let guard = in_flight.enter();
+    let response = next.run(request).await;
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _held = &guard;
+            frame
+        }))
+    })
+}
+
+fn mcp_service(
+    gateway: &Arc<Gateway>,
+    streams: CancellationToken,
+) -> StreamableHttpService<McpHandler, LocalSessionManager> {
+    let server = &gateway.config.server;
+    let mut config = StreamableHttpServerConfig::default()
+        .with_max_request_body_bytes(server.max_request_size.0 as usize)
+        .with_cancellation_token(streams)
+        // Stateless requests whose handler sends nothing but the result get plain JSON, not an SSE stream.
+        .with_json_response(true);
+    config = if server.allowed_hosts.iter().any(|h| h == "*") {
+        config.disable_allowed_hosts()
+    } else {
+        config.with_allowed_hosts(server.allowed_hosts.clone())
+    };
+    config = if server.allowed_origins.iter().any(|o| o == "*") {
+        config.disable_allowed_origins()
+    } else {
+        config.with_allowed_origins(server.allowed_origins.clone()).enforce_origin_validation()
+    };
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(server.session_idle_timeout.0);
+    let gateway = gateway.clone();
+    StreamableHttpService::new(move || Ok(McpHandler::new(gateway.clone())), Arc::new(sessions), config)
+}
+
+/// The application: `/mcp` and the ops endpoints, behind the edge layers.
+fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
+    let mcp = mcp_service(&gateway, streams);
+    Router::new()
+        .route_service("/mcp", mcp)
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/status", get(ops::status))
+        .with_state(gateway)
+        .layer(
+            ServiceBuilder::new()
+                // The id first, so the span and every log line of the request carry it.
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+                }))
+                // Echo the id to the client.
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(axum::middleware::from_fn(move |req, next| track(in_flight.clone(), req, next))),
+        )
+}
+
+/// Serve until `shutdown` is cancelled, then drain: stop accepting, let in-flight requests finish (bounded by
+/// the drain timeout), close the remaining streams and release the backends.
+pub async fn serve_http(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let drain_timeout: Duration = gateway.config.server.drain_timeout.0;
+    let in_flight = InFlight(Arc::new(watch::channel(0).0));
+    let streams = gateway.shutdown.child_token();
+    let app = app(gateway.clone(), in_flight.clone(), streams.clone());
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let stop_accepting = shutdown.clone();
+    let serve =
+        axum::serve(listener, app).with_graceful_shutdown(async move { stop_accepting.cancelled().await });
+    let serve = tokio::spawn(async move { serve.await });
+    shutdown.cancelled().await;
+    tracing::info!(drain_timeout = %humantime::format_duration(drain_timeout), "draining");
+    let drained = tokio::time::timeout(drain_timeout, async {
+        in_flight.idle().await;
+        // Nothing is being answered any more: end the listening streams so their connections close.
+        streams.cancel();
+        serve.await
+    })
+    .await;
+    gateway.shutdown.cancel();
+    gateway.shutdown_backends().await;
+    match drained {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(std::io::Error::other(join)),
+        Err(_) => {
+            tracing::warn!("drain timeout reached with requests still in flight");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! mcpgate's server: the registry of everything the gateway serves, the MCP handler behind both protocol eras,
+//! the HTTP edge with its ops endpoints, and stdio.
+
+mod errors;
+mod gateway;
+mod handler;
+mod http;
+mod ops;
+mod peer;
+pub mod registry;
+mod session;
+mod stdio;
+
+pub use errors::to_jsonrpc;
+pub use gateway::{Gateway, StartError};
+pub use handler::McpHandler;
+pub use http::{Server, serve_http};
+pub use stdio::serve_stdio;

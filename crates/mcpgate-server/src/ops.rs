@@ -1,0 +1,83 @@
+//! Operator endpoints: `/health` (liveness), `/ready` (readiness, one entry per check), `/status` (what runs).
+
+use std::sync::Arc;
+
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use mcpgate_core::BackendHealth;
+use serde_json::{Value, json};
+
+use crate::gateway::Gateway;
+
+/// Liveness: 200 while the process serves.
+pub async fn health() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn backend_checks(gateway: &Gateway) -> Vec<Value> {
+    let mut checks = Vec::new();
+    for entry in gateway.registry.backends() {
+        let (status, reason) = match entry.backend.health().await {
+            BackendHealth::Up => ("up", None),
+            BackendHealth::Down(reason) => ("down", Some(reason)),
+        };
+        checks.push(json!({
+            "name": format!("backend:{}", entry.name),
+            "status": status,
+            "required": true,
+            "reason": reason,
+        }));
+    }
+    checks
+}
+
+/// Readiness: 200 when every required check passes, else 503; the body lists every check.
+pub async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    let mut checks = vec![json!({ "name": "config", "status": "up", "required": true })];
+    checks.extend(backend_checks(&gateway).await);
+    if gateway.shutdown.is_cancelled() {
+        checks.push(json!({ "name": "shutdown", "status": "down", "required": true, "reason": "draining" }));
+    }
+    let ready = checks.iter().all(|c| c["status"] == "up" || c["required"] == false);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks })))
+}
+
+/// Status: version, uptime, a config summary and each backend with its state and tool count.
+pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    let registry = &gateway.registry;
+    let checks = backend_checks(&gateway).await;
+    let backends: Vec<Value> = registry
+        .backends()
+        .iter()
+        .enumerate()
+        .zip(checks)
+        .map(|((index, entry), check)| {
+            json!({
+                "name": entry.name,
+                "kind": entry.kind,
+                "state": check["status"],
+                "reason": check["reason"],
+                "tools": registry.tool_count(index),
+            })
+        })
+        .collect();
+    let server = &gateway.config.server;
+    Json(json!({
+        "name": server.name,
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": humantime::format_rfc3339_seconds(gateway.started_at).to_string(),
+        "uptime_seconds": gateway.started.elapsed().as_secs(),
+        "protocol_versions": ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"],
+        "config": {
+            "listen": server.listen,
+            "max_request_size": server.max_request_size.0,
+            "request_timeout_ms": server.request_timeout.0.as_millis() as u64,
+            "session_idle_timeout_s": server.session_idle_timeout.0.as_secs(),
+            "backends": registry.backends().len(),
+            "tools": registry.wire_tools().len(),
+            "resources": registry.resources().count(),
+            "prompts": registry.prompts().count(),
+        },
+        "backends": backends,
+    }))
+}

@@ -1,0 +1,189 @@
+//! The way back to the client, per protocol era.
+//!
+//! * [`SessionPeer`] (legacy sessions): notifications and server-to-client requests travel over the session.
+//! * [`RoundTripPeer`] (2026-07-28, stateless): requests cannot be sent mid-call; a request whose answer the
+//!   client has not supplied yet is recorded and the call stops with `Deferred`, so the gateway can answer
+//!   `input_required` and run the call again when the client retries with the answers.
+//!
+//! Sampling, roots and logging are marked deprecated in rmcp (SEP-2577, a revision after 2026-07-28); every
+//! revision this gateway serves still has them, so they are used here on purpose.
+#![allow(deprecated)]
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use async_trait::async_trait;
+use mcpgate_core::{ClientPeer, ClientRequestError, LogLevel};
+use rmcp::{
+    Peer, RoleServer,
+    model::{
+        CreateMessageRequestParams, ElicitRequestParams, LoggingMessageNotificationParam,
+        ProgressNotificationParam,
+    },
+};
+use serde_json::{Value, json};
+
+use crate::session::SessionState;
+
+/// The capability a server-to-client request needs, if the method is one the gateway may send.
+fn required_capability(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
+}
+
+fn check_capability(capabilities: &Value, method: &str) -> Result<(), ClientRequestError> {
+    match required_capability(method) {
+        None => Err(ClientRequestError::Failed(format!("{method} is not a request a server may send"))),
+        Some(cap) if capabilities.get(cap).is_none() => Err(ClientRequestError::Unsupported(cap)),
+        Some(_) => Ok(()),
+    }
+}
+
+async fn send_progress(
+    peer: &Peer<RoleServer>,
+    token: &Value,
+    progress: f64,
+    total: Option<f64>,
+    message: Option<String>,
+) {
+    let params = json!({ "progressToken": token, "progress": progress, "total": total, "message": message });
+    match serde_json::from_value::<ProgressNotificationParam>(params) {
+        Ok(params) => {
+            if let Err(e) = peer.notify_progress(params).await {
+                tracing::debug!(error = %e, "progress notification not delivered");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "progress notification malformed"),
+    }
+}
+
+async fn send_log(peer: &Peer<RoleServer>, level: LogLevel, logger: Option<&str>, data: Value) {
+    let params = json!({ "level": level.as_str(), "logger": logger, "data": data });
+    match serde_json::from_value::<LoggingMessageNotificationParam>(params) {
+        Ok(params) => {
+            if let Err(e) = peer.notify_logging_message(params).await {
+                tracing::debug!(error = %e, "log notification not delivered");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "log notification malformed"),
+    }
+}
+
+/// A legacy session's way back to its client.
+pub struct SessionPeer {
+    peer: Peer<RoleServer>,
+    session: Arc<SessionState>,
+    capabilities: Value,
+}
+
+impl SessionPeer {
+    /// Wrap the session's rmcp peer.
+    pub fn new(peer: Peer<RoleServer>, session: Arc<SessionState>) -> Self {
+        let capabilities = peer
+            .peer_info()
+            .and_then(|info| serde_json::to_value(&info.capabilities).ok())
+            .unwrap_or_else(|| json!({}));
+        Self { peer, session, capabilities }
+    }
+}
+
+#[async_trait]
+impl ClientPeer for SessionPeer {
+    async fn progress(&self, token: &Value, progress: f64, total: Option<f64>, message: Option<String>) {
+        send_progress(&self.peer, token, progress, total, message).await;
+    }
+
+    async fn log(&self, level: LogLevel, logger: Option<&str>, data: Value) {
+        if self.session.log_enabled(level) {
+            send_log(&self.peer, level, logger, data).await;
+        }
+    }
+
+    async fn request(&self, _key: &str, method: &str, params: Value) -> Result<Value, ClientRequestError> {
+        check_capability(&self.capabilities, method)?;
+        let failed = |e: &dyn std::fmt::Display| ClientRequestError::Failed(format!("{method}: {e}"));
+        let result = match method {
+            "sampling/createMessage" => {
+                let params: CreateMessageRequestParams =
+                    serde_json::from_value(params).map_err(|e| failed(&e))?;
+                serde_json::to_value(self.peer.create_message(params).await.map_err(|e| failed(&e))?)
+            }
+            "elicitation/create" => {
+                let params: ElicitRequestParams = serde_json::from_value(params).map_err(|e| failed(&e))?;
+                serde_json::to_value(self.peer.create_elicitation(params).await.map_err(|e| failed(&e))?)
+            }
+            _ => serde_json::to_value(self.peer.list_roots().await.map_err(|e| failed(&e))?),
+        };
+        result.map_err(|e| failed(&e))
+    }
+
+    fn client_capabilities(&self) -> Value {
+        self.capabilities.clone()
+    }
+}
+
+/// A stateless (2026-07-28) request's way back: notifications on the response stream, requests deferred to the
+/// client's retry.
+pub struct RoundTripPeer {
+    peer: Peer<RoleServer>,
+    capabilities: Value,
+    log_level: Option<LogLevel>,
+    answers: BTreeMap<String, Value>,
+    pending: Mutex<BTreeMap<String, Value>>,
+}
+
+impl RoundTripPeer {
+    /// A peer for one stateless request. `answers` holds every answer the client has given so far.
+    pub fn new(
+        peer: Peer<RoleServer>,
+        capabilities: Value,
+        log_level: Option<LogLevel>,
+        answers: BTreeMap<String, Value>,
+    ) -> Self {
+        Self { peer, capabilities, log_level, answers, pending: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The answers this round started with.
+    pub fn answers(&self) -> &BTreeMap<String, Value> {
+        &self.answers
+    }
+
+    /// The requests the call made that the client has not answered yet, as `inputRequests`.
+    pub fn take_pending(&self) -> BTreeMap<String, Value> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[async_trait]
+impl ClientPeer for RoundTripPeer {
+    async fn progress(&self, token: &Value, progress: f64, total: Option<f64>, message: Option<String>) {
+        send_progress(&self.peer, token, progress, total, message).await;
+    }
+
+    async fn log(&self, level: LogLevel, logger: Option<&str>, data: Value) {
+        // 2026-07-28: a server sends log messages only when the request asked for a level.
+        if self.log_level.is_some_and(|min| level >= min) {
+            send_log(&self.peer, level, logger, data).await;
+        }
+    }
+
+    async fn request(&self, key: &str, method: &str, params: Value) -> Result<Value, ClientRequestError> {
+        check_capability(&self.capabilities, method)?;
+        if let Some(answer) = self.answers.get(key) {
+            return Ok(answer.clone());
+        }
+        let request = json!({ "method": method, "params": params });
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_owned(), request);
+        Err(ClientRequestError::Deferred)
+    }
+
+    fn client_capabilities(&self) -> Value {
+        self.capabilities.clone()
+    }
+}

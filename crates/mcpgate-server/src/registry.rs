@@ -1,0 +1,224 @@
+//! The public catalogue: every backend's tools, resources and prompts under the names clients see, and the way
+//! from a public name back to the backend that serves it.
+
+use std::{collections::HashMap, sync::Arc};
+
+use mcpgate_core::{Backend, BackendError, PromptDef, ResourceDef, ResourceTemplateDef, ToolDef};
+use rmcp::model::Tool;
+
+/// Where a public tool name leads.
+pub struct ToolRoute {
+    /// Index of the backend in [`Registry::backends`].
+    pub backend: usize,
+    /// The backend's own name for the tool.
+    pub original: String,
+    /// The tool as the backend described it (under its public name).
+    pub def: ToolDef,
+}
+
+/// One backend and what it contributed, for `/status` and `/ready`.
+pub struct BackendEntry {
+    /// The configured name.
+    pub name: String,
+    /// The config kind (`builtin`, …).
+    pub kind: &'static str,
+    /// The running backend.
+    pub backend: Arc<dyn Backend>,
+}
+
+/// The catalogue the gateway serves. Built once from the backends; rebuilt (not mutated) when it changes.
+pub struct Registry {
+    backends: Vec<BackendEntry>,
+    tools: Vec<ToolRoute>,
+    tool_index: HashMap<String, usize>,
+    /// `tools/list` items, converted once.
+    wire_tools: Vec<Tool>,
+    resources: Vec<(ResourceDef, usize)>,
+    templates: Vec<(ResourceTemplateDef, usize)>,
+    prompts: Vec<(PromptDef, usize)>,
+    prompt_index: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// Ask every backend for its catalogue and merge them. A name served by two backends is an error naming
+    /// both, so a collision never silently hides a tool.
+    pub async fn build(backends: Vec<BackendEntry>) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut registry = Self {
+            backends: Vec::new(),
+            tools: Vec::new(),
+            tool_index: HashMap::new(),
+            wire_tools: Vec::new(),
+            resources: Vec::new(),
+            templates: Vec::new(),
+            prompts: Vec::new(),
+            prompt_index: HashMap::new(),
+        };
+        for (index, entry) in backends.iter().enumerate() {
+            let backend = &entry.backend;
+            let listed = async {
+                Ok::<_, BackendError>((
+                    backend.list_tools().await?,
+                    backend.list_resources().await?,
+                    backend.list_resource_templates().await?,
+                    backend.list_prompts().await?,
+                ))
+            };
+            let (tools, resources, templates, prompts) = match listed.await {
+                Ok(lists) => lists,
+                Err(e) => {
+                    problems.push(format!("backend {}: cannot list its catalogue: {e}", entry.name));
+                    continue;
+                }
+            };
+            for def in tools {
+                match registry.tool_index.get(&def.name) {
+                    Some(&other) => problems.push(format!(
+                        "tool {:?} is served by both {} and {}",
+                        def.name, backends[registry.tools[other].backend].name, entry.name
+                    )),
+                    None => {
+                        let wire: Tool = match serde_json::to_value(&def).and_then(serde_json::from_value) {
+                            Ok(tool) => tool,
+                            Err(e) => {
+                                problems.push(format!(
+                                    "backend {}: tool {:?} is malformed: {e}",
+                                    entry.name, def.name
+                                ));
+                                continue;
+                            }
+                        };
+                        registry.tool_index.insert(def.name.clone(), registry.tools.len());
+                        registry.wire_tools.push(wire);
+                        registry.tools.push(ToolRoute { backend: index, original: def.name.clone(), def });
+                    }
+                }
+            }
+            for resource in resources {
+                if registry.resources.iter().any(|(r, _)| r.uri == resource.uri) {
+                    problems.push(format!(
+                        "resource {:?} is served twice (again by {})",
+                        resource.uri, entry.name
+                    ));
+                } else {
+                    registry.resources.push((resource, index));
+                }
+            }
+            registry.templates.extend(templates.into_iter().map(|t| (t, index)));
+            for prompt in prompts {
+                if registry.prompt_index.contains_key(&prompt.name) {
+                    problems
+                        .push(format!("prompt {:?} is served twice (again by {})", prompt.name, entry.name));
+                } else {
+                    registry.prompt_index.insert(prompt.name.clone(), registry.prompts.len());
+                    registry.prompts.push((prompt, index));
+                }
+            }
+        }
+        registry.backends = backends;
+        if problems.is_empty() { Ok(registry) } else { Err(problems) }
+    }
+
+    /// The backends, in config order.
+    pub fn backends(&self) -> &[BackendEntry] {
+        &self.backends
+    }
+
+    /// The backend at `index`.
+    pub fn backend(&self, index: usize) -> &Arc<dyn Backend> {
+        &self.backends[index].backend
+    }
+
+    /// Look up a tool by its public name.
+    pub fn tool(&self, name: &str) -> Option<&ToolRoute> {
+        self.tool_index.get(name).map(|&i| &self.tools[i])
+    }
+
+    /// `tools/list` items in catalogue order.
+    pub fn wire_tools(&self) -> &[Tool] {
+        &self.wire_tools
+    }
+
+    /// Number of tools a backend contributes.
+    pub fn tool_count(&self, backend: usize) -> usize {
+        self.tools.iter().filter(|t| t.backend == backend).count()
+    }
+
+    /// Resources in catalogue order.
+    pub fn resources(&self) -> impl Iterator<Item = &ResourceDef> {
+        self.resources.iter().map(|(r, _)| r)
+    }
+
+    /// Resource templates in catalogue order.
+    pub fn templates(&self) -> impl Iterator<Item = &ResourceTemplateDef> {
+        self.templates.iter().map(|(t, _)| t)
+    }
+
+    /// The backend that serves a resource URI: a listed resource, else the first backend that claims it.
+    pub async fn resource_owner(&self, uri: &str) -> Option<usize> {
+        if let Some((_, index)) = self.resources.iter().find(|(r, _)| r.uri == uri) {
+            return Some(*index);
+        }
+        for (index, entry) in self.backends.iter().enumerate() {
+            if entry.backend.owns_resource(uri).await {
+                return Some(index);
+            }
+        }
+        None
+    }
+
+    /// Prompts in catalogue order.
+    pub fn prompts(&self) -> impl Iterator<Item = &PromptDef> {
+        self.prompts.iter().map(|(p, _)| p)
+    }
+
+    /// The backend that serves a prompt.
+    pub fn prompt_owner(&self, name: &str) -> Option<usize> {
+        self.prompt_index.get(name).map(|&i| self.prompts[i].1)
+    }
+
+    /// The backend that owns a resource template.
+    pub fn template_owner(&self, uri_template: &str) -> Option<usize> {
+        self.templates.iter().find(|(t, _)| t.uri_template == uri_template).map(|(_, i)| *i)
+    }
+}
+
+/// One page of `items` starting at the opaque `cursor`; returns the page and the next cursor.
+pub fn page<T: Clone>(
+    items: &[T],
+    cursor: Option<&str>,
+    size: usize,
+) -> Result<(Vec<T>, Option<String>), String> {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let start = match cursor {
+        None => 0,
+        Some(c) => URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok()))
+            .filter(|&n| n <= items.len())
+            .ok_or_else(|| format!("invalid cursor {c:?}"))?,
+    };
+    let end = start.saturating_add(size).min(items.len());
+    let next = (end < items.len()).then(|| URL_SAFE_NO_PAD.encode(format!("o:{end}")));
+    Ok((items[start..end].to_vec(), next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page;
+
+    #[test]
+    fn pages_walk_the_whole_list_and_reject_forged_cursors() {
+        let items: Vec<u32> = (0..5).collect();
+        let (first, next) = page(&items, None, 2).unwrap();
+        assert_eq!(first, [0, 1]);
+        let (second, next) = page(&items, next.as_deref(), 2).unwrap();
+        assert_eq!(second, [2, 3]);
+        let (third, next) = page(&items, next.as_deref(), 2).unwrap();
+        assert_eq!((third, next), (vec![4], None));
+        assert!(page(&items, Some("garbage"), 2).is_err());
+        assert!(page(&items, Some("bzo5OQ"), 2).is_err()); // "o:99": past the end
+    }
+}

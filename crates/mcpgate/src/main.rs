@@ -1,0 +1,183 @@
+//! The `mcpgate` command: serve MCP, validate a config, print the config schema.
+
+// A command-line tool prints its answers.
+#![allow(clippy::print_stdout)]
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mcpgate_config::{Config, ConfigError, LogFormat};
+use mcpgate_server::{Gateway, serve_http, serve_stdio};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// A production gateway and tool server for the Model Context Protocol.
+#[derive(Parser)]
+#[command(name = "mcpgate", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve MCP over Streamable HTTP (default) or stdio.
+    Serve {
+        /// Configuration file (.yaml, .yml, .toml, .json). Without one, the embedded default is served.
+        #[arg(long, short, env = "MCP_CONFIG_PATH")]
+        config: Option<PathBuf>,
+        /// Listen address (IP:PORT); overrides the config file, `BIND_IP` and `PORT` / `MCP_PORT`.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Speak MCP over stdin/stdout instead of HTTP. Logs go to stderr.
+        #[arg(long)]
+        stdio: bool,
+    },
+    /// Check a configuration file and print every problem with its path. Exits non-zero when it is invalid.
+    Validate {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+    /// Print the embedded default configuration.
+    Default,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("mcpgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config, listen, stdio } => {
+            let config_path = config.or_else(|| std::env::var_os("CONFIG_PATH").map(PathBuf::from));
+            let mut config = load(config_path.as_deref())?;
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
+            init_logging(&config)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(config, stdio))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { file } => Ok(validate(&file)),
+        Command::Config { command: ConfigCommand::Schema } => {
+            println!("{}", serde_json::to_string_pretty(&mcpgate_config::schema())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { command: ConfigCommand::Default } => {
+            let config = mcpgate_config::default_config()?;
+            println!("{}", serde_json::to_string_pretty(&config)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("mcpgate {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The file (or the embedded default), with the environment applied and checked.
+fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let mut config = match path {
+        Some(path) => mcpgate_config::load_file(path)?,
+        None => mcpgate_config::default_config()?,
+    };
+    let problems = mcpgate_config::apply_env(&mut config, |name| std::env::var(name).ok());
+    let mut problems = problems;
+    problems.extend(mcpgate_config::validate(&config));
+    if !problems.is_empty() {
+        let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "<embedded default>".into());
+        return Err(ConfigError::Invalid { origin, problems }.into());
+    }
+    Ok(config)
+}
+
+fn validate(file: &std::path::Path) -> ExitCode {
+    match load(Some(file)) {
+        Ok(config) => {
+            let enabled = config.backends.values().filter(|b| b.enabled()).count();
+            println!("{}: valid ({enabled} enabled backend(s))", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    // rmcp reports every stateless request's lifecycle at info; keep it at warn unless asked for by name.
+    let mut directives = config.logging.level.clone();
+    if !directives.contains("rmcp") {
+        directives.push_str(",rmcp=warn");
+    }
+    let filter = EnvFilter::try_new(&directives)
+        .with_context(|| format!("logging.level {:?} is not a valid filter", config.logging.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.logging.format {
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+    Ok(())
+}
+
+async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
+    let listen = config.server.listen.clone();
+    let gateway = Gateway::build(config).await?;
+    if stdio {
+        tracing::info!(tools = gateway.registry.wire_tools().len(), "serving MCP over stdio");
+        return Ok(serve_stdio(gateway).await?);
+    }
+    let listener =
+        tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        tools = gateway.registry.wire_tools().len(),
+        version = env!("CARGO_PKG_VERSION"),
+        "serving MCP at /mcp"
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    serve_http(gateway, listener, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancel `shutdown` on SIGTERM or SIGINT.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Run every test mcpgate has, installing what the tests need when it is missing:
+#   - Rust checks: cargo fmt --check, cargo clippy -D warnings, cargo test (unit + integration);
+#   - interop with the official MCP Python SDK (a venv in .venv, pinned in tests/interop/requirements.txt);
+#   - the official MCP conformance suite (Node 22 and the suite, pinned, under .cache; see scripts/conformance.sh).
+#
+# Usage: scripts/test.sh            (from anywhere; the repository root is found from this file)
+# Set SKIP_CONFORMANCE=1 or SKIP_INTEROP=1 to leave a stage out while iterating.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+step() { printf '\n=== %s ===\n' "$*"; }
+apt_updated=0
+apt_install() {
+    if [[ $apt_updated == 0 ]]; then
+        apt-get update -qq
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+step "toolchain"
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+command -v python3 >/dev/null || apt_install python3
+command -v curl >/dev/null || apt_install curl
+cargo --version
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "build the binary the interop and conformance tests drive"
+cargo build --locked -p mcpgate
+BIN=$ROOT/target/debug/mcpgate
+
+if [[ ${SKIP_INTEROP:-0} != 1 ]]; then
+    step "interop: official MCP Python SDK"
+    if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import mcp, pytest' 2>/dev/null; then
+        python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
+        .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+    fi
+    MCPGATE_BIN=$BIN .venv/bin/python -m pytest -q -p no:cacheprovider tests/interop
+fi
+
+if [[ ${SKIP_CONFORMANCE:-0} != 1 ]]; then
+    step "conformance: @modelcontextprotocol/conformance"
+    command -v npm >/dev/null || apt_install npm
+    scripts/conformance.sh "$BIN"
+fi
+
+step "all tests passed"
