@@ -1,6 +1,7 @@
 //! mcpgate's server: the registry of everything the gateway serves, the MCP handler behind both protocol eras,
 //! the HTTP edge with its ops endpoints, and stdio.
 
+mod edge;
 mod errors;
 mod gateway;
 mod handler;

@@ -1,0 +1,202 @@
+//! Input checks at the `/mcp` edge, before the protocol layer: every malformed request gets an HTTP status and a
+//! JSON-RPC error body saying what is wrong, so a client can tell bad JSON from a foreign host from an expired
+//! session. Checks run on the buffered body once; the protocol layer then parses it for real.
+
+use std::borrow::Cow;
+
+use axum::{
+    body::{Body, Bytes},
+    extract::Request,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::{Value, json};
+
+/// JSON-RPC "Parse error".
+const PARSE_ERROR: i32 = -32700;
+/// JSON-RPC "Invalid Request".
+const INVALID_REQUEST: i32 = -32600;
+/// Unknown or expired legacy session (as other MCP servers answer it).
+const SESSION_NOT_FOUND: i32 = -32001;
+
+/// A JSON-RPC error response with an HTTP status.
+pub(crate) fn jsonrpc_error(
+    status: StatusCode,
+    code: i32,
+    message: impl Into<String>,
+    id: Option<Value>,
+) -> Response {
+    let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message.into() } });
+    (status, [(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
+}
+
+/// The fields that decide whether a body is a JSON-RPC message at all. Parsing it also checks the whole body
+/// for syntax, UTF-8 and nesting depth.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    jsonrpc: Option<Cow<'a, str>>,
+    id: Option<Value>,
+    method: Option<IgnoredAny>,
+    result: Option<IgnoredAny>,
+    error: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    params: Option<IgnoredAny>,
+}
+
+fn is_json(request: &Request) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Check a POST body (size, media type, JSON, JSON-RPC shape) and put it back for the protocol layer; give
+/// plain-text rejections from the layers below a JSON-RPC body.
+pub(crate) async fn guard(max_body: usize, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return with_jsonrpc_body(next.run(request).await).await;
+    }
+    if !is_json(&request) {
+        return jsonrpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_REQUEST,
+            "Content-Type must be application/json",
+            None,
+        );
+    }
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = match Limited::new(body, max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return jsonrpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_REQUEST,
+                format!("request body exceeds {max_body} bytes"),
+                None,
+            );
+        }
+        Err(e) => {
+            return jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                format!("cannot read body: {e}"),
+                None,
+            );
+        }
+    };
+    // Skipped fields are not checked by the envelope parse: check encoding and depth over the whole body.
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        return jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            PARSE_ERROR,
+            format!("Parse error: invalid UTF-8 ({e})"),
+            None,
+        );
+    }
+    if nesting_depth(&bytes) > MAX_DEPTH {
+        let message = format!("Parse error: JSON nested deeper than {MAX_DEPTH} levels");
+        return jsonrpc_error(StatusCode::BAD_REQUEST, PARSE_ERROR, message, None);
+    }
+    match serde_json::from_slice::<Envelope<'_>>(&bytes) {
+        Err(e) if e.is_data() => {
+            return jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "not a JSON-RPC message: expected an object",
+                None,
+            );
+        }
+        Err(e) => {
+            return jsonrpc_error(StatusCode::BAD_REQUEST, PARSE_ERROR, format!("Parse error: {e}"), None);
+        }
+        Ok(envelope) => {
+            if envelope.jsonrpc.as_deref() != Some("2.0") {
+                return jsonrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_REQUEST,
+                    "jsonrpc must be \"2.0\"",
+                    envelope.id,
+                );
+            }
+            if envelope.method.is_none() && envelope.result.is_none() && envelope.error.is_none() {
+                return jsonrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_REQUEST,
+                    "not a JSON-RPC message: no method, result or error",
+                    envelope.id,
+                );
+            }
+        }
+    }
+    with_jsonrpc_body(next.run(Request::from_parts(parts, Body::from(bytes))).await).await
+}
+
+/// Deepest nesting accepted; serde_json refuses deeper documents anyway (its recursion limit is 128).
+const MAX_DEPTH: usize = 100;
+
+/// The deepest `[`/`{` nesting in a JSON text, ignoring brackets inside strings.
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The protocol layer answers some rejections (foreign Host or Origin, unknown session) in plain text; give
+/// them a JSON-RPC error body, keeping the status.
+async fn with_jsonrpc_body(response: Response) -> Response {
+    let status = response.status();
+    let plain = !response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("text/event-stream"));
+    if !(status.is_client_error() && plain) {
+        return response;
+    }
+    let text = match response.into_body().collect().await {
+        Ok(body) => String::from_utf8_lossy(&body.to_bytes()).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let code = if status == StatusCode::NOT_FOUND { SESSION_NOT_FOUND } else { INVALID_REQUEST };
+    let message =
+        if text.is_empty() { status.canonical_reason().unwrap_or("rejected").to_owned() } else { text };
+    jsonrpc_error(status, code, message, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting_depth;
+
+    #[test]
+    fn depth_ignores_brackets_in_strings() {
+        assert_eq!(nesting_depth(br#"{"a":[1,{"b":"[[[{{{"}]}"#), 3);
+        assert_eq!(nesting_depth(br#"{"a":"\"[["}"#), 1);
+        assert_eq!(nesting_depth(b"1"), 0);
+    }
+}

@@ -1,0 +1,99 @@
+//! Spawn a gateway on an ephemeral port and talk MCP to it over HTTP.
+
+#![allow(dead_code)]
+
+use mcpgate_config::{Format, parse_str};
+use mcpgate_server::{Gateway, Server};
+use serde_json::{Value, json};
+
+pub const DEMO: &str = "backends:\n  demo:\n    kind: builtin\n    builtin: demo\n";
+pub const CONFORMANCE: &str = "backends:\n  c:\n    kind: builtin\n    builtin: conformance\n";
+
+pub struct TestGateway {
+    pub server: Server,
+    pub url: String,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+pub async fn spawn(yaml: &str) -> TestGateway {
+    let config = parse_str(yaml, Format::Yaml, "test").expect("valid test config");
+    let gateway = Gateway::build(config).await.expect("gateway builds");
+    let server = Server::spawn(gateway, "127.0.0.1:0").await.expect("binds");
+    let base = format!("http://{}", server.local_addr);
+    TestGateway { url: format!("{base}/mcp"), base, server, http: reqwest::Client::new() }
+}
+
+pub fn meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    })
+}
+
+/// A 2026-07-28 request with matching headers.
+pub fn modern(method: &str, name: Option<&str>, mut params: Value) -> (Vec<(&'static str, String)>, Value) {
+    params["_meta"] = meta();
+    let mut headers =
+        vec![("MCP-Protocol-Version", "2026-07-28".to_owned()), ("Mcp-Method", method.to_owned())];
+    if let Some(name) = name {
+        headers.push(("Mcp-Name", name.to_owned()));
+    }
+    (headers, json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }))
+}
+
+/// The JSON-RPC messages of a response, whether it came as JSON or as an SSE stream.
+pub fn messages(content_type: &str, body: &str) -> Vec<Value> {
+    if content_type.starts_with("text/event-stream") {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
+    } else {
+        serde_json::from_str(body).map(|v| vec![v]).unwrap_or_default()
+    }
+}
+
+impl TestGateway {
+    /// POST raw bytes with headers; returns status, content type, body text.
+    pub async fn post_raw(
+        &self,
+        headers: &[(&str, String)],
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, String, String) {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        for (k, v) in headers {
+            request = request.header(*k, v);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let ct =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        (status, ct, response.text().await.unwrap_or_default())
+    }
+
+    /// A 2026-07-28 request; returns status and the final JSON-RPC message.
+    pub async fn modern(&self, method: &str, name: Option<&str>, params: Value) -> (u16, Value) {
+        let (headers, body) = modern(method, name, params);
+        let (status, ct, text) = self.post_raw(&headers, body.to_string()).await;
+        (status, messages(&ct, &text).pop().unwrap_or(Value::Null))
+    }
+
+    /// Call a tool statelessly; returns the final message.
+    pub async fn call(&self, tool: &str, arguments: Value) -> Value {
+        self.modern("tools/call", Some(tool), json!({ "name": tool, "arguments": arguments })).await.1
+    }
+
+    /// Proof the gateway still serves: health is 200 and echo answers.
+    pub async fn assert_serving(&self) {
+        let health = self.http.get(format!("{}/health", self.base)).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let answer = self.call("echo", json!({ "message": "still here" })).await;
+        assert_eq!(answer["result"]["content"][0]["text"], "still here", "{answer}");
+    }
+}
