@@ -1,0 +1,225 @@
+//! Both protocol eras on one endpoint, sessions, pagination, correlation ids, ops endpoints and draining.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{CONFORMANCE, DEMO, TestGateway, messages, spawn};
+use serde_json::{Value, json};
+
+/// Open a legacy session; returns its id.
+async fn initialize(gw: &TestGateway, version: &str) -> (String, Value) {
+    let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } } });
+    let response = gw
+        .http
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let ct = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let result = messages(&ct, &response.text().await.unwrap()).pop().unwrap();
+    let negotiated = result["result"]["protocolVersion"].as_str().unwrap_or(version).to_owned();
+    let (status, _, _) = gw
+        .post_raw(
+            &[("Mcp-Session-Id", session.clone()), ("MCP-Protocol-Version", negotiated)],
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .await;
+    assert_eq!(status, 202);
+    (session, result)
+}
+
+async fn in_session(
+    gw: &TestGateway,
+    session: &str,
+    version: &str,
+    method: &str,
+    params: Value,
+) -> (u16, Value) {
+    let body = json!({ "jsonrpc": "2.0", "id": 5, "method": method, "params": params });
+    let headers = [("Mcp-Session-Id", session.to_owned()), ("MCP-Protocol-Version", version.to_owned())];
+    let (status, ct, text) = gw.post_raw(&headers, body.to_string()).await;
+    (status, messages(&ct, &text).pop().unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn stateless_call_carries_result_type_and_lists_carry_cache_hints() {
+    let gw = spawn(DEMO).await;
+    let answer = gw.call("echo", json!({ "message": "hi" })).await;
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+    assert_eq!(answer["result"]["content"], json!([{ "type": "text", "text": "hi" }]));
+    let add = gw.call("add", json!({ "a": 2, "b": 3 })).await;
+    assert_eq!(add["result"]["structuredContent"], json!({ "sum": 5 }), "{add}");
+    let (status, list) = gw.modern("tools/list", None, json!({})).await;
+    assert_eq!(status, 200);
+    let result = &list["result"];
+    assert_eq!(result["resultType"], "complete");
+    assert_eq!(result["ttlMs"], 60_000);
+    assert_eq!(result["cacheScope"], "public");
+    let names: Vec<&str> =
+        result["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["echo", "add", "now"]);
+}
+
+#[tokio::test]
+async fn discover_advertises_both_eras() {
+    let gw = spawn(DEMO).await;
+    let (status, m) = gw.modern("server/discover", None, json!({})).await;
+    assert_eq!(status, 200, "{m}");
+    let versions = m["result"]["supportedVersions"].as_array().unwrap();
+    for v in ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"] {
+        assert!(versions.contains(&json!(v)), "{m}");
+    }
+    assert!(m["result"]["capabilities"]["tools"].is_object(), "{m}");
+    assert!(m["result"]["ttlMs"].is_u64() && m["result"]["cacheScope"].is_string(), "{m}");
+}
+
+#[tokio::test]
+async fn legacy_session_negotiates_versions_and_serves_calls() {
+    let gw = spawn(DEMO).await;
+    for version in ["2025-11-25", "2025-06-18", "2025-03-26"] {
+        let (session, init) = initialize(&gw, version).await;
+        assert_eq!(init["result"]["protocolVersion"], version, "{init}");
+        assert!(init["result"].get("resultType").is_none(), "legacy results keep their old shape: {init}");
+        let (status, answer) = in_session(
+            &gw,
+            &session,
+            version,
+            "tools/call",
+            json!({ "name": "echo", "arguments": { "message": "m" } }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["result"]["content"][0]["text"], "m", "{answer}");
+        let (_, pong) = in_session(&gw, &session, version, "ping", json!({})).await;
+        assert_eq!(pong["result"], json!({}), "{pong}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_version_negotiates_the_newest_with_initialize() {
+    let gw = spawn(DEMO).await;
+    let (_, init) = initialize(&gw, "2031-01-01").await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
+}
+
+#[tokio::test]
+async fn delete_ends_a_session_and_its_id_then_answers_404() {
+    let gw = spawn(DEMO).await;
+    let (session, _) = initialize(&gw, "2025-11-25").await;
+    let deleted = gw.http.delete(&gw.url).header("Mcp-Session-Id", &session).send().await.unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let (status, m) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;
+    assert_eq!(status, 404, "{m}");
+}
+
+#[tokio::test]
+async fn idle_sessions_expire() {
+    let gw = spawn(&format!("server:\n  session_idle_timeout: 1s\n{DEMO}")).await;
+    let (session, _) = initialize(&gw, "2025-11-25").await;
+    let (status, _) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn get_opens_a_session_event_stream() {
+    let gw = spawn(DEMO).await;
+    let (session, _) = initialize(&gw, "2025-11-25").await;
+    let response = gw
+        .http
+        .get(&gw.url)
+        .header("accept", "text/event-stream")
+        .header("Mcp-Session-Id", &session)
+        .header("MCP-Protocol-Version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+}
+
+#[tokio::test]
+async fn tools_list_pages_with_an_opaque_cursor() {
+    let gw = spawn(&format!("server:\n  page_size: 2\n{DEMO}")).await;
+    let (_, first) = gw.modern("tools/list", None, json!({})).await;
+    assert_eq!(first["result"]["tools"].as_array().unwrap().len(), 2);
+    let cursor = first["result"]["nextCursor"].as_str().expect("a next cursor").to_owned();
+    let (_, second) = gw.modern("tools/list", None, json!({ "cursor": cursor })).await;
+    assert_eq!(second["result"]["tools"][0]["name"], "now");
+    assert!(second["result"].get("nextCursor").is_none_or(Value::is_null), "{second}");
+    let (_, bad) = gw.modern("tools/list", None, json!({ "cursor": "forged" })).await;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+}
+
+#[tokio::test]
+async fn the_request_id_is_echoed_or_generated() {
+    let gw = spawn(DEMO).await;
+    let given =
+        gw.http.get(format!("{}/health", gw.base)).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(given.headers()["x-request-id"], "abc-123");
+    let generated = gw.http.get(format!("{}/health", gw.base)).send().await.unwrap();
+    assert_eq!(generated.headers()["x-request-id"].len(), 36);
+}
+
+#[tokio::test]
+async fn ready_and_status_describe_the_backends() {
+    let gw = spawn(&format!("{DEMO}  conf:\n    kind: builtin\n    builtin: conformance\n  off:\n    kind: builtin\n    builtin: demo\n    enabled: false\n")).await;
+    let ready = gw.http.get(format!("{}/ready", gw.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    let names: Vec<&str> =
+        ready["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["config", "backend:conf", "backend:demo"]);
+    let status: Value =
+        gw.http.get(format!("{}/status", gw.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    let demo = status["backends"].as_array().unwrap().iter().find(|b| b["name"] == "demo").unwrap();
+    assert_eq!((demo["state"].as_str(), demo["tools"].as_u64()), (Some("up"), Some(3)));
+    assert!(status["uptime_seconds"].is_u64());
+}
+
+#[tokio::test]
+async fn draining_lets_in_flight_calls_finish_and_refuses_new_connections() {
+    let gw = spawn(CONFORMANCE).await;
+    // test_tool_with_logging takes ~100 ms: start it, then ask the server to stop.
+    let (headers, body) = common::modern(
+        "tools/call",
+        Some("test_tool_with_logging"),
+        json!({ "name": "test_tool_with_logging" }),
+    );
+    let mut request = gw
+        .http
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let in_flight = tokio::spawn(async move {
+        let response = request.send().await.unwrap();
+        let ct = response.headers()["content-type"].to_str().unwrap().to_owned();
+        messages(&ct, &response.text().await.unwrap()).pop().unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let addr = gw.server.local_addr;
+    gw.server.shutdown.cancel();
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "Tool with logging executed successfully", "{answer}");
+    tokio::time::timeout(Duration::from_secs(5), gw.server.join)
+        .await
+        .expect("drains in time")
+        .unwrap()
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+}
