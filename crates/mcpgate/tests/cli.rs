@@ -1,0 +1,88 @@
+//! The command line: validate, config schema, version, and startup errors.
+
+use std::{path::PathBuf, process::Command};
+
+fn mcpgate() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcpgate"));
+    command.env_remove("PORT").env_remove("MCP_PORT").env_remove("LOG_LEVEL").env_remove("MCP_CONFIG_PATH");
+    command
+}
+
+fn examples() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "toml" | "json")))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_config_validates() {
+    let files = examples();
+    assert!(files.len() >= 3, "{files:?}");
+    for file in files {
+        let out = mcpgate().arg("validate").arg(&file).output().unwrap();
+        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    }
+}
+
+#[test]
+fn validate_prints_every_problem_with_its_path_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "server:\n  listen: nowhere\n  colour: red\nbackends:\n  a:\n    kind: builtin\n    builtin: demo\n    extra: 1\n  b:\n    kind: magic\n",
+    )
+    .unwrap();
+    let out = mcpgate().arg("validate").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in ["colour", "backends.a", "extra", "backends.b.kind: unknown kind \"magic\""] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn validate_reports_semantic_problems_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[server]\nlisten = \"nowhere\"\npage_size = 0\n[backends.d]\nkind = \"builtin\"\nbuiltin = \"demo\"\n")
+        .unwrap();
+    let out = mcpgate().arg("validate").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("server.listen") && stderr.contains("server.page_size"), "{stderr}");
+}
+
+#[test]
+fn config_schema_is_json_schema_with_docs() {
+    let out = mcpgate().args(["config", "schema"]).output().unwrap();
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert!(schema.to_string().contains("Largest request body accepted"));
+}
+
+#[test]
+fn version_is_printed() {
+    let out = mcpgate().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("mcpgate {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn a_bad_environment_value_stops_startup_naming_the_variable() {
+    let out = mcpgate()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("MAX_REQUEST_SIZE", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("env MAX_REQUEST_SIZE"), "{stderr}");
+}
