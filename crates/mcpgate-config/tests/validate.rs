@@ -1,5 +1,7 @@
 //! The validator reports every problem at once, each with its path.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use mcpgate_config::{ConfigError, Format, default_config, parse_str, schema};
 
 fn problems(yaml: &str) -> Vec<String> {

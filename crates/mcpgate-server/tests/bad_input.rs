@@ -1,6 +1,8 @@
 //! Bad input, one test per case: each gets the spec's HTTP status and a JSON-RPC error, and the gateway keeps
 //! serving.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod common;
 
 use common::{DEMO, TestGateway, modern, spawn};

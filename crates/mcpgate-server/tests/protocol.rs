@@ -1,5 +1,7 @@
 //! Both protocol eras on one endpoint, sessions, pagination, correlation ids, ops endpoints and draining.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod common;
 
 use std::time::Duration;

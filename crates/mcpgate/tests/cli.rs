@@ -1,5 +1,7 @@
 //! The command line: validate, config schema, version, and startup errors.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::{path::PathBuf, process::Command};
 
 fn mcpgate() -> Command {

@@ -1,6 +1,6 @@
 //! Spawn a gateway on an ephemeral port and talk MCP to it over HTTP.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use mcpgate_config::{Format, parse_str};
 use mcpgate_server::{Gateway, Server};
