@@ -1,4 +1,5 @@
--- wrk script for bench/run.sh: POST one fixed JSON-RPC request, over and over.
+-- wrk script for bench/run.sh: POST one JSON-RPC request over and over, each with its own id (a legacy
+-- session must not see two requests in flight under one id: the server would cancel the first).
 --
 -- Inputs (environment, set by run.sh):
 --   BENCH_BODY_FILE     file holding the exact request body
@@ -20,6 +21,20 @@ local headers = read_file(assert(os.getenv("BENCH_HEADERS_FILE"), "BENCH_HEADERS
 for line in headers:gmatch("[^\r\n]+") do
   local k, v = line:match("^([^:]+):%s*(.-)%s*$")
   if k then wrk.headers[k] = v end
+end
+
+local next_thread = 0
+setup = function(thread)
+  thread:set("thread_index", next_thread)
+  next_thread = next_thread + 1
+end
+
+local counter = 0
+request = function()
+  counter = counter + 1
+  local id = (thread_index or 0) * 1000000000 + counter
+  local body = wrk.body:gsub('"id"%s*:%s*%d+', '"id":' .. id, 1)
+  return wrk.format(nil, nil, nil, body)
 end
 
 done = function(summary, latency, requests)

@@ -185,6 +185,22 @@ fn binding(method: &str, target: &str, arguments: Option<&JsonObject>) -> String
     format!("{method}\n{target}\n{args}")
 }
 
+/// One page of a catalogue list as the protocol's list result: items converted once, the next cursor, and
+/// caching hints for 2026-07-28 clients (lists are the same for every caller until authorization lands).
+macro_rules! list_page {
+    ($handler:expr, $result:ty, $items:expr, $convert:expr, $request:expr, $context:expr) => {{
+        let cursor = $request.as_ref().and_then(|r| r.cursor.as_deref());
+        let (items, next) =
+            page($items, cursor, $handler.page_size()).map_err(|e| ErrorData::invalid_params(e, None))?;
+        let mut result = <$result>::with_all_items($convert(items)?);
+        result.next_cursor = next;
+        if is_stateless(&$context) {
+            result = result.with_ttl_ms($handler.list_ttl_ms()).with_cache_scope(CacheScope::Public);
+        }
+        Ok(result)
+    }};
+}
+
 impl ServerHandler for McpHandler {
     fn get_info(&self) -> ServerConfig {
         let server = &self.gateway.config.server;
@@ -239,15 +255,8 @@ impl ServerHandler for McpHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let cursor = request.as_ref().and_then(|r| r.cursor.as_deref());
-        let (tools, next) = page(self.gateway.registry.wire_tools(), cursor, self.page_size())
-            .map_err(|e| ErrorData::invalid_params(e, None))?;
-        let mut result = ListToolsResult::with_all_items(tools);
-        result.next_cursor = next;
-        if is_stateless(&context) {
-            result = result.with_ttl_ms(self.list_ttl_ms()).with_cache_scope(CacheScope::Public);
-        }
-        Ok(result)
+        let registry = &self.gateway.registry;
+        list_page!(self, ListToolsResult, registry.wire_tools(), Ok::<_, ErrorData>, request, context)
     }
 
     async fn call_tool(
@@ -287,15 +296,7 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let all: Vec<_> = self.gateway.registry.resources().cloned().collect();
-        let cursor = request.as_ref().and_then(|r| r.cursor.as_deref());
-        let (items, next) =
-            page(&all, cursor, self.page_size()).map_err(|e| ErrorData::invalid_params(e, None))?;
-        let mut result = ListResourcesResult::with_all_items(wire(items)?);
-        result.next_cursor = next;
-        if is_stateless(&context) {
-            result = result.with_ttl_ms(self.list_ttl_ms()).with_cache_scope(CacheScope::Public);
-        }
-        Ok(result)
+        list_page!(self, ListResourcesResult, &all, wire, request, context)
     }
 
     async fn list_resource_templates(
@@ -304,15 +305,7 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let all: Vec<_> = self.gateway.registry.templates().cloned().collect();
-        let cursor = request.as_ref().and_then(|r| r.cursor.as_deref());
-        let (items, next) =
-            page(&all, cursor, self.page_size()).map_err(|e| ErrorData::invalid_params(e, None))?;
-        let mut result = ListResourceTemplatesResult::with_all_items(wire(items)?);
-        result.next_cursor = next;
-        if is_stateless(&context) {
-            result = result.with_ttl_ms(self.list_ttl_ms()).with_cache_scope(CacheScope::Public);
-        }
-        Ok(result)
+        list_page!(self, ListResourceTemplatesResult, &all, wire, request, context)
     }
 
     async fn read_resource(
@@ -374,15 +367,7 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let all: Vec<_> = self.gateway.registry.prompts().cloned().collect();
-        let cursor = request.as_ref().and_then(|r| r.cursor.as_deref());
-        let (items, next) =
-            page(&all, cursor, self.page_size()).map_err(|e| ErrorData::invalid_params(e, None))?;
-        let mut result = ListPromptsResult::with_all_items(wire(items)?);
-        result.next_cursor = next;
-        if is_stateless(&context) {
-            result = result.with_ttl_ms(self.list_ttl_ms()).with_cache_scope(CacheScope::Public);
-        }
-        Ok(result)
+        list_page!(self, ListPromptsResult, &all, wire, request, context)
     }
 
     async fn get_prompt(
