@@ -213,7 +213,8 @@ async fn draining_lets_in_flight_calls_finish_and_refuses_new_connections() {
         let ct = response.headers()["content-type"].to_str().unwrap().to_owned();
         messages(&ct, &response.text().await.unwrap()).pop().unwrap()
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Mid-call: the tool logs at 0, 50 and 100 ms.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let addr = gw.server.local_addr;
     gw.server.shutdown.cancel();
     let answer = in_flight.await.unwrap();
