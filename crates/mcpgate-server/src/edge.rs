@@ -2,7 +2,7 @@
 //! JSON-RPC error body saying what is wrong, so a client can tell bad JSON from a foreign host from an expired
 //! session. Checks run on the buffered body once; the protocol layer then parses it for real.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
 
 use axum::{
     body::{Body, Bytes},
@@ -15,6 +15,16 @@ use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
+
+use crate::fast::FastPath;
+
+/// What the `/mcp` edge needs: the body limit and the stateless fast path.
+pub(crate) struct Edge {
+    /// Largest body accepted.
+    pub(crate) max_body: usize,
+    /// Serves plain stateless `tools/call` requests without the protocol layer's per-request machinery.
+    pub(crate) fast: FastPath,
+}
 
 /// JSON-RPC "Parse error".
 const PARSE_ERROR: i32 = -32700;
@@ -57,9 +67,11 @@ fn is_json(request: &Request) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Check a POST body (size, media type, JSON, JSON-RPC shape) and put it back for the protocol layer; give
-/// plain-text rejections from the layers below a JSON-RPC body.
-pub(crate) async fn guard(max_body: usize, request: Request, next: Next) -> Response {
+/// Check a POST body (size, media type, JSON, JSON-RPC shape), serve it on the fast path when it is a plain
+/// stateless `tools/call`, else put it back for the protocol layer; give plain-text rejections from the layers
+/// below a JSON-RPC body.
+pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Response {
+    let max_body = edge.max_body;
     if request.method() != Method::POST {
         return with_jsonrpc_body(next.run(request).await).await;
     }
@@ -134,6 +146,9 @@ pub(crate) async fn guard(max_body: usize, request: Request, next: Next) -> Resp
                 );
             }
         }
+    }
+    if let Some(response) = edge.fast.try_serve(&parts.headers, &bytes).await {
+        return response;
     }
     with_jsonrpc_body(next.run(Request::from_parts(parts, Body::from(bytes))).await).await
 }

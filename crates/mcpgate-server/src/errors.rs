@@ -44,6 +44,18 @@ pub fn to_jsonrpc(error: &BackendError) -> ErrorData {
     }
 }
 
+/// The HTTP status of a JSON-RPC error answering a well-formed stateless (2026-07-28) request, as the
+/// transport maps it: typed protocol errors are 400, an unknown method 404, everything else travels with 200.
+pub fn stateless_status(code: ErrorCode) -> http::StatusCode {
+    match code {
+        ErrorCode::UNSUPPORTED_PROTOCOL_VERSION
+        | ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY
+        | ErrorCode::HEADER_MISMATCH => http::StatusCode::BAD_REQUEST,
+        ErrorCode::METHOD_NOT_FOUND => http::StatusCode::NOT_FOUND,
+        _ => http::StatusCode::OK,
+    }
+}
+
 /// The error for a `requestState` that fails its integrity check.
 pub fn tampered_state() -> ErrorData {
     ErrorData::invalid_params(

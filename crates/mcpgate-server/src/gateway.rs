@@ -1,6 +1,9 @@
 //! The shared state of a running gateway: its configuration, catalogue and pipeline.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::{Arc, atomic::AtomicU64},
+    time::SystemTime,
+};
 
 use mcpgate_config::{BackendConfig, Config};
 use mcpgate_policy::Pipeline;
@@ -48,6 +51,8 @@ pub struct Gateway {
     pub started: Instant,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
+    /// Calls answered on the stateless fast path (shown in `/status`).
+    pub fast_path_calls: AtomicU64,
 }
 
 impl Gateway {
@@ -75,6 +80,7 @@ impl Gateway {
             started_at: SystemTime::now(),
             started: Instant::now(),
             shutdown: CancellationToken::new(),
+            fast_path_calls: AtomicU64::new(0),
         }))
     }
 

@@ -4,18 +4,18 @@
 
 #![allow(deprecated)] // `SetLevelRequestParams`: see `set_level`.
 
-use std::{borrow::Cow, collections::BTreeMap, future::Future, sync::Arc};
+use std::{borrow::Cow, future::Future, sync::Arc};
 
-use mcpgate_core::{BackendError, CallContext, ClientPeer, JsonObject, Principal, ToolCall};
+use mcpgate_core::{BackendError, CallContext, JsonObject, Principal, ToolCall};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
         CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
         CompleteResult, DiscoverResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
-        InputRequiredResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-        ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
-        ReadResourceResponse, ReadResourceResult, ServerConfig, SetLevelRequestParams,
-        SubscribeRequestParams, UnsubscribeRequestParams,
+        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+        PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+        ReadResourceResult, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
+        UnsubscribeRequestParams,
     },
     service::RequestContext,
 };
@@ -24,10 +24,11 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::{
-    errors::{tampered_state, to_jsonrpc},
+    errors::to_jsonrpc,
     gateway::Gateway,
-    peer::{RoundTripPeer, SessionPeer},
+    peer::SessionPeer,
     registry::page,
+    rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
     session::{SessionState, parse_level},
 };
 
@@ -38,9 +39,6 @@ const SUPPORTED: &[ProtocolVersion] = &[
     ProtocolVersion::V_2025_11_25,
     ProtocolVersion::V_2026_07_28,
 ];
-
-/// How long a sealed `requestState` stays valid.
-const REQUEST_STATE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// One handler per legacy session (or per stateless request); cheap to create.
 #[derive(Clone)]
@@ -89,18 +87,6 @@ fn correlation_id(cx: &RequestContext<RoleServer>) -> Arc<str> {
         .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()))
 }
 
-/// Result of an operation that may need the client's input first.
-enum Rounds<T> {
-    Complete(T),
-    InputRequired(InputRequiredResult),
-}
-
-/// What a multi-round request carried back: `inputResponses` and `requestState`.
-struct Retry {
-    responses: Option<BTreeMap<String, Value>>,
-    state: Option<String>,
-}
-
 impl McpHandler {
     fn page_size(&self) -> usize {
         self.gateway.config.server.page_size
@@ -110,9 +96,8 @@ impl McpHandler {
         self.gateway.config.server.list_ttl.0.as_millis() as u64
     }
 
-    /// Run `op` with a call context. Legacy sessions ask the client in-line; stateless requests run in rounds:
-    /// the answers gathered so far travel in a sealed `requestState`, bound to the operation, so a retry re-runs
-    /// the operation with every answer and a forged or replayed state is refused.
+    /// Run `op` with a call context. Legacy sessions ask the client in-line; stateless requests run in rounds
+    /// (see [`crate::rounds`]).
     async fn run<T, F, Fut>(
         &self,
         rcx: &RequestContext<RoleServer>,
@@ -136,15 +121,6 @@ impl McpHandler {
             cx.peer = Some(Arc::new(SessionPeer::new(rcx.peer.clone(), self.session.clone())));
             return op(cx).await.map(Rounds::Complete).map_err(|e| to_jsonrpc(&e));
         }
-        let mut answers: BTreeMap<String, Value> = match &retry.state {
-            Some(sealed) => self
-                .gateway
-                .request_state
-                .open_json_with(sealed, binding.as_bytes())
-                .map_err(|_| tampered_state())?,
-            None => BTreeMap::new(),
-        };
-        answers.extend(retry.responses.unwrap_or_default());
         let capabilities =
             rcx.meta.client_capabilities().and_then(|c| serde_json::to_value(c).ok()).unwrap_or(json!({}));
         let log_level = rcx
@@ -152,37 +128,9 @@ impl McpHandler {
             .log_level()
             .and_then(|l| serde_json::to_value(l).ok())
             .and_then(|l| l.as_str().and_then(parse_level));
-        let peer = Arc::new(RoundTripPeer::new(rcx.peer.clone(), capabilities, log_level, answers));
-        cx.peer = Some(peer.clone() as Arc<dyn ClientPeer>);
-        match op(cx).await {
-            Ok(value) => Ok(Rounds::Complete(value)),
-            Err(BackendError::InputRequired) => {
-                let sealed = self
-                    .gateway
-                    .request_state
-                    .seal_json_with(
-                        peer.answers(),
-                        &rmcp::model::SealOptions::new()
-                            .associated_data(binding.as_bytes())
-                            .ttl(REQUEST_STATE_TTL),
-                    )
-                    .map_err(|e| ErrorData::internal_error(format!("cannot seal requestState: {e}"), None))?;
-                let result = json!({
-                    "resultType": "input_required",
-                    "inputRequests": peer.take_pending(),
-                    "requestState": sealed,
-                });
-                Ok(Rounds::InputRequired(wire(result)?))
-            }
-            Err(e) => Err(to_jsonrpc(&e)),
-        }
+        let client = StatelessClient { capabilities, log_level, notify: Some(rcx.peer.clone()) };
+        run_stateless(&self.gateway, cx, &binding, retry, client, op).await
     }
-}
-
-/// What binds a `requestState` to one operation: the method, the target and the arguments.
-fn binding(method: &str, target: &str, arguments: Option<&JsonObject>) -> String {
-    let args = arguments.map(|a| serde_json::to_string(a).unwrap_or_default()).unwrap_or_default();
-    format!("{method}\n{target}\n{args}")
 }
 
 /// One page of a catalogue list as the protocol's list result: items converted once, the next cursor, and
@@ -286,7 +234,7 @@ impl ServerHandler for McpHandler {
             Rounds::Complete(outcome) => {
                 Ok(CallToolResponse::Complete(wire_result::<CallToolResult>(outcome)?))
             }
-            Rounds::InputRequired(input) => Ok(CallToolResponse::InputRequired(input)),
+            Rounds::InputRequired(input) => Ok(CallToolResponse::InputRequired(wire(input)?)),
         }
     }
 
@@ -336,7 +284,7 @@ impl ServerHandler for McpHandler {
                 }
                 Ok(ReadResourceResponse::Complete(result))
             }
-            Rounds::InputRequired(input) => Ok(ReadResourceResponse::InputRequired(input)),
+            Rounds::InputRequired(input) => Ok(ReadResourceResponse::InputRequired(wire(input)?)),
         }
     }
 
@@ -393,7 +341,7 @@ impl ServerHandler for McpHandler {
             Rounds::Complete(result) => {
                 Ok(GetPromptResponse::Complete(wire_result::<GetPromptResult>(result)?))
             }
-            Rounds::InputRequired(input) => Ok(GetPromptResponse::InputRequired(input)),
+            Rounds::InputRequired(input) => Ok(GetPromptResponse::InputRequired(wire(input)?)),
         }
     }
 

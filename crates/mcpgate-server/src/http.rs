@@ -18,7 +18,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{edge, gateway::Gateway, handler::McpHandler, ops};
+use crate::{edge, fast::FastPath, gateway::Gateway, handler::McpHandler, ops};
 
 /// A running HTTP server, for tests and embedding.
 pub struct Server {
@@ -109,9 +109,12 @@ fn mcp_service(
 
 /// The application: `/mcp` and the ops endpoints, behind the edge layers.
 fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
-    let max_body = gateway.config.server.max_request_size.0 as usize;
+    let edge = Arc::new(edge::Edge {
+        max_body: gateway.config.server.max_request_size.0 as usize,
+        fast: FastPath::new(gateway.clone()),
+    });
     let mcp = ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(move |req, next| edge::guard(max_body, req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| edge::guard(edge.clone(), req, next)))
         .service(mcp_service(&gateway, streams));
     Router::new()
         .route_service("/mcp", mcp)

@@ -3,12 +3,14 @@
 
 mod edge;
 mod errors;
+mod fast;
 mod gateway;
 mod handler;
 mod http;
 mod ops;
 mod peer;
 pub mod registry;
+mod rounds;
 mod session;
 mod stdio;
 

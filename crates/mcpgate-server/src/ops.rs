@@ -79,5 +79,6 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
             "prompts": registry.prompts().count(),
         },
         "backends": backends,
+        "calls": { "fast_path": gateway.fast_path_calls.load(std::sync::atomic::Ordering::Relaxed) },
     }))
 }

@@ -131,7 +131,7 @@ impl ClientPeer for SessionPeer {
 /// A stateless (2026-07-28) request's way back: notifications on the response stream, requests deferred to the
 /// client's retry.
 pub struct RoundTripPeer {
-    peer: Peer<RoleServer>,
+    peer: Option<Peer<RoleServer>>,
     capabilities: Value,
     log_level: Option<LogLevel>,
     answers: BTreeMap<String, Value>,
@@ -139,9 +139,10 @@ pub struct RoundTripPeer {
 }
 
 impl RoundTripPeer {
-    /// A peer for one stateless request. `answers` holds every answer the client has given so far.
+    /// A peer for one stateless request. `answers` holds every answer the client has given so far; `peer` is
+    /// where notifications go (`None` when the request asked for none: no progress token, no log level).
     pub fn new(
-        peer: Peer<RoleServer>,
+        peer: Option<Peer<RoleServer>>,
         capabilities: Value,
         log_level: Option<LogLevel>,
         answers: BTreeMap<String, Value>,
@@ -163,13 +164,17 @@ impl RoundTripPeer {
 #[async_trait]
 impl ClientPeer for RoundTripPeer {
     async fn progress(&self, token: &Value, progress: f64, total: Option<f64>, message: Option<String>) {
-        send_progress(&self.peer, token, progress, total, message).await;
+        if let Some(peer) = &self.peer {
+            send_progress(peer, token, progress, total, message).await;
+        }
     }
 
     async fn log(&self, level: LogLevel, logger: Option<&str>, data: Value) {
         // 2026-07-28: a server sends log messages only when the request asked for a level.
-        if self.log_level.is_some_and(|min| level >= min) {
-            send_log(&self.peer, level, logger, data).await;
+        if let Some(peer) = &self.peer
+            && self.log_level.is_some_and(|min| level >= min)
+        {
+            send_log(peer, level, logger, data).await;
         }
     }
 

@@ -14,6 +14,9 @@ pub struct ToolRoute {
     pub original: String,
     /// The tool as the backend described it (under its public name).
     pub def: ToolDef,
+    /// Whether its input schema declares `x-mcp-header` parameters (SEP-2243), which the transport checks
+    /// against `Mcp-Param-*` headers.
+    pub declares_param_headers: bool,
 }
 
 /// One backend and what it contributed, for `/status` and `/ready`.
@@ -90,7 +93,14 @@ impl Registry {
                         };
                         registry.tool_index.insert(def.name.clone(), registry.tools.len());
                         registry.wire_tools.push(wire);
-                        registry.tools.push(ToolRoute { backend: index, original: def.name.clone(), def });
+                        let declares_param_headers = serde_json::to_string(&def.input_schema)
+                            .is_ok_and(|s| s.contains("x-mcp-header"));
+                        registry.tools.push(ToolRoute {
+                            backend: index,
+                            original: def.name.clone(),
+                            def,
+                            declares_param_headers,
+                        });
                     }
                 }
             }

@@ -12,6 +12,11 @@ use mcpgate_server::{Gateway, serve_http, serve_stdio};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+// Many small, short-lived allocations per request (JSON values, headers, channels): mimalloc serves them
+// markedly faster than glibc malloc (bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A production gateway and tool server for the Model Context Protocol.
 #[derive(Parser)]
 #[command(name = "mcpgate", version, about, propagate_version = true)]

@@ -1,0 +1,198 @@
+//! The stateless fast path: a 2026-07-28 `tools/call` that needs nothing but its answer.
+//!
+//! rmcp serves every stateless request by building a service, a transport, channels and two tasks for it, and
+//! parses the body twice on the way; for the calls that make up nearly all traffic that is most of the cost of a
+//! request (bench/README.md). This path serves exactly those calls directly — same registry, same pipeline,
+//! same multi-round logic, same error mapping — and hands every other request, and every request it has the
+//! least doubt about, to rmcp unchanged. It never rejects anything: validation and errors stay rmcp's.
+//!
+//! Served here only when all hold: POST without a session id; `MCP-Protocol-Version: 2026-07-28`;
+//! `Mcp-Method: tools/call` and `Mcp-Name` equal to the body's; no `Mcp-Param-*` header and a tool whose schema
+//! declares none; `Accept` naming both JSON and SSE; no `Origin` and a `Host` the config allows outright; a body
+//! of exactly the `tools/call` shape with `_meta` giving the protocol version and client capabilities, and
+//! neither a progress token nor a log level (so the call can send no notification and the answer is plain
+//! JSON); a tool the registry knows. `tests/fast_path.rs` holds both paths to the same answers.
+
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    sync::{Arc, atomic::Ordering},
+};
+
+use axum::{body::Bytes, response::Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
+use mcpgate_core::{CallContext, JsonObject, Principal, ToolCall, ToolOutcome};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    errors::stateless_status,
+    gateway::Gateway,
+    rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
+};
+
+const VERSION: &str = "2026-07-28";
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+
+/// A `tools/call` request in exactly the shape this path serves; anything else fails to parse and goes to rmcp.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallRequest<'a> {
+    #[serde(borrow)]
+    jsonrpc: Cow<'a, str>,
+    id: Value,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    params: CallParams,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CallParams {
+    name: String,
+    #[serde(default)]
+    arguments: Option<JsonObject>,
+    #[serde(rename = "_meta")]
+    meta: JsonObject,
+    #[serde(default)]
+    input_responses: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
+    request_state: Option<String>,
+}
+
+/// The answer, serialized straight from the outcome.
+#[derive(Serialize)]
+struct Reply<'a, R: Serialize> {
+    jsonrpc: &'static str,
+    id: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<R>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<rmcp::ErrorData>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CompleteResult<'a> {
+    result_type: &'static str,
+    #[serde(flatten)]
+    outcome: &'a ToolOutcome,
+}
+
+/// Host names this path accepts without consulting rmcp's finer rules.
+pub(crate) struct FastPath {
+    gateway: Arc<Gateway>,
+    any_host: bool,
+    hosts: Vec<String>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl FastPath {
+    pub(crate) fn new(gateway: Arc<Gateway>) -> Self {
+        let hosts: Vec<String> =
+            gateway.config.server.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        Self { any_host: hosts.iter().any(|h| h == "*"), hosts, gateway }
+    }
+
+    /// `Host` exactly as configured: a bare name matches it with any port, an entry with a port matches only
+    /// itself. Anything subtler (IPv6 forms, odd spellings) goes to rmcp's check.
+    fn host_allowed(&self, headers: &HeaderMap) -> bool {
+        if self.any_host {
+            return true;
+        }
+        let Some(host) = header(headers, "host").map(str::to_ascii_lowercase) else { return false };
+        let bare = match host.rsplit_once(':') {
+            Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host.as_str(),
+        };
+        self.hosts.iter().any(|h| *h == host || (!h.contains(':') && h == bare))
+    }
+
+    fn headers_fit(&self, headers: &HeaderMap) -> bool {
+        let accept = header(headers, "accept").unwrap_or("");
+        header(headers, "mcp-session-id").is_none()
+            && header(headers, "origin").is_none()
+            && header(headers, "mcp-protocol-version") == Some(VERSION)
+            && header(headers, "mcp-method") == Some("tools/call")
+            && accept.contains("application/json")
+            && accept.contains("text/event-stream")
+            && !accept.contains("q=0")
+            && !headers.keys().any(|k| k.as_str().starts_with("mcp-param-"))
+            && self.host_allowed(headers)
+    }
+
+    /// Serve the request if it is one this path is for; `None` hands it to rmcp.
+    pub(crate) async fn try_serve(&self, headers: &HeaderMap, body: &Bytes) -> Option<Response> {
+        if !self.headers_fit(headers) {
+            return None;
+        }
+        let request: CallRequest<'_> = serde_json::from_slice(body).ok()?;
+        let CallParams { name, arguments, meta, input_responses, request_state } = request.params;
+        let meta_fits = request.jsonrpc == "2.0"
+            && request.method == "tools/call"
+            && (request.id.is_string() || request.id.is_i64() || request.id.is_u64())
+            && header(headers, "mcp-name") == Some(name.as_str())
+            && meta.get(META_VERSION).and_then(Value::as_str) == Some(VERSION)
+            && meta.get(META_CAPABILITIES).is_some_and(Value::is_object)
+            && !meta.contains_key("progressToken")
+            && !meta.contains_key(META_LOG_LEVEL);
+        if !meta_fits {
+            return None;
+        }
+        let registry = &self.gateway.registry;
+        let route = registry.tool(&name).filter(|route| !route.declares_param_headers)?;
+        let backend = registry.backend(route.backend).clone();
+        let cx = CallContext {
+            request_id: Arc::from(header(headers, "x-request-id").unwrap_or("")),
+            principal: Arc::new(Principal::anonymous()),
+            cancel: CancellationToken::new(),
+            timeout: None,
+            progress_token: None,
+            peer: None,
+        };
+        let client = StatelessClient {
+            capabilities: meta.get(META_CAPABILITIES).cloned().unwrap_or_default(),
+            log_level: None,
+            notify: None,
+        };
+        let binding = binding("tools/call", &name, arguments.as_ref());
+        let retry = Retry { responses: input_responses, state: request_state };
+        let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
+        let pipeline = &self.gateway.pipeline;
+        let public = name.as_str();
+        let rounds = run_stateless(&self.gateway, cx, &binding, retry, client, |cx| async move {
+            pipeline.call_tool(&cx, &*backend, public, call).await
+        })
+        .await;
+        self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
+        let id = &request.id;
+        let (status, body) = match rounds {
+            Ok(Rounds::Complete(outcome)) => {
+                let result = CompleteResult { result_type: "complete", outcome: &outcome };
+                (
+                    StatusCode::OK,
+                    serde_json::to_vec(&Reply { jsonrpc: "2.0", id, result: Some(result), error: None }),
+                )
+            }
+            Ok(Rounds::InputRequired(input)) => (
+                StatusCode::OK,
+                serde_json::to_vec(&Reply { jsonrpc: "2.0", id, result: Some(input), error: None }),
+            ),
+            Err(error) => (
+                stateless_status(error.code),
+                serde_json::to_vec(&Reply::<()> { jsonrpc: "2.0", id, result: None, error: Some(error) }),
+            ),
+        };
+        let body = body.ok()?;
+        let mut response = Response::new(axum::body::Body::from(body));
+        *response.status_mut() = status;
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Some(response)
+    }
+}

@@ -1,0 +1,130 @@
+//! The stateless fast path answers exactly what the protocol layer answers. Each request is sent twice: once as
+//! the fast path takes it, once with an `Origin` header (allowed, but outside the fast path's conditions) so rmcp
+//! serves it; the answers must match and the fast-path counter must show which path ran.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use common::{TestGateway, messages, modern, spawn};
+use serde_json::{Value, json};
+
+const BOTH: &str = "backends:\n  demo:\n    kind: builtin\n    builtin: demo\n  c:\n    kind: builtin\n    builtin: conformance\n";
+
+async fn fast_calls(gw: &TestGateway) -> u64 {
+    let status: Value =
+        gw.http.get(format!("{}/status", gw.base)).send().await.unwrap().json().await.unwrap();
+    status["calls"]["fast_path"].as_u64().unwrap()
+}
+
+async fn send(gw: &TestGateway, params: Value, tool: &str, slow: bool, meta: Option<Value>) -> (u16, Value) {
+    let (mut headers, mut body) = modern("tools/call", Some(tool), params);
+    if let Some(meta) = meta {
+        body["params"]["_meta"] = meta;
+    }
+    if slow {
+        headers.push(("Origin", format!("http://localhost:{}", gw.server.local_addr.port())));
+    }
+    let (status, ct, text) = gw.post_raw(&headers, body.to_string()).await;
+    (status, messages(&ct, &text).pop().unwrap_or(Value::Null))
+}
+
+/// Send on both paths; assert equal answers and that the first went fast (`expect_fast`).
+async fn same_on_both_paths(
+    gw: &TestGateway,
+    tool: &str,
+    arguments: Value,
+    meta: Option<Value>,
+    expect_fast: bool,
+) -> Value {
+    let params = json!({ "name": tool, "arguments": arguments });
+    let before = fast_calls(gw).await;
+    let fast = send(gw, params.clone(), tool, false, meta.clone()).await;
+    let after = fast_calls(gw).await;
+    assert_eq!(after - before, u64::from(expect_fast), "{tool}: fast path taken?");
+    let slow = send(gw, params, tool, true, meta).await;
+    assert_eq!(fast_calls(gw).await, after, "{tool}: the Origin request must not take the fast path");
+    assert_eq!(fast, slow, "{tool}: fast and protocol-layer answers differ");
+    fast.1
+}
+
+#[tokio::test]
+async fn results_and_tool_errors_match_the_protocol_layer() {
+    let gw = spawn(BOTH).await;
+    let echo = same_on_both_paths(&gw, "echo", json!({ "message": "hi" }), None, true).await;
+    assert_eq!(echo["result"]["resultType"], "complete");
+    same_on_both_paths(&gw, "add", json!({ "a": 2, "b": 3.5 }), None, true).await;
+    same_on_both_paths(&gw, "echo", json!({ "wrong": 1 }), None, true).await;
+    for tool in [
+        "test_simple_text",
+        "test_image_content",
+        "test_audio_content",
+        "test_multiple_content_types",
+        "test_error_handling",
+    ] {
+        same_on_both_paths(&gw, tool, json!({}), None, true).await;
+    }
+}
+
+#[tokio::test]
+async fn protocol_errors_match_with_their_status() {
+    let gw = spawn(BOTH).await;
+    // -32021 with HTTP 400, from the backend.
+    let m = same_on_both_paths(&gw, "test_missing_capability", json!({}), None, true).await;
+    assert_eq!(m["error"]["code"], -32021, "{m}");
+    // An unknown tool is left to the protocol layer.
+    let m = same_on_both_paths(&gw, "no_such_tool", json!({}), None, false).await;
+    assert_eq!(m["error"]["code"], -32602, "{m}");
+}
+
+#[tokio::test]
+async fn requests_that_may_notify_take_the_protocol_layer() {
+    let gw = spawn(BOTH).await;
+    let mut meta = common::meta();
+    meta["progressToken"] = json!("p1");
+    let before = fast_calls(&gw).await;
+    let (status, m) = send(
+        &gw,
+        json!({ "name": "test_tool_with_progress", "arguments": {} }),
+        "test_tool_with_progress",
+        false,
+        Some(meta),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(m["result"]["content"][0]["text"], "p1", "{m}");
+    assert_eq!(fast_calls(&gw).await, before, "a progress token needs the streaming path");
+}
+
+#[tokio::test]
+async fn multi_round_calls_work_across_paths() {
+    let gw = spawn(BOTH).await;
+    let tool = "test_input_required_result_multi_round";
+    let mut meta = common::meta();
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({ "elicitation": {} });
+    let meta = Some(meta);
+    let (status, r1) = send(&gw, json!({ "name": tool, "arguments": {} }), tool, false, meta.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(r1["result"]["resultType"], "input_required", "{r1}");
+    assert!(r1["result"]["inputRequests"]["step1"].is_object(), "{r1}");
+    let state = r1["result"]["requestState"].as_str().unwrap().to_owned();
+    // Round two on the protocol layer, with the state the fast path sealed.
+    let params = json!({ "name": tool, "arguments": {}, "requestState": state,
+        "inputResponses": { "step1": { "action": "accept", "content": { "name": "Alice" } } } });
+    let (_, r2) = send(&gw, params, tool, true, meta.clone()).await;
+    assert!(r2["result"]["inputRequests"]["step2"].is_object(), "{r2}");
+    let state2 = r2["result"]["requestState"].as_str().unwrap().to_owned();
+    assert_ne!(state, state2);
+    // Round three back on the fast path.
+    let params = json!({ "name": tool, "arguments": {}, "requestState": state2,
+        "inputResponses": { "step2": { "action": "accept", "content": { "color": "blue" } } } });
+    let (_, r3) = send(&gw, params.clone(), tool, false, meta.clone()).await;
+    assert_eq!(r3["result"]["content"][0]["text"], "Multi-round complete for Alice who likes blue", "{r3}");
+    // A tampered state is refused on both paths alike.
+    let mut tampered = params;
+    tampered["requestState"] = json!(format!("{}-TAMPERED", tampered["requestState"].as_str().unwrap()));
+    let fast = send(&gw, tampered.clone(), tool, false, meta.clone()).await;
+    let slow = send(&gw, tampered, tool, true, meta).await;
+    assert_eq!(fast, slow);
+    assert_eq!(fast.1["error"]["code"], -32602, "{:?}", fast);
+}
