@@ -160,9 +160,27 @@ def parse_wrk(path):
     return None
 
 
-def parse_oha(path, target_rate):
+def parse_rate(path, target_rate):
+    """A fixed-rate result: mcpgate-bench-rate's JSON or oha's --output-format json."""
     with open(path) as f:
         d = json.load(f)
+    if d.get("tool") == "mcpgate-bench-rate":
+        lat = d["latency_ms"]
+        achieved = d["achieved_rps"]
+        return {
+            "ok_requests": d["ok"],
+            "non2xx": d["non2xx"] + d["bad_body"],
+            "errors": d["timeouts"] + d["io_errors"],
+            "achieved_rps": achieved,
+            "target_rps": target_rate,
+            "sustained": target_rate > 0 and achieved >= 0.95 * target_rate,
+            "p50_ms": lat["p50"],
+            "p90_ms": lat["p90"],
+            "p99_ms": lat["p99"],
+            "p999_ms": lat["p999"],
+            "max_ms": lat["max"],
+            "uncorrected_p99_ms": d["uncorrected_latency_ms"]["p99"],
+        }
     summ = d.get("summary", {})
     codes = d.get("statusCodeDistribution", {}) or {}
     ok = sum(int(n) for c, n in codes.items() if str(c).startswith("2"))
@@ -227,9 +245,11 @@ def cmd_summarize(args):
                 "errors_total": sum(r["errors"] for r in rounds),
             }
         runs = []
-        for p in sorted(glob.glob(os.path.join(out, "oha", f"{t}.r*.json"))):
+        # rate/ (current); oha/ in runs made before the builtin tool existed
+        for p in sorted(glob.glob(os.path.join(out, "rate", f"{t}.r*.json"))
+                        or glob.glob(os.path.join(out, "oha", f"{t}.r*.json"))):
             try:
-                runs.append(parse_oha(p, rate))
+                runs.append(parse_rate(p, rate))
             except (OSError, ValueError, KeyError) as e:
                 runs.append({"error": f"{os.path.basename(p)}: {e}"})
         good = [r for r in runs if "error" not in r]
@@ -261,14 +281,14 @@ def cmd_summarize(args):
     L = []
     L.append(f"## mcpgate bench — {meta.get('started', '?')}")
     L.append("")
-    L.append(f"- host: {meta.get('host', '?')}; load tools: {meta.get('wrk_version', '?')}, {meta.get('oha_version', '?')}")
+    L.append(f"- host: {meta.get('host', '?')}; wrk: {meta.get('wrk_version', '?')}")
     L.append(f"- mcpgate: `{meta.get('mcpgate_bin', 'n/a')}` (git {meta.get('git_rev', '?')})")
     L.append(f"- load average (1/5/15 min) at start: {meta.get('loadavg_start', '?')}; at end: {meta.get('loadavg_end', '?')}"
              " — anything well above 0 at start means other processes were competing for the CPUs")
     L.append(f"- max throughput: `wrk -t{meta.get('threads')} -c{meta.get('conns')} -d{meta.get('duration')}`, "
              f"{meta.get('rounds')} interleaved rounds, medians shown; only 2xx counted")
-    L.append(f"- fixed rate: `oha -q {rate} -c{meta.get('rate_conns')} -z {meta.get('rate_duration')} --latency-correction`, "
-             f"{meta.get('rate_rounds')} round(s), medians shown")
+    L.append(f"- fixed rate: {rate} req/s for {meta.get('rate_duration')} over {meta.get('rate_conns')} connections, "
+             f"{meta.get('rate_rounds')} round(s), medians shown; tool: {meta.get('rate_tool', '?')}")
     L.append("")
     L.append("### Throughput and latency")
     L.append("")

@@ -9,7 +9,9 @@
 #
 # Measures (see bench/README.md for what each number means):
 #   * max throughput  wrk, ROUNDS interleaved rounds, medians (rps, p50, p99)
-#   * fixed rate      oha -q RATE --latency-correction (p50, p99, achieved rps)
+#   * fixed rate      open loop at RATE req/s, coordinated-omission corrected
+#                     (p50, p99, achieved rps): bench's own mcpgate-bench-rate
+#                     (default) or oha -q RATE --latency-correction
 #   * RSS             VmRSS idle (after start, before any request) and after load
 #   * cold start      spawn -> first 200 on GET /health, median of COLD_RUNS
 #
@@ -17,9 +19,11 @@
 #   BENCH_DURATION [10s]  BENCH_ROUNDS [3]  BENCH_THREADS [2]  BENCH_CONNS [64]
 #   BENCH_WARMUP [2s]     BENCH_RATE [20000]  BENCH_RATE_DURATION [10s]
 #   BENCH_RATE_CONNS [64] BENCH_RATE_ROUNDS [1]  BENCH_COLD_RUNS [20]
+#   BENCH_RATE_TOOL [builtin|oha]
 #   BENCH_SKIP_BUILD [0]  BENCH_OUT [bench/results/<timestamp>]
 #   MCPGATE_BIN [target/release/mcpgate]
 #   CEILING_BIN [target/release/mcpgate-bench-ceiling]
+#   RATE_BIN [target/release/mcpgate-bench-rate]
 #
 # Everything listens on 127.0.0.1 only. Every process this script starts is
 # killed by PID on exit.
@@ -42,6 +46,8 @@ COLD_RUNS=${BENCH_COLD_RUNS:-20}
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 MCPGATE_BIN=${MCPGATE_BIN:-$ROOT/target/release/mcpgate}
 CEILING_BIN=${CEILING_BIN:-$ROOT/target/release/mcpgate-bench-ceiling}
+RATE_BIN=${RATE_BIN:-$ROOT/target/release/mcpgate-bench-rate}
+RATE_TOOL=${BENCH_RATE_TOOL:-builtin}
 
 OHA_VERSION=1.16.0
 OHA_ROOT=$CACHE/oha
@@ -66,6 +72,7 @@ py() { python3 "$BENCH/benchlib.py" "$@"; }
 # ------------------------------------------------------------ processes ---
 
 PIDS=()
+TMP_DIR=
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
@@ -77,6 +84,7 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     PIDS=()
+    if [[ -n $TMP_DIR ]]; then rm -rf "$TMP_DIR"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -200,44 +208,94 @@ prepare_target() {
     verify_target "$t"
 }
 
-# verify_target NAME: one request must be 2xx and carry the echoed "hello",
-# with no JSON-RPC error and no isError:true. Aborts otherwise.
+# verify_target NAME: one request (with a never-used id) must be 2xx and carry
+# the echoed "hello", with no JSON-RPC error and no isError:true. Aborts otherwise.
+VERIFY_SEQ=0
 verify_target() {
     local t=$1
     local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
-    local resp=$OUT/req/$t.verify code
+    local resp=$OUT/req/$t.verify code body
+    VERIFY_SEQ=$((VERIFY_SEQ + 1))
+    body=$(sed 's/^{"jsonrpc":"2.0","id":1,/{"jsonrpc":"2.0","id":'"$VERIFY_SEQ"',/' "$OUT/req/$t.body")
     code=$(curl -sS --max-time 5 -o "$resp" -w '%{http_code}' -X POST "$url" \
-        -H @"$OUT/req/$t.headers" --data-binary @"$OUT/req/$t.body") || die "$t: verify request failed"
+        -H @"$OUT/req/$t.headers" --data-binary "$body") || die "$t: verify request failed"
     if [[ $code != 2* ]] || ! grep -q 'hello' "$resp" \
         || grep -q '"error"[[:space:]]*:' "$resp" || grep -q '"isError"[[:space:]]*:[[:space:]]*true' "$resp"; then
         die "$t: verify failed (HTTP $code): $(head -c 500 "$resp")"
     fi
 }
 
+secs() { # 10s / 2m / 500ms / 10 -> whole seconds (rounded up), for outer timeouts
+    local d=$1
+    case $d in
+        *ms) echo $(((${d%ms} + 999) / 1000)) ;;
+        *s) echo "${d%s}" ;;
+        *m) echo $((${d%m} * 60)) ;;
+        *h) echo $((${d%h} * 3600)) ;;
+        *) echo "$d" ;;
+    esac
+}
+
 run_wrk() { # NAME DURATION OUTFILE
     local t=$1 dur=$2 outf=$3
     local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
     BENCH_BODY_FILE=$OUT/req/$t.body BENCH_HEADERS_FILE=$OUT/req/$t.headers \
-        wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency -s "$BENCH/wrk/mcp.lua" "$url" >"$outf" 2>&1 \
+        timeout -k 5 $(($(secs "$dur") + 30)) wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency -s "$BENCH/wrk/mcp.lua" "$url" >"$outf" 2>&1 \
         || die "$t: wrk failed: $(tail -n 5 "$outf")"
     grep -q '^WRKJSON ' "$outf" || die "$t: wrk printed no summary: $(tail -n 5 "$outf")"
+}
+
+# oha cannot number requests; it picks each body at random from the lines of a
+# file (-Z). So give it RATE_ID_POOL bodies with distinct ids (1000001...).
+# Random picks can still put two requests with the same id in flight in one
+# legacy session (rare; the server may cancel one) — the builtin tool is exact.
+RATE_ID_POOL=${BENCH_RATE_ID_POOL:-200000}
+oha_bodies() { # NAME -> prints the path of the lines file
+    local t=$1
+    local lines=$TMP_DIR/$t.lines
+    if [[ ! -s $lines ]]; then
+        awk -v n="$RATE_ID_POOL" '{
+            for (i = 1; i <= n; i++) {
+                s = $0
+                if (!sub(/^\{"jsonrpc":"2\.0","id":1,/, "{\"jsonrpc\":\"2.0\",\"id\":" (1000000 + i) ",", s)) exit 1
+                print s
+            }
+        }' "$OUT/req/$t.body" >"$lines" || die "$t: cannot template the request body"
+    fi
+    echo "$lines"
 }
 
 run_oha() { # NAME OUTFILE
     local t=$1 outf=$2
     local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
-    local hargs=() line
+    local hargs=() line lines
+    lines=$(oha_bodies "$t")
     while IFS= read -r line; do [[ -n $line ]] && hargs+=(-H "$line"); done <"$OUT/req/$t.headers"
-    "$OHA" -z "$RATE_DURATION" -q "$RATE" -c "$RATE_CONNS" --latency-correction -w --no-tui \
-        --output-format json -m POST "${hargs[@]}" -D "$OUT/req/$t.body" "$url" >"$outf" 2>"$outf.stderr" \
-        || die "$t: oha failed: $(tail -n 5 "$outf.stderr")"
+    # -w: wait for in-flight requests at the deadline (else they count as errors);
+    # -t 5s per request, and an outer timeout, so a hung response cannot hang the run.
+    timeout -k 5 $(($(secs "$RATE_DURATION") + 60)) \
+        "$OHA" -z "$RATE_DURATION" -q "$RATE" -c "$RATE_CONNS" --latency-correction -w -t 5s --no-tui \
+        --output-format json -m POST "${hargs[@]}" -Z "$lines" "$url" >"$outf" 2>"$outf.stderr" \
+        || die "$t: oha failed (exit $?): $(tail -n 5 "$outf.stderr")"
+}
+
+run_rate() { # NAME OUTFILE
+    local t=$1 outf=$2
+    if [[ $RATE_TOOL == oha ]]; then run_oha "$t" "$outf"; return; fi
+    local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
+    timeout -k 5 $(($(secs "$RATE_DURATION") + 60)) \
+        "$RATE_BIN" --url "$url" --rate "$RATE" --duration "$(secs "$RATE_DURATION")" --conns "$RATE_CONNS" \
+        --body "$OUT/req/$t.body" --headers "$OUT/req/$t.headers" --expect hello --timeout 5 \
+        >"$outf" 2>"$outf.stderr" \
+        || die "$t: mcpgate-bench-rate failed (exit $?): $(tail -n 5 "$outf.stderr")"
 }
 
 # ------------------------------------------------------------------ main ---
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${BENCH_OUT:-$BENCH/results/$STAMP}
-mkdir -p "$OUT/wrk" "$OUT/oha" "$OUT/cold"
+mkdir -p "$OUT/wrk" "$OUT/rate" "$OUT/cold"
+TMP_DIR=$(mktemp -d)
 : >"$OUT/meta.txt"
 log "results -> $OUT"
 
@@ -251,9 +309,14 @@ if [[ $SKIP_BUILD != 1 ]]; then
     (cd "$ROOT" && cargo build --release "${pkgs[@]}" >&2)
 fi
 [[ -x $CEILING_BIN ]] || die "ceiling binary not found: $CEILING_BIN"
+case $RATE_TOOL in
+    builtin) [[ -x $RATE_BIN ]] || die "rate tool not found: $RATE_BIN" ;;
+    oha) ;;
+    *) die "BENCH_RATE_TOOL must be builtin or oha" ;;
+esac
 [[ $MODE == ceiling-only || -x $MCPGATE_BIN ]] || die "mcpgate binary not found: $MCPGATE_BIN"
 ensure_wrk
-ensure_oha
+[[ $RATE_TOOL == oha ]] && ensure_oha
 
 meta started "$STAMP"
 meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -264,7 +327,11 @@ meta mode "$MODE"
 meta host "$(uname -srm), $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 meta git_rev "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
 meta wrk_version "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
-meta oha_version "$("$OHA" --version | head -n1)"
+if [[ $RATE_TOOL == oha ]]; then
+    meta rate_tool "$("$OHA" --version | head -n1) -q $RATE --latency-correction"
+else
+    meta rate_tool "mcpgate-bench-rate (bench/ceiling/src/bin), latency-corrected"
+fi
 meta threads "$THREADS"; meta conns "$CONNS"; meta duration "$DURATION"; meta rounds "$ROUNDS"
 meta rate "$RATE"; meta rate_conns "$RATE_CONNS"; meta rate_duration "$RATE_DURATION"; meta rate_rounds "$RATE_ROUNDS"
 meta baseline ceiling
@@ -314,8 +381,8 @@ done
 for ((r = 1; r <= RATE_ROUNDS; r++)); do
     for t in "${TARGETS[@]}"; do
         prepare_target "$t"
-        log "fixed rate $r/$RATE_ROUNDS: oha -q $RATE $t ($RATE_DURATION)"
-        run_oha "$t" "$OUT/oha/$t.r$r.json"
+        log "fixed rate $r/$RATE_ROUNDS: $RATE_TOOL at $RATE req/s, $t ($RATE_DURATION)"
+        run_rate "$t" "$OUT/rate/$t.r$r.json"
     done
 done
 

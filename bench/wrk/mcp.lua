@@ -16,25 +16,27 @@ local function read_file(path)
 end
 
 wrk.method = "POST"
-wrk.body = read_file(assert(os.getenv("BENCH_BODY_FILE"), "BENCH_BODY_FILE unset"))
+local body = read_file(assert(os.getenv("BENCH_BODY_FILE"), "BENCH_BODY_FILE unset"))
+wrk.body = body
+local body_pre, body_post = body:match('^(%{"jsonrpc":"2%.0","id":)1(,.*)$')
+assert(body_pre, 'body must start with {"jsonrpc":"2.0","id":1,')
 local headers = read_file(assert(os.getenv("BENCH_HEADERS_FILE"), "BENCH_HEADERS_FILE unset"))
 for line in headers:gmatch("[^\r\n]+") do
   local k, v = line:match("^([^:]+):%s*(.-)%s*$")
   if k then wrk.headers[k] = v end
 end
 
-local next_thread = 0
-setup = function(thread)
-  thread:set("thread_index", next_thread)
-  next_thread = next_thread + 1
+-- Main state: number the threads. Each thread state gets its own global `tid`.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
 end
 
-local counter = 0
-request = function()
-  counter = counter + 1
-  local id = (thread_index or 0) * 1000000000 + counter
-  local body = wrk.body:gsub('"id"%s*:%s*%d+', '"id":' .. id, 1)
-  return wrk.format(nil, nil, nil, body)
+local n = 0
+function request()
+  n = n + 1
+  return wrk.format(nil, nil, nil, body_pre .. string.format("%d", tid * 1000000000 + n) .. body_post)
 end
 
 done = function(summary, latency, requests)
