@@ -1,7 +1,14 @@
 //! The HTTP edge: `/mcp` (both protocol eras, through rmcp's Streamable HTTP service), the ops endpoints, the
 //! layers every request passes (request id, trace span, in-flight accounting) and graceful draining.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::serve::ListenerExt;
 use axum::{Router, body::Body, extract::Request, middleware::Next, response::Response, routing::get};
@@ -10,11 +17,11 @@ use http_body_util::BodyExt;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
 
@@ -41,27 +48,64 @@ impl Server {
     }
 }
 
-/// Requests whose answer is still being produced; a drain waits for them to reach zero.
-#[derive(Clone)]
-struct InFlight(Arc<watch::Sender<usize>>);
+/// Requests whose answer is still being produced; a drain waits for them to reach zero. An atomic count with a
+/// wake-up only when it reaches zero: the common path costs two atomic operations.
+#[derive(Clone, Default)]
+struct InFlight(Arc<(AtomicUsize, Notify)>);
 
 impl InFlight {
     fn enter(&self) -> InFlightGuard {
-        self.0.send_modify(|n| *n += 1);
+        self.0.0.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self.0.clone())
     }
 
     async fn idle(&self) {
-        let mut rx = self.0.subscribe();
-        let _ = rx.wait_for(|n| *n == 0).await;
+        loop {
+            let notified = self.0.1.notified();
+            if self.0.0.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
-struct InFlightGuard(Arc<watch::Sender<usize>>);
+struct InFlightGuard(Arc<(AtomicUsize, Notify)>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        if self.0.0.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.1.notify_waiters();
+        }
+    }
+}
+
+/// Request ids for requests that come without one: UUID-shaped, unique within the process (a counter through
+/// a bijective mixer, seeded at random once), and without a system call per request.
+#[derive(Clone)]
+struct RequestIds(Arc<(AtomicU64, u64, u64)>);
+
+impl RequestIds {
+    fn new() -> Self {
+        let seed = uuid::Uuid::new_v4().as_u64_pair();
+        Self(Arc::new((AtomicU64::new(0), seed.0, seed.1)))
+    }
+}
+
+/// splitmix64: a bijection on u64, so distinct counters give distinct outputs.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
+        let n = self.0.0.fetch_add(1, Ordering::Relaxed);
+        let bits = (u128::from(mix(self.0.1 ^ n)) << 64) | u128::from(mix(self.0.2.wrapping_add(n)));
+        let id = uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid();
+        http::HeaderValue::from_str(&id.to_string()).ok().map(RequestId::new)
     }
 }
 
@@ -125,7 +169,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         .layer(
             ServiceBuilder::new()
                 // The id first, so the span and every log line of the request carry it.
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
                 .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
                     let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
                     tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
@@ -144,7 +188,7 @@ pub async fn serve_http(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let drain_timeout: Duration = gateway.config.server.drain_timeout.0;
-    let in_flight = InFlight(Arc::new(watch::channel(0).0));
+    let in_flight = InFlight::default();
     let streams = gateway.shutdown.child_token();
     let app = app(gateway.clone(), in_flight.clone(), streams.clone());
     let listener = listener.tap_io(|tcp| {
@@ -174,5 +218,37 @@ pub async fn serve_http(
             tracing::warn!("drain timeout reached with requests still in flight");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn generated_request_ids_are_unique_uuids() {
+        let mut ids = RequestIds::new();
+        let request = http::Request::new(());
+        let seen: HashSet<String> = (0..100_000)
+            .map(|_| ids.make_request_id(&request).unwrap().into_header_value().to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(seen.len(), 100_000);
+        assert!(seen.iter().all(|id| uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 4)));
+    }
+
+    #[tokio::test]
+    async fn in_flight_idle_waits_for_the_last_guard() {
+        let in_flight = InFlight::default();
+        let guard = in_flight.enter();
+        let waiter = tokio::spawn({
+            let in_flight = in_flight.clone();
+            async move { in_flight.idle().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(guard);
+        tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
     }
 }
