@@ -88,3 +88,52 @@ fn a_bad_environment_value_stops_startup_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("env MAX_REQUEST_SIZE"), "{stderr}");
 }
+
+/// Send one HTTP/1.1 request over a plain socket; returns the raw response.
+fn http(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn json_logs_carry_the_request_id_and_sigterm_exits_zero() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = mcpgate()
+        .args(["serve", "--listen", &addr])
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut attempts = 0;
+    while std::net::TcpStream::connect(&addr).is_err() {
+        attempts += 1;
+        assert!(attempts < 500, "mcpgate did not start listening within 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: echo\r\nX-Request-Id: trace-me-42\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let response = http(&addr, &request);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("x-request-id: trace-me-42"), "{response}");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "SIGTERM must drain and exit 0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let tagged = lines.iter().filter(|l| l.to_string().contains("trace-me-42")).count();
+    assert!(tagged >= 1, "no log line carries the request id:\n{stderr}");
+}
