@@ -2,7 +2,11 @@
 //! JSON-RPC error body saying what is wrong, so a client can tell bad JSON from a foreign host from an expired
 //! session. Checks run on the buffered body once; the protocol layer then parses it for real.
 
-use std::{borrow::Cow, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
 
 use axum::{
     body::{Body, Bytes},
@@ -24,6 +28,18 @@ pub(crate) struct Edge {
     pub(crate) max_body: usize,
     /// Serves plain stateless `tools/call` requests without the protocol layer's per-request machinery.
     pub(crate) fast: FastPath,
+    /// `(session id, request id)` of legacy requests being answered. The protocol layer cancels the first of two
+    /// in-flight requests sharing an id and never completes its response; a reused id is refused here instead.
+    pub(crate) session_requests: Mutex<HashSet<(String, String)>>,
+}
+
+/// Removes a session request id from [`Edge::session_requests`] when its response is done.
+struct SessionRequest(Arc<Edge>, (String, String));
+
+impl Drop for SessionRequest {
+    fn drop(&mut self) {
+        self.0.session_requests.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+    }
 }
 
 /// JSON-RPC "Parse error".
@@ -116,6 +132,7 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
         let message = format!("Parse error: JSON nested deeper than {MAX_DEPTH} levels");
         return jsonrpc_error(StatusCode::BAD_REQUEST, PARSE_ERROR, message, None);
     }
+    let mut in_session = None;
     match serde_json::from_slice::<Envelope<'_>>(&bytes) {
         Err(e) if e.is_data() => {
             return jsonrpc_error(
@@ -145,12 +162,31 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
                     envelope.id,
                 );
             }
+            let session = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+            if let (Some(session), Some(id), Some(_)) = (session, &envelope.id, &envelope.method) {
+                let key = (session.to_owned(), id.to_string());
+                if !edge.session_requests.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone()) {
+                    let message = format!("request id {id} is already in flight in this session");
+                    return jsonrpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, message, envelope.id);
+                }
+                in_session = Some(SessionRequest(edge.clone(), key));
+            }
         }
     }
     if let Some(response) = edge.fast.try_serve(&parts.headers, &bytes).await {
         return response;
     }
-    with_jsonrpc_body(next.run(Request::from_parts(parts, Body::from(bytes))).await).await
+    let response = with_jsonrpc_body(next.run(Request::from_parts(parts, Body::from(bytes))).await).await;
+    match in_session {
+        // Held until the answer (often an SSE stream) has been sent.
+        Some(held) => response.map(|body| {
+            Body::new(body.map_frame(move |frame| {
+                let _held = &held;
+                frame
+            }))
+        }),
+        None => response,
+    }
 }
 
 /// Deepest nesting accepted; serde_json refuses deeper documents anyway (its recursion limit is 128).

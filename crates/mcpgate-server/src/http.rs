@@ -156,6 +156,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,
         fast: FastPath::new(gateway.clone()),
+        session_requests: Default::default(),
     });
     let mcp = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(move |req, next| edge::guard(edge.clone(), req, next)))

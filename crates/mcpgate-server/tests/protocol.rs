@@ -226,3 +226,46 @@ async fn draining_lets_in_flight_calls_finish_and_refuses_new_connections() {
         .unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
+
+#[tokio::test]
+async fn a_request_id_reused_while_in_flight_in_a_session_is_refused_and_the_first_call_completes() {
+    let gw = spawn(CONFORMANCE).await;
+    let (session, _) = initialize(&gw, "2025-11-25").await;
+    let slow = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": "test_tool_with_logging", "arguments": {} } });
+    let headers =
+        vec![("Mcp-Session-Id", session.clone()), ("MCP-Protocol-Version", "2025-11-25".to_owned())];
+    let first = {
+        let (http, url, headers, body) = (gw.http.clone(), gw.url.clone(), headers.clone(), slow.to_string());
+        tokio::spawn(async move {
+            let mut request = http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(body);
+            for (k, v) in headers {
+                request = request.header(k, v);
+            }
+            let response = request.send().await.unwrap();
+            let ct = response.headers()["content-type"].to_str().unwrap().to_owned();
+            messages(&ct, &response.text().await.unwrap()).pop().unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let echo = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": "test_simple_text", "arguments": {} } });
+    let (status, ct, text) = gw.post_raw(&headers, echo.to_string()).await;
+    let refused = messages(&ct, &text).pop().unwrap();
+    assert_eq!((status, refused["error"]["code"].as_i64()), (400, Some(-32600)), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("already in flight"), "{refused}");
+    let answer = first.await.unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "Tool with logging executed successfully", "{answer}");
+    // Once answered, the id may be used again.
+    let (status, ct, text) = gw.post_raw(&headers, echo.to_string()).await;
+    let again = messages(&ct, &text).pop().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        again["result"]["content"][0]["text"], "This is a simple text response for testing.",
+        "{again}"
+    );
+}
