@@ -146,5 +146,5 @@ pub enum BuiltinSet {
 pub fn schema() -> serde_json::Value {
     let schema =
         schemars::generate::SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<Config>();
-    serde_json::to_value(schema).unwrap_or_default()
+    schema.to_value()
 }

@@ -132,7 +132,8 @@ impl fmt::Debug for CallContext {
 }
 
 impl CallContext {
-    /// A context for internal calls and tests: anonymous, no peer, no deadline.
+    /// A context with only a correlation id: anonymous, its own cancellation token, the pipeline's default
+    /// deadline, no progress token and no way back to the client. Callers set what they know.
     pub fn detached(request_id: impl Into<Arc<str>>) -> Self {
         Self {
             request_id: request_id.into(),

@@ -36,7 +36,9 @@ pub struct ToolDef {
 }
 
 impl ToolDef {
-    /// A tool with a name, a description and an input schema; other fields empty.
+    /// A tool with a name, a description and an input schema; other fields empty. A schema that is not a JSON
+    /// object is kept as an empty one, which the registry then refuses (`inputSchema` must have
+    /// `"type": "object"`), so the mistake is reported at startup.
     pub fn new(name: impl Into<String>, description: impl Into<String>, input_schema: Value) -> Self {
         let input_schema = match input_schema {
             Value::Object(map) => map,

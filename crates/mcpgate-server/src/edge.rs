@@ -70,8 +70,6 @@ struct Envelope<'a> {
     method: Option<IgnoredAny>,
     result: Option<IgnoredAny>,
     error: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    params: Option<IgnoredAny>,
 }
 
 fn is_json(request: &Request) -> bool {
@@ -178,15 +176,20 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
     }
     let response = with_jsonrpc_body(next.run(Request::from_parts(parts, Body::from(bytes))).await).await;
     match in_session {
-        // Held until the answer (often an SSE stream) has been sent.
-        Some(held) => response.map(|body| {
-            Body::new(body.map_frame(move |frame| {
-                let _held = &held;
-                frame
-            }))
-        }),
+        Some(held) => hold_until_sent(response, held),
         None => response,
     }
+}
+
+/// Keep `guard` alive until the response body has been sent (or dropped): an answer may be an SSE stream that
+/// outlives the handler.
+pub(crate) fn hold_until_sent<G: Send + Sync + 'static>(response: Response, guard: G) -> Response {
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _held = &guard;
+            frame
+        }))
+    })
 }
 
 /// Deepest nesting accepted; serde_json refuses deeper documents anyway (its recursion limit is 128).

@@ -3,10 +3,7 @@
 //! sessions always answer 200. The table lives in `docs/errors.md`.
 
 use mcpgate_core::BackendError;
-use rmcp::{
-    ErrorData,
-    model::{ClientCapabilities, ErrorCode},
-};
+use rmcp::{ErrorData, model::ErrorCode};
 use serde_json::json;
 
 /// JSON-RPC code for a call that ran past its deadline (implementation-defined server error range).
@@ -27,10 +24,11 @@ pub fn to_jsonrpc(error: &BackendError) -> ErrorData {
             ErrorData::invalid_params(format!("Unknown {what}: {name}"), Some(json!({ "name": name })))
         }
         BackendError::InvalidArguments(message) => ErrorData::invalid_params(message.clone(), Some(kind)),
-        BackendError::MissingClientCapability { required } => {
-            let required: ClientCapabilities = serde_json::from_value(required.clone()).unwrap_or_default();
-            ErrorData::missing_required_client_capability(required)
-        }
+        BackendError::MissingClientCapability { required } => ErrorData::new(
+            ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
+            "Missing required client capability",
+            Some(json!({ "requiredCapabilities": required })),
+        ),
         BackendError::Unavailable { .. } => ErrorData::new(UNAVAILABLE, error.to_string(), Some(kind)),
         BackendError::Timeout(_) => ErrorData::new(TIMEOUT, error.to_string(), Some(kind)),
         BackendError::Cancelled => ErrorData::new(CANCELLED, error.to_string(), Some(kind)),

@@ -21,12 +21,12 @@ use std::{
 
 use axum::{body::Bytes, response::Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
-use mcpgate_core::{CallContext, JsonObject, Principal, ToolCall, ToolOutcome};
+use mcpgate_core::{CallContext, JsonObject, ToolCall, ToolOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::{
+    edge::jsonrpc_error,
     errors::stateless_status,
     gateway::Gateway,
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
@@ -82,7 +82,7 @@ struct CompleteResult<'a> {
     outcome: &'a ToolOutcome,
 }
 
-/// Host names this path accepts without consulting rmcp's finer rules.
+/// The fast path: the gateway it calls into and the `Host` values it accepts without rmcp's finer rules.
 pub(crate) struct FastPath {
     gateway: Arc<Gateway>,
     any_host: bool,
@@ -148,14 +148,7 @@ impl FastPath {
         let registry = &self.gateway.registry;
         let route = registry.tool(&name).filter(|route| !route.declares_param_headers)?;
         let backend = registry.backend(route.backend).clone();
-        let cx = CallContext {
-            request_id: Arc::from(header(headers, "x-request-id").unwrap_or("")),
-            principal: Arc::new(Principal::anonymous()),
-            cancel: CancellationToken::new(),
-            timeout: None,
-            progress_token: None,
-            peer: None,
-        };
+        let cx = CallContext::detached(header(headers, "x-request-id").unwrap_or(""));
         let client = StatelessClient {
             capabilities: meta.get(META_CAPABILITIES).cloned().unwrap_or_default(),
             log_level: None,
@@ -189,8 +182,19 @@ impl FastPath {
                 serde_json::to_vec(&Reply::<()> { jsonrpc: "2.0", id, result: None, error: Some(error) }),
             ),
         };
-        let body = body.ok()?;
-        let mut response = Response::new(axum::body::Body::from(body));
+        // The call has run: never hand it to rmcp now (that would run it again).
+        let mut response = match body {
+            Ok(body) => Response::new(axum::body::Body::from(body)),
+            Err(e) => {
+                let message = format!("result does not serialize: {e}");
+                return Some(jsonrpc_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    -32603,
+                    message,
+                    Some(request.id),
+                ));
+            }
+        };
         *response.status_mut() = status;
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Some(response)

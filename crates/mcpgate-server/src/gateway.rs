@@ -51,6 +51,8 @@ pub struct Gateway {
     pub started: Instant,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
+    /// What `initialize` and `server/discover` report, built once.
+    pub server_info: rmcp::model::ServerConfig,
     /// Calls answered on the stateless fast path (shown in `/status`).
     pub fast_path_calls: AtomicU64,
 }
@@ -71,6 +73,7 @@ impl Gateway {
         }
         let registry = Registry::build(entries).await.map_err(StartError::Catalogue)?;
         let pipeline = Pipeline::new(config.server.request_timeout.0);
+        let server_info = crate::handler::server_info(&config.server).map_err(StartError::Internal)?;
         Ok(Arc::new(Self {
             config,
             registry,
@@ -80,6 +83,7 @@ impl Gateway {
             started_at: SystemTime::now(),
             started: Instant::now(),
             shutdown: CancellationToken::new(),
+            server_info,
             fast_path_calls: AtomicU64::new(0),
         }))
     }

@@ -6,7 +6,7 @@
 
 use std::{borrow::Cow, future::Future, sync::Arc};
 
-use mcpgate_core::{BackendError, CallContext, JsonObject, Principal, ToolCall};
+use mcpgate_core::{BackendError, CallContext, JsonObject, ToolCall};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
@@ -33,7 +33,7 @@ use crate::{
 };
 
 /// Protocol revisions served, oldest first.
-const SUPPORTED: &[ProtocolVersion] = &[
+pub(crate) const SUPPORTED: &[ProtocolVersion] = &[
     ProtocolVersion::V_2025_03_26,
     ProtocolVersion::V_2025_06_18,
     ProtocolVersion::V_2025_11_25,
@@ -52,6 +52,23 @@ impl McpHandler {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway, session: Arc::new(SessionState::default()) }
     }
+}
+
+/// What `initialize` and `server/discover` say about this server; built once, at startup.
+pub(crate) fn server_info(server: &mcpgate_config::ServerConfig) -> Result<ServerConfig, String> {
+    let info = json!({
+        "protocolVersion": ProtocolVersion::LATEST_WITH_INITIALIZE,
+        "capabilities": {
+            "tools": {},
+            "resources": { "subscribe": true },
+            "prompts": {},
+            "logging": {},
+            "completions": {}
+        },
+        "serverInfo": { "name": server.name, "version": env!("CARGO_PKG_VERSION") },
+        "instructions": server.instructions,
+    });
+    serde_json::from_value(info).map_err(|e| format!("server info does not fit the protocol: {e}"))
 }
 
 /// Convert between our types and rmcp's through their shared wire form.
@@ -101,6 +118,7 @@ impl McpHandler {
     async fn run<T, F, Fut>(
         &self,
         rcx: &RequestContext<RoleServer>,
+        request_id: Arc<str>,
         binding: String,
         retry: Retry,
         op: F,
@@ -110,12 +128,9 @@ impl McpHandler {
         Fut: Future<Output = Result<T, BackendError>>,
     {
         let mut cx = CallContext {
-            request_id: correlation_id(rcx),
-            principal: Arc::new(Principal::anonymous()),
             cancel: rcx.ct.clone(),
-            timeout: None,
             progress_token: rcx.meta.get_progress_token().and_then(|t| serde_json::to_value(t).ok()),
-            peer: None,
+            ..CallContext::detached(request_id)
         };
         if !is_stateless(rcx) {
             cx.peer = Some(Arc::new(SessionPeer::new(rcx.peer.clone(), self.session.clone())));
@@ -151,20 +166,7 @@ macro_rules! list_page {
 
 impl ServerHandler for McpHandler {
     fn get_info(&self) -> ServerConfig {
-        let server = &self.gateway.config.server;
-        let info = json!({
-            "protocolVersion": ProtocolVersion::LATEST_WITH_INITIALIZE,
-            "capabilities": {
-                "tools": {},
-                "resources": { "subscribe": true },
-                "prompts": {},
-                "logging": {},
-                "completions": {}
-            },
-            "serverInfo": { "name": server.name, "version": env!("CARGO_PKG_VERSION") },
-            "instructions": server.instructions,
-        });
-        serde_json::from_value(info).unwrap_or_else(|_| ServerConfig::default())
+        self.gateway.server_info.clone()
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
@@ -223,9 +225,10 @@ impl ServerHandler for McpHandler {
             ToolCall { name: route.original.clone(), arguments: request.arguments.unwrap_or_default() };
         let pipeline = &self.gateway.pipeline;
         let public = &request.name;
-        let span = tracing::info_span!("tools/call", request_id = %correlation_id(&context), tool = %public);
+        let request_id = correlation_id(&context);
+        let span = tracing::info_span!("tools/call", request_id = %request_id, tool = %public);
         let rounds = self
-            .run(&context, binding, retry, |cx| async move {
+            .run(&context, request_id, binding, retry, |cx| async move {
                 pipeline.call_tool(&cx, &*backend, public, call).await
             })
             .instrument(span)
@@ -270,9 +273,13 @@ impl ServerHandler for McpHandler {
         let retry = Retry { responses: request.input_responses, state: request.request_state };
         let uri_ref = &uri;
         let rounds = self
-            .run(&context, binding("resources/read", &uri, None), retry, |cx| async move {
-                backend.read_resource(&cx, uri_ref).await
-            })
+            .run(
+                &context,
+                correlation_id(&context),
+                binding("resources/read", &uri, None),
+                retry,
+                |cx| async move { backend.read_resource(&cx, uri_ref).await },
+            )
             .await?;
         match rounds {
             Rounds::Complete(contents) => {
@@ -333,9 +340,13 @@ impl ServerHandler for McpHandler {
         let retry = Retry { responses: request.input_responses, state: request.request_state };
         let name = &request.name;
         let rounds = self
-            .run(&context, binding("prompts/get", name, Some(&arguments)), retry, |cx| async move {
-                backend.get_prompt(&cx, name, arguments).await
-            })
+            .run(
+                &context,
+                correlation_id(&context),
+                binding("prompts/get", name, Some(&arguments)),
+                retry,
+                |cx| async move { backend.get_prompt(&cx, name, arguments).await },
+            )
             .await?;
         match rounds {
             Rounds::Complete(result) => {

@@ -11,9 +11,8 @@ use std::{
 };
 
 use axum::serve::ListenerExt;
-use axum::{Router, body::Body, extract::Request, middleware::Next, response::Response, routing::get};
+use axum::{Router, extract::Request, middleware::Next, response::Response, routing::get};
 use http::Method;
-use http_body_util::BodyExt;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
@@ -116,13 +115,7 @@ async fn track(in_flight: InFlight, request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let guard = in_flight.enter();
-    let response = next.run(request).await;
-    response.map(|body| {
-        Body::new(body.map_frame(move |frame| {
-            let _held = &guard;
-            frame
-        }))
-    })
+    edge::hold_until_sent(next.run(request).await, guard)
 }
 
 fn mcp_service(

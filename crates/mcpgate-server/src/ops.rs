@@ -6,7 +6,7 @@ use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use mcpgate_core::BackendHealth;
 use serde_json::{Value, json};
 
-use crate::gateway::Gateway;
+use crate::{gateway::Gateway, handler::SUPPORTED};
 
 /// Liveness: 200 while the process serves.
 pub async fn health() -> impl IntoResponse {
@@ -67,7 +67,7 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         "version": env!("CARGO_PKG_VERSION"),
         "started_at": humantime::format_rfc3339_seconds(gateway.started_at).to_string(),
         "uptime_seconds": gateway.started.elapsed().as_secs(),
-        "protocol_versions": ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"],
+        "protocol_versions": SUPPORTED.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
         "config": {
             "listen": server.listen,
             "max_request_size": server.max_request_size.0,

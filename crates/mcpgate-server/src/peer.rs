@@ -79,17 +79,12 @@ async fn send_log(peer: &Peer<RoleServer>, level: LogLevel, logger: Option<&str>
 pub struct SessionPeer {
     peer: Peer<RoleServer>,
     session: Arc<SessionState>,
-    capabilities: Value,
 }
 
 impl SessionPeer {
     /// Wrap the session's rmcp peer.
     pub fn new(peer: Peer<RoleServer>, session: Arc<SessionState>) -> Self {
-        let capabilities = peer
-            .peer_info()
-            .and_then(|info| serde_json::to_value(&info.capabilities).ok())
-            .unwrap_or_else(|| json!({}));
-        Self { peer, session, capabilities }
+        Self { peer, session }
     }
 }
 
@@ -106,7 +101,7 @@ impl ClientPeer for SessionPeer {
     }
 
     async fn request(&self, _key: &str, method: &str, params: Value) -> Result<Value, ClientRequestError> {
-        check_capability(&self.capabilities, method)?;
+        check_capability(&self.client_capabilities(), method)?;
         let failed = |e: &dyn std::fmt::Display| ClientRequestError::Failed(format!("{method}: {e}"));
         let result = match method {
             "sampling/createMessage" => {
@@ -123,8 +118,12 @@ impl ClientPeer for SessionPeer {
         result.map_err(|e| failed(&e))
     }
 
+    /// What the client declared at `initialize` (`{}` before it has).
     fn client_capabilities(&self) -> Value {
-        self.capabilities.clone()
+        self.peer
+            .peer_info()
+            .and_then(|info| serde_json::to_value(&info.capabilities).ok())
+            .unwrap_or_else(|| json!({}))
     }
 }
 

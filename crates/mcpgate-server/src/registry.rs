@@ -80,6 +80,12 @@ impl Registry {
                         "tool {:?} is served by both {} and {}",
                         def.name, backends[registry.tools[other].backend].name, entry.name
                     )),
+                    None if def.input_schema.get("type").and_then(|t| t.as_str()) != Some("object") => {
+                        problems.push(format!(
+                            "backend {}: tool {:?} has an inputSchema without \"type\": \"object\"",
+                            entry.name, def.name
+                        ));
+                    }
                     None => {
                         let wire: Tool = match serde_json::to_value(&def).and_then(serde_json::from_value) {
                             Ok(tool) => tool,
@@ -217,7 +223,40 @@ pub fn page<T: Clone>(
 
 #[cfg(test)]
 mod tests {
-    use super::page;
+    use async_trait::async_trait;
+    use mcpgate_core::{CallContext, ToolCall, ToolOutcome};
+
+    use super::*;
+
+    /// A backend listing one tool with the given input schema.
+    struct OneTool(serde_json::Value);
+
+    #[async_trait]
+    impl Backend for OneTool {
+        fn name(&self) -> &str {
+            "one"
+        }
+        async fn list_tools(&self) -> Result<Vec<ToolDef>, BackendError> {
+            Ok(vec![ToolDef::new("t", "a tool", self.0.clone())])
+        }
+        async fn call_tool(&self, _: &CallContext, _: ToolCall) -> Result<ToolOutcome, BackendError> {
+            Ok(ToolOutcome::text("ok"))
+        }
+    }
+
+    async fn build_with(schema: serde_json::Value) -> Result<Registry, Vec<String>> {
+        let entry = BackendEntry { name: "one".into(), kind: "builtin", backend: Arc::new(OneTool(schema)) };
+        Registry::build(vec![entry]).await
+    }
+
+    #[tokio::test]
+    async fn tools_need_an_object_input_schema() {
+        assert!(build_with(serde_json::json!({ "type": "object" })).await.is_ok());
+        for bad in [serde_json::json!("object"), serde_json::json!({ "type": "string" })] {
+            let problems = build_with(bad).await.err().unwrap();
+            assert!(problems[0].contains("inputSchema"), "{problems:?}");
+        }
+    }
 
     #[test]
     fn pages_walk_the_whole_list_and_reject_forged_cursors() {

@@ -111,8 +111,7 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
         Some(path) => mcpgate_config::load_file(path)?,
         None => mcpgate_config::default_config()?,
     };
-    let problems = mcpgate_config::apply_env(&mut config, |name| std::env::var(name).ok());
-    let mut problems = problems;
+    let mut problems = mcpgate_config::apply_env(&mut config, |name| std::env::var(name).ok());
     problems.extend(mcpgate_config::validate(&config));
     if !problems.is_empty() {
         let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "<embedded default>".into());
