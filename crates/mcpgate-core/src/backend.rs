@@ -34,6 +34,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Run one tool. `Ok` with `is_error` when the tool ran and failed; `Err` when no result could be had.
     async fn call_tool(&self, cx: &CallContext, call: ToolCall) -> Result<ToolOutcome, BackendError>;
 
+    /// Whether a call of `tool` may send the client anything before its result: progress, log messages,
+    /// requests (sampling, elicitation, roots). The safe answer, and the default, is yes. A backend whose tools
+    /// never do answers no, and the gateway then serves their calls in a legacy session on its short path,
+    /// with a plain JSON response.
+    fn may_contact_client(&self, _tool: &str) -> bool {
+        true
+    }
+
     /// Resources it offers.
     async fn list_resources(&self) -> Result<Vec<ResourceDef>, BackendError> {
         Ok(Vec::new())

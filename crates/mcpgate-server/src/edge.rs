@@ -2,11 +2,7 @@
 //! JSON-RPC error body saying what is wrong, so a client can tell bad JSON from a foreign host from an expired
 //! session. Checks run on the buffered body once; the protocol layer then parses it for real.
 
-use std::{
-    borrow::Cow,
-    collections::HashSet,
-    sync::{Arc, Mutex},
-};
+use std::{borrow::Cow, sync::Arc};
 
 use axum::{
     body::{Body, Bytes},
@@ -20,26 +16,33 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
-use crate::fast::FastPath;
+use crate::{
+    fast::FastPath,
+    sessions::{Refused, Sessions},
+};
 
-/// What the `/mcp` edge needs: the body limit and the stateless fast path.
+/// What the `/mcp` edge needs: the body limit, the fast path and the record of legacy sessions.
 pub(crate) struct Edge {
     /// Largest body accepted.
     pub(crate) max_body: usize,
-    /// Serves plain stateless `tools/call` requests without the protocol layer's per-request machinery.
+    /// Serves plain `tools/call` requests without the protocol layer's per-request machinery.
     pub(crate) fast: FastPath,
-    /// `(session id, request id)` of legacy requests being answered. The protocol layer cancels the first of two
-    /// in-flight requests sharing an id and never completes its response; a reused id is refused here instead.
-    pub(crate) session_requests: Mutex<HashSet<(String, String)>>,
+    /// Legacy sessions: their requests in flight, so a reused id is refused (the protocol layer would cancel
+    /// the first of two in-flight requests sharing an id and never complete its response) and a
+    /// `notifications/cancelled` reaches calls on the fast path.
+    pub(crate) sessions: Arc<Sessions>,
 }
 
-/// Removes a session request id from [`Edge::session_requests`] when its response is done.
-struct SessionRequest(Arc<Edge>, (String, String));
+/// `notifications/cancelled`: which request to stop.
+#[derive(Deserialize)]
+struct Cancelled {
+    params: CancelledParams,
+}
 
-impl Drop for SessionRequest {
-    fn drop(&mut self) {
-        self.0.session_requests.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
-    }
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelledParams {
+    request_id: Value,
 }
 
 /// JSON-RPC "Parse error".
@@ -67,7 +70,8 @@ struct Envelope<'a> {
     #[serde(borrow)]
     jsonrpc: Option<Cow<'a, str>>,
     id: Option<Value>,
-    method: Option<IgnoredAny>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
     result: Option<IgnoredAny>,
     error: Option<IgnoredAny>,
 }
@@ -161,22 +165,39 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
                 );
             }
             let session = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
-            if let (Some(session), Some(id), Some(_)) = (session, &envelope.id, &envelope.method) {
-                let key = (session.to_owned(), id.to_string());
-                if !edge.session_requests.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone()) {
-                    let message = format!("request id {id} is already in flight in this session");
-                    return jsonrpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, message, envelope.id);
+            let session = session.and_then(|id| edge.sessions.get(id));
+            match (session, envelope.id, envelope.method.as_deref()) {
+                (Some(session), Some(id), Some(_)) => match edge
+                    .sessions
+                    .begin(session.clone(), id.to_string())
+                {
+                    Ok(request) => in_session = Some((session, request)),
+                    Err(Refused::IdInFlight) => {
+                        let message = format!("request id {id} is already in flight in this session");
+                        return jsonrpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, message, Some(id));
+                    }
+                },
+                (Some(session), None, Some("notifications/cancelled")) => {
+                    if let Ok(cancelled) = serde_json::from_slice::<Cancelled>(&bytes) {
+                        session.cancel(&cancelled.params.request_id.to_string());
+                    }
                 }
-                in_session = Some(SessionRequest(edge.clone(), key));
+                _ => {}
             }
         }
     }
-    if let Some(response) = edge.fast.try_serve(&parts.headers, &bytes).await {
+    let fast = match &in_session {
+        Some((session, request)) => {
+            edge.fast.try_serve_in_session(&parts.headers, &bytes, session, request.cancel.clone()).await
+        }
+        None => edge.fast.try_serve(&parts.headers, &bytes).await,
+    };
+    if let Some(response) = fast {
         return response;
     }
     let response = with_jsonrpc_body(next.run(Request::from_parts(parts, Body::from(bytes))).await).await;
     match in_session {
-        Some(held) => hold_until_sent(response, held),
+        Some((_, request)) => hold_until_sent(response, request),
         None => response,
     }
 }

@@ -1,17 +1,22 @@
-//! The stateless fast path: a 2026-07-28 `tools/call` that needs nothing but its answer.
+//! The fast path: a `tools/call` that needs nothing but its answer, served without the protocol layer.
 //!
 //! rmcp serves every stateless request by building a service, a transport, channels and two tasks for it, and
-//! parses the body twice on the way; for the calls that make up nearly all traffic that is most of the cost of a
-//! request (bench/README.md). This path serves exactly those calls directly — same registry, same pipeline,
-//! same multi-round logic, same error mapping — and hands every other request, and every request it has the
-//! least doubt about, to rmcp unchanged. It never rejects anything: validation and errors stay rmcp's.
+//! every request in a legacy session by passing it through the session's worker and an SSE stream; for the
+//! calls that make up nearly all traffic that is most of the cost of a request (bench/README.md). This path
+//! serves exactly those calls directly — same registry, same pipeline, same multi-round logic, same error
+//! mapping — and hands every other request, and every request it has the least doubt about, to rmcp
+//! unchanged. It never rejects anything: validation and errors stay rmcp's.
 //!
-//! Served here only when all hold: POST without a session id; `MCP-Protocol-Version: 2026-07-28`;
-//! `Mcp-Method: tools/call` and `Mcp-Name` equal to the body's; no `Mcp-Param-*` header and a tool whose schema
-//! declares none; `Accept` naming both JSON and SSE; no `Origin` and a `Host` the config allows outright; a body
-//! of exactly the `tools/call` shape with `_meta` giving the protocol version and client capabilities, and
-//! neither a progress token nor a log level (so the call can send no notification and the answer is plain
-//! JSON); a tool the registry knows. `tests/fast_path.rs` holds both paths to the same answers.
+//! Served here only when all hold: POST; `Accept` naming both JSON and SSE; no `Origin` and a `Host` the config
+//! allows outright; a body of exactly the `tools/call` shape without a progress token (so the call sends no
+//! notification and the answer is plain JSON); a tool the registry knows. And then, either
+//! - stateless: no session id; `MCP-Protocol-Version: 2026-07-28`; `Mcp-Method: tools/call` and `Mcp-Name` equal
+//!   to the body's; no `Mcp-Param-*` header and a tool whose schema declares none; `_meta` giving the protocol
+//!   version and client capabilities, and no log level; or
+//! - legacy: a session that is initialized, with `MCP-Protocol-Version` equal to the version it negotiated; no
+//!   2026-07-28 fields in the body; a tool whose backend says it never contacts the client while it runs.
+//!
+//! `tests/fast_path.rs` holds both paths to the same answers.
 
 use std::{
     borrow::Cow,
@@ -24,12 +29,14 @@ use http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
 use mcpgate_core::{CallContext, JsonObject, ToolCall, ToolOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     edge::jsonrpc_error,
-    errors::stateless_status,
+    errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
+    sessions::Session,
 };
 
 const VERSION: &str = "2026-07-28";
@@ -55,8 +62,8 @@ struct CallParams {
     name: String,
     #[serde(default)]
     arguments: Option<JsonObject>,
-    #[serde(rename = "_meta")]
-    meta: JsonObject,
+    #[serde(rename = "_meta", default)]
+    meta: Option<JsonObject>,
     #[serde(default)]
     input_responses: Option<BTreeMap<String, Value>>,
     #[serde(default)]
@@ -114,30 +121,31 @@ impl FastPath {
         self.hosts.iter().any(|h| *h == host || (!h.contains(':') && h == bare))
     }
 
+    /// What both eras require of the headers.
     fn headers_fit(&self, headers: &HeaderMap) -> bool {
         let accept = header(headers, "accept").unwrap_or("");
-        header(headers, "mcp-session-id").is_none()
-            && header(headers, "origin").is_none()
-            && header(headers, "mcp-protocol-version") == Some(VERSION)
-            && header(headers, "mcp-method") == Some("tools/call")
+        header(headers, "origin").is_none()
             && accept.contains("application/json")
             && accept.contains("text/event-stream")
             && !accept.contains("q=0")
-            && !headers.keys().any(|k| k.as_str().starts_with("mcp-param-"))
             && self.host_allowed(headers)
     }
 
-    /// Serve the request if it is one this path is for; `None` hands it to rmcp.
+    /// Serve a stateless request if it is one this path is for; `None` hands it to rmcp.
     pub(crate) async fn try_serve(&self, headers: &HeaderMap, body: &Bytes) -> Option<Response> {
-        if !self.headers_fit(headers) {
+        let headers_fit = header(headers, "mcp-session-id").is_none()
+            && header(headers, "mcp-protocol-version") == Some(VERSION)
+            && header(headers, "mcp-method") == Some("tools/call")
+            && !headers.keys().any(|k| k.as_str().starts_with("mcp-param-"))
+            && self.headers_fit(headers);
+        if !headers_fit {
             return None;
         }
-        let request: CallRequest<'_> = serde_json::from_slice(body).ok()?;
+        let request =
+            serde_json::from_slice::<CallRequest<'_>>(body).ok().filter(CallRequest::is_plain_call)?;
         let CallParams { name, arguments, meta, input_responses, request_state } = request.params;
-        let meta_fits = request.jsonrpc == "2.0"
-            && request.method == "tools/call"
-            && (request.id.is_string() || request.id.is_i64() || request.id.is_u64())
-            && header(headers, "mcp-name") == Some(name.as_str())
+        let meta = meta?;
+        let meta_fits = header(headers, "mcp-name") == Some(name.as_str())
             && meta.get(META_VERSION).and_then(Value::as_str) == Some(VERSION)
             && meta.get(META_CAPABILITIES).is_some_and(Value::is_object)
             && !meta.contains_key("progressToken")
@@ -165,38 +173,81 @@ impl FastPath {
         .await;
         self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
         let id = &request.id;
-        let (status, body) = match rounds {
+        // The call has run: from here on never hand it to rmcp (that would run it again).
+        Some(match rounds {
             Ok(Rounds::Complete(outcome)) => {
                 let result = CompleteResult { result_type: "complete", outcome: &outcome };
-                (
-                    StatusCode::OK,
-                    serde_json::to_vec(&Reply { jsonrpc: "2.0", id, result: Some(result), error: None }),
-                )
+                reply(StatusCode::OK, id, Ok(result))
             }
-            Ok(Rounds::InputRequired(input)) => (
-                StatusCode::OK,
-                serde_json::to_vec(&Reply { jsonrpc: "2.0", id, result: Some(input), error: None }),
-            ),
-            Err(error) => (
-                stateless_status(error.code),
-                serde_json::to_vec(&Reply::<()> { jsonrpc: "2.0", id, result: None, error: Some(error) }),
-            ),
-        };
-        // The call has run: never hand it to rmcp now (that would run it again).
-        let mut response = match body {
-            Ok(body) => Response::new(axum::body::Body::from(body)),
-            Err(e) => {
-                let message = format!("result does not serialize: {e}");
-                return Some(jsonrpc_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    -32603,
-                    message,
-                    Some(request.id),
-                ));
-            }
-        };
-        *response.status_mut() = status;
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Some(response)
+            Ok(Rounds::InputRequired(input)) => reply(StatusCode::OK, id, Ok(input)),
+            Err(error) => reply(stateless_status(error.code), id, Err::<(), _>(error)),
+        })
+    }
+
+    /// Serve a request of a legacy session if it is one this path is for; `None` hands it to rmcp. `cancel` is
+    /// the request's token in the session record, which `notifications/cancelled` fires.
+    pub(crate) async fn try_serve_in_session(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+        session: &Session,
+        cancel: CancellationToken,
+    ) -> Option<Response> {
+        let version = session.ready_version()?;
+        if !(header(headers, "mcp-protocol-version") == Some(version) && self.headers_fit(headers)) {
+            return None;
+        }
+        let request =
+            serde_json::from_slice::<CallRequest<'_>>(body).ok().filter(CallRequest::is_plain_call)?;
+        let CallParams { name, arguments, meta, input_responses, request_state } = request.params;
+        let body_fits = input_responses.is_none()
+            && request_state.is_none()
+            && meta.is_none_or(|meta| !meta.contains_key("progressToken"));
+        if !body_fits {
+            return None;
+        }
+        let registry = &self.gateway.registry;
+        let route = registry.tool(&name).filter(|route| !route.contacts_client)?;
+        let backend = registry.backend(route.backend).clone();
+        let cx =
+            CallContext { cancel, ..CallContext::detached(header(headers, "x-request-id").unwrap_or("")) };
+        let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
+        let outcome = self.gateway.pipeline.call_tool(&cx, &*backend, &name, call).await;
+        self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
+        // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error too (the client
+        // has stopped waiting for it, and an SSE stream ending without a message would say less).
+        Some(match outcome {
+            Ok(outcome) => reply(StatusCode::OK, &request.id, Ok(&outcome)),
+            Err(error) => reply(StatusCode::OK, &request.id, Err::<(), _>(to_jsonrpc(&error))),
+        })
+    }
+}
+
+impl CallRequest<'_> {
+    /// A JSON-RPC 2.0 `tools/call` with an id of a kind rmcp would accept.
+    fn is_plain_call(&self) -> bool {
+        self.jsonrpc == "2.0"
+            && self.method == "tools/call"
+            && (self.id.is_string() || self.id.is_i64() || self.id.is_u64())
+    }
+}
+
+/// A JSON response carrying the result or the error for request `id`.
+fn reply<R: Serialize>(status: StatusCode, id: &Value, outcome: Result<R, rmcp::ErrorData>) -> Response {
+    let (result, error) = match outcome {
+        Ok(result) => (Some(result), None),
+        Err(error) => (None, Some(error)),
+    };
+    match serde_json::to_vec(&Reply { jsonrpc: "2.0", id, result, error }) {
+        Ok(body) => {
+            let mut response = Response::new(axum::body::Body::from(body));
+            *response.status_mut() = status;
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(e) => {
+            let message = format!("result does not serialize: {e}");
+            jsonrpc_error(StatusCode::INTERNAL_SERVER_ERROR, -32603, message, Some(id.clone()))
+        }
     }
 }

@@ -29,7 +29,7 @@ use crate::{
     peer::SessionPeer,
     registry::page,
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
-    session::{SessionState, parse_level},
+    sessions::{SessionState, parse_level},
 };
 
 /// Protocol revisions served, oldest first.

@@ -13,9 +13,7 @@ use std::{
 use axum::serve::ListenerExt;
 use axum::{Router, extract::Request, middleware::Next, response::Response, routing::get};
 use http::Method;
-use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-};
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
@@ -24,7 +22,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{edge, fast::FastPath, gateway::Gateway, handler::McpHandler, ops};
+use crate::{edge, fast::FastPath, gateway::Gateway, handler::McpHandler, ops, sessions::Sessions};
 
 /// A running HTTP server, for tests and embedding.
 pub struct Server {
@@ -120,8 +118,9 @@ async fn track(in_flight: InFlight, request: Request, next: Next) -> Response {
 
 fn mcp_service(
     gateway: &Arc<Gateway>,
+    sessions: Arc<Sessions>,
     streams: CancellationToken,
-) -> StreamableHttpService<McpHandler, LocalSessionManager> {
+) -> StreamableHttpService<McpHandler, Sessions> {
     let server = &gateway.config.server;
     let mut config = StreamableHttpServerConfig::default()
         .with_max_request_body_bytes(server.max_request_size.0 as usize)
@@ -138,22 +137,21 @@ fn mcp_service(
     } else {
         config.with_allowed_origins(server.allowed_origins.clone()).enforce_origin_validation()
     };
-    let mut sessions = LocalSessionManager::default();
-    sessions.session_config.keep_alive = Some(server.session_idle_timeout.0);
     let gateway = gateway.clone();
-    StreamableHttpService::new(move || Ok(McpHandler::new(gateway.clone())), Arc::new(sessions), config)
+    StreamableHttpService::new(move || Ok(McpHandler::new(gateway.clone())), sessions, config)
 }
 
 /// The application: `/mcp` and the ops endpoints, behind the edge layers.
 fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
+    let sessions = Sessions::start(gateway.config.server.session_idle_timeout.0);
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,
         fast: FastPath::new(gateway.clone()),
-        session_requests: Default::default(),
+        sessions: sessions.clone(),
     });
     let mcp = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(move |req, next| edge::guard(edge.clone(), req, next)))
-        .service(mcp_service(&gateway, streams));
+        .service(mcp_service(&gateway, sessions, streams));
     Router::new()
         .route_service("/mcp", mcp)
         .route("/health", get(ops::health))

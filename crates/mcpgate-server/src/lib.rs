@@ -11,7 +11,7 @@ mod ops;
 mod peer;
 pub mod registry;
 mod rounds;
-mod session;
+mod sessions;
 mod stdio;
 
 pub use errors::to_jsonrpc;

@@ -25,7 +25,7 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-use crate::session::SessionState;
+use crate::sessions::SessionState;
 
 /// The capability a server-to-client request needs, if the method is one the gateway may send.
 fn required_capability(method: &str) -> Option<&'static str> {

@@ -17,6 +17,8 @@ pub struct ToolRoute {
     /// Whether its input schema declares `x-mcp-header` parameters (SEP-2243), which the transport checks
     /// against `Mcp-Param-*` headers.
     pub declares_param_headers: bool,
+    /// Whether a call may send the client anything before its result ([`Backend::may_contact_client`]).
+    pub contacts_client: bool,
 }
 
 /// One backend and what it contributed, for `/status` and `/ready`.
@@ -103,6 +105,7 @@ impl Registry {
                             .is_ok_and(|s| s.contains("x-mcp-header"));
                         registry.tools.push(ToolRoute {
                             backend: index,
+                            contacts_client: entry.backend.may_contact_client(&def.name),
                             original: def.name.clone(),
                             def,
                             declares_param_headers,

@@ -1,12 +1,15 @@
-//! The stateless fast path answers exactly what the protocol layer answers. Each request is sent twice: once as
-//! the fast path takes it, once with an `Origin` header (allowed, but outside the fast path's conditions) so rmcp
-//! serves it; the answers must match and the fast-path counter must show which path ran.
+//! The fast path answers exactly what the protocol layer answers, stateless and in legacy sessions. Each request
+//! is sent twice: once as the fast path takes it, once with an `Origin` header (allowed, but outside the fast
+//! path's conditions) so rmcp serves it; the answers must match and the fast-path counter must show which path
+//! ran.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 
-use common::{TestGateway, messages, modern, spawn};
+use std::time::Duration;
+
+use common::{DEMO, TestGateway, in_session, initialize, messages, modern, spawn};
 use serde_json::{Value, json};
 
 const BOTH: &str = "backends:\n  demo:\n    kind: builtin\n    builtin: demo\n  c:\n    kind: builtin\n    builtin: conformance\n";
@@ -127,4 +130,128 @@ async fn multi_round_calls_work_across_paths() {
     let slow = send(&gw, tampered, tool, true, meta).await;
     assert_eq!(fast, slow);
     assert_eq!(fast.1["error"]["code"], -32602, "{:?}", fast);
+}
+
+/// A `tools/call` in a legacy session: `(status, answer)`. `slow` adds an allowed `Origin`, which the fast
+/// path leaves to the protocol layer.
+async fn send_in_session(
+    gw: &TestGateway,
+    session: &str,
+    version: &str,
+    id: u64,
+    params: Value,
+    slow: bool,
+) -> (u16, Value) {
+    let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params });
+    let mut headers =
+        vec![("Mcp-Session-Id", session.to_owned()), ("MCP-Protocol-Version", version.to_owned())];
+    if slow {
+        headers.push(("Origin", format!("http://localhost:{}", gw.server.local_addr.port())));
+    }
+    let (status, ct, text) = gw.post_raw(&headers, body.to_string()).await;
+    (status, messages(&ct, &text).pop().unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn legacy_session_calls_match_the_protocol_layer() {
+    let gw = spawn(BOTH).await;
+    let (session, _) = initialize(&gw, "2025-11-25").await;
+    let cases = [
+        (json!({ "name": "echo", "arguments": { "message": "hi" } }), true),
+        (json!({ "name": "add", "arguments": { "a": 2, "b": 3.5 } }), true),
+        (json!({ "name": "echo", "arguments": { "wrong": 1 } }), true),
+        (json!({ "name": "sleep", "arguments": { "ms": 0 } }), true),
+        (json!({ "name": "echo", "arguments": { "message": "m" }, "_meta": { "trace": "x" } }), true),
+        // Tools whose backend may talk to the client, unknown tools and progress tokens take the protocol layer.
+        (json!({ "name": "test_simple_text", "arguments": {} }), false),
+        (json!({ "name": "no_such_tool", "arguments": {} }), false),
+        (json!({ "name": "echo", "arguments": { "message": "p" }, "_meta": { "progressToken": 7 } }), false),
+    ];
+    for (i, (params, expect_fast)) in cases.into_iter().enumerate() {
+        let before = fast_calls(&gw).await;
+        let fast = send_in_session(&gw, &session, "2025-11-25", i as u64, params.clone(), false).await;
+        assert_eq!(fast_calls(&gw).await - before, u64::from(expect_fast), "{params}: fast path taken?");
+        let slow = send_in_session(&gw, &session, "2025-11-25", 100 + i as u64, params.clone(), true).await;
+        assert_eq!(fast.0, slow.0, "{params}");
+        let strip_id = |mut m: Value| {
+            m.as_object_mut().unwrap().remove("id");
+            m
+        };
+        assert_eq!(strip_id(fast.1), strip_id(slow.1), "{params}: fast and protocol-layer answers differ");
+    }
+    // A version other than the negotiated one is the protocol layer's to judge.
+    let before = fast_calls(&gw).await;
+    let params = json!({ "name": "echo", "arguments": { "message": "v" } });
+    send_in_session(&gw, &session, "2025-06-18", 50, params, false).await;
+    assert_eq!(fast_calls(&gw).await, before);
+}
+
+#[tokio::test]
+async fn legacy_fast_calls_keep_the_session_alive_and_can_be_cancelled() {
+    let gw = spawn(&format!("server:\n  session_idle_timeout: 1s\n{BOTH}")).await;
+    let (session, _) = initialize(&gw, "2025-11-25").await;
+    let before = fast_calls(&gw).await;
+    // Calls on the fast path count as activity: the session outlives several idle timeouts.
+    for i in 0..8 {
+        let params = json!({ "name": "sleep", "arguments": { "ms": 350 } });
+        let (status, m) = send_in_session(&gw, &session, "2025-11-25", i, params, false).await;
+        assert_eq!((status, m["result"]["content"][0]["text"].as_str()), (200, Some("slept 350 ms")), "{m}");
+    }
+    assert_eq!(fast_calls(&gw).await - before, 8);
+    // notifications/cancelled stops a call in flight on the fast path.
+    let call = {
+        let (gw_url, http, session) = (gw.url.clone(), gw.http.clone(), session.clone());
+        tokio::spawn(async move {
+            let body = json!({ "jsonrpc": "2.0", "id": "long", "method": "tools/call",
+                "params": { "name": "sleep", "arguments": { "ms": 30_000 } } });
+            let response = http
+                .post(gw_url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("Mcp-Session-Id", session)
+                .header("MCP-Protocol-Version", "2025-11-25")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            response.json::<Value>().await.unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": { "requestId": "long", "reason": "test" } });
+    let headers = [("Mcp-Session-Id", session.clone()), ("MCP-Protocol-Version", "2025-11-25".to_owned())];
+    let (status, _, _) = gw.post_raw(&headers, cancel.to_string()).await;
+    assert_eq!(status, 202);
+    let answer =
+        tokio::time::timeout(Duration::from_secs(5), call).await.expect("cancel ends the call").unwrap();
+    assert_eq!(answer["error"]["code"], -32003, "{answer}");
+    // With nothing going on the session expires.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let params = json!({ "name": "echo", "arguments": { "message": "late" } });
+    let (status, _) = send_in_session(&gw, &session, "2025-11-25", 99, params, false).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn an_open_event_stream_keeps_a_session_alive() {
+    let gw = spawn(&format!("server:\n  session_idle_timeout: 1s\n{DEMO}")).await;
+    let (session, _) = initialize(&gw, "2025-11-25").await;
+    let stream = gw
+        .http
+        .get(&gw.url)
+        .header("accept", "text/event-stream")
+        .header("Mcp-Session-Id", &session)
+        .header("MCP-Protocol-Version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, m) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;
+    assert_eq!(status, 200, "{m}");
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;
+    assert_eq!(status, 404);
 }

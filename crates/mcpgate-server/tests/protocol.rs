@@ -6,49 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CONFORMANCE, DEMO, TestGateway, messages, spawn};
+use common::{CONFORMANCE, DEMO, in_session, initialize, messages, spawn};
 use serde_json::{Value, json};
-
-/// Open a legacy session; returns its id.
-async fn initialize(gw: &TestGateway, version: &str) -> (String, Value) {
-    let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } } });
-    let response = gw
-        .http
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-    let ct = response.headers()["content-type"].to_str().unwrap().to_owned();
-    let result = messages(&ct, &response.text().await.unwrap()).pop().unwrap();
-    let negotiated = result["result"]["protocolVersion"].as_str().unwrap_or(version).to_owned();
-    let (status, _, _) = gw
-        .post_raw(
-            &[("Mcp-Session-Id", session.clone()), ("MCP-Protocol-Version", negotiated)],
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        )
-        .await;
-    assert_eq!(status, 202);
-    (session, result)
-}
-
-async fn in_session(
-    gw: &TestGateway,
-    session: &str,
-    version: &str,
-    method: &str,
-    params: Value,
-) -> (u16, Value) {
-    let body = json!({ "jsonrpc": "2.0", "id": 5, "method": method, "params": params });
-    let headers = [("Mcp-Session-Id", session.to_owned()), ("MCP-Protocol-Version", version.to_owned())];
-    let (status, ct, text) = gw.post_raw(&headers, body.to_string()).await;
-    (status, messages(&ct, &text).pop().unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn stateless_call_carries_result_type_and_lists_carry_cache_hints() {
@@ -66,7 +25,7 @@ async fn stateless_call_carries_result_type_and_lists_carry_cache_hints() {
     assert_eq!(result["cacheScope"], "public");
     let names: Vec<&str> =
         result["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["echo", "add", "now"]);
+    assert_eq!(names, ["echo", "add", "now", "sleep"]);
 }
 
 #[tokio::test]
@@ -186,7 +145,7 @@ async fn ready_and_status_describe_the_backends() {
         gw.http.get(format!("{}/status", gw.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     let demo = status["backends"].as_array().unwrap().iter().find(|b| b["name"] == "demo").unwrap();
-    assert_eq!((demo["state"].as_str(), demo["tools"].as_u64()), (Some("up"), Some(3)));
+    assert_eq!((demo["state"].as_str(), demo["tools"].as_u64()), (Some("up"), Some(4)));
     assert!(status["uptime_seconds"].is_u64());
 }
 

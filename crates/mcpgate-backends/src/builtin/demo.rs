@@ -1,4 +1,4 @@
-//! The demo tools of the embedded default config: `echo`, `add`, `now`.
+//! The demo tools of the embedded default config: `echo`, `add`, `now`, `sleep`.
 
 use std::time::SystemTime;
 
@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use mcpgate_core::{Backend, BackendError, CallContext, ToolCall, ToolDef, ToolOutcome};
 use serde_json::{Value, json};
 
-/// `echo`, `add` and `now`: enough to try a client against mcpgate with nothing else installed.
+/// `echo`, `add`, `now` and `sleep`: enough to try a client against mcpgate with nothing else installed, and
+/// to watch timeouts and cancellation at work.
 pub struct Demo {
     name: String,
     tools: Vec<ToolDef>,
@@ -54,15 +55,32 @@ impl Demo {
                 "The current time in UTC, as an RFC 3339 timestamp.",
                 json!({ "type": "object", "properties": {}, "additionalProperties": false }),
             ),
+            ToolDef::new(
+                "sleep",
+                "Wait for the given number of milliseconds (at most a minute), then say so.",
+                json!({
+                    "type": "object",
+                    "properties": { "ms": { "type": "integer", "minimum": 0, "maximum": MAX_SLEEP_MS } },
+                    "required": ["ms"],
+                    "additionalProperties": false
+                }),
+            ),
         ];
         Self { name: name.to_owned(), tools }
     }
 }
 
+/// The longest `sleep` accepted.
+const MAX_SLEEP_MS: u64 = 60_000;
+
 #[async_trait]
 impl Backend for Demo {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn may_contact_client(&self, _tool: &str) -> bool {
+        false
     }
 
     async fn list_tools(&self) -> Result<Vec<ToolDef>, BackendError> {
@@ -85,6 +103,15 @@ impl Backend for Demo {
                     if sum.fract() == 0.0 && sum.abs() < 9.0e15 { json!(sum as i64) } else { json!(sum) };
                 Ok(ToolOutcome::text(sum_json.to_string()).with_structured(json!({ "sum": sum_json })))
             }
+            "sleep" => match call.arguments.get("ms").and_then(Value::as_u64) {
+                Some(ms) if ms <= MAX_SLEEP_MS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    Ok(ToolOutcome::text(format!("slept {ms} ms")))
+                }
+                _ => {
+                    Ok(ToolOutcome::error(format!("sleep needs \"ms\", an integer from 0 to {MAX_SLEEP_MS}")))
+                }
+            },
             "now" => Ok(ToolOutcome::text(humantime::format_rfc3339_millis(SystemTime::now()).to_string())),
             other => Err(BackendError::NotFound { kind: "tool", name: other.to_owned() }),
         }

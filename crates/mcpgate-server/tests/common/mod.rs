@@ -97,3 +97,46 @@ impl TestGateway {
         assert_eq!(answer["result"]["content"][0]["text"], "still here", "{answer}");
     }
 }
+
+/// Open a legacy session at `version`: `initialize`, then `notifications/initialized`. Returns the session id
+/// and the `initialize` answer.
+pub async fn initialize(gw: &TestGateway, version: &str) -> (String, Value) {
+    let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } } });
+    let response = gw
+        .http
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let ct = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let result = messages(&ct, &response.text().await.unwrap()).pop().unwrap();
+    let negotiated = result["result"]["protocolVersion"].as_str().unwrap_or(version).to_owned();
+    let (status, _, _) = gw
+        .post_raw(
+            &[("Mcp-Session-Id", session.clone()), ("MCP-Protocol-Version", negotiated)],
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .await;
+    assert_eq!(status, 202);
+    (session, result)
+}
+
+/// Send request `method` (id 5) in a legacy session.
+pub async fn in_session(
+    gw: &TestGateway,
+    session: &str,
+    version: &str,
+    method: &str,
+    params: Value,
+) -> (u16, Value) {
+    let body = json!({ "jsonrpc": "2.0", "id": 5, "method": method, "params": params });
+    let headers = [("Mcp-Session-Id", session.to_owned()), ("MCP-Protocol-Version", version.to_owned())];
+    let (status, ct, text) = gw.post_raw(&headers, body.to_string()).await;
+    (status, messages(&ct, &text).pop().unwrap_or(Value::Null))
+}

@@ -1,0 +1,334 @@
+//! Legacy sessions. rmcp's local session manager does the protocol work, and the gateway keeps its own record
+//! of each session beside it — negotiated version, readiness, requests in flight, last activity.
+//!
+//! The record is what lets the fast path serve a plain `tools/call` inside a session without a trip through
+//! the session's worker (`fast.rs`), and what decides idle expiry: rmcp's own keep-alive only sees traffic
+//! that passes its worker, so it is off, and a reaper here closes sessions that have had no request and no
+//! open stream for `session_idle_timeout`.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, OnceLock, RwLock, Weak,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::{Stream, StreamExt};
+use mcpgate_core::LogLevel;
+use rmcp::{
+    model::{ClientJsonRpcMessage, ClientNotification, JsonRpcMessage, ServerJsonRpcMessage, ServerResult},
+    transport::{
+        common::server_side_http::ServerSseMessage,
+        streamable_http_server::{
+            SessionId, SessionManager,
+            session::local::{LocalSessionManager, LocalSessionManagerError},
+        },
+    },
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What the gateway knows of one legacy session.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    /// The protocol version `initialize` settled on.
+    version: OnceLock<String>,
+    /// Set once the client has sent `notifications/initialized`.
+    ready: AtomicBool,
+    /// Milliseconds since [`Sessions::epoch`] of the last request or stream activity.
+    last_seen: AtomicU64,
+    /// Open listening streams (GET, resumed).
+    streams: AtomicUsize,
+    /// Requests being answered, by JSON-RPC id (its JSON text), each with a token that cancels the call when
+    /// it runs on the fast path.
+    requests: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl Session {
+    /// The negotiated protocol version, when the session is ready for requests.
+    pub(crate) fn ready_version(&self) -> Option<&str> {
+        self.ready.load(Ordering::Acquire).then(|| self.version.get().map(String::as_str)).flatten()
+    }
+
+    /// Cancel the request with this id, if it is being answered on the fast path (the protocol layer cancels
+    /// its own requests).
+    pub(crate) fn cancel(&self, id: &str) {
+        if let Some(token) = self.requests.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            token.cancel();
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.streams.load(Ordering::Acquire) > 0
+            || !self.requests.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+}
+
+/// A request of a session being answered: keeps the session busy and its id taken until dropped.
+pub(crate) struct InSession {
+    sessions: Arc<Sessions>,
+    session: Arc<Session>,
+    id: String,
+    /// Cancelled by `notifications/cancelled` naming this request.
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Drop for InSession {
+    fn drop(&mut self) {
+        self.session.requests.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        self.sessions.touch(&self.session);
+    }
+}
+
+/// Keeps a session busy while a listening stream is open.
+struct StreamOpen(Arc<Sessions>, Arc<Session>);
+
+impl Drop for StreamOpen {
+    fn drop(&mut self) {
+        self.1.streams.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch(&self.1);
+    }
+}
+
+/// rmcp's [`LocalSessionManager`] plus the gateway's record of each session and idle expiry.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    inner: LocalSessionManager,
+    table: RwLock<HashMap<Arc<str>, Arc<Session>>>,
+    idle: Duration,
+    epoch: Instant,
+    /// Handle to itself, for the guards it hands out.
+    this: Weak<Sessions>,
+}
+
+/// Why a request could not be registered in its session.
+pub(crate) enum Refused {
+    /// Another request with the same id is still being answered.
+    IdInFlight,
+}
+
+impl Sessions {
+    /// Sessions that expire after `idle` without requests or open streams; starts the reaper.
+    pub(crate) fn start(idle: Duration) -> Arc<Self> {
+        let mut inner = LocalSessionManager::default();
+        inner.session_config.keep_alive = None;
+        let sessions = Arc::new_cyclic(|this| Self {
+            inner,
+            table: RwLock::default(),
+            idle,
+            epoch: Instant::now(),
+            this: this.clone(),
+        });
+        let period = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let weak = Arc::downgrade(&sessions);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(sessions) = weak.upgrade() else { return };
+                sessions.reap().await;
+            }
+        });
+        sessions
+    }
+
+    /// The record of a live session.
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    /// Register request `id` as being answered in `session`, refusing an id already in flight (the protocol
+    /// layer would cancel the first request and never finish its response).
+    pub(crate) fn begin(&self, session: Arc<Session>, id: String) -> Result<InSession, Refused> {
+        let sessions = self.this.upgrade().ok_or(Refused::IdInFlight)?;
+        let cancel = CancellationToken::new();
+        {
+            let mut requests = session.requests.lock().unwrap_or_else(|e| e.into_inner());
+            if requests.contains_key(&id) {
+                return Err(Refused::IdInFlight);
+            }
+            requests.insert(id.clone(), cancel.clone());
+        }
+        self.touch(&session);
+        Ok(InSession { sessions, session, id, cancel })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn touch(&self, session: &Session) {
+        session.last_seen.store(self.now_ms(), Ordering::Release);
+    }
+
+    fn touch_id(&self, id: &SessionId) -> Option<Arc<Session>> {
+        let session = self.get(id)?;
+        self.touch(&session);
+        Some(session)
+    }
+
+    /// Close every session idle for longer than the timeout.
+    async fn reap(&self) {
+        let now = self.now_ms();
+        let idle_ms = self.idle.as_millis() as u64;
+        let expired: Vec<Arc<str>> = self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, s)| !s.busy() && now.saturating_sub(s.last_seen.load(Ordering::Acquire)) > idle_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            tracing::debug!(session = %id, "session expired");
+            if let Err(e) = self.close_session(&id).await {
+                tracing::warn!(session = %id, error = %e, "closing an expired session failed");
+            }
+        }
+    }
+
+    /// Count a listening stream as activity for as long as it is open.
+    fn hold<S: Stream<Item = ServerSseMessage> + Send + Sync + 'static>(
+        &self,
+        id: &SessionId,
+        stream: S,
+    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static {
+        let open = match (self.this.upgrade(), self.touch_id(id)) {
+            (Some(sessions), Some(session)) => {
+                session.streams.fetch_add(1, Ordering::AcqRel);
+                Some(StreamOpen(sessions, session))
+            }
+            _ => None,
+        };
+        stream.map(move |message| {
+            let _open = &open;
+            message
+        })
+    }
+}
+
+/// The protocol version in an `initialize` response.
+fn negotiated_version(response: &ServerJsonRpcMessage) -> Option<String> {
+    match response {
+        JsonRpcMessage::Response(r) => match &r.result {
+            ServerResult::InitializeResult(init) => Some(init.protocol_version.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl SessionManager for Sessions {
+    type Error = LocalSessionManagerError;
+    type Transport = <LocalSessionManager as SessionManager>::Transport;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        let (id, transport) = self.inner.create_session().await?;
+        let session = Arc::new(Session::default());
+        self.touch(&session);
+        self.table.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), session);
+        Ok((id, transport))
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        let response = self.inner.initialize_session(id, message).await?;
+        if let (Some(session), Some(version)) = (self.touch_id(id), negotiated_version(&response)) {
+            let _ = session.version.set(version);
+        }
+        Ok(response)
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        self.inner.has_session(id).await
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.table.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.inner.close_session(id).await
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.touch_id(id);
+        self.inner.create_stream(id, message).await
+    }
+
+    async fn accept_message(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<(), Self::Error> {
+        let initialized = matches!(
+            &message,
+            JsonRpcMessage::Notification(n) if matches!(n.notification, ClientNotification::InitializedNotification(_))
+        );
+        self.inner.accept_message(id, message).await?;
+        if let Some(session) = self.touch_id(id)
+            && initialized
+        {
+            session.ready.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let stream = self.inner.create_standalone_stream(id).await?;
+        Ok(self.hold(id, stream))
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let stream = self.inner.resume(id, last_event_id).await?;
+        Ok(self.hold(id, stream))
+    }
+}
+
+/// Per-session state of a legacy (initialize-based) client. Stateless requests get a fresh one each time.
+#[derive(Debug)]
+pub struct SessionState {
+    log_level: Mutex<LogLevel>,
+}
+
+impl Default for SessionState {
+    fn default() -> Self {
+        // Until the client sets a level, send info and above.
+        Self { log_level: Mutex::new(LogLevel::Info) }
+    }
+}
+
+impl SessionState {
+    /// Set the minimum level of log messages sent to the client (`logging/setLevel`).
+    pub fn set_log_level(&self, level: LogLevel) {
+        *self.log_level.lock().unwrap_or_else(|e| e.into_inner()) = level;
+    }
+
+    /// Whether a message at `level` goes to the client.
+    pub fn log_enabled(&self, level: LogLevel) -> bool {
+        level >= *self.log_level.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Parse a protocol log level name.
+pub fn parse_level(name: &str) -> Option<LogLevel> {
+    Some(match name {
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "notice" => LogLevel::Notice,
+        "warning" => LogLevel::Warning,
+        "error" => LogLevel::Error,
+        "critical" => LogLevel::Critical,
+        "alert" => LogLevel::Alert,
+        "emergency" => LogLevel::Emergency,
+        _ => return None,
+    })
+}
