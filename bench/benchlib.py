@@ -335,7 +335,8 @@ def cmd_summarize(args):
     ceil_fr = summary["fixed_rate"].get(baseline, {})
     ceil_p99 = ceil_fr.get("p99_ms_median")
     for t in targets:
-        if t.startswith("mcpgate") and base:
+        # The targets apply to the built-in echo; the config-declared tools are measured beside it.
+        if t in ("mcpgate-modern", "mcpgate-legacy") and base:
             rps = summary["throughput"].get(t, {}).get("rps_median")
             if rps is not None:
                 checks.append((f"{t} rps >= 0.6x {baseline}", f"{rps/base:.2f}x", rps / base >= 0.6))

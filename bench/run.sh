@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark mcpgate's `tools/call` on the built-in `echo` tool against a
-# minimal hyper server (the "ceiling", bench/ceiling), in one run.
+# minimal hyper server (the "ceiling", bench/ceiling), in one run; beside
+# them, config-declared tools (bench/tools.yaml): a SQLite query and an HTTP
+# call (to the ceiling), served by a second mcpgate.
 #
 # Usage:
-#   bench/run.sh                  full run: ceiling, mcpgate-modern, mcpgate-legacy
+#   bench/run.sh                  full run: ceiling, mcpgate-modern, mcpgate-legacy,
+#                                 mcpgate-sqlite, mcpgate-http
 #   bench/run.sh --ceiling-only   no mcpgate: ceiling with both request shapes
 #                                 (self-test of the harness)
 #
@@ -151,15 +154,22 @@ start_server() {
 
 # -------------------------------------------------------------- requests ---
 
-MODERN_BODY='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"'$MODERN_VERSION'","io.modelcontextprotocol/clientCapabilities":{}}}}'
+modern_body() { # TOOL ARGUMENTS_JSON
+    printf '%s' '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"'"$1"'","arguments":'"$2"',"_meta":{"io.modelcontextprotocol/protocolVersion":"'$MODERN_VERSION'","io.modelcontextprotocol/clientCapabilities":{}}}}'
+}
 LEGACY_BODY='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}'
 INIT_BODY='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"'$LEGACY_VERSION'","capabilities":{},"clientInfo":{"name":"mcpgate-bench","version":"0.1.0"}}}'
 INITIALIZED_BODY='{"jsonrpc":"2.0","method":"notifications/initialized"}'
 
-# Targets: name -> server, request shape, whether a session id is mandatory.
-declare -A T_SERVER T_SHAPE T_NEED_SESSION
+# Targets: name -> server, request shape, whether a session id is mandatory,
+# and for the modern shape the tool and its arguments (default: echo "hello").
+# Every target's answer must carry "hello".
+declare -A T_SERVER T_SHAPE T_NEED_SESSION T_TOOL T_ARGS
 TARGETS=()
-add_target() { TARGETS+=("$1"); T_SERVER[$1]=$2; T_SHAPE[$1]=$3; T_NEED_SESSION[$1]=$4; }
+add_target() {
+    TARGETS+=("$1"); T_SERVER[$1]=$2; T_SHAPE[$1]=$3; T_NEED_SESSION[$1]=$4
+    T_TOOL[$1]=${5:-echo}; T_ARGS[$1]=${6:-'{"message":"hello"}'}
+}
 
 # prepare_target NAME: writes $OUT/req/NAME.{body,headers} (opening a fresh
 # session for the legacy shape), then verifies one request gets a correct echo.
@@ -174,11 +184,11 @@ prepare_target() {
     } >"$hdr"
     case ${T_SHAPE[$t]} in
     modern)
-        printf '%s' "$MODERN_BODY" >"$body"
+        modern_body "${T_TOOL[$t]}" "${T_ARGS[$t]}" >"$body"
         {
             echo "MCP-Protocol-Version: $MODERN_VERSION"
             echo "Mcp-Method: tools/call"
-            echo "Mcp-Name: echo"
+            echo "Mcp-Name: ${T_TOOL[$t]}"
         } >>"$hdr"
         ;;
     legacy)
@@ -349,7 +359,13 @@ fi
 
 # 2. Long-running servers; idle RSS right after /health is 200.
 start_server ceiling "$CEILING_BIN" ADDR
-[[ $MODE == full ]] && start_server mcpgate "$MCPGATE_BIN" serve --listen ADDR
+if [[ $MODE == full ]]; then
+    start_server mcpgate "$MCPGATE_BIN" serve --listen ADDR
+    # Config-declared tools, in their own process so the echo targets' RSS stays the default config's.
+    python3 -c 'import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute("CREATE TABLE greetings (id INTEGER PRIMARY KEY, message TEXT)"); db.execute("INSERT INTO greetings VALUES (1, ?)", ("hello",)); db.commit()' "$TMP_DIR/bench.db"
+    BENCH_CEILING_URL="http://$HOST:${SRV_PORT[ceiling]}/mcp" BENCH_SQLITE_DB="$TMP_DIR/bench.db" \
+        start_server mcpgate-tools "$MCPGATE_BIN" serve --config "$BENCH/tools.yaml" --listen ADDR
+fi
 sleep 1
 for s in "${!SRV_PID[@]}"; do meta "idle_rss_kb.$s" "$(rss_kb "${SRV_PID[$s]}")"; done
 
@@ -357,6 +373,8 @@ add_target ceiling ceiling modern 0
 if [[ $MODE == full ]]; then
     add_target mcpgate-modern mcpgate modern 0
     add_target mcpgate-legacy mcpgate legacy 1
+    add_target mcpgate-sqlite mcpgate-tools modern 0 greeting '{"id":1}'
+    add_target mcpgate-http mcpgate-tools modern 0 http_echo '{"message":"hello"}'
 else
     add_target ceiling-legacy ceiling legacy 0
 fi

@@ -2,7 +2,10 @@
 # Run every test mcpgate has, installing what the tests need when it is missing:
 #   - Rust checks: cargo fmt --check, cargo clippy -D warnings, cargo test (unit + integration);
 #   - interop with the official MCP Python SDK (a venv in .venv, pinned in tests/interop/requirements.txt);
-#   - the official MCP conformance suite (Node 22 and the suite, pinned, under .cache; see scripts/conformance.sh).
+#   - the official MCP conformance suite (Node 22 and the suite, pinned, under .cache; see scripts/conformance.sh);
+#   - for the sql tools, a throw-away PostgreSQL cluster on a free port, owned by this run and stopped at its
+#     end (scripts/postgres.sh; the `postgresql` package is installed when missing); for the command tools'
+#     example, `ip` (iproute2).
 #
 # Usage: scripts/test.sh            (from anywhere; the repository root is found from this file)
 # Set SKIP_CONFORMANCE=1 or SKIP_INTEROP=1 to leave a stage out while iterating.
@@ -34,6 +37,13 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "services and programs the tests use"
+command -v ip >/dev/null || apt_install iproute2
+eval "$(scripts/postgres.sh start)"
+trap 'scripts/postgres.sh stop "$MCPGATE_TEST_POSTGRES_DIR"' EXIT
+# The sql tests fail, rather than skip, without the cluster.
+export MCPGATE_TEST_POSTGRES_URL MCPGATE_REQUIRE_POSTGRES=1
 
 step "cargo test"
 cargo test --workspace --locked

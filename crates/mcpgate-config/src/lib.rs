@@ -7,6 +7,7 @@
 mod env;
 mod load;
 mod model;
+mod tools;
 mod units;
 mod validate;
 
@@ -14,6 +15,10 @@ pub use env::apply_env;
 pub use load::{ConfigError, Format, default_config, load_file, parse_str};
 pub use model::{
     BackendConfig, BuiltinBackend, BuiltinSet, Config, LogFormat, LoggingConfig, ServerConfig, schema,
+};
+pub use tools::{
+    CommandBackend, CommandCall, HttpBackend, HttpCall, HttpMethod, HttpResponse, OutputFormat, SqlBackend,
+    SqlCall, ToolConfig,
 };
 pub use units::{ByteSize, HumanDuration};
 pub use validate::{Problem, validate};

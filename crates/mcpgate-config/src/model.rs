@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::units::{ByteSize, HumanDuration};
+use crate::{
+    tools::{CommandBackend, HttpBackend, SqlBackend},
+    units::{ByteSize, HumanDuration},
+};
 
 /// An mcpgate configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -105,6 +108,12 @@ pub enum LogFormat {
 pub enum BackendConfig {
     /// Tools compiled into mcpgate.
     Builtin(BuiltinBackend),
+    /// Tools that call an HTTP API.
+    Http(HttpBackend),
+    /// Tools that run a program (never through a shell).
+    Command(CommandBackend),
+    /// Tools that query SQLite or PostgreSQL.
+    Sql(SqlBackend),
 }
 
 impl BackendConfig {
@@ -112,6 +121,19 @@ impl BackendConfig {
     pub fn enabled(&self) -> bool {
         match self {
             Self::Builtin(b) => b.enabled,
+            Self::Http(b) => b.enabled,
+            Self::Command(b) => b.enabled,
+            Self::Sql(b) => b.enabled,
+        }
+    }
+
+    /// The `kind` field's value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Builtin(_) => "builtin",
+            Self::Http(_) => "http",
+            Self::Command(_) => "command",
+            Self::Sql(_) => "sql",
         }
     }
 }
@@ -120,7 +142,7 @@ impl BackendConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BuiltinBackend {
-    /// Which built-in set: `demo` (`echo`, `add`, `now`) or `conformance` (the surface the official MCP
+    /// Which built-in set: `demo` (`echo`, `add`, `now`, `sleep`) or `conformance` (the surface the official MCP
     /// conformance suite tests).
     pub builtin: BuiltinSet,
     /// Set to `false` to keep the backend in the file but not serve it.
@@ -136,7 +158,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BuiltinSet {
-    /// `echo`, `add` and `now`.
+    /// `echo`, `add`, `now` and `sleep`.
     Demo,
     /// Tools, resources and prompts of the MCP conformance suite.
     Conformance,

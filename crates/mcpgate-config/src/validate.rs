@@ -1,11 +1,11 @@
 //! Validation: the JSON Schema (generated from the config types) catches shape errors — unknown fields, wrong
 //! types, bad enum values — all at once; [`validate`] adds the checks a schema cannot express.
 
-use std::{fmt, net::SocketAddr, sync::OnceLock};
+use std::{collections::BTreeMap, fmt, net::SocketAddr, sync::OnceLock};
 
 use serde_json::Value;
 
-use crate::{BackendConfig, Config, model::schema};
+use crate::{BackendConfig, Config, ToolConfig, model::schema};
 
 /// One problem in a configuration, with the path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +65,57 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
                 "backend names may hold only letters, digits, '_' and '-' (1-64 characters)",
             ));
         }
+        let path = format!("backends.{name}");
         match backend {
             BackendConfig::Builtin(_) => {}
+            BackendConfig::Http(http) => tool_problems(&path, &http.tools, &mut problems),
+            BackendConfig::Command(command) => tool_problems(&path, &command.tools, &mut problems),
+            BackendConfig::Sql(sql) => {
+                tool_problems(&path, &sql.tools, &mut problems);
+                if sql.tools.is_empty() && !sql.database_tools {
+                    problems.push(Problem::new(path.clone(), "declares no tools and no database_tools"));
+                }
+                if sql.max_rows == 0 {
+                    problems.push(Problem::new(format!("{path}.max_rows"), "must be at least 1"));
+                }
+                if sql.max_connections == 0 {
+                    problems.push(Problem::new(format!("{path}.max_connections"), "must be at least 1"));
+                }
+            }
         }
     }
     if !config.backends.values().any(BackendConfig::enabled) {
         problems.push(Problem::new("backends", "no enabled backend: the gateway would serve nothing"));
     }
     problems
+}
+
+/// Names and schemas of config-declared tools: each name spec-safe, each `input_schema` an object schema that
+/// compiles under draft 2020-12, each `output_schema` a schema that compiles.
+fn tool_problems<C>(backend: &str, tools: &BTreeMap<String, ToolConfig<C>>, problems: &mut Vec<Problem>) {
+    for (name, tool) in tools {
+        let path = format!("{backend}.tools.{name}");
+        if !valid_name(name) {
+            problems.push(Problem::new(
+                path.clone(),
+                "tool names may hold only letters, digits, '_' and '-' (1-64 characters)",
+            ));
+        }
+        if tool.input_schema.get("type").and_then(Value::as_str) != Some("object") {
+            problems.push(Problem::new(
+                format!("{path}.input_schema"),
+                "must be an object schema (\"type\": \"object\")",
+            ));
+        }
+        for (field, schema) in
+            [("input_schema", Some(&tool.input_schema)), ("output_schema", tool.output_schema.as_ref())]
+        {
+            if let Some(Err(e)) = schema.map(jsonschema::draft202012::new) {
+                problems
+                    .push(Problem::new(format!("{path}.{field}"), format!("not a valid JSON Schema: {e}")));
+            }
+        }
+    }
 }
 
 /// `^[a-zA-Z0-9_-]{1,64}$`, the spec-safe name shape used for backends and tools.

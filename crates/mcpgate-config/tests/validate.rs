@@ -92,3 +92,41 @@ fn schema_documents_fields() {
     assert!(schema.contains("Largest request body accepted"));
     assert!(schema.contains("\"builtin\""));
 }
+
+#[test]
+fn declared_tools_are_checked_for_names_schemas_and_fields() {
+    let found = problems(
+        r#"
+backends:
+  api:
+    kind: http
+    tools:
+      "bad name":
+        call: { url: "http://localhost/" }
+      no_object:
+        input_schema: { type: array }
+        call: { url: "http://localhost/" }
+      broken_schema:
+        input_schema: { type: object, properties: { a: { type: 12 } } }
+        call: { url: "http://localhost/" }
+  db:
+    kind: sql
+    url: "sqlite::memory:"
+    max_rows: 0
+"#,
+    );
+    let text = found.join("\n");
+    assert!(text.contains("backends.api.tools.bad name"), "{text}");
+    assert!(text.contains("backends.api.tools.no_object.input_schema"), "{text}");
+    assert!(text.contains("backends.db") && text.contains("no tools"), "{text}");
+    assert!(text.contains("backends.db.max_rows"), "{text}");
+}
+
+#[test]
+fn unknown_fields_inside_a_tool_call_are_reported() {
+    let found = problems(
+        "backends:\n  api:\n    kind: http\n    tools:\n      t:\n        call: { url: \"http://x/\", methd: GET }\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("backends.api.tools.t.call") && found[0].contains("methd"), "{found:?}");
+}

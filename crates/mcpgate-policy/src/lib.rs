@@ -2,6 +2,8 @@
 //! `tools/call` goes through; later policies (authorization, rate limits, validation, cache, breaker, retries,
 //! budgets, audit) are steps added there.
 
+pub mod arguments;
 pub mod pipeline;
 
-pub use pipeline::Pipeline;
+pub use arguments::ArgumentSchema;
+pub use pipeline::{Pipeline, ToolPolicy};

@@ -2,16 +2,29 @@
 //! pins the order.
 //!
 //! Today's steps:
-//! 1. deadline — outermost, so nothing a call does (retries included, when they come) outlives its budget;
-//! 2. cancellation — a client's `notifications/cancelled` or a drain stops waiting at once, freeing the caller;
-//! 3. the backend call itself.
+//! 1. argument validation — before anything that costs (a backend call, later a cache slot or a retry): a call
+//!    the schema refuses cannot succeed, and the model gets a tool error naming what to fix;
+//! 2. deadline — around everything that waits, so nothing a call does (retries included, when they come)
+//!    outlives its budget;
+//! 3. cancellation — a client's `notifications/cancelled` or a drain stops waiting at once, freeing the caller;
+//! 4. the backend call itself.
 //!
 //! Every exit — success, tool error, failure — is logged once with its duration and outcome.
 
 use std::time::Duration;
 
 use mcpgate_core::{Backend, BackendError, CallContext, ToolCall, ToolOutcome};
+use serde_json::Value;
 use tokio::time::Instant;
+
+use crate::arguments::ArgumentSchema;
+
+/// What the pipeline knows of one tool, prepared once when the catalogue is built.
+#[derive(Debug, Default)]
+pub struct ToolPolicy {
+    /// The tool's compiled input schema; `None` accepts any arguments object.
+    pub arguments: Option<ArgumentSchema>,
+}
 
 /// The pipeline every tool call goes through, whatever its backend.
 #[derive(Debug, Clone)]
@@ -25,30 +38,52 @@ impl Pipeline {
         Self { default_timeout }
     }
 
-    /// Run one call through every step. `public_name` is the name the client used (for logs).
+    /// Run one call through every step. `public_name` is the name the client used (for logs); `policy` is
+    /// the tool's.
     pub async fn call_tool(
         &self,
         cx: &CallContext,
         backend: &dyn Backend,
         public_name: &str,
+        policy: &ToolPolicy,
         call: ToolCall,
     ) -> Result<ToolOutcome, BackendError> {
         let started = Instant::now();
-        // 1. Deadline: outermost, so the whole call — whatever later steps add — fits the budget.
+        let result = self.run(cx, backend, policy, call).await;
+        record(cx, public_name, backend.name(), started.elapsed(), &result);
+        result
+    }
+
+    async fn run(
+        &self,
+        cx: &CallContext,
+        backend: &dyn Backend,
+        policy: &ToolPolicy,
+        mut call: ToolCall,
+    ) -> Result<ToolOutcome, BackendError> {
+        // 1. Arguments: refused before anything costs, as a tool error the model can act on.
+        if let Some(schema) = &policy.arguments {
+            let arguments = Value::Object(std::mem::take(&mut call.arguments));
+            if let Err(message) = schema.check(&arguments) {
+                return Ok(ToolOutcome::error(message));
+            }
+            if let Value::Object(map) = arguments {
+                call.arguments = map;
+            }
+        }
+        // 2. Deadline: around everything that waits, so the whole call fits the budget.
         let timeout = cx.timeout.unwrap_or(self.default_timeout);
-        let result = tokio::time::timeout(timeout, async {
-            // 2. Cancellation: the client (or a drain) can stop waiting before the deadline.
+        tokio::time::timeout(timeout, async {
+            // 3. Cancellation: the client (or a drain) can stop waiting before the deadline.
             tokio::select! {
                 biased;
                 _ = cx.cancel.cancelled() => Err(BackendError::Cancelled),
-                // 3. The backend.
+                // 4. The backend.
                 result = backend.call_tool(cx, call) => result,
             }
         })
         .await
-        .unwrap_or(Err(BackendError::Timeout(timeout)));
-        record(cx, public_name, backend.name(), started.elapsed(), &result);
-        result
+        .unwrap_or(Err(BackendError::Timeout(timeout)))
     }
 }
 
@@ -115,8 +150,15 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let pipeline = Pipeline::new(Duration::from_secs(5));
         let started = Instant::now();
-        let result =
-            pipeline.call_tool(&CallContext::detached("t"), &Sleepy(log.clone()), "sleep", call(60)).await;
+        let result = pipeline
+            .call_tool(
+                &CallContext::detached("t"),
+                &Sleepy(log.clone()),
+                "sleep",
+                &ToolPolicy::default(),
+                call(60),
+            )
+            .await;
         assert!(matches!(result, Err(BackendError::Timeout(d)) if d == Duration::from_secs(5)));
         assert_eq!(started.elapsed(), Duration::from_secs(5));
         assert_eq!(*log.lock().unwrap(), ["backend started"]);
@@ -127,7 +169,7 @@ mod tests {
         let mut cx = CallContext::detached("t");
         cx.timeout = Some(Duration::from_secs(1));
         let result = Pipeline::new(Duration::from_secs(60))
-            .call_tool(&cx, &Sleepy(Default::default()), "sleep", call(2))
+            .call_tool(&cx, &Sleepy(Default::default()), "sleep", &ToolPolicy::default(), call(2))
             .await;
         assert!(matches!(result, Err(BackendError::Timeout(d)) if d == Duration::from_secs(1)));
     }
@@ -142,10 +184,30 @@ mod tests {
         });
         let started = Instant::now();
         let result = Pipeline::new(Duration::from_secs(30))
-            .call_tool(&cx, &Sleepy(Default::default()), "sleep", call(10))
+            .call_tool(&cx, &Sleepy(Default::default()), "sleep", &ToolPolicy::default(), call(10))
             .await;
         assert!(matches!(result, Err(BackendError::Cancelled)));
         assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalid_arguments_never_reach_the_backend() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let schema = serde_json::json!({ "type": "object", "properties": { "secs": { "type": "integer", "maximum": 3 } } });
+        let policy =
+            ToolPolicy { arguments: Some(ArgumentSchema::compile(schema.as_object().unwrap()).unwrap()) };
+        let pipeline = Pipeline::new(Duration::from_secs(5));
+        let refused = pipeline
+            .call_tool(&CallContext::detached("t"), &Sleepy(log.clone()), "sleep", &policy, call(9))
+            .await;
+        let refused = refused.unwrap();
+        assert!(refused.is_error, "{refused:?}");
+        assert!(refused.content[0]["text"].as_str().unwrap().contains("/secs"), "{refused:?}");
+        assert!(log.lock().unwrap().is_empty(), "the backend must not run");
+        let ok = pipeline
+            .call_tool(&CallContext::detached("t"), &Sleepy(log.clone()), "sleep", &policy, call(1))
+            .await;
+        assert_eq!(ok.unwrap(), ToolOutcome::text("done"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -154,7 +216,13 @@ mod tests {
         // and the backend ran exactly once, to completion.
         let log = Arc::new(Mutex::new(Vec::new()));
         let result = Pipeline::new(Duration::from_secs(5))
-            .call_tool(&CallContext::detached("t"), &Sleepy(log.clone()), "sleep", call(1))
+            .call_tool(
+                &CallContext::detached("t"),
+                &Sleepy(log.clone()),
+                "sleep",
+                &ToolPolicy::default(),
+                call(1),
+            )
             .await
             .unwrap();
         assert_eq!(result, ToolOutcome::text("done"));

@@ -166,9 +166,10 @@ impl FastPath {
         let retry = Retry { responses: input_responses, state: request_state };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
         let pipeline = &self.gateway.pipeline;
+        let policy = &route.policy;
         let public = name.as_str();
         let rounds = run_stateless(&self.gateway, cx, &binding, retry, client, |cx| async move {
-            pipeline.call_tool(&cx, &*backend, public, call).await
+            pipeline.call_tool(&cx, &*backend, public, policy, call).await
         })
         .await;
         self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
@@ -212,7 +213,7 @@ impl FastPath {
         let cx =
             CallContext { cancel, ..CallContext::detached(header(headers, "x-request-id").unwrap_or("")) };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
-        let outcome = self.gateway.pipeline.call_tool(&cx, &*backend, &name, call).await;
+        let outcome = self.gateway.pipeline.call_tool(&cx, &*backend, &name, &route.policy, call).await;
         self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
         // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error too (the client
         // has stopped waiting for it, and an SSE stream ending without a message would say less).

@@ -5,7 +5,7 @@ use std::{
     time::SystemTime,
 };
 
-use mcpgate_config::{BackendConfig, Config};
+use mcpgate_config::Config;
 use mcpgate_policy::Pipeline;
 use rmcp::model::RequestStateCodec;
 use tokio::time::Instant;
@@ -62,12 +62,9 @@ impl Gateway {
     pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
         let mut entries = Vec::new();
         for (name, backend) in config.backends.iter().filter(|(_, b)| b.enabled()) {
-            let kind = match backend {
-                BackendConfig::Builtin(_) => "builtin",
-            };
             entries.push(BackendEntry {
                 name: name.clone(),
-                kind,
+                kind: backend.kind(),
                 backend: mcpgate_backends::build(name, backend).await?,
             });
         }

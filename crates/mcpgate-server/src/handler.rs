@@ -224,12 +224,13 @@ impl ServerHandler for McpHandler {
         let call =
             ToolCall { name: route.original.clone(), arguments: request.arguments.unwrap_or_default() };
         let pipeline = &self.gateway.pipeline;
+        let policy = &route.policy;
         let public = &request.name;
         let request_id = correlation_id(&context);
         let span = tracing::info_span!("tools/call", request_id = %request_id, tool = %public);
         let rounds = self
             .run(&context, request_id, binding, retry, |cx| async move {
-                pipeline.call_tool(&cx, &*backend, public, call).await
+                pipeline.call_tool(&cx, &*backend, public, policy, call).await
             })
             .instrument(span)
             .await?;

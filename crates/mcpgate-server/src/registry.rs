@@ -4,6 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use mcpgate_core::{Backend, BackendError, PromptDef, ResourceDef, ResourceTemplateDef, ToolDef};
+use mcpgate_policy::{ArgumentSchema, ToolPolicy};
 use rmcp::model::Tool;
 
 /// Where a public tool name leads.
@@ -19,6 +20,8 @@ pub struct ToolRoute {
     pub declares_param_headers: bool,
     /// Whether a call may send the client anything before its result ([`Backend::may_contact_client`]).
     pub contacts_client: bool,
+    /// What the pipeline applies to its calls (the compiled input schema, …).
+    pub policy: ToolPolicy,
 }
 
 /// One backend and what it contributed, for `/status` and `/ready`.
@@ -99,6 +102,16 @@ impl Registry {
                                 continue;
                             }
                         };
+                        let arguments = match ArgumentSchema::compile(&def.input_schema) {
+                            Ok(schema) => schema,
+                            Err(e) => {
+                                problems.push(format!(
+                                    "backend {}: tool {:?} has an inputSchema that does not compile: {e}",
+                                    entry.name, def.name
+                                ));
+                                continue;
+                            }
+                        };
                         registry.tool_index.insert(def.name.clone(), registry.tools.len());
                         registry.wire_tools.push(wire);
                         let declares_param_headers = serde_json::to_string(&def.input_schema)
@@ -109,6 +122,7 @@ impl Registry {
                             original: def.name.clone(),
                             def,
                             declares_param_headers,
+                            policy: ToolPolicy { arguments: Some(arguments) },
                         });
                     }
                 }

@@ -113,6 +113,12 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     };
     let mut problems = mcpgate_config::apply_env(&mut config, |name| std::env::var(name).ok());
     problems.extend(mcpgate_config::validate(&config));
+    if problems.is_empty() {
+        // What only the backends can see (templates, programs, database files), once the shape is right.
+        for (name, backend) in config.backends.iter().filter(|(_, b)| b.enabled()) {
+            problems.extend(mcpgate_backends::check(name, backend));
+        }
+    }
     if !problems.is_empty() {
         let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "<embedded default>".into());
         return Err(ConfigError::Invalid { origin, problems }.into());

@@ -24,9 +24,11 @@ fn examples() -> Vec<PathBuf> {
 #[test]
 fn every_example_config_validates() {
     let files = examples();
-    assert!(files.len() >= 3, "{files:?}");
+    assert!(files.len() >= 7, "{files:?}");
+    // Examples name files relative to the repository root, where the README runs mcpgate from.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     for file in files {
-        let out = mcpgate().arg("validate").arg(&file).output().unwrap();
+        let out = mcpgate().current_dir(&root).arg("validate").arg(&file).output().unwrap();
         assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
     }
@@ -136,4 +138,44 @@ fn json_logs_carry_the_request_id_and_sigterm_exits_zero() {
         .collect();
     let tagged = lines.iter().filter(|l| l.to_string().contains("trace-me-42")).count();
     assert!(tagged >= 1, "no log line carries the request id:\n{stderr}");
+}
+
+#[test]
+fn validate_reports_handler_problems_all_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tools.yaml");
+    let missing_db = dir.path().join("missing.db");
+    let yaml = format!(
+        r#"backends:
+  api:
+    kind: http
+    tools:
+      get_user:
+        input_schema: {{ type: object, properties: {{ id: {{ type: string }} }} }}
+        call: {{ url: "http://127.0.0.1:9/users/{{{{ user_id }}}}" }}
+  cli:
+    kind: command
+    tools:
+      run:
+        call: {{ program: no-such-program-mcpgate }}
+  db:
+    kind: sql
+    url: "sqlite:{}"
+    database_tools: true
+"#,
+        missing_db.display()
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let out = mcpgate().arg("validate").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "backends.api.tools.get_user",
+        "user_id",
+        "backends.cli.tools.run",
+        "no-such-program-mcpgate",
+        "backends.db",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
 }
