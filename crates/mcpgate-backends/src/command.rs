@@ -2,8 +2,9 @@
 //!
 //! Each `args` item is a template that renders to exactly one argument (an item rendering empty is dropped),
 //! so an argument value is never split, globbed or interpreted: `; rm -rf /` arrives as those characters. An
-//! item that is exactly `{{ name }}` whose argument is an array expands to one argument per element (strings,
-//! numbers, booleans) — the way to pass a list of files. The program's environment is empty but for
+//! item that is exactly `{{ name }}` is dropped when that argument is absent (an optional argument), and
+//! expands to one argument per element when it is an array (strings, numbers, booleans) — the way to pass a
+//! list of files. The program's environment is empty but for
 //! `env_allow` (copied from the gateway's environment when the config loads) and `env`.
 //!
 //! Process lifetime. The program leads its own process group, and one thread per call owns the child: it
@@ -103,6 +104,12 @@ impl CommandTools {
     fn argv(&self, tool: &Tool, context: &Value) -> Result<Vec<String>, String> {
         let mut argv = Vec::with_capacity(tool.args.len());
         for arg in &tool.args {
+            // An item that is exactly `{{ name }}` is dropped when the argument is absent (optional arguments).
+            if let Some(name) = &arg.sole
+                && context.get(name).is_none_or(Value::is_null)
+            {
+                continue;
+            }
             if let Some(name) = &arg.sole
                 && let Some(Value::Array(items)) = context.get(name)
             {

@@ -11,7 +11,8 @@
 //!   in an argument stay inside their segment; a value of exactly `.` or `..` is refused. A relative URL
 //!   resolves against `base_url`, read as a directory: `https://h/v1` and `https://h/v1/` both resolve `users`
 //!   to `https://h/v1/users`, while `/users` starts from the host's root.
-//! - **Query parameters** are form-encoded; one rendering empty is left out.
+//! - **Query parameters** are form-encoded; one rendering empty, or exactly `{{ name }}` with the argument
+//!   absent, is left out.
 //! - **Headers**: `${VAR}` in `base_url` and header values is replaced when the config loads, before any
 //!   template is compiled, so an argument can never name an environment variable. Header values are marked
 //!   sensitive, and the variables' values are cut out of every error text. A rendered header value holding CR,
@@ -78,7 +79,10 @@ impl HttpTools {
         }
         // Neither the URL nor the parse error is quoted: the base may hold a secret.
         .map_err(|e| format!("the URL of {} does not parse: {e}", tool.url))?;
-        for (param, template) in &tool.query {
+        for (param, template, sole) in &tool.query {
+            if sole.as_ref().is_some_and(|name| arguments.get(name).is_none_or(Value::is_null)) {
+                continue;
+            }
             let value = texts.render(template, arguments)?;
             if !value.is_empty() {
                 url.query_pairs_mut().append_pair(param, &value);

@@ -313,6 +313,16 @@ async fn array_arguments_expand_and_empty_items_are_dropped() {
 }
 
 #[tokio::test]
+async fn an_item_that_is_only_an_absent_argument_is_dropped() {
+    let tools = backend(
+        json!({ "program": "printf", "args": ["[%s]", "{{ first }}", "{{ second }}"] }),
+        json!({ "first": {}, "second": {} }),
+    );
+    let out = call(&tools, json!({ "second": "b" })).await.unwrap();
+    assert_eq!(text(&out), "[b]", "{out:?}");
+}
+
+#[tokio::test]
 async fn a_declared_but_absent_argument_is_a_tool_error_naming_it() {
     let tools = backend(json!({ "program": "echo", "args": ["--name={{ name }}"] }), json!({ "name": {} }));
     let out = call(&tools, json!({})).await.unwrap();

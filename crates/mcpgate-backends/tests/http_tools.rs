@@ -421,12 +421,12 @@ async fn query_values_rendering_empty_and_absent_body_arguments_are_left_out() {
         "tools": { "t": {
             "input_schema": { "type": "object", "properties": {
                 "q": { "type": "string" }, "page": { "type": "string" }, "limit": { "type": "integer" },
-                "tags": { "type": "array" }
+                "tags": { "type": "array" }, "sort": { "type": "string" }
             } },
             "call": {
                 "method": "POST",
                 "url": "items",
-                "query": { "q": "{{ q }}", "page": "{{ page if page is defined else '' }}" },
+                "query": { "q": "{{ q }}", "page": "{{ page }}", "sort": "{{ sort if sort is defined else '' }}" },
                 "body": { "limit": "{{ limit }}", "tags": "{{ tags }}", "kind": "fixed", "n": 1 }
             }
         } }

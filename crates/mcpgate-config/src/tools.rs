@@ -110,7 +110,8 @@ pub struct HttpCall {
     /// URL template, absolute or relative to `base_url` (`users/{{ id }}`). Values inserted into it are
     /// percent-encoded, so an argument never changes the URL's structure.
     pub url: String,
-    /// Query parameters: name → value template. A parameter whose value renders empty is left out.
+    /// Query parameters: name → value template. A parameter whose value renders empty, or that is exactly
+    /// `{{ name }}` with that argument absent, is left out.
     #[serde(default)]
     pub query: BTreeMap<String, String>,
     /// Extra headers: name → value template; may use `${VAR}`.
@@ -157,7 +158,9 @@ pub struct CommandCall {
     /// The program: a path, or a name looked up on `PATH` when the config loads.
     pub program: String,
     /// Arguments after the program; each item is a template that renders to exactly one argument, whatever
-    /// the values contain (spaces, quotes, `;`, `$(…)` are just characters). Items rendering empty are dropped.
+    /// the values contain (spaces, quotes, `;`, `$(…)` are just characters). Items rendering empty are dropped,
+    /// and so is an item that is exactly `{{ name }}` when that argument is absent; such an item whose
+    /// argument is an array becomes one argument per element.
     #[serde(default)]
     pub args: Vec<String>,
     /// Working directory (default: the gateway's).

@@ -46,8 +46,9 @@ pub(super) struct Tool {
     pub method: Method,
     /// Name of the URL template in [`Plan::urls`].
     pub url: String,
-    /// Query parameter name → template name in [`Plan::texts`].
-    pub query: Vec<(String, String)>,
+    /// Query parameter name → template name in [`Plan::texts`], and the argument it is when the template is
+    /// exactly `{{ name }}` (then the parameter is left out when the argument is absent).
+    pub query: Vec<(String, String, Option<String>)>,
     pub headers: Vec<(HeaderName, HeaderSource)>,
     pub body: Option<Body>,
     /// JSON pointer narrowing a JSON response.
@@ -250,7 +251,7 @@ impl Loader {
         for (param, source) in &call.query {
             let field = format!("{path}.call.query.{param}");
             self.template(&mut plan.texts, &field, source, &args);
-            query.push((param.clone(), field));
+            query.push((param.clone(), field, sole_variable(source).map(str::to_owned)));
         }
 
         let mut headers = Vec::new();
