@@ -363,7 +363,7 @@ if [[ $MODE == full ]]; then
     start_server mcpgate "$MCPGATE_BIN" serve --listen ADDR
     # Config-declared tools, in their own process so the echo targets' RSS stays the default config's.
     python3 -c 'import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute("CREATE TABLE greetings (id INTEGER PRIMARY KEY, message TEXT)"); db.execute("INSERT INTO greetings VALUES (1, ?)", ("hello",)); db.commit()' "$TMP_DIR/bench.db"
-    BENCH_CEILING_URL="http://$HOST:${SRV_PORT[ceiling]}/mcp" BENCH_SQLITE_DB="$TMP_DIR/bench.db" \
+    BENCH_CEILING_URL="http://$HOST:${SRV_PORT[ceiling]}/" BENCH_SQLITE_DB="$TMP_DIR/bench.db" \
         start_server mcpgate-tools "$MCPGATE_BIN" serve --config "$BENCH/tools.yaml" --listen ADDR
 fi
 sleep 1

@@ -5,7 +5,7 @@
 #   - the official MCP conformance suite (Node 22 and the suite, pinned, under .cache; see scripts/conformance.sh);
 #   - for the sql tools, a throw-away PostgreSQL cluster on a free port, owned by this run and stopped at its
 #     end (scripts/postgres.sh; the `postgresql` package is installed when missing); for the command tools'
-#     example, `ip` (iproute2).
+#     example, `ip` (iproute2) and `uptime` (procps).
 #
 # Usage: scripts/test.sh            (from anywhere; the repository root is found from this file)
 # Set SKIP_CONFORMANCE=1 or SKIP_INTEROP=1 to leave a stage out while iterating.
@@ -39,7 +39,9 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "services and programs the tests use"
+# examples/cli.yaml names these programs; `mcpgate validate` (a test) looks each one up on PATH.
 command -v ip >/dev/null || apt_install iproute2
+command -v uptime >/dev/null || apt_install procps
 eval "$(scripts/postgres.sh start)"
 trap 'scripts/postgres.sh stop "$MCPGATE_TEST_POSTGRES_DIR"' EXIT
 # The sql tests fail, rather than skip, without the cluster.

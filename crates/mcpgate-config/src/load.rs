@@ -108,12 +108,20 @@ pub fn parse_str(text: &str, format: Format, origin: &str) -> Result<Config, Con
         value = Value::Object(Default::default());
     }
     let invalid = |problems| ConfigError::Invalid { origin: origin.to_owned(), problems };
-    let problems = schema_problems(&value);
-    if !problems.is_empty() {
-        return Err(invalid(problems));
-    }
-    let config: Config =
-        serde_json::from_value(value).map_err(|e| invalid(vec![Problem::new("", e.to_string())]))?;
+    // The schema and the types agree, so a document the types accept needs no schema pass; one they refuse
+    // gets it, for every problem with its path rather than serde's first. (Startup stays cheap: generating
+    // and compiling the schema is most of a valid config's load time.)
+    let config: Config = match serde_json::from_value(value.clone()) {
+        Ok(config) => config,
+        Err(e) => {
+            let problems = schema_problems(&value);
+            return Err(invalid(if problems.is_empty() {
+                vec![Problem::new("", e.to_string())]
+            } else {
+                problems
+            }));
+        }
+    };
     let problems = semantic_problems(&config);
     if !problems.is_empty() {
         return Err(invalid(problems));
