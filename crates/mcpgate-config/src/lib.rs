@@ -12,7 +12,7 @@ mod units;
 mod validate;
 
 pub use env::apply_env;
-pub use load::{ConfigError, Format, default_config, load_file, parse_str};
+pub use load::{ConfigError, Format, default_config, load_file, load_file_unchecked, parse_str};
 pub use model::{
     BackendConfig, BuiltinBackend, BuiltinSet, Config, LogFormat, LoggingConfig, ServerConfig, schema,
 };

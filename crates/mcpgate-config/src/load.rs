@@ -85,6 +85,19 @@ pub fn default_config() -> Result<Config, ConfigError> {
 
 /// Read and validate a configuration file; the format comes from its extension.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let config = load_file_unchecked(path)?;
+    let problems = semantic_problems(&config);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { origin: path.display().to_string(), problems });
+    }
+    Ok(config)
+}
+
+/// Read a configuration file, checking its syntax and shape (the JSON Schema) but not what [`validate`]
+/// checks — for callers that add the environment first and then report every remaining problem together.
+///
+/// [`validate`]: crate::validate
+pub fn load_file_unchecked(path: &Path) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
     let format = Format::from_path(path).ok_or_else(|| ConfigError::Syntax {
         origin: origin.clone(),
@@ -92,12 +105,23 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     })?;
     let text =
         std::fs::read_to_string(path).map_err(|source| ConfigError::Io { origin: origin.clone(), source })?;
-    parse_str(&text, format, &origin)
+    parse_shape(&text, format, &origin)
 }
 
 /// Parse and validate a configuration text: syntax, then the JSON Schema (every violation, unknown fields
 /// included), then the checks a schema cannot express. All problems are reported together.
 pub fn parse_str(text: &str, format: Format, origin: &str) -> Result<Config, ConfigError> {
+    let config = parse_shape(text, format, origin)?;
+    let problems = semantic_problems(&config);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { origin: origin.to_owned(), problems });
+    }
+    Ok(config)
+}
+
+/// Syntax and shape only: the text parses and the types (or, for every problem with its path, the JSON
+/// Schema) accept it.
+fn parse_shape(text: &str, format: Format, origin: &str) -> Result<Config, ConfigError> {
     let syntax = |message: String| ConfigError::Syntax { origin: origin.to_owned(), message };
     let mut value: Value = match format {
         Format::Yaml => serde_yaml_ng::from_str(text).map_err(|e| syntax(e.to_string()))?,
@@ -122,9 +146,5 @@ pub fn parse_str(text: &str, format: Format, origin: &str) -> Result<Config, Con
             }));
         }
     };
-    let problems = semantic_problems(&config);
-    if !problems.is_empty() {
-        return Err(invalid(problems));
-    }
     Ok(config)
 }

@@ -5,6 +5,8 @@
 //! the session's worker (`fast.rs`), and what decides idle expiry: rmcp's own keep-alive only sees traffic
 //! that passes its worker, so it is off, and a reaper here closes sessions that have had no request and no
 //! open stream for `session_idle_timeout`.
+//!
+//! [`SessionState`] is the protocol handler's own per-session state (the client's log level).
 
 use std::{
     collections::HashMap,
@@ -99,7 +101,7 @@ pub(crate) struct Sessions {
     table: RwLock<HashMap<Arc<str>, Arc<Session>>>,
     idle: Duration,
     epoch: Instant,
-    /// Handle to itself, for the guards it hands out.
+    /// Handle to itself, for the guards of the streams it hands out through rmcp's `&self` methods.
     this: Weak<Sessions>,
 }
 
@@ -140,8 +142,7 @@ impl Sessions {
 
     /// Register request `id` as being answered in `session`, refusing an id already in flight (the protocol
     /// layer would cancel the first request and never finish its response).
-    pub(crate) fn begin(&self, session: Arc<Session>, id: String) -> Result<InSession, Refused> {
-        let sessions = self.this.upgrade().ok_or(Refused::IdInFlight)?;
+    pub(crate) fn begin(self: &Arc<Self>, session: Arc<Session>, id: String) -> Result<InSession, Refused> {
         let cancel = CancellationToken::new();
         {
             let mut requests = session.requests.lock().unwrap_or_else(|e| e.into_inner());
@@ -151,7 +152,7 @@ impl Sessions {
             requests.insert(id.clone(), cancel.clone());
         }
         self.touch(&session);
-        Ok(InSession { sessions, session, id, cancel })
+        Ok(InSession { sessions: Arc::clone(self), session, id, cancel })
     }
 
     fn now_ms(&self) -> u64 {

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{DEMO, TestGateway, in_session, initialize, messages, modern, spawn};
+use common::{DEMO, TestGateway, event_stream, in_session, initialize, messages, modern, spawn};
 use serde_json::{Value, json};
 
 const BOTH: &str = "backends:\n  demo:\n    kind: builtin\n    builtin: demo\n  c:\n    kind: builtin\n    builtin: conformance\n";
@@ -237,15 +237,7 @@ async fn legacy_fast_calls_keep_the_session_alive_and_can_be_cancelled() {
 async fn an_open_event_stream_keeps_a_session_alive() {
     let gw = spawn(&format!("server:\n  session_idle_timeout: 1s\n{DEMO}")).await;
     let (session, _) = initialize(&gw, "2025-11-25").await;
-    let stream = gw
-        .http
-        .get(&gw.url)
-        .header("accept", "text/event-stream")
-        .header("Mcp-Session-Id", &session)
-        .header("MCP-Protocol-Version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
+    let stream = event_stream(&gw, &session).await;
     assert_eq!(stream.status(), 200);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (status, m) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;

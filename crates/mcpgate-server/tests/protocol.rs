@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CONFORMANCE, DEMO, in_session, initialize, messages, spawn};
+use common::{CONFORMANCE, DEMO, event_stream, in_session, initialize, messages, spawn};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -95,15 +95,7 @@ async fn idle_sessions_expire() {
 async fn get_opens_a_session_event_stream() {
     let gw = spawn(DEMO).await;
     let (session, _) = initialize(&gw, "2025-11-25").await;
-    let response = gw
-        .http
-        .get(&gw.url)
-        .header("accept", "text/event-stream")
-        .header("Mcp-Session-Id", &session)
-        .header("MCP-Protocol-Version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
+    let response = event_stream(&gw, &session).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
 }

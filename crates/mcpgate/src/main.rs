@@ -108,16 +108,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The file (or the embedded default), with the environment applied and checked.
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     let mut config = match path {
-        Some(path) => mcpgate_config::load_file(path)?,
+        Some(path) => mcpgate_config::load_file_unchecked(path)?,
         None => mcpgate_config::default_config()?,
     };
     let mut problems = mcpgate_config::apply_env(&mut config, |name| std::env::var(name).ok());
     problems.extend(mcpgate_config::validate(&config));
-    if problems.is_empty() {
-        // What only the backends can see (templates, programs, database files), once the shape is right.
-        for (name, backend) in config.backends.iter().filter(|(_, b)| b.enabled()) {
-            problems.extend(mcpgate_backends::check(name, backend));
-        }
+    // What only the backends can see (templates, programs, database files), reported with the rest.
+    for (name, backend) in config.backends.iter().filter(|(_, b)| b.enabled()) {
+        problems.extend(mcpgate_backends::check(name, backend));
     }
     if !problems.is_empty() {
         let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "<embedded default>".into());

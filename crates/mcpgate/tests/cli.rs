@@ -158,6 +158,9 @@ fn validate_reports_handler_problems_all_at_once() {
     tools:
       run:
         call: {{ program: no-such-program-mcpgate }}
+      listy:
+        input_schema: {{ type: array }}
+        call: {{ program: sh }}
   db:
     kind: sql
     url: "sqlite:{}"

@@ -140,3 +140,15 @@ pub async fn in_session(
     let (status, ct, text) = gw.post_raw(&headers, body.to_string()).await;
     (status, messages(&ct, &text).pop().unwrap_or(Value::Null))
 }
+
+/// Open a legacy session's listening stream (GET /mcp).
+pub async fn event_stream(gw: &TestGateway, session: &str) -> reqwest::Response {
+    gw.http
+        .get(&gw.url)
+        .header("accept", "text/event-stream")
+        .header("Mcp-Session-Id", session)
+        .header("MCP-Protocol-Version", "2025-11-25")
+        .send()
+        .await
+        .unwrap()
+}
