@@ -40,10 +40,14 @@ use super::{
 /// milliseconds, rare enough to cost nothing.
 const PROGRESS_STEPS: i32 = 1000;
 
-/// The pool of one SQLite backend.
+/// The pools of one SQLite backend. Reads go to connections that are read-only for good (`query_only` set
+/// when they open; files opened read-only too), writes — when the backend allows them — to a pool of their
+/// own, so no call pays for switching a connection's mode. An in-memory database is the exception: it lives
+/// in its one connection, which is switched per call (`toggle`).
 pub struct SqliteDb {
-    pool: SqlitePool,
-    read_only: bool,
+    reads: SqlitePool,
+    writes: Option<SqlitePool>,
+    toggle: bool,
     limits: Limits,
 }
 
@@ -78,39 +82,55 @@ struct Session {
 }
 
 impl SqliteDb {
-    /// Open the pool; read-only backends open the file read-only and set `query_only` on every connection.
+    /// Open the pools: see [`SqliteDb`].
     pub async fn connect(url: &str, config: &SqlBackend, limits: Limits) -> Result<Self, String> {
         let memory = is_memory(url);
-        let mut options = SqliteConnectOptions::from_str(url).map_err(|e| format!("url {url}: {e}"))?;
-        if config.read_only {
-            options = options.pragma("query_only", "ON");
-            if !memory {
-                options = options.read_only(true);
-            }
-        }
-        let pool = SqlitePoolOptions::new().acquire_timeout(limits.acquire_timeout());
-        let pool = if memory {
-            pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
-        } else {
-            pool.max_connections(config.max_connections.max(1))
+        let options = SqliteConnectOptions::from_str(url).map_err(|e| format!("url {url}: {e}"))?;
+        let open = |options: SqliteConnectOptions, connections: u32| async move {
+            // A local file needs no liveness probe before each use; it would cost a trip to the worker.
+            let pool =
+                SqlitePoolOptions::new().acquire_timeout(limits.acquire_timeout()).test_before_acquire(false);
+            let pool = if memory {
+                pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+            } else {
+                pool.max_connections(connections.max(1))
+            };
+            pool.connect_with(options).await.map_err(|e| format!("cannot open {url}: {e}"))
         };
-        let pool = pool.connect_with(options).await.map_err(|e| format!("cannot open {url}: {e}"))?;
-        Ok(Self { pool, read_only: config.read_only, limits })
+        let read_options = if memory {
+            options.clone().pragma("query_only", "ON")
+        } else {
+            options.clone().pragma("query_only", "ON").read_only(true)
+        };
+        let (reads, writes, toggle) = match (config.read_only, memory) {
+            (true, _) => (open(read_options, config.max_connections).await?, None, false),
+            (false, true) => {
+                let pool = open(options, 1).await?;
+                (pool.clone(), Some(pool), true)
+            }
+            (false, false) => {
+                let writes = open(options, config.max_connections).await?;
+                (open(read_options, config.max_connections).await?, Some(writes), false)
+            }
+        };
+        Ok(Self { reads, writes, toggle, limits })
     }
 
-    /// A connection with this call's interrupt handler, writable only when asked and allowed.
+    /// A connection with this call's interrupt handler: from the write pool only when asked and allowed.
     async fn session(&self, writable: bool) -> Result<Session, DbError> {
-        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        let writes = self.writes.as_ref().filter(|_| writable);
+        let mut conn = writes.unwrap_or(&self.reads).acquire().await.map_err(classify)?;
         let flag = Arc::new(AtomicBool::new(false));
         {
             let seen = Arc::clone(&flag);
             let mut handle = conn.lock_handle().await.map_err(classify)?;
             handle.set_progress_handler(PROGRESS_STEPS, move || !seen.load(Ordering::Relaxed));
         }
-        // Set both ways on every call: a connection a writing call used must not stay writable for a read.
-        let pragma =
-            if writable && !self.read_only { "PRAGMA query_only = OFF" } else { "PRAGMA query_only = ON" };
-        conn.execute(pragma).await.map_err(classify)?;
+        if self.toggle {
+            // The one in-memory connection: set both ways, so a writing call does not leave it writable.
+            let pragma = if writes.is_some() { "PRAGMA query_only = OFF" } else { "PRAGMA query_only = ON" };
+            conn.execute(pragma).await.map_err(classify)?;
+        }
         Ok(Session { _interrupt: Interrupt(flag), conn })
     }
 
@@ -190,7 +210,10 @@ impl SqliteDb {
 
     /// Close every connection.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.reads.close().await;
+        if let Some(writes) = &self.writes {
+            writes.close().await;
+        }
     }
 }
 
