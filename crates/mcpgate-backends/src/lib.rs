@@ -15,6 +15,7 @@ pub mod declared;
 pub mod http;
 pub mod sql;
 pub mod template;
+pub mod upstream;
 
 /// Why a backend could not be built.
 #[derive(Debug, thiserror::Error)]

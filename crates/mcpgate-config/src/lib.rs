@@ -9,6 +9,7 @@ mod load;
 mod model;
 mod tools;
 mod units;
+mod upstreams;
 mod validate;
 
 pub use env::apply_env;
@@ -21,4 +22,5 @@ pub use tools::{
     SqlCall, ToolConfig,
 };
 pub use units::{ByteSize, HumanDuration};
+pub use upstreams::{Naming, UpstreamConfig, UpstreamTransport, glob};
 pub use validate::{Problem, validate};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     tools::{CommandBackend, HttpBackend, SqlBackend},
     units::{ByteSize, HumanDuration},
+    upstreams::UpstreamConfig,
 };
 
 /// An mcpgate configuration file.
@@ -21,6 +22,19 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// Tool sources by name. The name prefixes nothing here; it names the backend in logs, `/status` and errors.
     pub backends: BTreeMap<String, BackendConfig>,
+    /// Upstream MCP servers by name; their tools are published as `NAME__tool` unless configured otherwise.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Upstream MCP servers in the Claude Desktop spelling (`{"mcpServers": {"name": {"command", "args",
+    /// "env"}}}`, or `url` / `type` for remote ones), so such a file is a complete config. Same as `upstreams`.
+    #[serde(rename = "mcpServers", skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp_servers: BTreeMap<String, UpstreamConfig>,
+}
+
+impl Config {
+    /// Every upstream, from `upstreams` and `mcpServers` alike.
+    pub fn all_upstreams(&self) -> impl Iterator<Item = (&String, &UpstreamConfig)> {
+        self.upstreams.iter().chain(&self.mcp_servers)
+    }
 }
 
 /// Listener and protocol settings.

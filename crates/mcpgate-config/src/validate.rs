@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt, net::SocketAddr, sync::OnceLock};
 
 use serde_json::Value;
 
-use crate::{BackendConfig, Config, ToolConfig, model::schema};
+use crate::{BackendConfig, Config, ToolConfig, UpstreamConfig, UpstreamTransport, model::schema};
 
 /// One problem in a configuration, with the path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,8 +84,24 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
             }
         }
     }
-    if !config.backends.values().any(BackendConfig::enabled) {
-        problems.push(Problem::new("backends", "no enabled backend: the gateway would serve nothing"));
+    for (section, upstreams) in [("upstreams", &config.upstreams), ("mcpServers", &config.mcp_servers)] {
+        for (name, upstream) in upstreams {
+            upstream_problems(&format!("{section}.{name}"), upstream, &mut problems);
+            if config.backends.contains_key(name) {
+                problems.push(Problem::new(format!("{section}.{name}"), "a backend has the same name"));
+            }
+        }
+    }
+    for name in config.upstreams.keys().filter(|n| config.mcp_servers.contains_key(*n)) {
+        problems.push(Problem::new(format!("mcpServers.{name}"), "also defined under upstreams"));
+    }
+    let serves = config.backends.values().any(BackendConfig::enabled)
+        || config.all_upstreams().any(|(_, u)| u.enabled);
+    if !serves {
+        problems.push(Problem::new(
+            "backends",
+            "no enabled backend or upstream: the gateway would serve nothing",
+        ));
     }
     problems
 }
@@ -113,6 +129,49 @@ fn tool_problems<C>(backend: &str, tools: &BTreeMap<String, ToolConfig<C>>, prob
             if let Some(Err(e)) = schema.map(jsonschema::draft202012::new) {
                 problems
                     .push(Problem::new(format!("{path}.{field}"), format!("not a valid JSON Schema: {e}")));
+            }
+        }
+    }
+}
+
+/// An upstream: a usable name, one way to reach it, and published names of the spec-safe shape.
+fn upstream_problems(path: &str, upstream: &UpstreamConfig, problems: &mut Vec<Problem>) {
+    let mut problem = |field: &str, message: String| {
+        let at = if field.is_empty() { path.to_owned() } else { format!("{path}.{field}") };
+        problems.push(Problem::new(at, message));
+    };
+    let name = path.rsplit('.').next().unwrap_or(path);
+    if !valid_name(name) {
+        problem("", "upstream names may hold only letters, digits, '_' and '-' (1-64 characters)".into());
+    }
+    match (upstream.transport(), &upstream.command, &upstream.url) {
+        (None, Some(_), Some(_)) => problem("", "give either command (stdio) or url (HTTP), not both".into()),
+        (None, _, _) => problem("", "give command (a local server over stdio) or url (a remote one)".into()),
+        (Some(UpstreamTransport::Stdio), None, _) => {
+            problem("command", "the stdio transport needs a command".into())
+        }
+        (Some(UpstreamTransport::Sse), ..) => problem(
+            "type",
+            "the legacy HTTP+SSE transport (2024-11-05) is not supported yet; use a Streamable HTTP endpoint"
+                .into(),
+        ),
+        (Some(_), _, None) if upstream.transport() != Some(UpstreamTransport::Stdio) => {
+            problem("url", "the HTTP transport needs a url".into());
+        }
+        _ => {}
+    }
+    if let Some(url) = &upstream.url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        problem("url", format!("{url:?} is not an http:// or https:// URL"));
+    }
+    for (kind, naming) in [("tools", &upstream.tools), ("prompts", &upstream.prompts)] {
+        for (from, to) in &naming.rename {
+            if !valid_name(to) {
+                problem(
+                    &format!("{kind}.rename.{from}"),
+                    format!("{to:?} is not a valid name (^[a-zA-Z0-9_-]{{1,64}}$)"),
+                );
             }
         }
     }

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use mcpgate_config::{ConfigError, Format, default_config, parse_str, schema};
+use mcpgate_config::{ConfigError, Format, UpstreamTransport, default_config, parse_str, schema};
 
 fn problems(yaml: &str) -> Vec<String> {
     match parse_str(yaml, Format::Yaml, "test.yaml") {
@@ -129,4 +129,53 @@ fn unknown_fields_inside_a_tool_call_are_reported() {
     );
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].starts_with("backends.api.tools.t.call") && found[0].contains("methd"), "{found:?}");
+}
+
+#[test]
+fn a_claude_desktop_file_is_a_complete_config() {
+    let json = r#"{ "mcpServers": {
+        "filesystem": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"],
+                        "env": { "DEBUG": "1" } },
+        "remote": { "type": "http", "url": "https://example.com/mcp", "headers": { "authorization": "Bearer x" } }
+    } }"#;
+    let config = parse_str(json, Format::Json, "claude_desktop_config.json").unwrap();
+    let upstreams: Vec<_> = config.all_upstreams().map(|(name, u)| (name.as_str(), u.transport())).collect();
+    assert_eq!(
+        upstreams,
+        [("filesystem", Some(UpstreamTransport::Stdio)), ("remote", Some(UpstreamTransport::Http))]
+    );
+    assert!(config.backends.is_empty());
+}
+
+#[test]
+fn upstream_problems_are_reported_with_their_paths() {
+    let found = problems(
+        r#"
+backends:
+  fs: { kind: builtin, builtin: demo }
+upstreams:
+  fs: { command: x }
+  nothing: {}
+  both: { command: x, url: "http://h/mcp" }
+  old: { type: sse, url: "http://h/sse" }
+  ftp: { url: "ftp://h/mcp" }
+  named:
+    command: x
+    tools: { rename: { read: "bad name" } }
+mcpServers:
+  named: { command: y }
+"#,
+    );
+    let text = found.join("\n");
+    for expected in [
+        "upstreams.fs: a backend has the same name",
+        "upstreams.nothing: give command",
+        "upstreams.both: give either command",
+        "upstreams.old.type: the legacy HTTP+SSE transport",
+        "upstreams.ftp.url",
+        "upstreams.named.tools.rename.read",
+        "mcpServers.named: also defined under upstreams",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
 }

@@ -68,6 +68,12 @@ impl Gateway {
                 backend: mcpgate_backends::build(name, backend).await?,
             });
         }
+        for (name, upstream) in config.all_upstreams().filter(|(_, u)| u.enabled) {
+            let backend = mcpgate_backends::upstream::Upstream::start(name, upstream)
+                .await
+                .map_err(|message| mcpgate_backends::BuildError { name: name.clone(), message })?;
+            entries.push(BackendEntry { name: name.clone(), kind: "upstream", backend: Arc::new(backend) });
+        }
         let registry = Registry::build(entries).await.map_err(StartError::Catalogue)?;
         let pipeline = Pipeline::new(config.server.request_timeout.0);
         let server_info = crate::handler::server_info(&config.server).map_err(StartError::Internal)?;

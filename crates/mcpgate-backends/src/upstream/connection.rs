@@ -1,0 +1,414 @@
+//! The supervisor: one task per upstream owns its connection (and, for stdio, its child process), notices when
+//! it dies, fails the calls in flight at once, and reconnects with backoff.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, Hasher},
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, OnceLock, RwLock},
+    time::Duration,
+};
+
+use mcpgate_config::{UpstreamConfig, UpstreamTransport};
+use reqwest::header::{HeaderName, HeaderValue};
+use rmcp::{
+    ClientCacheConfig, ClientHandler, ClientLifecycleMode, Peer, RoleClient,
+    model::{
+        ClientCapabilities, ClientConfig, Implementation, Prompt, ProtocolVersion, Resource,
+        ResourceTemplate, Tool,
+    },
+    serve_client_with_lifecycle,
+    service::RunningService,
+    transport::{StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig},
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    sync::watch,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::template::expand_env;
+
+/// First delay before a reconnection.
+const BACKOFF_START: Duration = Duration::from_millis(200);
+/// Longest delay between two reconnections.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// A connection that stayed up this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// How to reach an upstream, with every `${VAR}` already expanded: what `start` can check once, so the
+/// supervisor only meets errors that a retry may fix.
+pub(super) enum Launch {
+    /// A child process on stdin / stdout.
+    Stdio {
+        /// Program.
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Its whole environment.
+        env: Vec<(String, String)>,
+        /// Its working directory.
+        cwd: Option<PathBuf>,
+    },
+    /// Streamable HTTP.
+    Http {
+        /// Endpoint.
+        url: String,
+        /// Pooled client shared by every connection attempt.
+        client: reqwest::Client,
+        /// Configured headers (secrets: never logged).
+        headers: HashMap<HeaderName, HeaderValue>,
+    },
+}
+
+impl Launch {
+    /// Expand the config's `${VAR}`s and build what each attempt needs.
+    pub(super) fn prepare(config: &UpstreamConfig) -> Result<Self, String> {
+        match config.transport() {
+            Some(UpstreamTransport::Stdio) => {
+                let command = config.command.clone().ok_or("the stdio transport needs a command")?;
+                let mut env: Vec<(String, String)> = ["PATH", "HOME"]
+                    .into_iter()
+                    .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)))
+                    .collect();
+                for (key, value) in &config.env {
+                    env.push((key.clone(), expand_env(value).map_err(|e| format!("env.{key}: {e}"))?));
+                }
+                Ok(Self::Stdio { command, args: config.args.clone(), env, cwd: config.cwd.clone() })
+            }
+            Some(UpstreamTransport::Http | UpstreamTransport::StreamableHttp) => {
+                let url = config.url.clone().ok_or("the HTTP transport needs a url")?;
+                let url = expand_env(&url).map_err(|e| format!("url: {e}"))?;
+                let mut headers = HashMap::new();
+                for (key, value) in &config.headers {
+                    let name = HeaderName::try_from(key.as_str())
+                        .map_err(|_| format!("headers.{key}: not a valid header name"))?;
+                    // The value is a secret: neither it nor the parse error (which may quote it) is shown.
+                    let mut value =
+                        HeaderValue::try_from(expand_env(value).map_err(|e| format!("headers.{key}: {e}"))?)
+                            .map_err(|_| format!("headers.{key}: not a valid header value"))?;
+                    value.set_sensitive(true);
+                    headers.insert(name, value);
+                }
+                let client = reqwest::Client::builder()
+                    .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+                Ok(Self::Http { url, client, headers })
+            }
+            Some(UpstreamTransport::Sse) => {
+                Err("the legacy HTTP+SSE transport (2024-11-05) is not supported yet".to_owned())
+            }
+            None => Err("give command (a local server over stdio) or url (a remote one)".to_owned()),
+        }
+    }
+}
+
+/// The raw catalogue an upstream offered on connection, under its own names.
+#[derive(Debug, Default)]
+pub(super) struct Catalogue {
+    /// Tools.
+    pub tools: Vec<Tool>,
+    /// Resources.
+    pub resources: Vec<Resource>,
+    /// Resource templates.
+    pub templates: Vec<ResourceTemplate>,
+    /// Prompts.
+    pub prompts: Vec<Prompt>,
+}
+
+/// A live connection as callers see it: the peer to send on, and the token the supervisor cancels (after
+/// setting `reason`) the moment the connection dies, so calls in flight fail at once.
+#[derive(Clone)]
+pub(super) struct Link {
+    /// Sends requests upstream.
+    pub peer: Peer<RoleClient>,
+    /// Cancelled when the connection is gone.
+    pub dead: CancellationToken,
+    /// Why it is gone; set before `dead` is cancelled.
+    pub reason: Arc<OnceLock<String>>,
+}
+
+impl Link {
+    /// Why the connection ended.
+    pub(super) fn reason(&self) -> String {
+        self.reason.get().cloned().unwrap_or_else(|| "connection closed".to_owned())
+    }
+}
+
+/// What the supervisor publishes and callers read. The lock is never held across an await.
+pub(super) struct State {
+    /// The live connection, if any.
+    pub link: Option<Link>,
+    /// Why there is none.
+    pub down: String,
+}
+
+/// Shared between the supervisor and the backend.
+pub(super) struct Shared {
+    /// Upstream name.
+    pub name: String,
+    /// Connection state.
+    pub state: RwLock<State>,
+    /// Called with each new catalogue.
+    pub on_catalogue: Box<dyn Fn(Catalogue) + Send + Sync>,
+}
+
+impl Shared {
+    fn set(&self, link: Option<Link>, down: String) {
+        if let Ok(mut state) = self.state.write() {
+            state.link = link;
+            state.down = down;
+        }
+    }
+}
+
+/// How the gateway introduces itself upstream. Defaults answer `ping`; forwarding sampling, elicitation,
+/// roots, progress and logging to the downstream client comes later.
+#[derive(Clone)]
+struct GatewayClient;
+
+impl ClientHandler for GatewayClient {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("mcpgate", env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
+
+/// One established connection, owned by the supervisor.
+struct Connected {
+    running: RunningService<RoleClient, GatewayClient>,
+    child: Option<Child>,
+}
+
+/// Run the supervisor until `stop` is cancelled. `ready` turns true after each successful connection.
+pub(super) async fn supervise(
+    shared: Arc<Shared>,
+    launch: Launch,
+    connect_timeout: Duration,
+    stop: CancellationToken,
+    ready: watch::Sender<bool>,
+) {
+    let name = shared.name.clone();
+    let mut backoff = Backoff::new();
+    loop {
+        let attempt = tokio::select! {
+            () = stop.cancelled() => break,
+            attempt = tokio::time::timeout(connect_timeout, connect(&name, &launch)) => attempt,
+        };
+        let connected = match attempt {
+            Ok(Ok((connected, catalogue))) => {
+                (shared.on_catalogue)(catalogue);
+                Some(connected)
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(upstream = %name, "cannot connect: {error}");
+                shared.set(None, error);
+                None
+            }
+            Err(_) => {
+                let error = format!("no connection within {connect_timeout:?}");
+                tracing::warn!(upstream = %name, "cannot connect: {error}");
+                shared.set(None, error);
+                None
+            }
+        };
+        if let Some(Connected { running, mut child }) = connected {
+            let link = Link {
+                peer: running.peer().clone(),
+                dead: CancellationToken::new(),
+                reason: Arc::new(OnceLock::new()),
+            };
+            shared.set(Some(link.clone()), String::new());
+            ready.send_replace(true);
+            let version = running.peer().peer_info().map(|info| info.protocol_version.to_string());
+            tracing::info!(upstream = %name, protocol = version.as_deref().unwrap_or("unknown"), "connected");
+            let since = Instant::now();
+            // Whichever comes first: the child exits, the service ends, or the gateway stops.
+            let reason = tokio::select! {
+                () = stop.cancelled() => None,
+                status = exited(&mut child) => Some(format!("process exited ({status})")),
+                _ = running.waiting() => Some("connection closed".to_owned()),
+            };
+            let reason = reason.unwrap_or_else(|| "the gateway is shutting down".to_owned());
+            let _ = link.reason.set(reason.clone());
+            link.dead.cancel();
+            shared.set(None, reason.clone());
+            if let Some(child) = child.as_mut() {
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+            }
+            if stop.is_cancelled() {
+                break;
+            }
+            tracing::warn!(upstream = %name, "disconnected: {reason}");
+            if since.elapsed() >= STABLE_AFTER {
+                backoff.reset();
+            }
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+    shared.set(None, "the gateway is shutting down".to_owned());
+}
+
+/// The child's exit status, or never when there is no child.
+async fn exited(child: &mut Option<Child>) -> String {
+    match child {
+        Some(child) => match child.wait().await {
+            Ok(status) => status.to_string(),
+            Err(e) => e.to_string(),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// One connection attempt: transport, handshake (`server/discover`, falling back to `initialize`), catalogue.
+async fn connect(name: &str, launch: &Launch) -> Result<(Connected, Catalogue), String> {
+    let lifecycle = ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::LATEST],
+        legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+    };
+    let (running, child) = match launch {
+        Launch::Stdio { command, args, env, cwd } => {
+            let mut cmd = Command::new(command);
+            cmd.args(args)
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            if let Some(cwd) = cwd {
+                cmd.current_dir(cwd);
+            }
+            let mut child = cmd.spawn().map_err(|e| format!("cannot start {command}: {e}"))?;
+            let (Some(stdout), Some(stdin), Some(stderr)) =
+                (child.stdout.take(), child.stdin.take(), child.stderr.take())
+            else {
+                return Err("the child's pipes are missing".to_owned());
+            };
+            let upstream = name.to_owned();
+            // Drained to the end, so a chatty child never blocks on a full pipe.
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::info!(upstream = %upstream, "{line}");
+                }
+            });
+            let running = serve_client_with_lifecycle(GatewayClient, (stdout, stdin), lifecycle)
+                .await
+                .map_err(|e| format!("handshake failed: {e}"))?;
+            (running, Some(child))
+        }
+        Launch::Http { url, client, headers } => {
+            let config =
+                StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers.clone());
+            let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
+            let running = serve_client_with_lifecycle(GatewayClient, transport, lifecycle)
+                .await
+                .map_err(|e| format!("handshake failed: {e}"))?;
+            (running, None)
+        }
+    };
+    // Lists come from our own catalogue; a stale cached copy must never stand in for an error.
+    running.peer().set_response_cache_config(ClientCacheConfig::disabled()).await;
+    let catalogue = fetch_catalogue(name, running.peer()).await;
+    Ok((Connected { running, child }, catalogue))
+}
+
+/// Every tool, resource, template and prompt; a list the upstream does not offer (or fails) is empty.
+async fn fetch_catalogue(name: &str, peer: &Peer<RoleClient>) -> Catalogue {
+    let capabilities = peer.peer_info().map(|info| info.capabilities.clone());
+    let (tools, resources, prompts) = match &capabilities {
+        Some(c) => (c.tools.is_some(), c.resources.is_some(), c.prompts.is_some()),
+        None => (true, true, true),
+    };
+    fn tolerate<T>(name: &str, what: &str, result: Result<Vec<T>, rmcp::ServiceError>) -> Vec<T> {
+        result.unwrap_or_else(|e| {
+            tracing::warn!(upstream = %name, "cannot list {what}: {e}");
+            Vec::new()
+        })
+    }
+    let mut catalogue = Catalogue::default();
+    if tools {
+        catalogue.tools = tolerate(name, "tools", peer.list_all_tools().await);
+    }
+    if resources {
+        catalogue.resources = tolerate(name, "resources", peer.list_all_resources().await);
+        catalogue.templates = tolerate(name, "resource templates", peer.list_all_resource_templates().await);
+    }
+    if prompts {
+        catalogue.prompts = tolerate(name, "prompts", peer.list_all_prompts().await);
+    }
+    catalogue
+}
+
+/// Exponential backoff with jitter: each delay is drawn from the upper half of a window that doubles from
+/// [`BACKOFF_START`] up to [`BACKOFF_CAP`].
+pub(super) struct Backoff {
+    window: Duration,
+}
+
+impl Backoff {
+    pub(super) fn new() -> Self {
+        Self { window: BACKOFF_START }
+    }
+
+    pub(super) fn reset(&mut self) {
+        self.window = BACKOFF_START;
+    }
+
+    pub(super) fn next_delay(&mut self) -> Duration {
+        let window = self.window;
+        self.window = (self.window * 2).min(BACKOFF_CAP);
+        let half = window / 2;
+        let jitter = random_u64() % (half.as_millis() as u64 + 1);
+        half + Duration::from_millis(jitter)
+    }
+}
+
+/// A random number from the standard library's per-process hasher keys; enough to spread reconnections.
+fn random_u64() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(u64::from(std::process::id()));
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
+        let mut backoff = Backoff::new();
+        let first = backoff.next_delay();
+        assert!(first >= BACKOFF_START / 2 && first <= BACKOFF_START, "{first:?}");
+        let second = backoff.next_delay();
+        assert!(second >= BACKOFF_START && second <= BACKOFF_START * 2, "{second:?}");
+        for _ in 0..20 {
+            assert!(backoff.next_delay() <= BACKOFF_CAP);
+        }
+        assert!(backoff.next_delay() >= BACKOFF_CAP / 2);
+        backoff.reset();
+        assert!(backoff.next_delay() <= BACKOFF_START);
+    }
+
+    #[test]
+    fn an_unset_variable_is_an_error_at_start() {
+        let config: UpstreamConfig = serde_json::from_value(
+            serde_json::json!({"command": "x", "env": {"K": "${MCPGATE_SURELY_UNSET_VAR}"}}),
+        )
+        .unwrap();
+        let error = Launch::prepare(&config).err().unwrap();
+        assert!(error.starts_with("env.K"), "{error}");
+    }
+}

@@ -1,0 +1,390 @@
+//! Upstream MCP servers: another MCP server's tools, resources and prompts, served as a backend.
+//!
+//! - **One supervised connection per upstream.** A task ([`connection::supervise`]) owns it — for stdio also the
+//!   child process, started with an empty environment but for `PATH`, `HOME` and the configured `env`, its
+//!   stderr drained into the log. The handshake tries `server/discover` (2026-07-28) and falls back to
+//!   `initialize` (2025-11-25). rmcp's response cache is off: lists come from our catalogue, never a stale copy.
+//! - **Failing fast.** The supervisor watches the child (`wait`) and the service; when either ends it marks the
+//!   upstream down and cancels the connection's token, and every call in flight — each races its response
+//!   against that token — fails at once with [`BackendError::Unavailable`] instead of after rmcp's drain.
+//!   It then reconnects with exponential backoff and jitter (200 ms doubling to 30 s, reset after a connection
+//!   that stayed up 10 s).
+//! - **Start.** [`Upstream::start`] waits for the first connection `timeout` clamped to 5-10 s; an upstream not
+//!   up by then starts with an empty catalogue and the supervisor keeps trying. Only errors a retry cannot fix
+//!   (an unset `${VAR}`, a malformed header) fail the start.
+//! - **Naming.** The catalogue fetched on connection is published through the config's [`Naming`]: tools and
+//!   prompts filtered by allow / deny, renamed or prefixed `NAME__`, descriptions overridden; resources keep
+//!   their URIs. Calls map the published name back.
+//! - **Calls** carry the upstream `timeout` (expiry sends `notifications/cancelled` upstream and is
+//!   [`BackendError::Timeout`]); the caller's cancellation cancels upstream too. Results pass through serde, so
+//!   content, `structuredContent`, `isError` and `_meta` arrive unchanged.
+
+mod connection;
+mod convert;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use mcpgate_config::{Naming, UpstreamConfig};
+use mcpgate_core::{
+    Backend, BackendError, BackendHealth, CallContext, CompletionValues, JsonObject, PromptDef, ResourceDef,
+    ResourceTemplateDef, ToolCall, ToolDef, ToolOutcome,
+};
+use rmcp::{
+    model::{
+        CallToolRequest, CancelledNotificationParam, ClientRequest, CompleteRequest, GetPromptRequest,
+        ReadResourceRequest, ServerResult,
+    },
+    service::PeerRequestOptions,
+};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, watch};
+use tokio_util::sync::CancellationToken;
+
+use self::connection::{Catalogue, Launch, Link, Shared, State};
+
+/// Shortest and longest wait for the first connection at start (the upstream `timeout`, within these bounds):
+/// the catalogue is read once at start, so a short call timeout must not cut a slow child's start short.
+const FIRST_CONNECTION_WAIT: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(10));
+/// Shortest time one connection attempt (spawn or connect, handshake, catalogue) may take.
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One upstream MCP server behind one supervised connection.
+pub struct Upstream {
+    name: String,
+    timeout: Duration,
+    shared: Arc<Shared>,
+    published: Arc<RwLock<Arc<Published>>>,
+    stop: CancellationToken,
+    supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The catalogue under published names, and the way back to upstream names.
+#[derive(Default)]
+struct Published {
+    tools: Vec<ToolDef>,
+    tool_names: HashMap<String, String>,
+    resources: Vec<ResourceDef>,
+    templates: Vec<ResourceTemplateDef>,
+    prompts: Vec<PromptDef>,
+    prompt_names: HashMap<String, String>,
+}
+
+/// What naming needs from the config.
+struct NamingRules {
+    name: String,
+    prefix: bool,
+    tools: Naming,
+    prompts: Naming,
+}
+
+impl NamingRules {
+    fn publish(&self, catalogue: Catalogue) -> Published {
+        let prefix = self.prefix.then_some(self.name.as_str());
+        let mut published = Published::default();
+        for tool in catalogue.tools {
+            let upstream_name = tool.name.to_string();
+            if !self.tools.allows(&upstream_name) {
+                continue;
+            }
+            let mut def: ToolDef = match convert::retype(&tool) {
+                Ok(def) => def,
+                Err(e) => {
+                    tracing::warn!(upstream = %self.name, tool = %upstream_name, "tool left out: {e}");
+                    continue;
+                }
+            };
+            def.name = self.tools.public_name(prefix, &upstream_name);
+            if let Some(description) = self.tools.descriptions.get(&upstream_name) {
+                def.description = Some(description.clone());
+            }
+            published.tool_names.insert(def.name.clone(), upstream_name);
+            published.tools.push(def);
+        }
+        for prompt in catalogue.prompts {
+            let upstream_name = prompt.name.clone();
+            if !self.prompts.allows(&upstream_name) {
+                continue;
+            }
+            let mut def: PromptDef = match convert::retype(&prompt) {
+                Ok(def) => def,
+                Err(e) => {
+                    tracing::warn!(upstream = %self.name, prompt = %upstream_name, "prompt left out: {e}");
+                    continue;
+                }
+            };
+            def.name = self.prompts.public_name(prefix, &upstream_name);
+            if let Some(description) = self.prompts.descriptions.get(&upstream_name) {
+                def.description = Some(description.clone());
+            }
+            published.prompt_names.insert(def.name.clone(), upstream_name);
+            published.prompts.push(def);
+        }
+        published.resources = catalogue.resources.iter().filter_map(|r| convert::retype(r).ok()).collect();
+        published.templates = catalogue.templates.iter().filter_map(|t| convert::retype(t).ok()).collect();
+        published
+    }
+}
+
+impl Upstream {
+    /// Start the supervisor and wait (briefly) for the first connection.
+    pub async fn start(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
+        let launch = Launch::prepare(config)?;
+        let rules = NamingRules {
+            name: name.to_owned(),
+            prefix: config.prefix,
+            tools: config.tools.clone(),
+            prompts: config.prompts.clone(),
+        };
+        let published: Arc<RwLock<Arc<Published>>> = Arc::default();
+        let sink = published.clone();
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            state: RwLock::new(State { link: None, down: "not connected yet".to_owned() }),
+            on_catalogue: Box::new(move |catalogue| {
+                let next = Arc::new(rules.publish(catalogue));
+                if let Ok(mut slot) = sink.write() {
+                    *slot = next;
+                }
+            }),
+        });
+        let stop = CancellationToken::new();
+        let (ready_tx, mut ready_rx) = watch::channel(false);
+        let timeout = config.timeout.0;
+        let supervisor = tokio::spawn(connection::supervise(
+            shared.clone(),
+            launch,
+            timeout.max(MIN_CONNECT_TIMEOUT),
+            stop.clone(),
+            ready_tx,
+        ));
+        let wait = timeout.clamp(FIRST_CONNECTION_WAIT.0, FIRST_CONNECTION_WAIT.1);
+        if tokio::time::timeout(wait, ready_rx.wait_for(|up| *up)).await.is_err() {
+            tracing::warn!(
+                upstream = %name,
+                "not connected after {wait:?}; starting without its tools while retrying in the background"
+            );
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            timeout,
+            shared,
+            published,
+            stop,
+            supervisor: Mutex::new(Some(supervisor)),
+        })
+    }
+
+    fn published(&self) -> Arc<Published> {
+        self.published.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The live connection, or why there is none.
+    fn link(&self) -> Result<Link, BackendError> {
+        let state = self.shared.state.read().map_err(|_| self.unavailable("state lock poisoned".into()))?;
+        match &state.link {
+            Some(link) => Ok(link.clone()),
+            None => Err(self.unavailable(format!("upstream {} is not connected: {}", self.name, state.down))),
+        }
+    }
+
+    fn unavailable(&self, reason: String) -> BackendError {
+        BackendError::Unavailable { backend: self.name.clone(), reason }
+    }
+
+    /// Send one request and wait for its result, failing at once when the connection dies or the caller
+    /// cancels (which also cancels upstream).
+    async fn request(
+        &self,
+        cancel: &CancellationToken,
+        request: ClientRequest,
+    ) -> Result<ServerResult, BackendError> {
+        let link = self.link()?;
+        let handle = link
+            .peer
+            .send_request_with_option(request, PeerRequestOptions::with_timeout(self.timeout))
+            .await
+            .map_err(|e| convert::service_error(&self.name, e))?;
+        let id = handle.id.clone();
+        tokio::select! {
+            result = handle.await_response() => match result {
+                // rmcp may see the end before the supervisor does: give it a moment to say why.
+                Err(rmcp::ServiceError::TransportClosed) => {
+                    let _ = tokio::time::timeout(Duration::from_millis(500), link.dead.cancelled()).await;
+                    Err(self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason())))
+                }
+                other => other.map_err(|e| convert::service_error(&self.name, e)),
+            },
+            () = link.dead.cancelled() => {
+                Err(self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason())))
+            }
+            () = cancel.cancelled() => {
+                let notice = CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
+                let _ = link.peer.notify_cancelled(notice).await;
+                Err(BackendError::Cancelled)
+            }
+        }
+    }
+}
+
+fn unexpected(name: &str, what: &str) -> BackendError {
+    BackendError::Failed {
+        backend: name.to_owned(),
+        message: format!("upstream {name} answered {what} with an unexpected result"),
+        blame: mcpgate_core::Blame::Upstream,
+    }
+}
+
+/// A request's params from JSON, so every field the protocol allows passes through.
+fn params<T: serde::de::DeserializeOwned>(name: &str, value: Value) -> Result<T, BackendError> {
+    serde_json::from_value(value).map_err(|e| BackendError::InvalidArguments(format!("{name}: {e}")))
+}
+
+fn to_object<T: serde::Serialize>(name: &str, value: &T) -> Result<JsonObject, BackendError> {
+    convert::retype(value).map_err(|e| BackendError::Failed {
+        backend: name.to_owned(),
+        message: format!("cannot read the upstream's result: {e}"),
+        blame: mcpgate_core::Blame::Upstream,
+    })
+}
+
+#[async_trait]
+impl Backend for Upstream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn list_tools(&self) -> Result<Vec<ToolDef>, BackendError> {
+        Ok(self.published().tools.clone())
+    }
+
+    async fn call_tool(&self, cx: &CallContext, call: ToolCall) -> Result<ToolOutcome, BackendError> {
+        let published = self.published();
+        let Some(upstream_name) = published.tool_names.get(&call.name) else {
+            return Err(BackendError::NotFound { kind: "tool", name: call.name });
+        };
+        let params = params(&self.name, json!({ "name": upstream_name, "arguments": call.arguments }))?;
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        match self.request(&cx.cancel, request).await? {
+            ServerResult::CallToolResult(result) => {
+                convert::retype(&result).map_err(|e| BackendError::Failed {
+                    backend: self.name.clone(),
+                    message: format!("cannot read the upstream's result: {e}"),
+                    blame: mcpgate_core::Blame::Upstream,
+                })
+            }
+            ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
+            _ => Err(unexpected(&self.name, "tools/call")),
+        }
+    }
+
+    async fn list_resources(&self) -> Result<Vec<ResourceDef>, BackendError> {
+        Ok(self.published().resources.clone())
+    }
+
+    async fn list_resource_templates(&self) -> Result<Vec<ResourceTemplateDef>, BackendError> {
+        Ok(self.published().templates.clone())
+    }
+
+    async fn read_resource(&self, cx: &CallContext, uri: &str) -> Result<JsonObject, BackendError> {
+        let params = params(&self.name, json!({ "uri": uri }))?;
+        match self
+            .request(&cx.cancel, ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)))
+            .await?
+        {
+            ServerResult::ReadResourceResult(result) => to_object(&self.name, &result),
+            ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
+            _ => Err(unexpected(&self.name, "resources/read")),
+        }
+    }
+
+    async fn owns_resource(&self, uri: &str) -> bool {
+        // Listed resources only; template matching comes with the resource work of a later slice.
+        self.published().resources.iter().any(|r| r.uri == uri)
+    }
+
+    async fn list_prompts(&self) -> Result<Vec<PromptDef>, BackendError> {
+        Ok(self.published().prompts.clone())
+    }
+
+    async fn get_prompt(
+        &self,
+        cx: &CallContext,
+        name: &str,
+        arguments: JsonObject,
+    ) -> Result<JsonObject, BackendError> {
+        let published = self.published();
+        let Some(upstream_name) = published.prompt_names.get(name) else {
+            return Err(BackendError::NotFound { kind: "prompt", name: name.to_owned() });
+        };
+        let params = params(&self.name, json!({ "name": upstream_name, "arguments": arguments }))?;
+        match self.request(&cx.cancel, ClientRequest::GetPromptRequest(GetPromptRequest::new(params))).await?
+        {
+            ServerResult::GetPromptResult(result) => to_object(&self.name, &result),
+            ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
+            _ => Err(unexpected(&self.name, "prompts/get")),
+        }
+    }
+
+    async fn complete(
+        &self,
+        reference: &Value,
+        argument_name: &str,
+        argument_value: &str,
+        context: &JsonObject,
+    ) -> Result<CompletionValues, BackendError> {
+        let mut reference = reference.clone();
+        if reference["type"] == "ref/prompt"
+            && let Some(public) = reference["name"].as_str()
+            && let Some(upstream_name) = self.published().prompt_names.get(public)
+        {
+            reference["name"] = Value::String(upstream_name.clone());
+        }
+        let params = params(
+            &self.name,
+            json!({
+                "ref": reference,
+                "argument": { "name": argument_name, "value": argument_value },
+                "context": { "arguments": context },
+            }),
+        )?;
+        // Completion has no caller context to cancel with; the upstream timeout still bounds it.
+        let never = CancellationToken::new();
+        match self.request(&never, ClientRequest::CompleteRequest(CompleteRequest::new(params))).await? {
+            ServerResult::CompleteResult(result) => {
+                convert::retype(&result.completion).map_err(|e| BackendError::Failed {
+                    backend: self.name.clone(),
+                    message: format!("cannot read the upstream's completion: {e}"),
+                    blame: mcpgate_core::Blame::Upstream,
+                })
+            }
+            _ => Err(unexpected(&self.name, "completion/complete")),
+        }
+    }
+
+    async fn health(&self) -> BackendHealth {
+        match self.shared.state.read() {
+            Ok(state) if state.link.is_some() => BackendHealth::Up,
+            Ok(state) => BackendHealth::Down(state.down.clone()),
+            Err(_) => BackendHealth::Down("state lock poisoned".to_owned()),
+        }
+    }
+
+    async fn shutdown(&self) {
+        self.stop.cancel();
+        if let Some(task) = self.supervisor.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // The supervisor kills the child and ends when this fires.
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,244 @@
+//! Upstream federation end to end: a gateway process fronting real upstreams — `mcpgate serve --stdio` as a
+//! child, and another `mcpgate serve` over Streamable HTTP — driven by a client over HTTP.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+use std::{
+    io::{Read, Write},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcpgate");
+
+/// A process killed (politely first) when the test ends, pass or fail.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        for _ in 0..100 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Start `mcpgate serve` on a free port (with `config`, or the built-in demo) and wait until it listens.
+fn serve(config: Option<&Path>, log: &Path) -> (Process, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(BIN);
+    command.env_remove("PORT").env_remove("MCP_PORT").env_remove("LOG_LEVEL").env_remove("MCP_CONFIG_PATH");
+    command.args(["serve", "--listen", &addr]);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let log = std::fs::File::create(log).unwrap();
+    let process = Process(command.stdout(Stdio::null()).stderr(log).spawn().unwrap());
+    for _ in 0..750 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            return (process, addr);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("mcpgate did not listen on {addr} within 15 s");
+}
+
+/// One stateless (2026-07-28) request over a fresh connection; returns the final JSON-RPC message.
+fn modern(addr: &str, method: &str, name: Option<&str>, mut params: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+    let name_header = name.map(|n| format!("Mcp-Name: {n}\r\n")).unwrap_or_default();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{name_header}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {raw}"));
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let messages: Vec<Value> = if head.contains("content-type: text/event-stream") {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
+    } else {
+        serde_json::from_str(&body).map(|v| vec![v]).unwrap_or_default()
+    };
+    messages.into_iter().last().unwrap_or_else(|| panic!("no JSON-RPC message in: {raw}"))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
+    }
+    out
+}
+
+fn call(addr: &str, tool: &str, arguments: Value) -> Value {
+    modern(addr, "tools/call", Some(tool), json!({ "name": tool, "arguments": arguments }))
+}
+
+fn tools(addr: &str) -> Vec<Value> {
+    modern(addr, "tools/list", None, json!({}))["result"]["tools"].as_array().cloned().unwrap_or_default()
+}
+
+fn write_config(dir: &Path, yaml: &str) -> std::path::PathBuf {
+    let file = dir.join("gateway.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    file
+}
+
+/// The processes whose parent is `pid` (any of its threads).
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            found.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    found
+}
+
+fn stdio_child(gateway: u32) -> Option<u32> {
+    children(gateway).into_iter().find(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains("--stdio"))
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn stdio_and_http_upstreams_are_federated_under_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_http_upstream, http_addr) = serve(None, &dir.path().join("upstream.log"));
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"upstreams:
+  stdio:
+    command: {BIN}
+    args: [serve, --stdio]
+  http:
+    url: http://{http_addr}/mcp
+  plain:
+    command: {BIN}
+    args: [serve, --stdio]
+    prefix: false
+    tools:
+      allow: ["add", "now", "sleep"]
+      deny: ["sleep"]
+      rename: {{ add: plus }}
+      descriptions: {{ now: "What time it is upstream." }}
+  slow:
+    command: {BIN}
+    args: [serve, --stdio]
+    timeout: 1s
+    tools:
+      allow: ["sleep"]
+"#
+        ),
+    );
+    let (_gateway, addr) = serve(Some(&config), &dir.path().join("gateway.log"));
+    let listed = tools(&addr);
+    let names: Vec<&str> = listed.iter().filter_map(|t| t["name"].as_str()).collect();
+    let log = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    for expected in ["stdio__echo", "stdio__add", "stdio__sleep", "http__echo", "http__add", "plus", "now"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}\n{}", log());
+    }
+    // Naming: `plain` publishes only what is allowed and not denied, renamed and unprefixed.
+    for absent in ["echo", "sleep", "add", "plain__now", "plain__add"] {
+        assert!(!names.contains(&absent), "{absent} should not be listed: {names:?}");
+    }
+    let now = listed.iter().find(|t| t["name"] == "now").unwrap();
+    assert_eq!(now["description"], "What time it is upstream.");
+    let add = listed.iter().find(|t| t["name"] == "stdio__add").unwrap();
+    assert_eq!(add["inputSchema"]["type"], "object", "{add}");
+
+    // Calls reach the upstreams and their answers come back unchanged.
+    for tool in ["stdio__echo", "http__echo"] {
+        let answer = call(&addr, tool, json!({ "message": "through the gateway" }));
+        assert_eq!(answer["result"]["content"][0]["text"], "through the gateway", "{tool}: {answer}");
+    }
+    for tool in ["stdio__add", "http__add", "plus"] {
+        let answer = call(&addr, tool, json!({ "a": 2, "b": 3 }));
+        assert_eq!(answer["result"]["structuredContent"], json!({ "sum": 5 }), "{tool}: {answer}");
+        assert_eq!(answer["result"]["content"][0]["text"], "5", "{tool}: {answer}");
+    }
+    // A tool error upstream stays a tool error (isError), not a protocol error.
+    let answer = call(&addr, "http__add", json!({ "a": "x" }));
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    // The upstream `timeout` bounds a call: it fails promptly as a timeout (and is cancelled upstream).
+    let started = tokio::time::Instant::now();
+    let answer = call(&addr, "slow__sleep", json!({ "ms": 8000 }));
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}: {answer}", started.elapsed());
+    assert!(answer.to_string().contains("timed out"), "{answer}");
+    // A denied tool is not callable under any name.
+    let answer = call(&addr, "sleep", json!({ "ms": 1 }));
+    assert!(answer.get("error").is_some(), "{answer}");
+}
+
+#[test]
+fn a_killed_stdio_upstream_fails_calls_in_flight_at_once_then_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("upstreams:\n  stdio:\n    command: {BIN}\n    args: [serve, --stdio]\n    timeout: 20s\n"),
+    );
+    let (gateway, addr) = serve(Some(&config), &dir.path().join("gateway.log"));
+    let first = stdio_child(gateway.0.id()).expect("the gateway runs its stdio upstream as a child");
+
+    let in_flight = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let started = tokio::time::Instant::now();
+            let answer = call(&addr, "stdio__sleep", json!({ "ms": 15000 }));
+            (answer, started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(Command::new("kill").args(["-KILL", &first.to_string()]).status().unwrap().success());
+    let (answer, took) = in_flight.join().unwrap();
+    assert!(took < Duration::from_secs(4), "the call in flight took {took:?} to fail: {answer}");
+    let text = answer.to_string();
+    assert!(text.contains("upstream stdio disconnected"), "{answer}");
+
+    // The supervisor restarts the child; calls succeed again within a few seconds.
+    let mut attempts = 0;
+    loop {
+        let answer = call(&addr, "stdio__echo", json!({ "message": "back" }));
+        if answer["result"]["content"][0]["text"] == "back" {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 50, "the upstream did not come back: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = stdio_child(gateway.0.id()).expect("a new child");
+    assert_ne!(first, second);
+}
