@@ -42,6 +42,13 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
+    /// Changes of the catalogue after start — an upstream that reconnected, went down or announced
+    /// `list_changed`: a receiver whose value moves each time `list_*` may answer differently. The gateway
+    /// then rebuilds the public catalogue and tells legacy sessions. `None` (the default): it never changes.
+    fn catalogue_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// Resources it offers.
     async fn list_resources(&self) -> Result<Vec<ResourceDef>, BackendError> {
         Ok(Vec::new())

@@ -153,7 +153,7 @@ impl FastPath {
         if !meta_fits {
             return None;
         }
-        let registry = &self.gateway.registry;
+        let registry = self.gateway.registry();
         let route = registry.tool(&name).filter(|route| !route.declares_param_headers)?;
         let backend = registry.backend(route.backend).clone();
         let cx = CallContext::detached(header(headers, "x-request-id").unwrap_or(""));
@@ -207,7 +207,7 @@ impl FastPath {
         if !body_fits {
             return None;
         }
-        let registry = &self.gateway.registry;
+        let registry = self.gateway.registry();
         let route = registry.tool(&name).filter(|route| !route.contacts_client)?;
         let backend = registry.backend(route.backend).clone();
         let cx =

@@ -11,7 +11,10 @@ use rmcp::model::RequestStateCodec;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::{BackendEntry, Registry};
+use crate::{
+    catalogue::{Catalogue, watch_backends},
+    registry::{BackendEntry, Registry, RegistryHandle},
+};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +42,8 @@ pub enum StartError {
 pub struct Gateway {
     /// The configuration in force.
     pub config: Config,
-    /// The catalogue.
-    pub registry: Registry,
+    /// The catalogue: the registry in force, replaced when a backend's catalogue changes.
+    pub catalogue: Arc<Catalogue>,
     /// The per-call pipeline.
     pub pipeline: Pipeline,
     /// Seals `requestState` of multi-round calls so a client cannot forge it.
@@ -74,26 +77,40 @@ impl Gateway {
                 .map_err(|message| mcpgate_backends::BuildError { name: name.clone(), message })?;
             entries.push(BackendEntry { name: name.clone(), kind: "upstream", backend: Arc::new(backend) });
         }
-        let registry = Registry::build(entries).await.map_err(StartError::Catalogue)?;
+        Self::with_backends(config, entries).await
+    }
+
+    /// A gateway serving `backends` (already running) with `config`'s server settings: for embedding and
+    /// tests. The config's own `backends` and `upstreams` are not built.
+    pub async fn with_backends(config: Config, backends: Vec<BackendEntry>) -> Result<Arc<Self>, StartError> {
+        let registry = Registry::build(backends).await.map_err(StartError::Catalogue)?;
         let pipeline = Pipeline::new(config.server.request_timeout.0);
         let server_info = crate::handler::server_info(&config.server).map_err(StartError::Internal)?;
+        let shutdown = CancellationToken::new();
+        let catalogue = Arc::new(Catalogue::new(registry));
+        watch_backends(&catalogue, &shutdown);
         Ok(Arc::new(Self {
             config,
-            registry,
+            catalogue,
             pipeline,
             request_state: RequestStateCodec::try_new(random_key())
                 .map_err(|e| StartError::Internal(e.to_string()))?,
             started_at: SystemTime::now(),
             started: Instant::now(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             server_info,
             fast_path_calls: AtomicU64::new(0),
         }))
     }
 
+    /// The registry in force; hold it for the whole of a request.
+    pub fn registry(&self) -> RegistryHandle {
+        self.catalogue.get()
+    }
+
     /// Release every backend's resources.
     pub async fn shutdown_backends(&self) {
-        for entry in self.registry.backends() {
+        for entry in self.registry().backends() {
             entry.backend.shutdown().await;
         }
     }

@@ -17,7 +17,7 @@ use rmcp::{
         ReadResourceResult, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
         UnsubscribeRequestParams,
     },
-    service::RequestContext,
+    service::{NotificationContext, RequestContext},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -59,9 +59,9 @@ pub(crate) fn server_info(server: &mcpgate_config::ServerConfig) -> Result<Serve
     let info = json!({
         "protocolVersion": ProtocolVersion::LATEST_WITH_INITIALIZE,
         "capabilities": {
-            "tools": {},
-            "resources": { "subscribe": true },
-            "prompts": {},
+            "tools": { "listChanged": true },
+            "resources": { "subscribe": true, "listChanged": true },
+            "prompts": { "listChanged": true },
             "logging": {},
             "completions": {}
         },
@@ -169,6 +169,11 @@ impl ServerHandler for McpHandler {
         self.gateway.server_info.clone()
     }
 
+    /// A legacy session (or stdio client) is ready: tell it when the catalogue changes.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.gateway.catalogue.listen(context.peer);
+    }
+
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Borrowed(SUPPORTED)
     }
@@ -205,7 +210,7 @@ impl ServerHandler for McpHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let registry = &self.gateway.registry;
+        let registry = self.gateway.registry();
         list_page!(self, ListToolsResult, registry.wire_tools(), Ok::<_, ErrorData>, request, context)
     }
 
@@ -214,7 +219,7 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let registry = &self.gateway.registry;
+        let registry = self.gateway.registry();
         let Some(route) = registry.tool(&request.name) else {
             return Err(to_jsonrpc(&BackendError::NotFound { kind: "tool", name: request.name.to_string() }));
         };
@@ -247,7 +252,7 @@ impl ServerHandler for McpHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let all: Vec<_> = self.gateway.registry.resources().cloned().collect();
+        let all: Vec<_> = self.gateway.registry().resources().cloned().collect();
         list_page!(self, ListResourcesResult, &all, wire, request, context)
     }
 
@@ -256,7 +261,7 @@ impl ServerHandler for McpHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let all: Vec<_> = self.gateway.registry.templates().cloned().collect();
+        let all: Vec<_> = self.gateway.registry().templates().cloned().collect();
         list_page!(self, ListResourceTemplatesResult, &all, wire, request, context)
     }
 
@@ -265,7 +270,7 @@ impl ServerHandler for McpHandler {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let registry = &self.gateway.registry;
+        let registry = self.gateway.registry();
         let uri = request.uri.clone();
         let Some(owner) = registry.resource_owner(&uri).await else {
             return Err(to_jsonrpc(&BackendError::NotFound { kind: "resource", name: uri }));
@@ -302,7 +307,7 @@ impl ServerHandler for McpHandler {
         request: SubscribeRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        match self.gateway.registry.resource_owner(&request.uri).await {
+        match self.gateway.registry().resource_owner(&request.uri).await {
             Some(_) => Ok(()),
             None => Err(to_jsonrpc(&BackendError::NotFound { kind: "resource", name: request.uri })),
         }
@@ -322,7 +327,7 @@ impl ServerHandler for McpHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let all: Vec<_> = self.gateway.registry.prompts().cloned().collect();
+        let all: Vec<_> = self.gateway.registry().prompts().cloned().collect();
         list_page!(self, ListPromptsResult, &all, wire, request, context)
     }
 
@@ -331,7 +336,7 @@ impl ServerHandler for McpHandler {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let registry = &self.gateway.registry;
+        let registry = self.gateway.registry();
         let Some(owner) = registry.prompt_owner(&request.name) else {
             return Err(to_jsonrpc(&BackendError::NotFound { kind: "prompt", name: request.name }));
         };
@@ -365,7 +370,7 @@ impl ServerHandler for McpHandler {
         let request =
             serde_json::to_value(&request).map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let reference = request.get("ref").cloned().unwrap_or(Value::Null);
-        let registry = &self.gateway.registry;
+        let registry = self.gateway.registry();
         let owner = match reference.get("type").and_then(Value::as_str) {
             Some("ref/prompt") => {
                 reference.get("name").and_then(Value::as_str).and_then(|n| registry.prompt_owner(n))

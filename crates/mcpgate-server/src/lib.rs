@@ -1,6 +1,7 @@
 //! mcpgate's server: the registry of everything the gateway serves, the MCP handler behind both protocol eras,
 //! the HTTP edge with its ops endpoints, and stdio.
 
+mod catalogue;
 mod edge;
 mod errors;
 mod fast;
@@ -14,6 +15,7 @@ mod rounds;
 mod sessions;
 mod stdio;
 
+pub use catalogue::Catalogue;
 pub use errors::to_jsonrpc;
 pub use gateway::{Gateway, StartError};
 pub use handler::McpHandler;

@@ -15,7 +15,7 @@ pub async fn health() -> impl IntoResponse {
 
 async fn backend_checks(gateway: &Gateway) -> Vec<Value> {
     let mut checks = Vec::new();
-    for entry in gateway.registry.backends() {
+    for entry in gateway.registry().backends() {
         let (status, reason) = match entry.backend.health().await {
             BackendHealth::Up => ("up", None),
             BackendHealth::Down(reason) => ("down", Some(reason)),
@@ -44,7 +44,7 @@ pub async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
 
 /// Status: version, uptime, a config summary and each backend with its state and tool count.
 pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
-    let registry = &gateway.registry;
+    let registry = gateway.registry();
     let checks = backend_checks(&gateway).await;
     let backends: Vec<Value> = registry
         .backends()

@@ -25,6 +25,7 @@ pub struct ToolRoute {
 }
 
 /// One backend and what it contributed, for `/status` and `/ready`.
+#[derive(Clone)]
 pub struct BackendEntry {
     /// The configured name.
     pub name: String,
@@ -33,6 +34,9 @@ pub struct BackendEntry {
     /// The running backend.
     pub backend: Arc<dyn Backend>,
 }
+
+/// A registry held by one request: the catalogue of the moment, whatever changes meanwhile.
+pub type RegistryHandle = Arc<Registry>;
 
 /// The catalogue the gateway serves. Built once from the backends; rebuilt (not mutated) when it changes.
 pub struct Registry {
@@ -122,7 +126,7 @@ impl Registry {
                             original: def.name.clone(),
                             def,
                             declares_param_headers,
-                            policy: ToolPolicy { arguments: Some(arguments) },
+                            policy: ToolPolicy { arguments: Some(arguments), ..ToolPolicy::default() },
                         });
                     }
                 }

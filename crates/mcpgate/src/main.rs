@@ -158,14 +158,14 @@ async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
     let listen = config.server.listen.clone();
     let gateway = Gateway::build(config).await?;
     if stdio {
-        tracing::info!(tools = gateway.registry.wire_tools().len(), "serving MCP over stdio");
+        tracing::info!(tools = gateway.registry().wire_tools().len(), "serving MCP over stdio");
         return Ok(serve_stdio(gateway).await?);
     }
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(
         addr = %listener.local_addr()?,
-        tools = gateway.registry.wire_tools().len(),
+        tools = gateway.registry().wire_tools().len(),
         version = env!("CARGO_PKG_VERSION"),
         "serving MCP at /mcp"
     );
