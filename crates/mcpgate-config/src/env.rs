@@ -1,6 +1,6 @@
 //! Environment overrides (12-factor), under the names the reference deployment guides use.
 
-use std::{net::IpAddr, time::Duration};
+use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
 use crate::{ByteSize, Config, HumanDuration, LogFormat, validate::Problem};
 
@@ -15,6 +15,8 @@ use crate::{ByteSize, Config, HumanDuration, LogFormat, validate::Problem};
 /// | `LOG_FORMAT` | `logging.format` (`json` or `text`) |
 /// | `MAX_REQUEST_SIZE` | `server.max_request_size` (`1048576`, `10mb`) |
 /// | `REQUEST_TIMEOUT` | `server.request_timeout`, in milliseconds (or `30s`) |
+/// | `CIRCUIT_BREAKER_FAILURE_THRESHOLD` | `resilience.circuit_breaker.failure_threshold` (an integer ≥ 1) |
+/// | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `resilience.circuit_breaker.reset_timeout`, in milliseconds (`60000`, the guide's default) or `60s` |
 pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -> Vec<Problem> {
     let mut problems = Vec::new();
     let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
@@ -55,16 +57,44 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
         }
     }
     if let Some(timeout) = get("REQUEST_TIMEOUT") {
-        let parsed = match timeout.parse::<u64>() {
-            Ok(ms) => Ok(HumanDuration(Duration::from_millis(ms))),
-            Err(_) => timeout.parse::<HumanDuration>(),
-        };
-        match parsed {
+        match millis_or_duration(&timeout) {
             Ok(d) => config.server.request_timeout = d,
             Err(e) => bad("REQUEST_TIMEOUT", e),
         }
     }
+    if let Some(threshold) = get("CIRCUIT_BREAKER_FAILURE_THRESHOLD") {
+        match threshold.parse::<NonZeroU32>() {
+            Ok(n) => config.resilience.circuit_breaker.failure_threshold = n,
+            Err(_) => bad("CIRCUIT_BREAKER_FAILURE_THRESHOLD", format!("{threshold:?}: use an integer ≥ 1")),
+        }
+    }
+    if let Some(reset) = get("CIRCUIT_BREAKER_RESET_TIMEOUT") {
+        // The guide's unit is milliseconds (default 60000). A bare number under 1000 is almost surely meant as
+        // seconds; taking it as milliseconds would make the breaker useless, so it is refused with the fix.
+        match reset.parse::<u64>() {
+            Ok(ms @ 1..1000) => bad(
+                "CIRCUIT_BREAKER_RESET_TIMEOUT",
+                format!(
+                    "{ms} is in milliseconds (the guide's unit); write {ms}s for seconds or {}",
+                    ms * 1000
+                ),
+            ),
+            _ => match millis_or_duration(&reset) {
+                Ok(d) if !d.0.is_zero() => config.resilience.circuit_breaker.reset_timeout = d,
+                Ok(_) => bad("CIRCUIT_BREAKER_RESET_TIMEOUT", "must be more than zero".into()),
+                Err(e) => bad("CIRCUIT_BREAKER_RESET_TIMEOUT", e),
+            },
+        }
+    }
     problems
+}
+
+/// The guides' duration variables: a bare integer is milliseconds (`30000`); humantime (`30s`) is accepted too.
+fn millis_or_duration(value: &str) -> Result<HumanDuration, String> {
+    match value.parse::<u64>() {
+        Ok(ms) => Ok(HumanDuration(Duration::from_millis(ms))),
+        Err(_) => value.parse::<HumanDuration>(),
+    }
 }
 
 /// Split `IP:PORT` (or `[v6]:PORT`) into its parts, without validating them.
@@ -113,6 +143,45 @@ mod tests {
     fn mcp_port_wins_over_port_and_ipv6_is_bracketed() {
         let (c, _) = with(&[("PORT", "1"), ("MCP_PORT", "2"), ("BIND_IP", "::1")]);
         assert_eq!(c.server.listen, "[::1]:2");
+    }
+
+    #[test]
+    fn circuit_breaker_variables_take_the_guides_units() {
+        let (c, p) = with(&[]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.resilience.circuit_breaker.failure_threshold.get(), 5);
+        assert_eq!(c.resilience.circuit_breaker.reset_timeout.0, Duration::from_secs(60));
+        let (c, p) =
+            with(&[("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "3"), ("CIRCUIT_BREAKER_RESET_TIMEOUT", "60000")]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.resilience.circuit_breaker.failure_threshold.get(), 3);
+        assert_eq!(c.resilience.circuit_breaker.reset_timeout.0, Duration::from_secs(60));
+        for humane in ["60s", "1m", " 60s "] {
+            let (c, p) = with(&[("CIRCUIT_BREAKER_RESET_TIMEOUT", humane)]);
+            assert!(p.is_empty(), "{humane}: {p:?}");
+            assert_eq!(c.resilience.circuit_breaker.reset_timeout.0, Duration::from_secs(60), "{humane}");
+        }
+        let (c, p) = with(&[("CIRCUIT_BREAKER_RESET_TIMEOUT", "1500")]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.resilience.circuit_breaker.reset_timeout.0, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn bad_circuit_breaker_values_name_the_variable_and_keep_the_default() {
+        for (name, value, says) in [
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "0", "integer ≥ 1"),
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "-2", "integer ≥ 1"),
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "five", "integer ≥ 1"),
+            ("CIRCUIT_BREAKER_RESET_TIMEOUT", "60", "write 60s for seconds or 60000"),
+            ("CIRCUIT_BREAKER_RESET_TIMEOUT", "0", "more than zero"),
+            ("CIRCUIT_BREAKER_RESET_TIMEOUT", "a minute", "invalid duration"),
+        ] {
+            let (c, p) = with(&[(name, value)]);
+            assert_eq!(p.len(), 1, "{name}={value}: {p:?}");
+            assert_eq!(p[0].path, format!("env {name}"));
+            assert!(p[0].message.contains(says), "{name}={value}: {}", p[0].message);
+            assert_eq!(c.resilience, crate::ResilienceConfig::default());
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod env;
 mod load;
 mod model;
+mod resilience;
 mod tools;
 mod units;
 mod upstreams;
@@ -17,6 +18,7 @@ pub use load::{ConfigError, Format, default_config, load_file, load_file_uncheck
 pub use model::{
     BackendConfig, BuiltinBackend, BuiltinSet, Config, LogFormat, LoggingConfig, ServerConfig, schema,
 };
+pub use resilience::{BreakerConfig, ResilienceConfig};
 pub use tools::{
     CommandBackend, CommandCall, HttpBackend, HttpCall, HttpMethod, HttpResponse, OutputFormat, SqlBackend,
     SqlCall, ToolConfig,

@@ -20,6 +20,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Log level and format.
     pub logging: LoggingConfig,
+    /// Circuit breakers and retry backoff for every backend.
+    pub resilience: crate::resilience::ResilienceConfig,
     /// Tool sources by name. The name prefixes nothing here; it names the backend in logs, `/status` and errors.
     pub backends: BTreeMap<String, BackendConfig>,
     /// Upstream MCP servers by name; their tools are published as `NAME__tool` unless configured otherwise.

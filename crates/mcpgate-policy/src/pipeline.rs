@@ -1,41 +1,62 @@
 //! The order of per-call policies. Each step says why it stands where it does; `tests::steps_run_in_order`
-//! pins the order.
+//! and `tests::resilience_steps_run_in_order` pin the order.
 //!
 //! Today's steps:
-//! 1. argument validation — before anything that costs (a backend call, later a cache slot or a retry): a call
-//!    the schema refuses cannot succeed, and the model gets a tool error naming what to fix;
-//! 2. deadline — around everything that waits, so nothing a call does (retries included, when they come)
+//! 1. argument validation — before anything that costs (a backend call, a breaker's count, a retry, later a
+//!    cache slot): a call the schema refuses cannot succeed, and the model gets a tool error naming what to fix;
+//! 2. circuit breaker — after validation, so an invalid call never counts against the backend; before the
+//!    retries, so an open breaker fails the call once and at once instead of being retried; admission does not
+//!    wait, and the verdict is taken after the deadline, so a call the deadline cut short counts as a failure;
+//! 3. deadline — around everything that waits, retries and their backoff included, so nothing a call does
 //!    outlives its budget;
-//! 3. cancellation — a client's `notifications/cancelled` or a drain stops waiting at once, freeing the caller;
-//! 4. the backend call itself.
+//! 4. cancellation — a client's `notifications/cancelled` or a drain stops waiting at once, freeing the caller;
+//! 5. retries — idempotent tools only, around each attempt, so every try reaches the backend afresh and no
+//!    retry starts past the deadline;
+//! 6. the backend call itself (its own per-attempt timeout is the backend's business).
 //!
 //! Every exit — success, tool error, failure — is logged once with its duration and outcome.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use mcpgate_core::{Backend, BackendError, CallContext, ToolCall, ToolOutcome};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::arguments::ArgumentSchema;
+use crate::{
+    arguments::ArgumentSchema,
+    breaker::Breaker,
+    retry::{self, Backoff},
+};
 
 /// What the pipeline knows of one tool, prepared once when the catalogue is built.
 #[derive(Debug, Default)]
 pub struct ToolPolicy {
     /// The tool's compiled input schema; `None` accepts any arguments object.
     pub arguments: Option<ArgumentSchema>,
+    /// How many times a call that failed with a retryable error is tried again; 0 (the default) for none.
+    /// Only tools marked idempotent get more than 0: a retry repeats the tool's effects.
+    pub retries: u32,
+    /// The circuit breaker of the tool's backend, one `Arc` shared by all its tools; `None` for none.
+    pub breaker: Option<Arc<Breaker>>,
 }
 
 /// The pipeline every tool call goes through, whatever its backend.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     default_timeout: Duration,
+    backoff: Backoff,
 }
 
 impl Pipeline {
-    /// A pipeline whose calls time out after `default_timeout` unless the context sets its own.
+    /// A pipeline whose calls time out after `default_timeout` unless the context sets its own, and whose
+    /// retries wait the default [`Backoff`].
     pub fn new(default_timeout: Duration) -> Self {
-        Self { default_timeout }
+        Self { default_timeout, backoff: Backoff::default() }
+    }
+
+    /// The same pipeline with `backoff` between retries.
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        Self { backoff, ..self }
     }
 
     /// Run one call through every step. `public_name` is the name the client used (for logs); `policy` is
@@ -71,19 +92,31 @@ impl Pipeline {
                 call.arguments = map;
             }
         }
-        // 2. Deadline: around everything that waits, so the whole call fits the budget.
+        // 2. Circuit breaker: only valid calls count; an open breaker fails at once and is never retried.
+        let permit = policy.breaker.as_deref().map(Breaker::try_acquire).transpose()?;
+        // 3. Deadline: around everything that waits, so the whole call — retries included — fits the budget.
         let timeout = cx.timeout.unwrap_or(self.default_timeout);
-        tokio::time::timeout(timeout, async {
-            // 3. Cancellation: the client (or a drain) can stop waiting before the deadline.
+        let deadline = Instant::now() + timeout;
+        let finished = tokio::time::timeout_at(deadline, async {
+            // 4. Cancellation: the client (or a drain) can stop waiting before the deadline.
             tokio::select! {
                 biased;
                 _ = cx.cancel.cancelled() => Err(BackendError::Cancelled),
-                // 4. The backend.
-                result = backend.call_tool(cx, call) => result,
+                // 5. Retries, each one 6. a backend call.
+                result = retry::run(cx, policy.retries, &self.backoff, deadline, call, |call| {
+                    backend.call_tool(cx, call)
+                }) => result,
             }
         })
-        .await
-        .unwrap_or(Err(BackendError::Timeout(timeout)))
+        .await;
+        let cut_short = finished.is_err() && timeout < self.default_timeout;
+        let result = finished.unwrap_or(Err(BackendError::Timeout(timeout)));
+        // 2'. The breaker learns the outcome, the deadline's included; a cancelled call teaches it nothing, nor
+        // does one cut by a budget shorter than the gateway's own (the caller's choice, not the backend's fault).
+        if let Some(permit) = permit {
+            if cut_short { drop(permit) } else { permit.record(&result) }
+        }
+        result
     }
 }
 
@@ -194,8 +227,10 @@ mod tests {
     async fn invalid_arguments_never_reach_the_backend() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let schema = serde_json::json!({ "type": "object", "properties": { "secs": { "type": "integer", "maximum": 3 } } });
-        let policy =
-            ToolPolicy { arguments: Some(ArgumentSchema::compile(schema.as_object().unwrap()).unwrap()) };
+        let policy = ToolPolicy {
+            arguments: Some(ArgumentSchema::compile(schema.as_object().unwrap()).unwrap()),
+            ..ToolPolicy::default()
+        };
         let pipeline = Pipeline::new(Duration::from_secs(5));
         let refused = pipeline
             .call_tool(&CallContext::detached("t"), &Sleepy(log.clone()), "sleep", &policy, call(9))
@@ -227,5 +262,152 @@ mod tests {
             .unwrap();
         assert_eq!(result, ToolOutcome::text("done"));
         assert_eq!(*log.lock().unwrap(), ["backend started", "backend finished"]);
+    }
+
+    /// A backend that logs each attempt, sleeps `secs`, then fails as `Unavailable` (`"fail": true`) or answers.
+    struct Down(Arc<Mutex<Vec<&'static str>>>);
+
+    #[async_trait]
+    impl Backend for Down {
+        fn name(&self) -> &str {
+            "down"
+        }
+        async fn list_tools(&self) -> Result<Vec<ToolDef>, BackendError> {
+            Ok(vec![])
+        }
+        async fn call_tool(&self, _cx: &CallContext, call: ToolCall) -> Result<ToolOutcome, BackendError> {
+            self.0.lock().unwrap().push("attempt");
+            let secs = call.arguments.get("secs").and_then(|v| v.as_u64()).unwrap_or(0);
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            if call.arguments.get("fail").and_then(|v| v.as_bool()).unwrap_or(true) {
+                Err(BackendError::Unavailable { backend: "down".into(), reason: "502".into() })
+            } else {
+                Ok(ToolOutcome::text("up"))
+            }
+        }
+    }
+
+    fn failing(secs: u64) -> ToolCall {
+        let arguments = serde_json::json!({ "secs": secs, "fail": true }).as_object().cloned().unwrap();
+        ToolCall { name: "x".into(), arguments }
+    }
+
+    fn resilient(retries: u32, threshold: u32) -> (ToolPolicy, Arc<Breaker>) {
+        let breaker = Arc::new(Breaker::new("down", threshold, Duration::from_secs(60)));
+        (ToolPolicy { retries, breaker: Some(breaker.clone()), ..ToolPolicy::default() }, breaker)
+    }
+
+    fn exact_pipeline(deadline_secs: u64, backoff_ms: u64) -> Pipeline {
+        let backoff = Duration::from_millis(backoff_ms);
+        Pipeline::new(Duration::from_secs(deadline_secs)).with_backoff(Backoff::exact(backoff, backoff))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resilience_steps_run_in_order() {
+        use crate::breaker::BreakerPhase;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let cx = CallContext::detached("t");
+        let schema = serde_json::json!({ "type": "object", "properties": { "secs": { "type": "integer", "maximum": 3 } } });
+        let (mut policy, breaker) = resilient(2, 1);
+        policy.arguments = Some(ArgumentSchema::compile(schema.as_object().unwrap()).unwrap());
+        let pipeline = exact_pipeline(30, 100);
+
+        // Validation before the breaker: an invalid call is a tool error and never counts against the backend.
+        let refused = pipeline.call_tool(&cx, &Down(log.clone()), "x", &policy, failing(9)).await.unwrap();
+        assert!(refused.is_error);
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Closed);
+        assert!(log.lock().unwrap().is_empty());
+
+        // Retries inside the breaker: three attempts make one failure, which (threshold 1) opens it.
+        let started = Instant::now();
+        let failed = pipeline.call_tool(&cx, &Down(log.clone()), "x", &policy, failing(0)).await;
+        assert!(matches!(failed, Err(BackendError::Unavailable { ref reason, .. }) if reason == "502"));
+        assert_eq!(*log.lock().unwrap(), ["attempt", "attempt", "attempt"]);
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
+        assert_eq!(breaker.snapshot().consecutive_failures, 1);
+
+        // Breaker before retries: open, it fails at once, without touching the backend and without retrying.
+        let started = Instant::now();
+        let fast = pipeline.call_tool(&cx, &Down(log.clone()), "x", &policy, failing(0)).await;
+        let error = fast.unwrap_err();
+        assert!(error.to_string().contains("circuit breaker open"), "{error}");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(log.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stay_inside_the_deadline() {
+        // Attempts of 2 s each, 100 ms apart: the third starts at 4.2 s and the 5 s deadline cuts it.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (policy, _) = resilient(10, 5);
+        let started = Instant::now();
+        let result = exact_pipeline(5, 100)
+            .call_tool(&CallContext::detached("t"), &Down(log.clone()), "x", &policy, failing(2))
+            .await;
+        assert!(matches!(result, Err(BackendError::Timeout(d)) if d == Duration::from_secs(5)), "{result:?}");
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(log.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tools_without_retries_are_tried_once() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (policy, _) = resilient(0, 5);
+        let result = exact_pipeline(5, 100)
+            .call_tool(&CallContext::detached("t"), &Down(log.clone()), "x", &policy, failing(0))
+            .await;
+        assert!(matches!(result, Err(BackendError::Unavailable { .. })));
+        assert_eq!(log.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_cut_by_the_deadline_counts_but_not_a_cancelled_or_hurried_one() {
+        use crate::breaker::BreakerPhase;
+        let (policy, breaker) = resilient(0, 1);
+        let cx = CallContext::detached("t");
+        let cancel = cx.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cancel.cancel();
+        });
+        let cancelled =
+            exact_pipeline(5, 100).call_tool(&cx, &Down(Default::default()), "x", &policy, failing(3)).await;
+        assert!(matches!(cancelled, Err(BackendError::Cancelled)));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Closed);
+
+        let mut hurried = CallContext::detached("t");
+        hurried.timeout = Some(Duration::from_secs(1));
+        let short = exact_pipeline(5, 100)
+            .call_tool(&hurried, &Down(Default::default()), "x", &policy, failing(3))
+            .await;
+        assert!(matches!(short, Err(BackendError::Timeout(_))));
+        assert_eq!(
+            breaker.snapshot().phase,
+            BreakerPhase::Closed,
+            "the caller's short budget is not a failure"
+        );
+
+        let timed_out = exact_pipeline(5, 100)
+            .call_tool(&CallContext::detached("t"), &Down(Default::default()), "x", &policy, failing(60))
+            .await;
+        assert!(matches!(timed_out, Err(BackendError::Timeout(_))));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_successful_probe_closes_the_breaker() {
+        use crate::breaker::BreakerPhase;
+        let (policy, breaker) = resilient(0, 1);
+        let pipeline = exact_pipeline(5, 100);
+        let cx = CallContext::detached("t");
+        let _ = pipeline.call_tool(&cx, &Down(Default::default()), "x", &policy, failing(0)).await;
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let ok = serde_json::json!({ "fail": false }).as_object().cloned().unwrap();
+        let probe = ToolCall { name: "x".into(), arguments: ok };
+        let result = pipeline.call_tool(&cx, &Down(Default::default()), "x", &policy, probe).await;
+        assert_eq!(result.unwrap(), ToolOutcome::text("up"));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Closed);
     }
 }

@@ -6,7 +6,7 @@ use std::{
 };
 
 use mcpgate_config::Config;
-use mcpgate_policy::Pipeline;
+use mcpgate_policy::{Backoff, HealthChecker, Pipeline};
 use rmcp::model::RequestStateCodec;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -63,19 +63,25 @@ pub struct Gateway {
 impl Gateway {
     /// Build every enabled backend and the catalogue.
     pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
+        let resilience = &config.resilience;
         let mut entries = Vec::new();
         for (name, backend) in config.backends.iter().filter(|(_, b)| b.enabled()) {
-            entries.push(BackendEntry {
-                name: name.clone(),
-                kind: backend.kind(),
-                backend: mcpgate_backends::build(name, backend).await?,
-            });
+            let built = mcpgate_backends::build(name, backend).await?;
+            entries.push(BackendEntry::new(name, backend.kind(), built, resilience));
         }
         for (name, upstream) in config.all_upstreams().filter(|(_, u)| u.enabled) {
-            let backend = mcpgate_backends::upstream::Upstream::start(name, upstream)
+            let started = mcpgate_backends::upstream::Upstream::start(name, upstream)
                 .await
                 .map_err(|message| mcpgate_backends::BuildError { name: name.clone(), message })?;
-            entries.push(BackendEntry { name: name.clone(), kind: "upstream", backend: Arc::new(backend) });
+            let mut entry = BackendEntry::new(name, "upstream", Arc::new(started), resilience);
+            entry.health = Some(HealthChecker::new(
+                entry.backend.clone(),
+                upstream.health_check_interval.0,
+                Some(entry.breaker.clone()),
+            ));
+            entry.max_retries = upstream.max_retries;
+            entry.required = upstream.required;
+            entries.push(entry);
         }
         Self::with_backends(config, entries).await
     }
@@ -84,9 +90,18 @@ impl Gateway {
     /// tests. The config's own `backends` and `upstreams` are not built.
     pub async fn with_backends(config: Config, backends: Vec<BackendEntry>) -> Result<Arc<Self>, StartError> {
         let registry = Registry::build(backends).await.map_err(StartError::Catalogue)?;
-        let pipeline = Pipeline::new(config.server.request_timeout.0);
+        let resilience = &config.resilience;
+        let pipeline = Pipeline::new(config.server.request_timeout.0)
+            .with_backoff(Backoff::new(resilience.retry_backoff_base.0, resilience.retry_backoff_max.0));
         let server_info = crate::handler::server_info(&config.server).map_err(StartError::Internal)?;
         let shutdown = CancellationToken::new();
+        let checkers: Vec<_> =
+            registry.backends().iter().filter_map(|e| e.health.as_ref().map(|h| h.spawn())).collect();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            checkers.iter().for_each(|checker| checker.abort());
+        });
         let catalogue = Arc::new(Catalogue::new(registry));
         watch_backends(&catalogue, &shutdown);
         Ok(Arc::new(Self {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use mcpgate_core::BackendHealth;
+use mcpgate_policy::BreakerPhase;
 use serde_json::{Value, json};
 
 use crate::{gateway::Gateway, handler::SUPPORTED};
@@ -16,14 +17,21 @@ pub async fn health() -> impl IntoResponse {
 async fn backend_checks(gateway: &Gateway) -> Vec<Value> {
     let mut checks = Vec::new();
     for entry in gateway.registry().backends() {
-        let (status, reason) = match entry.backend.health().await {
-            BackendHealth::Up => ("up", None),
-            BackendHealth::Down(reason) => ("down", Some(reason)),
+        // Backends with periodic health checks answer from the last one (a probe per request would be load);
+        // the others are asked. An open breaker is down whatever the last check said.
+        let health = match entry.health.as_ref().and_then(|h| h.last()) {
+            Some(last) => last.health,
+            None => entry.backend.health().await,
+        };
+        let (status, reason) = match (health, entry.breaker.snapshot().phase) {
+            (_, BreakerPhase::Open) => ("down", Some("circuit breaker open".to_owned())),
+            (BackendHealth::Up, _) => ("up", None),
+            (BackendHealth::Down(reason), _) => ("down", Some(reason)),
         };
         checks.push(json!({
             "name": format!("backend:{}", entry.name),
             "status": status,
-            "required": true,
+            "required": entry.required,
             "reason": reason,
         }));
     }
@@ -58,6 +66,8 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
                 "state": check["status"],
                 "reason": check["reason"],
                 "tools": registry.tool_count(index),
+                "breaker": entry.breaker.snapshot().to_json(),
+                "health_check": entry.health.as_ref().and_then(|h| h.last()).map(|last| last.to_json()),
             })
         })
         .collect();

@@ -3,8 +3,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use mcpgate_config::ResilienceConfig;
 use mcpgate_core::{Backend, BackendError, PromptDef, ResourceDef, ResourceTemplateDef, ToolDef};
-use mcpgate_policy::{ArgumentSchema, ToolPolicy};
+use mcpgate_policy::{ArgumentSchema, Breaker, HealthChecker, ToolPolicy, retries_for};
 use rmcp::model::Tool;
 
 /// Where a public tool name leads.
@@ -33,6 +34,35 @@ pub struct BackendEntry {
     pub kind: &'static str,
     /// The running backend.
     pub backend: Arc<dyn Backend>,
+    /// Its circuit breaker, shared by its tools and its health checker; kept across catalogue rebuilds.
+    pub breaker: Arc<Breaker>,
+    /// Retries of a failed call to one of its idempotent tools (upstreams' `max_retries`; 0 elsewhere).
+    pub max_retries: u32,
+    /// Periodic health checks (upstreams).
+    pub health: Option<Arc<HealthChecker>>,
+    /// Readiness fails while it is down.
+    pub required: bool,
+}
+
+impl BackendEntry {
+    /// A backend with a breaker of its own, no retries, no periodic health checks, required for readiness.
+    pub fn new(
+        name: &str,
+        kind: &'static str,
+        backend: Arc<dyn Backend>,
+        resilience: &ResilienceConfig,
+    ) -> Self {
+        let breaker = &resilience.circuit_breaker;
+        Self {
+            name: name.to_owned(),
+            kind,
+            backend,
+            breaker: Arc::new(Breaker::new(name, breaker.failure_threshold.get(), breaker.reset_timeout.0)),
+            max_retries: 0,
+            health: None,
+            required: true,
+        }
+    }
 }
 
 /// A registry held by one request: the catalogue of the moment, whatever changes meanwhile.
@@ -120,13 +150,18 @@ impl Registry {
                         registry.wire_tools.push(wire);
                         let declares_param_headers = serde_json::to_string(&def.input_schema)
                             .is_ok_and(|s| s.contains("x-mcp-header"));
+                        let policy = ToolPolicy {
+                            arguments: Some(arguments),
+                            retries: retries_for(def.annotations.as_ref(), entry.max_retries, false),
+                            breaker: Some(entry.breaker.clone()),
+                        };
                         registry.tools.push(ToolRoute {
                             backend: index,
                             contacts_client: entry.backend.may_contact_client(&def.name),
                             original: def.name.clone(),
                             def,
                             declares_param_headers,
-                            policy: ToolPolicy { arguments: Some(arguments), ..ToolPolicy::default() },
+                            policy,
                         });
                     }
                 }
@@ -266,7 +301,8 @@ mod tests {
     }
 
     async fn build_with(schema: serde_json::Value) -> Result<Registry, Vec<String>> {
-        let entry = BackendEntry { name: "one".into(), kind: "builtin", backend: Arc::new(OneTool(schema)) };
+        let entry =
+            BackendEntry::new("one", "builtin", Arc::new(OneTool(schema)), &ResilienceConfig::default());
         Registry::build(vec![entry]).await
     }
 

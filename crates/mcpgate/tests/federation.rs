@@ -242,3 +242,109 @@ fn a_killed_stdio_upstream_fails_calls_in_flight_at_once_then_comes_back() {
     let second = stdio_child(gateway.0.id()).expect("a new child");
     assert_ne!(first, second);
 }
+
+/// One POST of a legacy (2025-11-25) session; returns the response headers (lower-cased) and its JSON-RPC
+/// messages in order.
+fn legacy_post(addr: &str, session: Option<&str>, body: &Value) -> (String, Vec<Value>) {
+    let body = body.to_string();
+    let session = session.map(|s| format!("Mcp-Session-Id: {s}\r\nMCP-Protocol-Version: 2025-11-25\r\n"));
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        session.unwrap_or_default(),
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {raw}"));
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let messages = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .chain(serde_json::from_str::<Value>(&body).ok())
+        .collect();
+    (head, messages)
+}
+
+fn conformance_upstream(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("conformance.yaml");
+    std::fs::write(&file, "backends:\n  conformance:\n    kind: builtin\n    builtin: conformance\n")
+        .unwrap();
+    file
+}
+
+#[test]
+fn upstream_progress_reaches_a_legacy_session_before_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = conformance_upstream(dir.path());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "upstreams:\n  conf:\n    command: {BIN}\n    args: [serve, --stdio, --config, {}]\n",
+            upstream.display()
+        ),
+    );
+    let (_gateway, addr) = serve(Some(&config), &dir.path().join("gateway.log"));
+    let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } } });
+    let (head, _) = legacy_post(&addr, None, &initialize);
+    let session = head
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp-session-id:"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| panic!("no session id: {head}"));
+    legacy_post(&addr, Some(&session), &json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }));
+    let call = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "conf__test_tool_with_progress", "arguments": {}, "_meta": { "progressToken": "downstream-token" } } });
+    let (_, messages) = legacy_post(&addr, Some(&session), &call);
+    let progress: Vec<&Value> = messages.iter().filter(|m| m["method"] == "notifications/progress").collect();
+    assert_eq!(progress.len(), 3, "{messages:?}");
+    for (seen, expected) in progress.iter().zip([0.0, 50.0, 100.0]) {
+        // The upstream saw rmcp's token; the caller gets its own back.
+        assert_eq!(seen["params"]["progressToken"], "downstream-token", "{seen}");
+        assert_eq!(seen["params"]["progress"], expected, "{seen}");
+        assert_eq!(seen["params"]["total"], 100.0, "{seen}");
+    }
+    let last = messages.last().unwrap();
+    assert_eq!(last["id"], 2, "the result comes after the progress: {messages:?}");
+    assert!(last["result"]["content"].is_array(), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_down_upstream_hides_its_tools_and_signals_each_catalogue_change() {
+    use mcpgate_core::Backend;
+    let config: mcpgate_config::UpstreamConfig =
+        serde_json::from_value(json!({ "command": BIN, "args": ["serve", "--stdio"] })).unwrap();
+    let upstream = mcpgate_backends::upstream::Upstream::start("up", &config).await.unwrap();
+    let mut changes = upstream.catalogue_changes().expect("an upstream's catalogue changes");
+    let names = |tools: Vec<mcpgate_core::ToolDef>| tools.into_iter().map(|t| t.name).collect::<Vec<_>>();
+    assert!(names(upstream.list_tools().await.unwrap()).contains(&"up__echo".to_owned()));
+
+    let child = children(std::process::id())
+        .into_iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("--stdio"))
+                .unwrap_or(false)
+        })
+        .expect("the upstream runs as our child");
+    assert!(Command::new("kill").args(["-KILL", &child.to_string()]).status().unwrap().success());
+
+    // Down: a change is signalled and the tools are hidden; a call names the upstream as unavailable.
+    tokio::time::timeout(Duration::from_secs(5), changes.changed()).await.unwrap().unwrap();
+    assert_eq!(names(upstream.list_tools().await.unwrap()), Vec::<String>::new());
+    let cx = mcpgate_core::CallContext::detached("t");
+    let call = mcpgate_core::ToolCall { name: "up__echo".into(), arguments: Default::default() };
+    let error = upstream.call_tool(&cx, call).await.unwrap_err();
+    assert!(matches!(error, mcpgate_core::BackendError::Unavailable { .. }), "{error:?}");
+
+    // Back: another change, and the tools are listed again.
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.unwrap().unwrap();
+    assert!(names(upstream.list_tools().await.unwrap()).contains(&"up__echo".to_owned()));
+    upstream.shutdown().await;
+}

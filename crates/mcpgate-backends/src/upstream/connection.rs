@@ -6,18 +6,15 @@ use std::{
     hash::{BuildHasher, Hasher},
     path::PathBuf,
     process::Stdio,
-    sync::{Arc, OnceLock, RwLock},
+    sync::{Arc, Mutex, OnceLock, RwLock},
     time::Duration,
 };
 
 use mcpgate_config::{UpstreamConfig, UpstreamTransport};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::{
-    ClientCacheConfig, ClientHandler, ClientLifecycleMode, Peer, RoleClient,
-    model::{
-        ClientCapabilities, ClientConfig, Implementation, Prompt, ProtocolVersion, Resource,
-        ResourceTemplate, Tool,
-    },
+    ClientCacheConfig, ClientLifecycleMode, Peer, RoleClient,
+    model::{Prompt, ProtocolVersion, Resource, ResourceTemplate, Tool},
     serve_client_with_lifecycle,
     service::RunningService,
     transport::{StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig},
@@ -30,6 +27,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::forward::{Calls, GatewayClient};
 use crate::template::expand_env;
 
 /// First delay before a reconnection.
@@ -108,7 +106,7 @@ impl Launch {
 }
 
 /// The raw catalogue an upstream offered on connection, under its own names.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Catalogue {
     /// Tools.
     pub tools: Vec<Tool>,
@@ -130,6 +128,8 @@ pub(super) struct Link {
     pub dead: CancellationToken,
     /// Why it is gone; set before `dead` is cancelled.
     pub reason: Arc<OnceLock<String>>,
+    /// The calls in flight on it, for what the upstream sends back.
+    pub calls: Arc<Calls>,
 }
 
 impl Link {
@@ -155,6 +155,10 @@ pub(super) struct Shared {
     pub state: RwLock<State>,
     /// Called with each new catalogue.
     pub on_catalogue: Box<dyn Fn(Catalogue) + Send + Sync>,
+    /// The catalogue last published, under upstream names. Its lock also orders publications.
+    pub catalogue: Mutex<Catalogue>,
+    /// Moves on each publication ([`Backend::catalogue_changes`](mcpgate_core::Backend::catalogue_changes)).
+    pub changes: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -164,19 +168,28 @@ impl Shared {
             state.down = down;
         }
     }
-}
 
-/// How the gateway introduces itself upstream. Defaults answer `ping`; forwarding sampling, elicitation,
-/// roots, progress and logging to the downstream client comes later.
-#[derive(Clone)]
-struct GatewayClient;
+    /// Publish a whole new catalogue (after a connection), or an empty one (the upstream is down: its tools
+    /// are hidden rather than listed and failing).
+    pub(super) fn publish(&self, catalogue: Catalogue) {
+        if let Ok(mut current) = self.catalogue.lock() {
+            *current = catalogue.clone();
+            (self.on_catalogue)(catalogue);
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
 
-impl ClientHandler for GatewayClient {
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("mcpgate", env!("CARGO_PKG_VERSION")),
-        )
+    /// Change part of the catalogue (a list the upstream said changed) unless the connection that fetched it
+    /// is gone by now, so a late refetch never brings back a dead upstream's tools.
+    pub(super) fn update(&self, connection: &CancellationToken, change: impl FnOnce(&mut Catalogue)) {
+        if let Ok(mut current) = self.catalogue.lock() {
+            if connection.is_cancelled() {
+                return;
+            }
+            change(&mut current);
+            (self.on_catalogue)(current.clone());
+            self.changes.send_modify(|n| *n += 1);
+        }
     }
 }
 
@@ -197,13 +210,21 @@ pub(super) async fn supervise(
     let name = shared.name.clone();
     let mut backoff = Backoff::new();
     loop {
+        let handler = GatewayClient {
+            name: name.clone(),
+            shared: shared.clone(),
+            calls: Arc::default(),
+            dead: CancellationToken::new(),
+            refetch: Arc::default(),
+        };
+        let (calls, dead) = (handler.calls.clone(), handler.dead.clone());
         let attempt = tokio::select! {
             () = stop.cancelled() => break,
-            attempt = tokio::time::timeout(connect_timeout, connect(&name, &launch)) => attempt,
+            attempt = tokio::time::timeout(connect_timeout, connect(&name, &launch, handler)) => attempt,
         };
         let connected = match attempt {
             Ok(Ok((connected, catalogue))) => {
-                (shared.on_catalogue)(catalogue);
+                shared.publish(catalogue);
                 Some(connected)
             }
             Ok(Err(error)) => {
@@ -219,11 +240,7 @@ pub(super) async fn supervise(
             }
         };
         if let Some(Connected { running, mut child }) = connected {
-            let link = Link {
-                peer: running.peer().clone(),
-                dead: CancellationToken::new(),
-                reason: Arc::new(OnceLock::new()),
-            };
+            let link = Link { peer: running.peer().clone(), dead, reason: Arc::new(OnceLock::new()), calls };
             shared.set(Some(link.clone()), String::new());
             ready.send_replace(true);
             let version = running.peer().peer_info().map(|info| info.protocol_version.to_string());
@@ -239,6 +256,7 @@ pub(super) async fn supervise(
             let _ = link.reason.set(reason.clone());
             link.dead.cancel();
             shared.set(None, reason.clone());
+            shared.publish(Catalogue::default());
             if let Some(child) = child.as_mut() {
                 let _ = child.start_kill();
                 let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
@@ -272,7 +290,11 @@ async fn exited(child: &mut Option<Child>) -> String {
 }
 
 /// One connection attempt: transport, handshake (`server/discover`, falling back to `initialize`), catalogue.
-async fn connect(name: &str, launch: &Launch) -> Result<(Connected, Catalogue), String> {
+async fn connect(
+    name: &str,
+    launch: &Launch,
+    handler: GatewayClient,
+) -> Result<(Connected, Catalogue), String> {
     let lifecycle = ClientLifecycleMode::Auto {
         preferred_versions: vec![ProtocolVersion::LATEST],
         legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
@@ -304,7 +326,7 @@ async fn connect(name: &str, launch: &Launch) -> Result<(Connected, Catalogue), 
                     tracing::info!(upstream = %upstream, "{line}");
                 }
             });
-            let running = serve_client_with_lifecycle(GatewayClient, (stdout, stdin), lifecycle)
+            let running = serve_client_with_lifecycle(handler, (stdout, stdin), lifecycle)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
             (running, Some(child))
@@ -313,7 +335,7 @@ async fn connect(name: &str, launch: &Launch) -> Result<(Connected, Catalogue), 
             let config =
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers.clone());
             let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
-            let running = serve_client_with_lifecycle(GatewayClient, transport, lifecycle)
+            let running = serve_client_with_lifecycle(handler, transport, lifecycle)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
             (running, None)

@@ -21,6 +21,7 @@
 
 mod connection;
 mod convert;
+mod forward;
 
 use std::{
     collections::HashMap,
@@ -151,6 +152,8 @@ impl Upstream {
                     *slot = next;
                 }
             }),
+            catalogue: std::sync::Mutex::default(),
+            changes: watch::channel(0).0,
         });
         let stop = CancellationToken::new();
         let (ready_tx, mut ready_rx) = watch::channel(false);
@@ -197,20 +200,48 @@ impl Upstream {
     }
 
     /// Send one request and wait for its result, failing at once when the connection dies or the caller
-    /// cancels (which also cancels upstream).
+    /// cancels (which also cancels upstream). While it runs, what the upstream sends about it (progress,
+    /// sampling, …) reaches `cx`'s client.
     async fn request(
         &self,
-        cancel: &CancellationToken,
+        cx: Option<&CallContext>,
         request: ClientRequest,
     ) -> Result<ServerResult, BackendError> {
         let link = self.link()?;
+        let cancel = cx.map(|cx| cx.cancel.clone()).unwrap_or_default();
         let handle = link
             .peer
-            .send_request_with_option(request, PeerRequestOptions::with_timeout(self.timeout))
+            .send_request_with_option(
+                request,
+                match cx {
+                    Some(_) => forward::options_for_caller(self.timeout),
+                    None => PeerRequestOptions::with_timeout(self.timeout),
+                },
+            )
             .await
             .map_err(|e| convert::service_error(&self.name, e))?;
         let id = handle.id.clone();
-        tokio::select! {
+        let (_in_flight, mut queue) = match cx {
+            Some(cx) => {
+                let (registration, queue) =
+                    link.calls.register(cx, id.clone(), handle.progress_token.clone());
+                (Some(registration), Some(queue))
+            }
+            None => (None, None),
+        };
+        // What the upstream sends for the caller is delivered from this task, the downstream request's own.
+        let deliver = async {
+            match (cx, queue.as_mut()) {
+                (Some(cx), Some(queue)) => {
+                    while let Some(delivery) = queue.recv().await {
+                        delivery.deliver(cx).await;
+                    }
+                    std::future::pending::<()>().await
+                }
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        let result = tokio::select! {
             result = handle.await_response() => match result {
                 // rmcp may see the end before the supervisor does: give it a moment to say why.
                 Err(rmcp::ServiceError::TransportClosed) => {
@@ -219,6 +250,7 @@ impl Upstream {
                 }
                 other => other.map_err(|e| convert::service_error(&self.name, e)),
             },
+            () = deliver => unreachable!("delivery never ends"),
             () = link.dead.cancelled() => {
                 Err(self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason())))
             }
@@ -227,7 +259,11 @@ impl Upstream {
                 let _ = link.peer.notify_cancelled(notice).await;
                 Err(BackendError::Cancelled)
             }
+        };
+        if let (Some(cx), Some(queue)) = (cx, queue.as_mut()) {
+            forward::Delivery::drain(queue, cx).await;
         }
+        result
     }
 }
 
@@ -262,14 +298,20 @@ impl Backend for Upstream {
         Ok(self.published().tools.clone())
     }
 
+    fn catalogue_changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.shared.changes.subscribe())
+    }
+
     async fn call_tool(&self, cx: &CallContext, call: ToolCall) -> Result<ToolOutcome, BackendError> {
         let published = self.published();
         let Some(upstream_name) = published.tool_names.get(&call.name) else {
+            // While the upstream is down its tools are hidden, so a call that still names one is told why.
+            self.link()?;
             return Err(BackendError::NotFound { kind: "tool", name: call.name });
         };
         let params = params(&self.name, json!({ "name": upstream_name, "arguments": call.arguments }))?;
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-        match self.request(&cx.cancel, request).await? {
+        match self.request(Some(cx), request).await? {
             ServerResult::CallToolResult(result) => {
                 convert::retype(&result).map_err(|e| BackendError::Failed {
                     backend: self.name.clone(),
@@ -293,7 +335,7 @@ impl Backend for Upstream {
     async fn read_resource(&self, cx: &CallContext, uri: &str) -> Result<JsonObject, BackendError> {
         let params = params(&self.name, json!({ "uri": uri }))?;
         match self
-            .request(&cx.cancel, ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)))
+            .request(Some(cx), ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)))
             .await?
         {
             ServerResult::ReadResourceResult(result) => to_object(&self.name, &result),
@@ -319,11 +361,11 @@ impl Backend for Upstream {
     ) -> Result<JsonObject, BackendError> {
         let published = self.published();
         let Some(upstream_name) = published.prompt_names.get(name) else {
+            self.link()?;
             return Err(BackendError::NotFound { kind: "prompt", name: name.to_owned() });
         };
         let params = params(&self.name, json!({ "name": upstream_name, "arguments": arguments }))?;
-        match self.request(&cx.cancel, ClientRequest::GetPromptRequest(GetPromptRequest::new(params))).await?
-        {
+        match self.request(Some(cx), ClientRequest::GetPromptRequest(GetPromptRequest::new(params))).await? {
             ServerResult::GetPromptResult(result) => to_object(&self.name, &result),
             ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
             _ => Err(unexpected(&self.name, "prompts/get")),
@@ -353,8 +395,7 @@ impl Backend for Upstream {
             }),
         )?;
         // Completion has no caller context to cancel with; the upstream timeout still bounds it.
-        let never = CancellationToken::new();
-        match self.request(&never, ClientRequest::CompleteRequest(CompleteRequest::new(params))).await? {
+        match self.request(None, ClientRequest::CompleteRequest(CompleteRequest::new(params))).await? {
             ServerResult::CompleteResult(result) => {
                 convert::retype(&result.completion).map_err(|e| BackendError::Failed {
                     backend: self.name.clone(),
