@@ -2,6 +2,8 @@
 # Run every test mcpgate has, installing what the tests need when it is missing:
 #   - Rust checks: cargo fmt --check, cargo clippy -D warnings, cargo test (unit + integration);
 #   - interop with the official MCP Python SDK (a venv in .venv, pinned in tests/interop/requirements.txt);
+#   - federation of real third-party MCP servers (server-everything, server-filesystem, mcp-server-time), pinned and
+#     installed under .cache/upstreams and .venv by scripts/upstreams.sh; crates/mcpgate/tests/real_upstreams.rs;
 #   - the official MCP conformance suite (Node 22 and the suite, pinned, under .cache; see scripts/conformance.sh);
 #   - for the sql tools, a throw-away PostgreSQL cluster on a free port, owned by this run and stopped at its
 #     end (scripts/postgres.sh; the `postgresql` package is installed when missing); for the command tools'
@@ -47,6 +49,20 @@ trap 'scripts/postgres.sh stop "$MCPGATE_TEST_POSTGRES_DIR"' EXIT
 # The sql tests fail, rather than skip, without the cluster.
 export MCPGATE_TEST_POSTGRES_URL MCPGATE_REQUIRE_POSTGRES=1
 
+step "python venv and real upstream MCP servers"
+# The venv serves the interop tests and mcp-server-time (tests/interop/requirements.txt); Node 22 and the npm
+# servers are installed by scripts/upstreams.sh, whose exports real_upstreams.rs reads.
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import mcp, pytest' 2>/dev/null ||
+    [[ ! -x .venv/bin/mcp-server-time ]]; then
+    python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
+    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+fi
+command -v npm >/dev/null || apt_install npm
+upstreams_env=$(scripts/upstreams.sh) # an assignment, so that a failure stops the run (set -e)
+eval "$upstreams_env"
+# The real-upstream tests fail, rather than skip, without the servers.
+export MCPGATE_REQUIRE_UPSTREAMS=1
+
 step "cargo test"
 cargo test --workspace --locked
 
@@ -56,10 +72,7 @@ BIN=$ROOT/target/debug/mcpgate
 
 if [[ ${SKIP_INTEROP:-0} != 1 ]]; then
     step "interop: official MCP Python SDK"
-    if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import mcp, pytest' 2>/dev/null; then
-        python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
-        .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
-    fi
+    # .venv was made above, before cargo test.
     MCPGATE_BIN=$BIN .venv/bin/python -m pytest -q -p no:cacheprovider tests/interop
 fi
 

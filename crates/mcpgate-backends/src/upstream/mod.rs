@@ -32,8 +32,8 @@ use std::{
 use async_trait::async_trait;
 use mcpgate_config::{Naming, UpstreamConfig};
 use mcpgate_core::{
-    Backend, BackendError, BackendHealth, CallContext, CompletionValues, JsonObject, PromptDef, ResourceDef,
-    ResourceTemplateDef, ToolCall, ToolDef, ToolOutcome,
+    Backend, BackendError, BackendHealth, CallContext, ClientRequestError, CompletionValues, JsonObject,
+    PromptDef, ResourceDef, ResourceTemplateDef, ToolCall, ToolDef, ToolOutcome,
 };
 use rmcp::{
     model::{
@@ -267,6 +267,77 @@ impl Upstream {
     }
 }
 
+/// Whether `uri` is one a URI template (RFC 6570) can expand to: every `{…}` expression stands for any text.
+fn template_matches(template: &str, uri: &str) -> bool {
+    let mut pattern = String::with_capacity(template.len());
+    let mut in_expression = false;
+    for c in template.chars() {
+        match (c, in_expression) {
+            ('{', false) => {
+                in_expression = true;
+                pattern.push('*');
+            }
+            ('}', true) => in_expression = false,
+            (_, true) => {}
+            (c, false) => pattern.push(c),
+        }
+    }
+    mcpgate_config::glob(&pattern, uri)
+}
+
+/// Most `input_required` rounds one call may take with an upstream before it is given up.
+const MAX_ROUNDS: usize = 10;
+
+impl Upstream {
+    /// Send a request the upstream may answer with `input_required` (2026-07-28 multi round-trip): ask the
+    /// caller's client each input request — under the upstream's own keys, through [`CallContext::request_client`]
+    /// — and send the request again with the answers and the upstream's `requestState`, until it completes.
+    /// A stateless caller answers in its own next round: the call stops with [`BackendError::InputRequired`],
+    /// and the caller's retry replays the rounds with the answers it brings.
+    async fn with_input(
+        &self,
+        cx: &CallContext,
+        mut params: Value,
+        make: fn(Value) -> Result<ClientRequest, serde_json::Error>,
+    ) -> Result<ServerResult, BackendError> {
+        for _ in 0..MAX_ROUNDS {
+            let request = make(params.clone())
+                .map_err(|e| BackendError::InvalidArguments(format!("{}: {e}", self.name)))?;
+            let input = match self.request(Some(cx), request).await? {
+                ServerResult::InputRequiredResult(input) => serde_json::to_value(&input).unwrap_or_default(),
+                done => return Ok(done),
+            };
+            let mut responses = serde_json::Map::new();
+            for (key, asked) in input.get("inputRequests").and_then(Value::as_object).into_iter().flatten() {
+                let method = asked.get("method").and_then(Value::as_str).unwrap_or_default();
+                let asked_params = asked.get("params").cloned().unwrap_or_else(|| json!({}));
+                let answer = cx.request_client(key, method, asked_params).await.map_err(|e| match e {
+                    ClientRequestError::Deferred => BackendError::InputRequired,
+                    ClientRequestError::Unsupported(capability) => {
+                        BackendError::MissingClientCapability { required: json!({ capability: {} }) }
+                    }
+                    ClientRequestError::Failed(message) => BackendError::ClientRequest(message),
+                })?;
+                responses.insert(key.clone(), answer);
+            }
+            params["inputResponses"] = Value::Object(responses);
+            match input.get("requestState") {
+                Some(state) => params["requestState"] = state.clone(),
+                None => {
+                    if let Some(object) = params.as_object_mut() {
+                        object.remove("requestState");
+                    }
+                }
+            }
+        }
+        Err(BackendError::Failed {
+            backend: self.name.clone(),
+            message: format!("upstream {} still asked for input after {MAX_ROUNDS} rounds", self.name),
+            blame: mcpgate_core::Blame::Upstream,
+        })
+    }
+}
+
 fn unexpected(name: &str, what: &str) -> BackendError {
     BackendError::Failed {
         backend: name.to_owned(),
@@ -309,9 +380,10 @@ impl Backend for Upstream {
             self.link()?;
             return Err(BackendError::NotFound { kind: "tool", name: call.name });
         };
-        let params = params(&self.name, json!({ "name": upstream_name, "arguments": call.arguments }))?;
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-        match self.request(Some(cx), request).await? {
+        let request = json!({ "name": upstream_name, "arguments": call.arguments });
+        let make =
+            |p| serde_json::from_value(p).map(|p| ClientRequest::CallToolRequest(CallToolRequest::new(p)));
+        match self.with_input(cx, request, make).await? {
             ServerResult::CallToolResult(result) => {
                 convert::retype(&result).map_err(|e| BackendError::Failed {
                     backend: self.name.clone(),
@@ -333,11 +405,10 @@ impl Backend for Upstream {
     }
 
     async fn read_resource(&self, cx: &CallContext, uri: &str) -> Result<JsonObject, BackendError> {
-        let params = params(&self.name, json!({ "uri": uri }))?;
-        match self
-            .request(Some(cx), ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)))
-            .await?
-        {
+        let make = |p| {
+            serde_json::from_value(p).map(|p| ClientRequest::ReadResourceRequest(ReadResourceRequest::new(p)))
+        };
+        match self.with_input(cx, json!({ "uri": uri }), make).await? {
             ServerResult::ReadResourceResult(result) => to_object(&self.name, &result),
             ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
             _ => Err(unexpected(&self.name, "resources/read")),
@@ -345,8 +416,9 @@ impl Backend for Upstream {
     }
 
     async fn owns_resource(&self, uri: &str) -> bool {
-        // Listed resources only; template matching comes with the resource work of a later slice.
-        self.published().resources.iter().any(|r| r.uri == uri)
+        let published = self.published();
+        published.resources.iter().any(|r| r.uri == uri)
+            || published.templates.iter().any(|t| template_matches(&t.uri_template, uri))
     }
 
     async fn list_prompts(&self) -> Result<Vec<PromptDef>, BackendError> {
@@ -364,8 +436,10 @@ impl Backend for Upstream {
             self.link()?;
             return Err(BackendError::NotFound { kind: "prompt", name: name.to_owned() });
         };
-        let params = params(&self.name, json!({ "name": upstream_name, "arguments": arguments }))?;
-        match self.request(Some(cx), ClientRequest::GetPromptRequest(GetPromptRequest::new(params))).await? {
+        let request = json!({ "name": upstream_name, "arguments": arguments });
+        let make =
+            |p| serde_json::from_value(p).map(|p| ClientRequest::GetPromptRequest(GetPromptRequest::new(p)));
+        match self.with_input(cx, request, make).await? {
             ServerResult::GetPromptResult(result) => to_object(&self.name, &result),
             ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
             _ => Err(unexpected(&self.name, "prompts/get")),
@@ -427,5 +501,17 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         // The supervisor kills the child and ends when this fires.
         self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_matches;
+
+    #[test]
+    fn uris_match_the_templates_that_expand_to_them() {
+        assert!(template_matches("test://template/{id}/data", "test://template/123/data"));
+        assert!(template_matches("file:///{+path}", "file:///a/b/c.txt"));
+        assert!(!template_matches("test://template/{id}/data", "test://other/123/data"));
     }
 }
