@@ -221,6 +221,70 @@ def fmt_mb(kb):
     return "n/a" if kb is None else f"{int(kb)/1024:.1f}"
 
 
+def fmt_us(v):
+    return "n/a" if v is None else f"{v:+.0f}"
+
+
+def proxy_overhead(summary, meta):
+    """Added latency of each proxy target vs the direct call to its upstream, in microseconds.
+
+    Only when the run has the proxy targets (meta proxy_baseline / proxy_targets). Latency differences are
+    median-of-rounds minus median-of-rounds, at max throughput (wrk) and at the fixed rate."""
+    base = meta.get("proxy_baseline")
+    proxies = [t for t in meta.get("proxy_targets", "").split(",") if t]
+    if not base or not proxies:
+        return {}
+    bth = summary["throughput"].get(base, {})
+    bfr = summary["fixed_rate"].get(base, {})
+
+    def diff_us(a, b):
+        return None if a is None or b is None else (a - b) * 1000.0
+
+    out = {}
+    for t in proxies:
+        th = summary["throughput"].get(t)
+        fr = summary["fixed_rate"].get(t, {})
+        if not th:
+            continue
+        rps, brps = th.get("rps_median"), bth.get("rps_median")
+        out[t] = {
+            "baseline": base,
+            "rps_ratio": rps / brps if rps is not None and brps else None,
+            "max_p50_added_us": diff_us(th.get("p50_ms_median"), bth.get("p50_ms_median")),
+            "max_p99_added_us": diff_us(th.get("p99_ms_median"), bth.get("p99_ms_median")),
+            "rate_p50_added_us": diff_us(fr.get("p50_ms_median"), bfr.get("p50_ms_median")),
+            "rate_p99_added_us": diff_us(fr.get("p99_ms_median"), bfr.get("p99_ms_median")),
+            "rate_sustained": bool(fr.get("sustained")) and bool(bfr.get("sustained")),
+        }
+    return out
+
+
+def proxy_overhead_md(summary, meta, rate):
+    po = proxy_overhead(summary, meta)
+    summary["proxy_overhead"] = po
+    if not po:
+        return []
+    base = meta.get("proxy_baseline")
+    k = f"@{rate/1000:g}k"
+    L = ["### Proxy overhead", "",
+         f"Added latency (µs) and throughput of each proxy vs `{base}` (the same echo call straight to the "
+         "upstream mcpgate), from the medians above. At max throughput the latencies are queueing at "
+         f"saturation (three processes share the CPUs); the {k} columns are the open-loop service latency. "
+         "Measured, not asserted: the issue's target is ≤ 100 µs added at p50.", "",
+         f"| proxy | rps vs {base} | max: p50 added µs | max: p99 added µs | {k}: p50 added µs | "
+         f"{k}: p99 added µs |",
+         "|---|---:|---:|---:|---:|---:|"]
+    for t, o in po.items():
+        ratio = "n/a" if o["rps_ratio"] is None else f"{o['rps_ratio']:.2f}x"
+        r50, r99 = fmt_us(o["rate_p50_added_us"]), fmt_us(o["rate_p99_added_us"])
+        if o["rate_p50_added_us"] is not None and not o["rate_sustained"]:
+            r50 += " (rate not sustained)"
+        L.append(f"| {t} | {ratio} | {fmt_us(o['max_p50_added_us'])} | {fmt_us(o['max_p99_added_us'])} | "
+                 f"{r50} | {r99} |")
+    L.append("")
+    return L
+
+
 def cmd_summarize(args):
     out = args.out
     meta = read_meta(out)
@@ -311,6 +375,7 @@ def cmd_summarize(args):
         L.append(f"| {t} | {fmt_k(rps)} | {fmt_ms(th.get('p50_ms_median'))} | {fmt_ms(th.get('p99_ms_median'))} | "
                  f"{ratio} | {per_round} | {ach} | {fmt_ms(fr.get('p50_ms_median'))} | {fmt_ms(fr.get('p99_ms_median'))} |")
     L.append("")
+    L.extend(proxy_overhead_md(summary, meta, rate))
     L.append("### Memory and cold start")
     L.append("")
     L.append("| process | idle RSS MB | RSS after load MB | peak RSS MB | cold start median ms (min / p90 / max, n) |")

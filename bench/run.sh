@@ -2,11 +2,15 @@
 # Benchmark mcpgate's `tools/call` on the built-in `echo` tool against a
 # minimal hyper server (the "ceiling", bench/ceiling), in one run; beside
 # them, config-declared tools (bench/tools.yaml): a SQLite query and an HTTP
-# call (to the ceiling), served by a second mcpgate.
+# call (to the ceiling), served by a second mcpgate; and proxied calls: the
+# same echo straight to an upstream mcpgate (direct-upstream) and through a
+# front mcpgate fronting it over Streamable HTTP (bench/proxy-http.yaml) or
+# fronting an `mcpgate serve --stdio` child (bench/proxy-stdio.yaml).
 #
 # Usage:
 #   bench/run.sh                  full run: ceiling, mcpgate-modern, mcpgate-legacy,
-#                                 mcpgate-sqlite, mcpgate-http
+#                                 mcpgate-sqlite, mcpgate-http, direct-upstream,
+#                                 mcpgate-proxy-http, mcpgate-proxy-stdio
 #   bench/run.sh --ceiling-only   no mcpgate: ceiling with both request shapes
 #                                 (self-test of the harness)
 #
@@ -235,6 +239,24 @@ verify_target() {
     fi
 }
 
+# wait_tool NAME: a front mcpgate answers /health before its upstream is connected
+# and its tools are published; retry the target's verify request (for up to 10 s)
+# until it succeeds, then verify once more through verify_target (which aborts).
+wait_tool() {
+    local t=$1 i
+    local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
+    for ((i = 0; i < 200; i++)); do
+        if curl -fsS --max-time 2 -X POST "$url" -H @"$OUT/req/$t.headers" \
+            --data-binary "$(modern_body "${T_TOOL[$t]}" "${T_ARGS[$t]}")" 2>/dev/null \
+            | grep -q hello; then
+            return 0
+        fi
+        kill -0 "${SRV_PID[${T_SERVER[$t]}]}" 2>/dev/null || die "${T_SERVER[$t]} exited (see $OUT/${T_SERVER[$t]}.log)"
+        sleep 0.05
+    done
+    log "$t: the proxied tool did not answer within 10 s"
+}
+
 secs() { # 10s / 2m / 500ms / 10 -> whole seconds (rounded up), for outer timeouts
     local d=$1
     case $d in
@@ -365,6 +387,12 @@ if [[ $MODE == full ]]; then
     python3 -c 'import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute("CREATE TABLE greetings (id INTEGER PRIMARY KEY, message TEXT)"); db.execute("INSERT INTO greetings VALUES (1, ?)", ("hello",)); db.commit()' "$TMP_DIR/bench.db"
     BENCH_CEILING_URL="http://$HOST:${SRV_PORT[ceiling]}/" BENCH_SQLITE_DB="$TMP_DIR/bench.db" \
         start_server mcpgate-tools "$MCPGATE_BIN" serve --config "$BENCH/tools.yaml" --listen ADDR
+    # Proxied calls: an upstream mcpgate (default config) called directly, and two front mcpgates.
+    start_server mcpgate-upstream "$MCPGATE_BIN" serve --listen ADDR
+    BENCH_UPSTREAM_ADDR="$HOST:${SRV_PORT[mcpgate-upstream]}" \
+        start_server mcpgate-proxy-http "$MCPGATE_BIN" serve --config "$BENCH/proxy-http.yaml" --listen ADDR
+    BENCH_MCPGATE_BIN="$MCPGATE_BIN" \
+        start_server mcpgate-proxy-stdio "$MCPGATE_BIN" serve --config "$BENCH/proxy-stdio.yaml" --listen ADDR
 fi
 sleep 1
 for s in "${!SRV_PID[@]}"; do meta "idle_rss_kb.$s" "$(rss_kb "${SRV_PID[$s]}")"; done
@@ -375,10 +403,29 @@ if [[ $MODE == full ]]; then
     add_target mcpgate-legacy mcpgate legacy 1
     add_target mcpgate-sqlite mcpgate-tools modern 0 greeting '{"id":1}'
     add_target mcpgate-http mcpgate-tools modern 0 http_echo '{"message":"hello"}'
+    add_target direct-upstream mcpgate-upstream modern 0
+    add_target mcpgate-proxy-http mcpgate-proxy-http modern 0
+    add_target mcpgate-proxy-stdio mcpgate-proxy-stdio modern 0
 else
     add_target ceiling-legacy ceiling legacy 0
 fi
 meta targets "$(IFS=,; echo "${TARGETS[*]}")"
+if [[ $MODE == full ]]; then
+    meta proxy_baseline direct-upstream
+    meta proxy_targets mcpgate-proxy-http,mcpgate-proxy-stdio
+    mkdir -p "$OUT/req"
+    for t in mcpgate-proxy-http mcpgate-proxy-stdio; do
+        printf '%s\n' "Content-Type: application/json" "Accept: application/json, text/event-stream" \
+            "MCP-Protocol-Version: $MODERN_VERSION" "Mcp-Method: tools/call" "Mcp-Name: echo" >"$OUT/req/$t.headers"
+        wait_tool "$t"
+    done
+    # The stdio upstream is the front's child: its RSS too, and kill it by PID on exit (after the front).
+    STDIO_CHILD=$(pgrep -P "${SRV_PID[mcpgate-proxy-stdio]}" | head -n1 || true)
+    if [[ -n $STDIO_CHILD ]]; then
+        PIDS+=("$STDIO_CHILD")
+        meta "idle_rss_kb.mcpgate-proxy-stdio-child" "$(rss_kb "$STDIO_CHILD")"
+    fi
+fi
 
 # 3. Max throughput: warm-up, then ROUNDS interleaved rounds.
 for t in "${TARGETS[@]}"; do
@@ -411,6 +458,10 @@ for s in "${!SRV_PID[@]}"; do
     meta "after_rss_kb.$s" "$(rss_kb "${SRV_PID[$s]}")"
     meta "hwm_kb.$s" "$(hwm_kb "${SRV_PID[$s]}")"
 done
+if [[ -n ${STDIO_CHILD:-} ]] && kill -0 "$STDIO_CHILD" 2>/dev/null; then
+    meta "after_rss_kb.mcpgate-proxy-stdio-child" "$(rss_kb "$STDIO_CHILD")"
+    meta "hwm_kb.mcpgate-proxy-stdio-child" "$(hwm_kb "$STDIO_CHILD")"
+fi
 
 cleanup
 py summarize "$OUT"

@@ -20,10 +20,10 @@ pub struct UpstreamConfig {
     /// Transport; by default `stdio` with `command`, `http` (Streamable HTTP) with `url`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub transport: Option<UpstreamTransport>,
-    /// Program to start (stdio): a path, or a name looked up on `PATH`.
+    /// Program to start (stdio): a path, or a name looked up on `PATH`; may use `${VAR}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    /// Its arguments.
+    /// Its arguments; may use `${VAR}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// Its environment, which is otherwise empty but for `PATH` and `HOME`; values may use `${VAR}`.
@@ -32,7 +32,7 @@ pub struct UpstreamConfig {
     /// Its working directory (default: the gateway's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
-    /// Endpoint of a remote server (`https://host/mcp`).
+    /// Endpoint of a remote server (`https://host/mcp`); may use `${VAR}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Headers sent to a remote server; values may use `${VAR}` (secrets: never logged).

@@ -160,7 +160,9 @@ fn upstream_problems(path: &str, upstream: &UpstreamConfig, problems: &mut Vec<P
         }
         _ => {}
     }
+    // A URL built from `${VAR}`s is checked when the upstream starts, after the environment is applied.
     if let Some(url) = &upstream.url
+        && !url.starts_with("${")
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
         problem("url", format!("{url:?} is not an http:// or https:// URL"));

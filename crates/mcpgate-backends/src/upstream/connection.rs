@@ -67,7 +67,11 @@ impl Launch {
     pub(super) fn prepare(config: &UpstreamConfig) -> Result<Self, String> {
         match config.transport() {
             Some(UpstreamTransport::Stdio) => {
-                let command = config.command.clone().ok_or("the stdio transport needs a command")?;
+                let command = config.command.as_deref().ok_or("the stdio transport needs a command")?;
+                let command = expand_env(command).map_err(|e| format!("command: {e}"))?;
+                let args = (config.args.iter().enumerate())
+                    .map(|(i, arg)| expand_env(arg).map_err(|e| format!("args[{i}]: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let mut env: Vec<(String, String)> = ["PATH", "HOME"]
                     .into_iter()
                     .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)))
@@ -75,7 +79,7 @@ impl Launch {
                 for (key, value) in &config.env {
                     env.push((key.clone(), expand_env(value).map_err(|e| format!("env.{key}: {e}"))?));
                 }
-                Ok(Self::Stdio { command, args: config.args.clone(), env, cwd: config.cwd.clone() })
+                Ok(Self::Stdio { command, args, env, cwd: config.cwd.clone() })
             }
             Some(UpstreamTransport::Http | UpstreamTransport::StreamableHttp) => {
                 let url = config.url.clone().ok_or("the HTTP transport needs a url")?;
