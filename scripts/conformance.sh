@@ -42,7 +42,6 @@ CACHE=$ROOT/.cache
 CONFIG=${CONFORMANCE_CONFIG:-examples/conformance.yaml}
 VERBOSE=${CONFORMANCE_VERBOSE:-0}
 
-NODE22_VERSION=22.23.3
 CONF_OLD_VERSION=0.1.16
 CONF_NEW_VERSION=0.2.0-alpha.12
 CONF_OLD_DIR=$CACHE/conformance-0.1.16
@@ -53,38 +52,8 @@ log() { printf '[conformance] %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- tooling ---
 
-node_major() {
-    "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
-}
-
-ensure_node() {
-    if command -v node >/dev/null 2>&1 && (($(node_major node) >= 22)); then
-        NODE=$(command -v node)
-        return
-    fi
-    local arch pkg
-    case $(uname -m) in
-        x86_64 | amd64) arch=x64 ;;
-        aarch64 | arm64) arch=arm64 ;;
-        *)
-            echo "error: unsupported architecture $(uname -m) for node-linux-* packages" >&2
-            exit 1
-            ;;
-    esac
-    pkg=node-linux-$arch
-    NODE=$CACHE/node22/node_modules/$pkg/bin/node
-    if [[ -x $NODE ]] && (($(node_major "$NODE") >= 22)); then
-        return
-    fi
-    log "installing $pkg@$NODE22_VERSION into $CACHE/node22"
-    mkdir -p "$CACHE/node22"
-    npm install --prefix "$CACHE/node22" --no-audit --no-fund --save-exact \
-        "$pkg@$NODE22_VERSION" >&2
-    if ! [[ -x $NODE ]] || (($(node_major "$NODE") < 22)); then
-        echo "error: Node >= 22 not available at $NODE after install" >&2
-        exit 1
-    fi
-}
+# shellcheck source=lib/node22.sh
+source "$ROOT/scripts/lib/node22.sh"
 
 installed_version() { # DIR -> version of the conformance package in DIR, or ""
     local pj=$1/node_modules/$CONF_PKG/package.json

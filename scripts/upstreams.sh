@@ -18,8 +18,6 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=$ROOT/.cache
 DIR=$CACHE/upstreams
 
-# Same Node as scripts/conformance.sh (kept in step with its NODE22_VERSION).
-NODE22_VERSION=22.23.3
 EVERYTHING_PKG=@modelcontextprotocol/server-everything
 EVERYTHING_VERSION=2026.8.31
 FILESYSTEM_PKG=@modelcontextprotocol/server-filesystem
@@ -27,43 +25,8 @@ FILESYSTEM_VERSION=2026.8.31
 
 log() { printf '[upstreams] %s\n' "$*" >&2; }
 
-node_major() {
-    "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
-}
-
-# The lines of scripts/conformance.sh that find or install Node 22, into the same .cache/node22.
-ensure_node() {
-    if command -v node >/dev/null 2>&1 && (($(node_major node) >= 22)); then
-        NODE=$(command -v node)
-        return
-    fi
-    local arch pkg
-    case $(uname -m) in
-        x86_64 | amd64) arch=x64 ;;
-        aarch64 | arm64) arch=arm64 ;;
-        *)
-            echo "error: unsupported architecture $(uname -m) for node-linux-* packages" >&2
-            exit 1
-            ;;
-    esac
-    pkg=node-linux-$arch
-    NODE=$CACHE/node22/node_modules/$pkg/bin/node
-    if [[ -x $NODE ]] && (($(node_major "$NODE") >= 22)); then
-        return
-    fi
-    command -v npm >/dev/null || {
-        echo "error: npm is required to install Node 22 (apt-get install npm)" >&2
-        exit 1
-    }
-    log "installing $pkg@$NODE22_VERSION into $CACHE/node22"
-    mkdir -p "$CACHE/node22"
-    npm install --prefix "$CACHE/node22" --no-audit --no-fund --save-exact \
-        "$pkg@$NODE22_VERSION" >&2
-    if ! [[ -x $NODE ]] || (($(node_major "$NODE") < 22)); then
-        echo "error: Node >= 22 not available at $NODE after install" >&2
-        exit 1
-    fi
-}
+# shellcheck source=lib/node22.sh
+source "$ROOT/scripts/lib/node22.sh"
 
 installed_version() { # PKG -> its version under $DIR, or ""
     local pj=$DIR/node_modules/$1/package.json

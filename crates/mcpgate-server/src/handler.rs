@@ -180,9 +180,17 @@ impl ServerHandler for McpHandler {
 
     async fn discover(&self, _context: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
         let mut info = self.get_info();
-        // Resource subscriptions are legacy-only until `subscriptions/listen` is served.
+        // Resource subscriptions and list-change notifications are legacy-only until `subscriptions/listen`
+        // (SEP-2575) is served: a 2026-07-28 client learns of changes from the lists' `ttlMs`.
         if let Some(resources) = info.capabilities.resources.as_mut() {
             resources.subscribe = None;
+            resources.list_changed = None;
+        }
+        if let Some(tools) = info.capabilities.tools.as_mut() {
+            tools.list_changed = None;
+        }
+        if let Some(prompts) = info.capabilities.prompts.as_mut() {
+            prompts.list_changed = None;
         }
         let mut result = DiscoverResult::from_server_info(SUPPORTED.to_vec(), info);
         result.ttl_ms = self.list_ttl_ms();

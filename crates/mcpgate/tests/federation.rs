@@ -6,98 +6,24 @@
 use std::{
     io::{Read, Write},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcpgate");
+mod support;
 
-/// A process killed (politely first) when the test ends, pass or fail.
-struct Process(Child);
+use support::{BIN, Process, dechunk};
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        for _ in 0..100 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Start `mcpgate serve` on a free port (with `config`, or the built-in demo) and wait until it listens.
+/// Start `mcpgate serve` on a free port and wait until it listens.
 fn serve(config: Option<&Path>, log: &Path) -> (Process, String) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut command = Command::new(BIN);
-    command.env_remove("PORT").env_remove("MCP_PORT").env_remove("LOG_LEVEL").env_remove("MCP_CONFIG_PATH");
-    command.args(["serve", "--listen", &addr]);
-    if let Some(config) = config {
-        command.arg("--config").arg(config);
-    }
-    let log = std::fs::File::create(log).unwrap();
-    let process = Process(command.stdout(Stdio::null()).stderr(log).spawn().unwrap());
-    for _ in 0..750 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            return (process, addr);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("mcpgate did not listen on {addr} within 15 s");
+    support::serve(config, log, Duration::from_secs(15))
 }
 
-/// One stateless (2026-07-28) request over a fresh connection; returns the final JSON-RPC message.
-fn modern(addr: &str, method: &str, name: Option<&str>, mut params: Value) -> Value {
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {}
-    });
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
-    let name_header = name.map(|n| format!("Mcp-Name: {n}\r\n")).unwrap_or_default();
-    let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{name_header}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {raw}"));
-    let head = head.to_ascii_lowercase();
-    let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-    let messages: Vec<Value> = if head.contains("content-type: text/event-stream") {
-        body.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str(d.trim()).ok())
-            .collect()
-    } else {
-        serde_json::from_str(&body).map(|v| vec![v]).unwrap_or_default()
-    };
-    messages.into_iter().last().unwrap_or_else(|| panic!("no JSON-RPC message in: {raw}"))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
-    }
-    out
+/// One stateless request; the final JSON-RPC message.
+fn modern(addr: &str, method: &str, name: Option<&str>, params: Value) -> Value {
+    support::modern(addr, method, name, params).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn call(addr: &str, tool: &str, arguments: Value) -> Value {

@@ -9,9 +9,9 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -19,7 +19,9 @@ use std::{
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcpgate");
+mod support;
+
+use support::{BIN, Process, free_port};
 
 /// Where the real upstreams are, from the environment `scripts/upstreams.sh` prints.
 struct Upstreams {
@@ -52,27 +54,6 @@ fn upstreams(test: &str) -> Option<Upstreams> {
     }
     eprintln!("\n!!!!!!!! SKIPPED {test}: {message} !!!!!!!!\n");
     None
-}
-
-/// A process killed (politely first) when the test ends, pass or fail.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        for _ in 0..150 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A YAML string literal (JSON strings are YAML flow scalars).
@@ -139,36 +120,8 @@ impl Gateway {
     }
 
     /// One stateless (2026-07-28) request over a fresh connection; returns the final JSON-RPC message.
-    fn request(&self, method: &str, name: Option<&str>, mut params: Value) -> Value {
-        params["_meta"] = json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {}
-        });
-        let addr = &self.addr;
-        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
-        let name_header = name.map(|n| format!("Mcp-Name: {n}\r\n")).unwrap_or_default();
-        let request = format!(
-            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{name_header}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(25))).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        let raw = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {raw}"));
-        let head = head.to_ascii_lowercase();
-        let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-        let messages: Vec<Value> = if head.contains("content-type: text/event-stream") {
-            body.lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .filter_map(|d| serde_json::from_str(d.trim()).ok())
-                .collect()
-        } else {
-            serde_json::from_str(&body).map(|v| vec![v]).unwrap_or_default()
-        };
-        messages.into_iter().last().unwrap_or_else(|| panic!("no JSON-RPC message in: {raw}\n{}", self.log()))
+    fn request(&self, method: &str, name: Option<&str>, params: Value) -> Value {
+        support::modern(&self.addr, method, name, params).unwrap_or_else(|e| panic!("{e}\n{}", self.log()))
     }
 
     fn call(&self, tool: &str, arguments: Value) -> Value {
@@ -180,19 +133,6 @@ impl Gateway {
         let tools = listed["result"]["tools"].as_array().cloned().unwrap_or_default();
         tools.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect()
     }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
-    }
-    out
 }
 
 /// The text of a result's first content item.

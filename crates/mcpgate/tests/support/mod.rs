@@ -1,0 +1,109 @@
+//! What the process-level tests share: gateway processes that are always stopped, free ports, and one
+//! stateless (2026-07-28) MCP request over plain HTTP/1.1.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    io::{Read, Write},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_mcpgate");
+
+/// A process stopped (SIGTERM, then SIGKILL after 3 s) when the test ends, pass or fail.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        for _ in 0..150 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Start `mcpgate serve` on a free port (with `config`, or the embedded default), its log in `log`; returns
+/// once it listens (within `within`).
+pub fn serve(config: Option<&Path>, log: &Path, within: Duration) -> (Process, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(BIN);
+    command.env_remove("PORT").env_remove("MCP_PORT").env_remove("LOG_LEVEL").env_remove("MCP_CONFIG_PATH");
+    command.args(["serve", "--listen", &addr]);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let log = std::fs::File::create(log).unwrap();
+    let process = Process(command.stdout(Stdio::null()).stderr(log).spawn().unwrap());
+    let tries = within.as_millis() / 20;
+    for _ in 0..tries {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            return (process, addr);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("mcpgate did not listen on {addr} within {within:?}");
+}
+
+/// One stateless (2026-07-28) request over a fresh connection; the last JSON-RPC message of the answer, or
+/// `None` when there is none (with the raw answer).
+pub fn modern(addr: &str, method: &str, name: Option<&str>, mut params: Value) -> Result<Value, String> {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+    let name_header = name.map(|n| format!("Mcp-Name: {n}\r\n")).unwrap_or_default();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{name_header}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(25))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let Some((head, body)) = raw.split_once("\r\n\r\n") else {
+        return Err(format!("no HTTP response: {raw}"));
+    };
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let messages: Vec<Value> = if head.contains("content-type: text/event-stream") {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
+    } else {
+        serde_json::from_str(&body).map(|v| vec![v]).unwrap_or_default()
+    };
+    messages.into_iter().last().ok_or_else(|| format!("no JSON-RPC message in: {raw}"))
+}
+
+/// The body of a chunked HTTP/1.1 response.
+pub fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
+    }
+    out
+}
