@@ -19,6 +19,9 @@
 #
 # Environment overrides:
 #   CONFORMANCE_CONFIG   config passed to `serve` (default examples/conformance.yaml)
+#   CONFORMANCE_PROXY    if 1, the suite talks to a front mcpgate whose one upstream (stdio, prefix off) is
+#                        `mcpgate serve --stdio --config CONFORMANCE_CONFIG`: federation must pass the same
+#                        scenarios as the backend served directly
 #   CONFORMANCE_OUT      results directory (default: a new mktemp -d directory)
 #   CONFORMANCE_VERBOSE  if 1, stream the full suite output to the terminal
 set -euo pipefail
@@ -88,6 +91,22 @@ log "node $("$NODE" --version) at $NODE"
 
 OUT=${CONFORMANCE_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/mcpgate-conformance.XXXXXX")}
 mkdir -p "$OUT"
+if [[ ${CONFORMANCE_PROXY:-0} == 1 ]]; then
+    # JSON strings are YAML scalars: paths quoted safely.
+    q() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
+    cat >"$OUT/proxy.yaml" <<YAML
+server:
+  request_timeout: 60s
+upstreams:
+  conformance:
+    command: $(q "$BIN")
+    args: [serve, --stdio, --config, $(q "$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")")]
+    env: { LOG_LEVEL: warn }
+    prefix: false
+    timeout: 60s
+YAML
+    CONFIG=$OUT/proxy.yaml
+fi
 
 PORT=$(python3 -c 'import socket
 s = socket.socket()

@@ -4,7 +4,8 @@
 #   - interop with the official MCP Python SDK (a venv in .venv, pinned in tests/interop/requirements.txt);
 #   - federation of real third-party MCP servers (server-everything, server-filesystem, mcp-server-time), pinned and
 #     installed under .cache/upstreams and .venv by scripts/upstreams.sh; crates/mcpgate/tests/real_upstreams.rs;
-#   - the official MCP conformance suite (Node 22 and the suite, pinned, under .cache; see scripts/conformance.sh);
+#   - the official MCP conformance suite (Node 22 and the suite, pinned, under .cache; see scripts/conformance.sh),
+#     against the conformance backend directly and through a front mcpgate that federates it;
 #   - for the sql tools, a throw-away PostgreSQL cluster on a free port, owned by this run and stopped at its
 #     end (scripts/postgres.sh; the `postgresql` package is installed when missing); for the command tools'
 #     example, `ip` (iproute2) and `uptime` (procps).
@@ -80,6 +81,8 @@ if [[ ${SKIP_CONFORMANCE:-0} != 1 ]]; then
     step "conformance: @modelcontextprotocol/conformance"
     command -v npm >/dev/null || apt_install npm
     scripts/conformance.sh "$BIN"
+    step "conformance through federation: mcpgate fronting mcpgate (stdio upstream, prefix off)"
+    CONFORMANCE_PROXY=1 scripts/conformance.sh "$BIN"
 fi
 
 step "all tests passed"

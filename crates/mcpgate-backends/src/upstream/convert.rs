@@ -22,6 +22,11 @@ pub(super) fn service_error(name: &str, error: ServiceError) -> BackendError {
                 data.message, data.code.0
             ))
         }
+        // The upstream needs a client capability the caller's client lacks: the caller's own -32021.
+        ServiceError::McpError(data) if data.code == ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY => {
+            let required = data.data.as_ref().and_then(|d| d.get("requiredCapabilities")).cloned();
+            BackendError::MissingClientCapability { required: required.unwrap_or_default() }
+        }
         ServiceError::McpError(data) => BackendError::Failed {
             backend: name.to_owned(),
             message: format!("upstream error {}: {}", data.code.0, data.message),

@@ -331,11 +331,17 @@ impl GatewayClient {
     }
 }
 
-/// Options of a request made for a caller: ask a 2026-07-28 upstream for every log message (it sends none
-/// unless the request names a level); the caller's own level filters them on the way down.
-pub(super) fn options_for_caller(timeout: Duration) -> PeerRequestOptions {
+/// Options of a request made for a caller. To a 2026-07-28 upstream (which reads them per request): the
+/// caller's own client capabilities, so the upstream asks the caller only what its client can answer and
+/// refuses (-32021) what it cannot; and every log message (it sends none unless the request names a level),
+/// which the caller's own level filters on the way down.
+pub(super) fn options_for_caller(timeout: Duration, cx: &CallContext) -> PeerRequestOptions {
     let mut meta = RequestMetaObject::default();
     meta.set_log_level(LoggingLevel::Debug);
+    let capabilities = cx.peer.as_ref().map(|peer| peer.client_capabilities()).unwrap_or_else(|| json!({}));
+    if let Ok(capabilities) = serde_json::from_value::<ClientCapabilities>(capabilities) {
+        meta.set_client_capabilities(capabilities);
+    }
     PeerRequestOptions::with_timeout(timeout).with_meta(meta)
 }
 

@@ -214,7 +214,7 @@ impl Upstream {
             .send_request_with_option(
                 request,
                 match cx {
-                    Some(_) => forward::options_for_caller(self.timeout),
+                    Some(cx) => forward::options_for_caller(self.timeout, cx),
                     None => PeerRequestOptions::with_timeout(self.timeout),
                 },
             )
@@ -308,17 +308,29 @@ impl Upstream {
                 done => return Ok(done),
             };
             let mut responses = serde_json::Map::new();
+            // Every request is put to the client before any deferral stops the call, so a stateless client
+            // gets all of this round's requests at once.
+            let mut deferred = false;
             for (key, asked) in input.get("inputRequests").and_then(Value::as_object).into_iter().flatten() {
                 let method = asked.get("method").and_then(Value::as_str).unwrap_or_default();
                 let asked_params = asked.get("params").cloned().unwrap_or_else(|| json!({}));
-                let answer = cx.request_client(key, method, asked_params).await.map_err(|e| match e {
-                    ClientRequestError::Deferred => BackendError::InputRequired,
-                    ClientRequestError::Unsupported(capability) => {
-                        BackendError::MissingClientCapability { required: json!({ capability: {} }) }
+                match cx.request_client(key, method, asked_params).await {
+                    Ok(answer) => {
+                        responses.insert(key.clone(), answer);
                     }
-                    ClientRequestError::Failed(message) => BackendError::ClientRequest(message),
-                })?;
-                responses.insert(key.clone(), answer);
+                    Err(ClientRequestError::Deferred) => deferred = true,
+                    Err(ClientRequestError::Unsupported(capability)) => {
+                        return Err(BackendError::MissingClientCapability {
+                            required: json!({ capability: {} }),
+                        });
+                    }
+                    Err(ClientRequestError::Failed(message)) => {
+                        return Err(BackendError::ClientRequest(message));
+                    }
+                }
+            }
+            if deferred {
+                return Err(BackendError::InputRequired);
             }
             params["inputResponses"] = Value::Object(responses);
             match input.get("requestState") {
