@@ -169,6 +169,100 @@ fn a_killed_stdio_upstream_fails_calls_in_flight_at_once_then_comes_back() {
     assert_ne!(first, second);
 }
 
+#[test]
+fn an_upstream_killed_under_concurrent_load_never_crosses_answers_and_recovers_through_its_breaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "resilience:\n  circuit_breaker: {{ failure_threshold: 3, reset_timeout: 1s }}\n\
+             upstreams:\n  stdio:\n    command: {BIN}\n    args: [serve, --stdio]\n    timeout: 20s\n"
+        ),
+    );
+    let (gateway, addr) = serve(Some(&config), &dir.path().join("gateway.log"));
+    let child = stdio_child(gateway.0.id()).expect("the gateway runs its stdio upstream as a child");
+
+    // Eight callers, each with its own messages, calling until told to stop; every answer is either the
+    // caller's own echo or an error — never another caller's message.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..8)
+        .map(|caller| {
+            let (addr, stop) = (addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut echoed, mut failed) = (0, Vec::new());
+                for n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let message = format!("caller {caller} call {n}");
+                    let answer = call(&addr, "stdio__echo", json!({ "message": message }));
+                    match answer["result"]["content"][0]["text"].as_str() {
+                        Some(text) => {
+                            assert_eq!(text, message, "an answer reached the wrong caller: {answer}");
+                            echoed += 1;
+                        }
+                        None => {
+                            failed.push(answer["error"]["message"].as_str().unwrap_or_default().to_owned())
+                        }
+                    }
+                }
+                (echoed, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-KILL", &child.to_string()]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = modern_status(&addr);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let results: Vec<(usize, Vec<String>)> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+
+    let failures: Vec<&String> = results.iter().flat_map(|(_, f)| f).collect();
+    assert!(results.iter().all(|(echoed, _)| *echoed > 0), "every caller was answered before the kill");
+    assert!(!failures.is_empty(), "killing the upstream failed no call");
+    // While it is down its tools are hidden, so a call may also find the tool unknown.
+    let unexplained: Vec<&&String> = failures
+        .iter()
+        .filter(|m| {
+            !(m.contains("upstream stdio")
+                || m.contains("circuit breaker open")
+                || m.as_str() == "Unknown tool: stdio__echo")
+        })
+        .take(5)
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "failures that name neither upstream, breaker nor hiding: {unexplained:?}"
+    );
+    assert!(
+        failures.iter().any(|m| m.contains("circuit breaker open")) || status.contains("\"open\""),
+        "the breaker never opened: {} failures, status {status}",
+        failures.len()
+    );
+    // Restarted, and past the breaker's reset timeout: calls succeed again.
+    let mut attempts = 0;
+    loop {
+        let answer = call(&addr, "stdio__echo", json!({ "message": "recovered" }));
+        if answer["result"]["content"][0]["text"] == "recovered" {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 100, "calls did not recover: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_ne!(stdio_child(gateway.0.id()), Some(child), "a new child serves");
+}
+
+/// `/status` of a gateway, as text.
+fn modern_status(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    raw
+}
+
 /// One POST of a legacy (2025-11-25) session; returns the response headers (lower-cased) and its JSON-RPC
 /// messages in order.
 fn legacy_post(addr: &str, session: Option<&str>, body: &Value) -> (String, Vec<Value>) {
