@@ -8,11 +8,12 @@
 //! unchanged. It never rejects anything: validation and errors stay rmcp's.
 //!
 //! Served here only when all hold: POST; `Accept` naming both JSON and SSE; no `Origin` and a `Host` the config
-//! allows outright; a body of exactly the `tools/call` shape without a progress token (so the call sends no
-//! notification and the answer is plain JSON); a tool the registry knows. And then, either
+//! allows outright; a body of exactly the `tools/call` shape; a tool the registry knows, and — when the request
+//! asks for notifications (a progress token or a log level) — one whose backend never contacts the client, so
+//! no notification can be due and the answer is plain JSON. And then, either
 //! - stateless: no session id; `MCP-Protocol-Version: 2026-07-28`; `Mcp-Method: tools/call` and `Mcp-Name` equal
 //!   to the body's; no `Mcp-Param-*` header and a tool whose schema declares none; `_meta` giving the protocol
-//!   version and client capabilities, and no log level; or
+//!   version and client capabilities; or
 //! - legacy: a session that is initialized, with `MCP-Protocol-Version` equal to the version it negotiated; no
 //!   2026-07-28 fields in the body; a tool whose backend says it never contacts the client while it runs.
 //!
@@ -147,14 +148,17 @@ impl FastPath {
         let meta = meta?;
         let meta_fits = header(headers, "mcp-name") == Some(name.as_str())
             && meta.get(META_VERSION).and_then(Value::as_str) == Some(VERSION)
-            && meta.get(META_CAPABILITIES).is_some_and(Value::is_object)
-            && !meta.contains_key("progressToken")
-            && !meta.contains_key(META_LOG_LEVEL);
+            && meta.get(META_CAPABILITIES).is_some_and(Value::is_object);
         if !meta_fits {
             return None;
         }
+        // A progress token or a log level asks for notifications, which only a tool that may contact the client
+        // can send (and then the answer is a stream): such calls go to the protocol layer.
+        let wants_notifications = meta.contains_key("progressToken") || meta.contains_key(META_LOG_LEVEL);
         let registry = self.gateway.registry();
-        let route = registry.tool(&name).filter(|route| !route.declares_param_headers)?;
+        let route = registry.tool(&name).filter(|route| {
+            !route.declares_param_headers && !(wants_notifications && route.contacts_client)
+        })?;
         let backend = registry.backend(route.backend).clone();
         let cx = CallContext::detached(header(headers, "x-request-id").unwrap_or(""));
         let client = StatelessClient {
@@ -200,13 +204,12 @@ impl FastPath {
         }
         let request =
             serde_json::from_slice::<CallRequest<'_>>(body).ok().filter(CallRequest::is_plain_call)?;
-        let CallParams { name, arguments, meta, input_responses, request_state } = request.params;
-        let body_fits = input_responses.is_none()
-            && request_state.is_none()
-            && meta.is_none_or(|meta| !meta.contains_key("progressToken"));
+        let CallParams { name, arguments, meta: _, input_responses, request_state } = request.params;
+        let body_fits = input_responses.is_none() && request_state.is_none();
         if !body_fits {
             return None;
         }
+        // Only tools that never contact the client: a progress token then leads nowhere, as on rmcp's path.
         let registry = self.gateway.registry();
         let route = registry.tool(&name).filter(|route| !route.contacts_client)?;
         let backend = registry.backend(route.backend).clone();

@@ -100,6 +100,16 @@ async fn requests_that_may_notify_take_the_protocol_layer() {
 }
 
 #[tokio::test]
+async fn notifications_asked_of_a_quiet_tool_do_not_leave_the_fast_path() {
+    let gw = spawn(BOTH).await;
+    let mut meta = common::meta();
+    meta["progressToken"] = json!("p2");
+    meta["io.modelcontextprotocol/logLevel"] = json!("debug");
+    let m = same_on_both_paths(&gw, "echo", json!({ "message": "quiet" }), Some(meta), true).await;
+    assert_eq!(m["result"]["content"][0]["text"], "quiet", "{m}");
+}
+
+#[tokio::test]
 async fn multi_round_calls_work_across_paths() {
     let gw = spawn(BOTH).await;
     let tool = "test_input_required_result_multi_round";
@@ -162,10 +172,11 @@ async fn legacy_session_calls_match_the_protocol_layer() {
         (json!({ "name": "echo", "arguments": { "wrong": 1 } }), true),
         (json!({ "name": "sleep", "arguments": { "ms": 0 } }), true),
         (json!({ "name": "echo", "arguments": { "message": "m" }, "_meta": { "trace": "x" } }), true),
-        // Tools whose backend may talk to the client, unknown tools and progress tokens take the protocol layer.
+        // Tools whose backend may talk to the client and unknown tools take the protocol layer.
         (json!({ "name": "test_simple_text", "arguments": {} }), false),
         (json!({ "name": "no_such_tool", "arguments": {} }), false),
-        (json!({ "name": "echo", "arguments": { "message": "p" }, "_meta": { "progressToken": 7 } }), false),
+        // A progress token leads nowhere for a tool that never contacts the client: still the fast path.
+        (json!({ "name": "echo", "arguments": { "message": "p" }, "_meta": { "progressToken": 7 } }), true),
     ];
     for (i, (params, expect_fast)) in cases.into_iter().enumerate() {
         let before = fast_calls(&gw).await;
