@@ -156,9 +156,10 @@ impl FastPath {
         // can send (and then the answer is a stream): such calls go to the protocol layer.
         let wants_notifications = meta.contains_key("progressToken") || meta.contains_key(META_LOG_LEVEL);
         let registry = self.gateway.registry();
-        let route = registry.tool(&name).filter(|route| {
-            !route.declares_param_headers && !(wants_notifications && route.contacts_client)
-        })?;
+        let route = registry.tool(&name)?;
+        if route.declares_param_headers || (wants_notifications && route.contacts_client) {
+            return None;
+        }
         let backend = registry.backend(route.backend).clone();
         let cx = CallContext::detached(header(headers, "x-request-id").unwrap_or(""));
         let client = StatelessClient {
