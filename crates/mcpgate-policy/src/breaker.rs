@@ -148,11 +148,12 @@ impl Breaker {
     /// flight; otherwise a [`Permit`] through which the call reports its result. A permit dropped without a
     /// result (the caller went away) teaches the breaker nothing and frees the probe slot.
     pub fn try_acquire(&self) -> Result<Permit<'_>, BackendError> {
-        let now = Instant::now();
         let mut inner = self.lock();
         match inner.phase {
             BreakerPhase::Closed => return Ok(Permit { breaker: self, probe: false, done: false }),
             BreakerPhase::Open => {
+                // Read the clock only here: a closed breaker (nearly every call) needs no time.
+                let now = Instant::now();
                 let reopen = inner.opened_at.map_or(now, |at| at + self.reset_timeout);
                 if now < reopen {
                     let wait = reopen - now;

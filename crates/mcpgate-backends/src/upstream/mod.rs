@@ -304,7 +304,7 @@ impl Upstream {
             let request = make(params.clone())
                 .map_err(|e| BackendError::InvalidArguments(format!("{}: {e}", self.name)))?;
             let input = match self.request(Some(cx), request).await? {
-                ServerResult::InputRequiredResult(input) => serde_json::to_value(&input).unwrap_or_default(),
+                ServerResult::InputRequiredResult(input) => read_result::<_, Value>(&self.name, &input)?,
                 done => return Ok(done),
             };
             let mut responses = serde_json::Map::new();
@@ -363,7 +363,11 @@ fn params<T: serde::de::DeserializeOwned>(name: &str, value: Value) -> Result<T,
     serde_json::from_value(value).map_err(|e| BackendError::InvalidArguments(format!("{name}: {e}")))
 }
 
-fn to_object<T: serde::Serialize>(name: &str, value: &T) -> Result<JsonObject, BackendError> {
+/// An upstream result in another shape (our types, or plain JSON) through its wire form.
+fn read_result<T: serde::Serialize, U: serde::de::DeserializeOwned>(
+    name: &str,
+    value: &T,
+) -> Result<U, BackendError> {
     convert::retype(value).map_err(|e| BackendError::Failed {
         backend: name.to_owned(),
         message: format!("cannot read the upstream's result: {e}"),
@@ -396,13 +400,7 @@ impl Backend for Upstream {
         let make =
             |p| serde_json::from_value(p).map(|p| ClientRequest::CallToolRequest(CallToolRequest::new(p)));
         match self.with_input(cx, request, make).await? {
-            ServerResult::CallToolResult(result) => {
-                convert::retype(&result).map_err(|e| BackendError::Failed {
-                    backend: self.name.clone(),
-                    message: format!("cannot read the upstream's result: {e}"),
-                    blame: mcpgate_core::Blame::Upstream,
-                })
-            }
+            ServerResult::CallToolResult(result) => read_result(&self.name, &result),
             ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
             _ => Err(unexpected(&self.name, "tools/call")),
         }
@@ -421,7 +419,7 @@ impl Backend for Upstream {
             serde_json::from_value(p).map(|p| ClientRequest::ReadResourceRequest(ReadResourceRequest::new(p)))
         };
         match self.with_input(cx, json!({ "uri": uri }), make).await? {
-            ServerResult::ReadResourceResult(result) => to_object(&self.name, &result),
+            ServerResult::ReadResourceResult(result) => read_result(&self.name, &result),
             ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
             _ => Err(unexpected(&self.name, "resources/read")),
         }
@@ -452,7 +450,7 @@ impl Backend for Upstream {
         let make =
             |p| serde_json::from_value(p).map(|p| ClientRequest::GetPromptRequest(GetPromptRequest::new(p)));
         match self.with_input(cx, request, make).await? {
-            ServerResult::GetPromptResult(result) => to_object(&self.name, &result),
+            ServerResult::GetPromptResult(result) => read_result(&self.name, &result),
             ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
             _ => Err(unexpected(&self.name, "prompts/get")),
         }
