@@ -70,7 +70,7 @@ impl Pipeline {
         call: ToolCall,
     ) -> Result<ToolOutcome, BackendError> {
         let started = Instant::now();
-        let result = self.run(cx, backend, policy, call).await;
+        let result = self.run(cx, backend, policy, call, started).await;
         record(cx, public_name, backend.name(), started.elapsed(), &result);
         result
     }
@@ -81,6 +81,7 @@ impl Pipeline {
         backend: &dyn Backend,
         policy: &ToolPolicy,
         mut call: ToolCall,
+        started: Instant,
     ) -> Result<ToolOutcome, BackendError> {
         // 1. Arguments: refused before anything costs, as a tool error the model can act on.
         if let Some(schema) = &policy.arguments {
@@ -88,15 +89,14 @@ impl Pipeline {
             if let Err(message) = schema.check(&arguments) {
                 return Ok(ToolOutcome::error(message));
             }
-            if let Value::Object(map) = arguments {
-                call.arguments = map;
-            }
+            let Value::Object(map) = arguments else { unreachable!("wrapped as an object just above") };
+            call.arguments = map;
         }
         // 2. Circuit breaker: only valid calls count; an open breaker fails at once and is never retried.
         let permit = policy.breaker.as_deref().map(Breaker::try_acquire).transpose()?;
         // 3. Deadline: around everything that waits, so the whole call — retries included — fits the budget.
         let timeout = cx.timeout.unwrap_or(self.default_timeout);
-        let deadline = Instant::now() + timeout;
+        let deadline = started + timeout;
         let finished = tokio::time::timeout_at(deadline, async {
             // 4. Cancellation: the client (or a drain) can stop waiting before the deadline.
             tokio::select! {

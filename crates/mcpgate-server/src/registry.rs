@@ -150,8 +150,10 @@ impl Registry {
                         registry.wire_tools.push(wire);
                         let declares_param_headers = serde_json::to_string(&def.input_schema)
                             .is_ok_and(|s| s.contains("x-mcp-header"));
+                        // `{"type": "object"}` alone admits every arguments object: no check to run per call.
+                        let trivial = def.input_schema.len() == 1;
                         let policy = ToolPolicy {
-                            arguments: Some(arguments),
+                            arguments: (!trivial).then_some(arguments),
                             retries: retries_for(def.annotations.as_ref(), entry.max_retries, false),
                             breaker: Some(entry.breaker.clone()),
                         };

@@ -202,7 +202,7 @@ async fn read_stdout(
     group: &GroupKiller,
 ) -> io::Result<Option<Vec<u8>>> {
     let mut out = Vec::new();
-    pipe.take(max as u64 + 1).read_to_end(&mut out).await?;
+    pipe.take((max as u64).saturating_add(1)).read_to_end(&mut out).await?;
     if out.len() > max {
         group.kill();
         return Ok(None);

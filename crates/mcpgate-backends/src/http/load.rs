@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use mcpgate_config::{HttpBackend, HttpCall, HttpMethod, Problem, ToolConfig};
 use mcpgate_core::ToolDef;
-use minijinja::{AutoEscape, ErrorKind, Output, State};
+use minijinja::{ErrorKind, Output, State};
 use reqwest::{
     Method, Url,
     header::{HeaderMap, HeaderName, HeaderValue},
@@ -89,9 +89,6 @@ impl TemplateSet {
     fn new(url: bool) -> Self {
         let mut templates = Templates::default();
         let env = templates.env_mut();
-        // Template names are config paths; minijinja would pick HTML or JSON escaping from a name ending in
-        // `.html` or `.json` (a query parameter called `json`), silently changing what is sent.
-        env.set_auto_escape_callback(|_| AutoEscape::None);
         if url {
             env.set_formatter(percent_encoding_formatter);
         }

@@ -34,9 +34,9 @@ use rmcp::{
     ClientHandler, Peer, RoleClient,
     model::{
         ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
-        ElicitRequestParams, ElicitResult, ErrorCode, ErrorData, Implementation, ListRootsResult,
-        LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken, RequestId,
-        RequestMetaObject,
+        ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorCode, ErrorData, Implementation,
+        ListRootsResult, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam,
+        ProgressToken, RequestId, RequestMetaObject,
     },
     service::{InboundStreamOrigin, NotificationContext, PeerRequestOptions, RequestContext},
 };
@@ -370,9 +370,12 @@ fn log_level(level: LoggingLevel) -> LogLevel {
 impl ClientHandler for GatewayClient {
     fn get_info(&self) -> ClientConfig {
         // What the gateway forwards; a caller whose client lacks one gets the upstream an error.
-        let capabilities: ClientCapabilities =
-            serde_json::from_value(json!({ "sampling": {}, "elicitation": { "form": {} }, "roots": {} }))
-                .unwrap_or_default();
+        let mut elicitation = ElicitationCapability::default();
+        elicitation.form = Some(Default::default());
+        let mut capabilities = ClientCapabilities::default();
+        capabilities.sampling = Some(Default::default());
+        capabilities.elicitation = Some(elicitation);
+        capabilities.roots = Some(Default::default());
         ClientConfig::new(capabilities, Implementation::new("mcpgate", env!("CARGO_PKG_VERSION")))
     }
 

@@ -298,11 +298,11 @@ impl Upstream {
         &self,
         cx: &CallContext,
         mut params: Value,
-        make: fn(Value) -> Result<ClientRequest, serde_json::Error>,
+        make: fn(&Value) -> Result<ClientRequest, serde_json::Error>,
     ) -> Result<ServerResult, BackendError> {
         for _ in 0..MAX_ROUNDS {
-            let request = make(params.clone())
-                .map_err(|e| BackendError::InvalidArguments(format!("{}: {e}", self.name)))?;
+            let request =
+                make(&params).map_err(|e| BackendError::InvalidArguments(format!("{}: {e}", self.name)))?;
             let input = match self.request(Some(cx), request).await? {
                 ServerResult::InputRequiredResult(input) => read_result::<_, Value>(&self.name, &input)?,
                 done => return Ok(done),
@@ -397,11 +397,12 @@ impl Backend for Upstream {
             return Err(BackendError::NotFound { kind: "tool", name: call.name });
         };
         let request = json!({ "name": upstream_name, "arguments": call.arguments });
-        let make =
-            |p| serde_json::from_value(p).map(|p| ClientRequest::CallToolRequest(CallToolRequest::new(p)));
+        let make = |p: &Value| {
+            serde::Deserialize::deserialize(p)
+                .map(|p| ClientRequest::CallToolRequest(CallToolRequest::new(p)))
+        };
         match self.with_input(cx, request, make).await? {
             ServerResult::CallToolResult(result) => read_result(&self.name, &result),
-            ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
             _ => Err(unexpected(&self.name, "tools/call")),
         }
     }
@@ -415,12 +416,12 @@ impl Backend for Upstream {
     }
 
     async fn read_resource(&self, cx: &CallContext, uri: &str) -> Result<JsonObject, BackendError> {
-        let make = |p| {
-            serde_json::from_value(p).map(|p| ClientRequest::ReadResourceRequest(ReadResourceRequest::new(p)))
+        let make = |p: &Value| {
+            serde::Deserialize::deserialize(p)
+                .map(|p| ClientRequest::ReadResourceRequest(ReadResourceRequest::new(p)))
         };
         match self.with_input(cx, json!({ "uri": uri }), make).await? {
             ServerResult::ReadResourceResult(result) => read_result(&self.name, &result),
-            ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
             _ => Err(unexpected(&self.name, "resources/read")),
         }
     }
@@ -447,11 +448,12 @@ impl Backend for Upstream {
             return Err(BackendError::NotFound { kind: "prompt", name: name.to_owned() });
         };
         let request = json!({ "name": upstream_name, "arguments": arguments });
-        let make =
-            |p| serde_json::from_value(p).map(|p| ClientRequest::GetPromptRequest(GetPromptRequest::new(p)));
+        let make = |p: &Value| {
+            serde::Deserialize::deserialize(p)
+                .map(|p| ClientRequest::GetPromptRequest(GetPromptRequest::new(p)))
+        };
         match self.with_input(cx, request, make).await? {
             ServerResult::GetPromptResult(result) => read_result(&self.name, &result),
-            ServerResult::InputRequiredResult(_) => Err(BackendError::InputRequired),
             _ => Err(unexpected(&self.name, "prompts/get")),
         }
     }
