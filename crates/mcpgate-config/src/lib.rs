@@ -24,5 +24,5 @@ pub use tools::{
     SqlCall, ToolConfig,
 };
 pub use units::{ByteSize, HumanDuration};
-pub use upstreams::{Naming, UpstreamConfig, UpstreamTransport, glob};
+pub use upstreams::{Naming, UpstreamConfig, UpstreamTransport, WhenDown, glob};
 pub use validate::{Problem, validate};

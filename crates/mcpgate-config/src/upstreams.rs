@@ -59,6 +59,10 @@ pub struct UpstreamConfig {
     /// Publish names as `UPSTREAM__name` (the default), or as the upstream names them (`false`).
     #[serde(default = "yes")]
     pub prefix: bool,
+    /// While it is down: `hide` its tools and prompts (the default; legacy sessions are sent `list_changed`), or
+    /// `error`: keep listing what it last offered and answer each call with an error naming the upstream.
+    #[serde(default)]
+    pub when_down: WhenDown,
     /// Which of its tools are published, and under what names.
     #[serde(default)]
     pub tools: Naming,
@@ -88,6 +92,17 @@ impl UpstreamConfig {
             _ => None,
         })
     }
+}
+
+/// What clients see of an upstream that is down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenDown {
+    /// Its tools and prompts leave the catalogue until it is back.
+    #[default]
+    Hide,
+    /// Its last catalogue stays listed; calls fail with an error naming the upstream.
+    Error,
 }
 
 /// How the gateway reaches an upstream.

@@ -337,34 +337,68 @@ fn upstream_progress_reaches_a_legacy_session_before_the_result() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_down_upstream_hides_its_tools_and_signals_each_catalogue_change() {
+    down_and_back("hide").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_down_upstream_configured_to_error_keeps_its_tools_listed_and_names_itself() {
+    down_and_back("error").await;
+}
+
+/// Kill an upstream's child and watch its catalogue while it is down and after it is back.
+async fn down_and_back(when_down: &str) {
     use mcpgate_core::Backend;
-    let config: mcpgate_config::UpstreamConfig =
-        serde_json::from_value(json!({ "command": BIN, "args": ["serve", "--stdio"] })).unwrap();
+    let config: mcpgate_config::UpstreamConfig = serde_json::from_value(
+        json!({ "command": BIN, "args": ["serve", "--stdio"], "env": { "MARK": when_down }, "when_down": when_down }),
+    )
+    .unwrap();
     let upstream = mcpgate_backends::upstream::Upstream::start("up", &config).await.unwrap();
     let mut changes = upstream.catalogue_changes().expect("an upstream's catalogue changes");
     let names = |tools: Vec<mcpgate_core::ToolDef>| tools.into_iter().map(|t| t.name).collect::<Vec<_>>();
-    assert!(names(upstream.list_tools().await.unwrap()).contains(&"up__echo".to_owned()));
+    let listed = names(upstream.list_tools().await.unwrap());
+    assert!(listed.contains(&"up__echo".to_owned()));
 
+    // Tests run side by side in this process: the child is found by its environment.
+    let mark = format!("MARK={when_down}\0");
     let child = children(std::process::id())
         .into_iter()
         .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains("--stdio"))
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&mark))
                 .unwrap_or(false)
         })
         .expect("the upstream runs as our child");
+    let seen = *changes.borrow_and_update();
     assert!(Command::new("kill").args(["-KILL", &child.to_string()]).status().unwrap().success());
 
-    // Down: a change is signalled and the tools are hidden; a call names the upstream as unavailable.
-    tokio::time::timeout(Duration::from_secs(5), changes.changed()).await.unwrap().unwrap();
-    assert_eq!(names(upstream.list_tools().await.unwrap()), Vec::<String>::new());
+    // Down: a call names the upstream as unavailable. `hide` signals a change and lists nothing;
+    // `error` keeps the catalogue as it was.
     let cx = mcpgate_core::CallContext::detached("t");
-    let call = mcpgate_core::ToolCall { name: "up__echo".into(), arguments: Default::default() };
-    let error = upstream.call_tool(&cx, call).await.unwrap_err();
-    assert!(matches!(error, mcpgate_core::BackendError::Unavailable { .. }), "{error:?}");
+    let call = || mcpgate_core::ToolCall { name: "up__echo".into(), arguments: Default::default() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let error = loop {
+        match upstream.call_tool(&cx, call()).await {
+            Err(error) => break error,
+            Ok(_) => assert!(tokio::time::Instant::now() < deadline, "the killed upstream still answers"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        matches!(&error, mcpgate_core::BackendError::Unavailable { backend, .. } if backend == "up"),
+        "{error:?}"
+    );
+    if when_down == "hide" {
+        tokio::time::timeout(Duration::from_secs(5), changes.changed()).await.unwrap().unwrap();
+        assert_eq!(names(upstream.list_tools().await.unwrap()), Vec::<String>::new());
+    } else {
+        assert_eq!(*changes.borrow(), seen, "no catalogue change while down");
+        assert_eq!(names(upstream.list_tools().await.unwrap()), listed);
+    }
 
-    // Back: another change, and the tools are listed again.
+    // Back: another change, and the tools are listed (again).
     tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.unwrap().unwrap();
-    assert!(names(upstream.list_tools().await.unwrap()).contains(&"up__echo".to_owned()));
+    assert_eq!(names(upstream.list_tools().await.unwrap()), listed);
+    let answer = upstream.call_tool(&cx, call()).await;
+    assert!(answer.is_ok(), "{answer:?}");
     upstream.shutdown().await;
 }

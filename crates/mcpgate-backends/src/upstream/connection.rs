@@ -27,7 +27,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::forward::{Calls, GatewayClient};
+use super::{
+    forward::{Calls, GatewayClient},
+    sse::SseTransport,
+};
 use crate::template::expand_env;
 
 /// First delay before a reconnection.
@@ -60,6 +63,15 @@ pub(super) enum Launch {
         /// Configured headers (secrets: never logged).
         headers: HashMap<HeaderName, HeaderValue>,
     },
+    /// The legacy HTTP+SSE transport (2024-11-05).
+    Sse {
+        /// The event stream's URL; the server names where to POST.
+        url: reqwest::Url,
+        /// Pooled client shared by every connection attempt.
+        client: reqwest::Client,
+        /// Configured headers (secrets: never logged).
+        headers: HashMap<HeaderName, HeaderValue>,
+    },
 }
 
 impl Launch {
@@ -82,30 +94,41 @@ impl Launch {
                 Ok(Self::Stdio { command, args, env, cwd: config.cwd.clone() })
             }
             Some(UpstreamTransport::Http | UpstreamTransport::StreamableHttp) => {
-                let url = config.url.clone().ok_or("the HTTP transport needs a url")?;
-                let url = expand_env(&url).map_err(|e| format!("url: {e}"))?;
-                let mut headers = HashMap::new();
-                for (key, value) in &config.headers {
-                    let name = HeaderName::try_from(key.as_str())
-                        .map_err(|_| format!("headers.{key}: not a valid header name"))?;
-                    // The value is a secret: neither it nor the parse error (which may quote it) is shown.
-                    let mut value =
-                        HeaderValue::try_from(expand_env(value).map_err(|e| format!("headers.{key}: {e}"))?)
-                            .map_err(|_| format!("headers.{key}: not a valid header value"))?;
-                    value.set_sensitive(true);
-                    headers.insert(name, value);
-                }
-                let client = reqwest::Client::builder()
-                    .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+                let (url, client, headers) = Self::remote(config, "HTTP")?;
                 Ok(Self::Http { url, client, headers })
             }
             Some(UpstreamTransport::Sse) => {
-                Err("the legacy HTTP+SSE transport (2024-11-05) is not supported yet".to_owned())
+                let (url, client, headers) = Self::remote(config, "SSE")?;
+                // The expanded URL may hold a secret: the parse error is shown, the URL is not.
+                let url = reqwest::Url::parse(&url).map_err(|e| format!("url: not a valid URL: {e}"))?;
+                Ok(Self::Sse { url, client, headers })
             }
             None => Err("give command (a local server over stdio) or url (a remote one)".to_owned()),
         }
+    }
+
+    /// What every remote transport needs: the expanded url, the configured headers, and a client.
+    fn remote(
+        config: &UpstreamConfig,
+        transport: &str,
+    ) -> Result<(String, reqwest::Client, HashMap<HeaderName, HeaderValue>), String> {
+        let url = config.url.clone().ok_or_else(|| format!("the {transport} transport needs a url"))?;
+        let url = expand_env(&url).map_err(|e| format!("url: {e}"))?;
+        let mut headers = HashMap::new();
+        for (key, value) in &config.headers {
+            let name = HeaderName::try_from(key.as_str())
+                .map_err(|_| format!("headers.{key}: not a valid header name"))?;
+            // The value is a secret: neither it nor the parse error (which may quote it) is shown.
+            let mut value = HeaderValue::try_from(expand_env(value).map_err(|e| format!("headers.{key}: {e}"))?)
+                .map_err(|_| format!("headers.{key}: not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok((url, client, headers))
     }
 }
 
@@ -163,6 +186,8 @@ pub(super) struct Shared {
     pub catalogue: Mutex<Catalogue>,
     /// Moves on each publication ([`Backend::catalogue_changes`](mcpgate_core::Backend::catalogue_changes)).
     pub changes: watch::Sender<u64>,
+    /// Keep the last catalogue listed while down (`when_down: error`) instead of hiding it.
+    pub keep_listed: bool,
 }
 
 impl Shared {
@@ -173,8 +198,8 @@ impl Shared {
         }
     }
 
-    /// Publish a whole new catalogue (after a connection), or an empty one (the upstream is down: its tools
-    /// are hidden rather than listed and failing).
+    /// Publish a whole new catalogue (after a connection), or an empty one (the upstream is down and its tools
+    /// are hidden rather than listed and failing, unless `keep_listed`).
     pub(super) fn publish(&self, catalogue: Catalogue) {
         if let Ok(mut current) = self.catalogue.lock() {
             *current = catalogue.clone();
@@ -227,10 +252,7 @@ pub(super) async fn supervise(
             attempt = tokio::time::timeout(connect_timeout, connect(&name, &launch, handler)) => attempt,
         };
         let connected = match attempt {
-            Ok(Ok((connected, catalogue))) => {
-                shared.publish(catalogue);
-                Some(connected)
-            }
+            Ok(Ok(connected)) => Some(connected),
             Ok(Err(error)) => {
                 tracing::warn!(upstream = %name, "cannot connect: {error}");
                 shared.set(None, error);
@@ -243,9 +265,11 @@ pub(super) async fn supervise(
                 None
             }
         };
-        if let Some(Connected { running, mut child }) = connected {
+        if let Some((Connected { running, mut child }, catalogue)) = connected {
             let link = Link { peer: running.peer().clone(), dead, reason: Arc::new(OnceLock::new()), calls };
+            // The link first: whoever sees the new catalogue can call its tools at once.
             shared.set(Some(link.clone()), String::new());
+            shared.publish(catalogue);
             ready.send_replace(true);
             let version = running.peer().peer_info().map(|info| info.protocol_version.to_string());
             tracing::info!(upstream = %name, protocol = version.as_deref().unwrap_or("unknown"), "connected");
@@ -260,7 +284,9 @@ pub(super) async fn supervise(
             let _ = link.reason.set(reason.clone());
             link.dead.cancel();
             shared.set(None, reason.clone());
-            shared.publish(Catalogue::default());
+            if !shared.keep_listed {
+                shared.publish(Catalogue::default());
+            }
             if let Some(child) = child.as_mut() {
                 let _ = child.start_kill();
                 let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
@@ -293,7 +319,8 @@ async fn exited(child: &mut Option<Child>) -> String {
     }
 }
 
-/// One connection attempt: transport, handshake (`server/discover`, falling back to `initialize`), catalogue.
+/// One connection attempt: transport, handshake (`server/discover`, falling back to `initialize`; straight to
+/// `initialize` over SSE), catalogue.
 async fn connect(
     name: &str,
     launch: &Launch,
@@ -340,6 +367,14 @@ async fn connect(
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers.clone());
             let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
             let running = serve_client_with_lifecycle(handler, transport, lifecycle)
+                .await
+                .map_err(|e| format!("handshake failed: {e}"))?;
+            (running, None)
+        }
+        Launch::Sse { url, client, headers } => {
+            let transport = SseTransport::connect(name, client, url, headers).await?;
+            // An SSE server predates `server/discover`: probing would only cost a POST and a wait.
+            let running = serve_client_with_lifecycle(handler, transport, ClientLifecycleMode::Initialize)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
             (running, None)

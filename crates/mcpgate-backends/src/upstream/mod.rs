@@ -12,6 +12,8 @@
 //! - **Start.** [`Upstream::start`] waits for the first connection `timeout` clamped to 5-10 s; an upstream not
 //!   up by then starts with an empty catalogue and the supervisor keeps trying. Only errors a retry cannot fix
 //!   (an unset `${VAR}`, a malformed header) fail the start.
+//! - **Down.** While the upstream is down its tools and prompts are hidden (`when_down: hide`), or its last
+//!   catalogue stays listed and calls fail naming it (`when_down: error`).
 //! - **Naming.** The catalogue fetched on connection is published through the config's [`Naming`]: tools and
 //!   prompts filtered by allow / deny, renamed or prefixed `NAME__`, descriptions overridden; resources keep
 //!   their URIs. Calls map the published name back.
@@ -22,6 +24,7 @@
 mod connection;
 mod convert;
 mod forward;
+mod sse;
 
 use std::{
     collections::HashMap,
@@ -30,7 +33,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use mcpgate_config::{Naming, UpstreamConfig};
+use mcpgate_config::{Naming, UpstreamConfig, WhenDown};
 use mcpgate_core::{
     Backend, BackendError, BackendHealth, CallContext, ClientRequestError, CompletionValues, JsonObject,
     PromptDef, ResourceDef, ResourceTemplateDef, ToolCall, ToolDef, ToolOutcome,
@@ -154,6 +157,7 @@ impl Upstream {
             }),
             catalogue: std::sync::Mutex::default(),
             changes: watch::channel(0).0,
+            keep_listed: config.when_down == WhenDown::Error,
         });
         let stop = CancellationToken::new();
         let (ready_tx, mut ready_rx) = watch::channel(false);
