@@ -5,35 +5,47 @@
 # call (to the ceiling), served by a second mcpgate; and proxied calls: the
 # same echo straight to an upstream mcpgate (direct-upstream) and through a
 # front mcpgate fronting it over Streamable HTTP (bench/proxy-http.yaml) or
-# fronting an `mcpgate serve --stdio` child (bench/proxy-stdio.yaml).
+# fronting an `mcpgate serve --stdio` child (bench/proxy-stdio.yaml), and,
+# for comparison, supergateway (npm, --stateful) bridging the same
+# `mcpgate serve --stdio` upstream to Streamable HTTP.
 #
 # Usage:
 #   bench/run.sh                  full run: ceiling, mcpgate-modern, mcpgate-legacy,
 #                                 mcpgate-sqlite, mcpgate-http, direct-upstream,
-#                                 mcpgate-proxy-http, mcpgate-proxy-stdio
+#                                 mcpgate-proxy-http, mcpgate-proxy-stdio,
+#                                 mcpgate-proxy-stdio-legacy, supergateway
 #   bench/run.sh --ceiling-only   no mcpgate: ceiling with both request shapes
 #                                 (self-test of the harness)
 #
 # Measures (see bench/README.md for what each number means):
 #   * max throughput  wrk, ROUNDS interleaved rounds, medians (rps, p50, p99)
-#   * fixed rate      open loop at RATE req/s, coordinated-omission corrected
+#   * fixed rate      open loop at a constant rate, coordinated-omission corrected
 #                     (p50, p99, achieved rps): bench's own mcpgate-bench-rate
-#                     (default) or oha -q RATE --latency-correction
+#                     (default) or oha --latency-correction. BENCH_RATE for most
+#                     targets; BENCH_PROXY_RATE for direct-upstream and the
+#                     proxies (mcpgate-proxy-*, supergateway), the rate at which
+#                     the proxy targets are stated
 #   * RSS             VmRSS idle (after start, before any request) and after load
 #   * cold start      spawn -> first 200 on GET /health, median of COLD_RUNS
 #
 # Environment overrides (defaults in brackets):
 #   BENCH_DURATION [10s]  BENCH_ROUNDS [3]  BENCH_THREADS [2]  BENCH_CONNS [64]
-#   BENCH_WARMUP [2s]     BENCH_RATE [20000]  BENCH_RATE_DURATION [10s]
-#   BENCH_RATE_CONNS [64] BENCH_RATE_ROUNDS [1]  BENCH_COLD_RUNS [20]
-#   BENCH_RATE_TOOL [builtin|oha]
+#   BENCH_WARMUP [2s]     BENCH_RATE [20000]  BENCH_PROXY_RATE [5000]
+#   BENCH_RATE_DURATION [10s]  BENCH_RATE_CONNS [64]  BENCH_RATE_ROUNDS [1]
+#   BENCH_COLD_RUNS [20]  BENCH_RATE_TOOL [builtin|oha]
+#   BENCH_SUPERGATEWAY_LOG [none|info|debug]  (supergateway's --logLevel)
 #   BENCH_SKIP_BUILD [0]  BENCH_OUT [bench/results/<timestamp>]
 #   MCPGATE_BIN [target/release/mcpgate]
 #   CEILING_BIN [target/release/mcpgate-bench-ceiling]
 #   RATE_BIN [target/release/mcpgate-bench-rate]
 #
-# Everything listens on 127.0.0.1 only. Every process this script starts is
-# killed by PID on exit.
+# Installs when missing (full run): wrk (apt), Node >= 22 (scripts/lib/node22.sh)
+# and supergateway 4.0.0 into .cache/supergateway (npm).
+#
+# Every mcpgate and the ceiling listen on 127.0.0.1 only; supergateway has no
+# host option and listens on all interfaces (on a free port, for the length
+# of the run). Every process this script starts is killed by PID on exit, and
+# so are the upstream children of mcpgate-proxy-stdio and supergateway.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,6 +58,7 @@ THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNS:-64}
 WARMUP=${BENCH_WARMUP:-2s}
 RATE=${BENCH_RATE:-20000}
+PROXY_RATE=${BENCH_PROXY_RATE:-5000}
 RATE_DURATION=${BENCH_RATE_DURATION:-10s}
 RATE_CONNS=${BENCH_RATE_CONNS:-64}
 RATE_ROUNDS=${BENCH_RATE_ROUNDS:-1}
@@ -59,6 +72,11 @@ RATE_TOOL=${BENCH_RATE_TOOL:-builtin}
 OHA_VERSION=1.16.0
 OHA_ROOT=$CACHE/oha
 OHA=$OHA_ROOT/bin/oha
+
+SUPERGATEWAY_VERSION=4.0.0
+SUPERGATEWAY_PREFIX=$CACHE/supergateway
+SUPERGATEWAY_MAIN=$SUPERGATEWAY_PREFIX/node_modules/supergateway/dist/index.js
+SUPERGATEWAY_LOG=${BENCH_SUPERGATEWAY_LOG:-none}
 
 HOST=127.0.0.1
 MODERN_VERSION=2026-07-28
@@ -79,6 +97,9 @@ py() { python3 "$BENCH/benchlib.py" "$@"; }
 # ------------------------------------------------------------ processes ---
 
 PIDS=()
+# Processes started by our children (the stdio upstreams): PID -> start time
+# (field 22 of /proc/PID/stat), so a PID the kernel has reused since is left alone.
+declare -A ADOPTED
 TMP_DIR=
 cleanup() {
     local pid
@@ -91,6 +112,13 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     PIDS=()
+    # After their parents: a front or supergateway stops its own children first.
+    for pid in "${!ADOPTED[@]}"; do
+        if [[ $(start_time "$pid") == "${ADOPTED[$pid]}" ]]; then
+            kill "$pid" 2>/dev/null || true
+        fi
+    done
+    ADOPTED=()
     if [[ -n $TMP_DIR ]]; then rm -rf "$TMP_DIR"; fi
 }
 trap cleanup EXIT
@@ -120,6 +148,27 @@ ensure_oha() {
     [[ -x $OHA ]] || die "oha installation failed"
 }
 
+# supergateway runs under Node >= 22: ensure_node sets NODE (the machine's node,
+# or Node 22 installed into .cache/node22 if that one is older).
+# shellcheck source=scripts/lib/node22.sh disable=SC1091
+source "$ROOT/scripts/lib/node22.sh"
+NODE=
+
+ensure_supergateway() {
+    ensure_node
+    local pkg=$SUPERGATEWAY_PREFIX/node_modules/supergateway/package.json
+    if [[ -f $SUPERGATEWAY_MAIN ]] \
+        && [[ $("$NODE" -p 'require(process.argv[1]).version' "$pkg" 2>/dev/null) == "$SUPERGATEWAY_VERSION" ]]; then
+        return
+    fi
+    command -v npm >/dev/null 2>&1 || die "npm is required to install supergateway (apt-get install npm)"
+    log "installing supergateway@$SUPERGATEWAY_VERSION into $SUPERGATEWAY_PREFIX (npm)"
+    mkdir -p "$SUPERGATEWAY_PREFIX"
+    npm install --prefix "$SUPERGATEWAY_PREFIX" --no-audit --no-fund --save-exact \
+        "supergateway@$SUPERGATEWAY_VERSION" >&2
+    [[ -f $SUPERGATEWAY_MAIN ]] || die "supergateway installation failed"
+}
+
 # ------------------------------------------------------------- servers ---
 
 free_port() { py freeport; }
@@ -134,19 +183,36 @@ wait_health() { # URL_BASE PID NAME
     die "$name: no 200 on $base/health within 10 s"
 }
 
+# start_time PID: field 22 of /proc/PID/stat (after the parenthesised name, which may hold spaces).
+start_time() { { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null || true; } | awk '{print $20}'; }
+
+# adopt_descendants PID: every live descendant of PID is killed by PID on exit.
+adopt_descendants() {
+    local c st
+    for c in $(pgrep -P "$1" || true); do
+        st=$(start_time "$c")
+        [[ -n $st ]] || continue
+        if [[ -z ${ADOPTED[$c]:-} ]]; then ADOPTED[$c]=$st; fi
+        adopt_descendants "$c"
+    done
+}
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 meta() { printf '%s=%s\n' "$1" "$2" >>"$OUT/meta.txt"; }
 
-# start_server NAME CMD... (ADDR in CMD is replaced by host:port)
-# sets PORT_<NAME> and PID_<NAME>
+# start_server NAME CMD... (in CMD, ADDR is replaced by host:port and @PORT@ by
+# the port alone); sets SRV_PORT[NAME] and SRV_PID[NAME]
 declare -A SRV_PORT SRV_PID
 start_server() {
     local name=$1; shift
     local port; port=$(free_port)
     local argv=() a
-    for a in "$@"; do argv+=("${a//ADDR/$HOST:$port}"); done
+    for a in "$@"; do
+        a=${a//ADDR/$HOST:$port}
+        argv+=("${a//@PORT@/$port}")
+    done
     LOG_LEVEL=warn "${argv[@]}" >"$OUT/$name.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
@@ -166,17 +232,19 @@ INIT_BODY='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVers
 INITIALIZED_BODY='{"jsonrpc":"2.0","method":"notifications/initialized"}'
 
 # Targets: name -> server, request shape, whether a session id is mandatory,
-# and for the modern shape the tool and its arguments (default: echo "hello").
+# and for the modern shape the tool and its arguments (default: echo "hello");
+# T_RATE is the target's fixed rate (RATE unless set after add_target).
 # Every target's answer must carry "hello".
-declare -A T_SERVER T_SHAPE T_NEED_SESSION T_TOOL T_ARGS
+declare -A T_SERVER T_SHAPE T_NEED_SESSION T_TOOL T_ARGS T_RATE
 TARGETS=()
 add_target() {
     TARGETS+=("$1"); T_SERVER[$1]=$2; T_SHAPE[$1]=$3; T_NEED_SESSION[$1]=$4
-    T_TOOL[$1]=${5:-echo}; T_ARGS[$1]=${6:-'{"message":"hello"}'}
+    T_TOOL[$1]=${5:-echo}; T_ARGS[$1]=${6:-'{"message":"hello"}'}; T_RATE[$1]=$RATE
 }
 
 # prepare_target NAME: writes $OUT/req/NAME.{body,headers} (opening a fresh
 # session for the legacy shape), then verifies one request gets a correct echo.
+# supergateway (--stateful) spawns an upstream child per session: adopt it.
 prepare_target() {
     local t=$1
     local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
@@ -219,6 +287,7 @@ prepare_target() {
         ;;
     *) die "unknown shape ${T_SHAPE[$t]}" ;;
     esac
+    if [[ ${T_SERVER[$t]} == supergateway ]]; then adopt_descendants "${SRV_PID[supergateway]}"; fi
     verify_target "$t"
 }
 
@@ -306,7 +375,7 @@ run_oha() { # NAME OUTFILE
     # -w: wait for in-flight requests at the deadline (else they count as errors);
     # -t 5s per request, and an outer timeout, so a hung response cannot hang the run.
     timeout -k 5 $(($(secs "$RATE_DURATION") + 60)) \
-        "$OHA" -z "$RATE_DURATION" -q "$RATE" -c "$RATE_CONNS" --latency-correction -w -t 5s --no-tui \
+        "$OHA" -z "$RATE_DURATION" -q "${T_RATE[$t]}" -c "$RATE_CONNS" --latency-correction -w -t 5s --no-tui \
         --output-format json -m POST "${hargs[@]}" -Z "$lines" "$url" >"$outf" 2>"$outf.stderr" \
         || die "$t: oha failed (exit $?): $(tail -n 5 "$outf.stderr")"
 }
@@ -316,7 +385,7 @@ run_rate() { # NAME OUTFILE
     if [[ $RATE_TOOL == oha ]]; then run_oha "$t" "$outf"; return; fi
     local url="http://$HOST:${SRV_PORT[${T_SERVER[$t]}]}/mcp"
     timeout -k 5 $(($(secs "$RATE_DURATION") + 60)) \
-        "$RATE_BIN" --url "$url" --rate "$RATE" --duration "$(secs "$RATE_DURATION")" --conns "$RATE_CONNS" \
+        "$RATE_BIN" --url "$url" --rate "${T_RATE[$t]}" --duration "$(secs "$RATE_DURATION")" --conns "$RATE_CONNS" \
         --body "$OUT/req/$t.body" --headers "$OUT/req/$t.headers" --expect hello --timeout 5 \
         >"$outf" 2>"$outf.stderr" \
         || die "$t: mcpgate-bench-rate failed (exit $?): $(tail -n 5 "$outf.stderr")"
@@ -349,6 +418,7 @@ esac
 [[ $MODE == ceiling-only || -x $MCPGATE_BIN ]] || die "mcpgate binary not found: $MCPGATE_BIN"
 ensure_wrk
 [[ $RATE_TOOL == oha ]] && ensure_oha
+[[ $MODE == full ]] && ensure_supergateway
 
 meta started "$STAMP"
 meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -360,14 +430,17 @@ meta host "$(uname -srm), $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; 
 meta git_rev "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
 meta wrk_version "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
 if [[ $RATE_TOOL == oha ]]; then
-    meta rate_tool "$("$OHA" --version | head -n1) -q $RATE --latency-correction"
+    meta rate_tool "$("$OHA" --version | head -n1) -q RATE --latency-correction"
 else
     meta rate_tool "mcpgate-bench-rate (bench/ceiling/src/bin), latency-corrected"
 fi
 meta threads "$THREADS"; meta conns "$CONNS"; meta duration "$DURATION"; meta rounds "$ROUNDS"
-meta rate "$RATE"; meta rate_conns "$RATE_CONNS"; meta rate_duration "$RATE_DURATION"; meta rate_rounds "$RATE_ROUNDS"
+meta rate "$RATE"; meta proxy_rate "$PROXY_RATE"; meta rate_conns "$RATE_CONNS"; meta rate_duration "$RATE_DURATION"; meta rate_rounds "$RATE_ROUNDS"
 meta baseline ceiling
-[[ $MODE == full ]] && meta mcpgate_bin "$MCPGATE_BIN"
+if [[ $MODE == full ]]; then
+    meta mcpgate_bin "$MCPGATE_BIN"
+    meta supergateway "supergateway@$SUPERGATEWAY_VERSION (npm) on Node $("$NODE" --version), --stateful, --logLevel $SUPERGATEWAY_LOG"
+fi
 
 # 1. Cold start (before anything else runs).
 log "cold start: ceiling x$COLD_RUNS"
@@ -393,6 +466,11 @@ if [[ $MODE == full ]]; then
         start_server mcpgate-proxy-http "$MCPGATE_BIN" serve --config "$BENCH/proxy-http.yaml" --listen ADDR
     BENCH_MCPGATE_BIN="$MCPGATE_BIN" \
         start_server mcpgate-proxy-stdio "$MCPGATE_BIN" serve --config "$BENCH/proxy-stdio.yaml" --listen ADDR
+    # The same stdio upstream behind supergateway: one `mcpgate serve --stdio` child (through `sh -c`) per
+    # session, spawned at `initialize`; it listens on all interfaces (no host option).
+    start_server supergateway "$NODE" "$SUPERGATEWAY_MAIN" --stdio "$MCPGATE_BIN serve --stdio" \
+        --outputTransport streamableHttp --stateful --port @PORT@ --healthEndpoint /health \
+        --logLevel "$SUPERGATEWAY_LOG"
 fi
 sleep 1
 for s in "${!SRV_PID[@]}"; do meta "idle_rss_kb.$s" "$(rss_kb "${SRV_PID[$s]}")"; done
@@ -406,13 +484,23 @@ if [[ $MODE == full ]]; then
     add_target direct-upstream mcpgate-upstream modern 0
     add_target mcpgate-proxy-http mcpgate-proxy-http modern 0
     add_target mcpgate-proxy-stdio mcpgate-proxy-stdio modern 0
+    # Like for like with supergateway: both as one 2025-11-25 session over the same stdio upstream.
+    add_target mcpgate-proxy-stdio-legacy mcpgate-proxy-stdio legacy 1
+    add_target supergateway supergateway legacy 1
+    # The proxy targets are stated at PROXY_RATE; their baseline is measured at the same rate.
+    for t in direct-upstream mcpgate-proxy-http mcpgate-proxy-stdio mcpgate-proxy-stdio-legacy supergateway; do
+        T_RATE[$t]=$PROXY_RATE
+    done
 else
     add_target ceiling-legacy ceiling legacy 0
 fi
 meta targets "$(IFS=,; echo "${TARGETS[*]}")"
+for t in "${TARGETS[@]}"; do meta "rate.$t" "${T_RATE[$t]}"; done
 if [[ $MODE == full ]]; then
     meta proxy_baseline direct-upstream
     meta proxy_targets mcpgate-proxy-http,mcpgate-proxy-stdio
+    meta stdio_vs_baseline supergateway
+    meta stdio_vs_targets mcpgate-proxy-stdio-legacy,mcpgate-proxy-stdio
     mkdir -p "$OUT/req"
     for t in mcpgate-proxy-http mcpgate-proxy-stdio; do
         printf '%s\n' "Content-Type: application/json" "Accept: application/json, text/event-stream" \
@@ -421,8 +509,8 @@ if [[ $MODE == full ]]; then
     done
     # The stdio upstream is the front's child: its RSS too, and kill it by PID on exit (after the front).
     STDIO_CHILD=$(pgrep -P "${SRV_PID[mcpgate-proxy-stdio]}" | head -n1 || true)
+    adopt_descendants "${SRV_PID[mcpgate-proxy-stdio]}"
     if [[ -n $STDIO_CHILD ]]; then
-        PIDS+=("$STDIO_CHILD")
         meta "idle_rss_kb.mcpgate-proxy-stdio-child" "$(rss_kb "$STDIO_CHILD")"
     fi
 fi
@@ -446,7 +534,7 @@ done
 for ((r = 1; r <= RATE_ROUNDS; r++)); do
     for t in "${TARGETS[@]}"; do
         prepare_target "$t"
-        log "fixed rate $r/$RATE_ROUNDS: $RATE_TOOL at $RATE req/s, $t ($RATE_DURATION)"
+        log "fixed rate $r/$RATE_ROUNDS: $RATE_TOOL at ${T_RATE[$t]} req/s, $t ($RATE_DURATION)"
         run_rate "$t" "$OUT/rate/$t.r$r.json"
     done
 done

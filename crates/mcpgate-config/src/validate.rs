@@ -150,11 +150,6 @@ fn upstream_problems(path: &str, upstream: &UpstreamConfig, problems: &mut Vec<P
         (Some(UpstreamTransport::Stdio), None, _) => {
             problem("command", "the stdio transport needs a command".into())
         }
-        (Some(UpstreamTransport::Sse), ..) => problem(
-            "type",
-            "the legacy HTTP+SSE transport (2024-11-05) is not supported yet; use a Streamable HTTP endpoint"
-                .into(),
-        ),
         (Some(_), _, None) if upstream.transport() != Some(UpstreamTransport::Stdio) => {
             problem("url", "the HTTP transport needs a url".into());
         }

@@ -157,7 +157,8 @@ upstreams:
   fs: { command: x }
   nothing: {}
   both: { command: x, url: "http://h/mcp" }
-  old: { type: sse, url: "http://h/sse" }
+  old: { type: sse }
+  sse: { type: sse, url: "http://h/sse" }
   ftp: { url: "ftp://h/mcp" }
   named:
     command: x
@@ -167,11 +168,12 @@ mcpServers:
 "#,
     );
     let text = found.join("\n");
+    assert!(!text.contains("upstreams.sse"), "{text}");
     for expected in [
         "upstreams.fs: a backend has the same name",
         "upstreams.nothing: give command",
         "upstreams.both: give either command",
-        "upstreams.old.type: the legacy HTTP+SSE transport",
+        "upstreams.old.url: the HTTP transport needs a url",
         "upstreams.ftp.url",
         "upstreams.named.tools.rename.read",
         "mcpServers.named: also defined under upstreams",

@@ -119,8 +119,9 @@ impl Launch {
             let name = HeaderName::try_from(key.as_str())
                 .map_err(|_| format!("headers.{key}: not a valid header name"))?;
             // The value is a secret: neither it nor the parse error (which may quote it) is shown.
-            let mut value = HeaderValue::try_from(expand_env(value).map_err(|e| format!("headers.{key}: {e}"))?)
-                .map_err(|_| format!("headers.{key}: not a valid header value"))?;
+            let mut value =
+                HeaderValue::try_from(expand_env(value).map_err(|e| format!("headers.{key}: {e}"))?)
+                    .map_err(|_| format!("headers.{key}: not a valid header value"))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -373,7 +374,7 @@ async fn connect(
         }
         Launch::Sse { url, client, headers } => {
             let transport = SseTransport::connect(name, client, url, headers).await?;
-            // An SSE server predates `server/discover`: probing would only cost a POST and a wait.
+            // An SSE server predates `server/discover`: no probe, straight to `initialize`.
             let running = serve_client_with_lifecycle(handler, transport, ClientLifecycleMode::Initialize)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;

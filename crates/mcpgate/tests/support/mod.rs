@@ -32,6 +32,25 @@ impl Drop for Process {
     }
 }
 
+/// The environment variables naming real upstream servers (`eval "$(scripts/upstreams.sh)"` sets them), or
+/// `None` after a loud line when one is unset — unless `MCPGATE_REQUIRE_UPSTREAMS=1`, when the test fails.
+pub fn upstream_vars<const N: usize>(test: &str, names: [&str; N]) -> Option<[String; N]> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let missing: Vec<&str> = names.iter().copied().filter(|n| var(n).is_none()).collect();
+    if missing.is_empty() {
+        return Some(names.map(|n| var(n).unwrap()));
+    }
+    let message = format!(
+        "real upstream MCP servers not configured ({} unset); run `eval \"$(scripts/upstreams.sh)\"` first",
+        missing.join(", ")
+    );
+    if std::env::var("MCPGATE_REQUIRE_UPSTREAMS").as_deref() == Ok("1") {
+        panic!("{test}: MCPGATE_REQUIRE_UPSTREAMS=1 but {message}");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED {test}: {message} !!!!!!!!\n");
+    None
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
