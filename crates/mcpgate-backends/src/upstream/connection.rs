@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     forward::{Calls, GatewayClient},
+    pipe::{Lane, PipeTransport},
     sse::SseTransport,
 };
 use crate::template::expand_env;
@@ -152,6 +153,8 @@ pub(super) struct Catalogue {
 pub(super) struct Link {
     /// Sends requests upstream.
     pub peer: Peer<RoleClient>,
+    /// The direct lane for `tools/call` (stdio upstreams).
+    pub lane: Option<Arc<Lane>>,
     /// Cancelled when the connection is gone.
     pub dead: CancellationToken,
     /// Why it is gone; set before `dead` is cancelled.
@@ -227,6 +230,7 @@ impl Shared {
 struct Connected {
     running: RunningService<RoleClient, GatewayClient>,
     child: Option<Child>,
+    lane: Option<Arc<Lane>>,
 }
 
 /// Run the supervisor until `stop` is cancelled. `ready` turns true after each successful connection.
@@ -266,8 +270,9 @@ pub(super) async fn supervise(
                 None
             }
         };
-        if let Some((Connected { running, mut child }, catalogue)) = connected {
-            let link = Link { peer: running.peer().clone(), dead, reason: Arc::new(OnceLock::new()), calls };
+        if let Some((Connected { running, mut child, lane }, catalogue)) = connected {
+            let link =
+                Link { peer: running.peer().clone(), lane, dead, reason: Arc::new(OnceLock::new()), calls };
             // The link first: whoever sees the new catalogue can call its tools at once.
             shared.set(Some(link.clone()), String::new());
             shared.publish(catalogue);
@@ -331,7 +336,7 @@ async fn connect(
         preferred_versions: vec![ProtocolVersion::LATEST],
         legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
     };
-    let (running, child) = match launch {
+    let (running, child, lane) = match launch {
         Launch::Stdio { command, args, env, cwd } => {
             let mut cmd = Command::new(command);
             cmd.args(args)
@@ -358,10 +363,11 @@ async fn connect(
                     tracing::info!(upstream = %upstream, "{line}");
                 }
             });
-            let running = serve_client_with_lifecycle(handler, (stdout, stdin), lifecycle)
+            let (transport, lane) = PipeTransport::new(name, stdout, stdin);
+            let running = serve_client_with_lifecycle(handler, transport, lifecycle)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
-            (running, Some(child))
+            (running, Some(child), Some(lane))
         }
         Launch::Http { url, client, headers } => {
             let config =
@@ -370,7 +376,7 @@ async fn connect(
             let running = serve_client_with_lifecycle(handler, transport, lifecycle)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
-            (running, None)
+            (running, None, None)
         }
         Launch::Sse { url, client, headers } => {
             let transport = SseTransport::connect(name, client, url, headers).await?;
@@ -378,13 +384,16 @@ async fn connect(
             let running = serve_client_with_lifecycle(handler, transport, ClientLifecycleMode::Initialize)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
-            (running, None)
+            (running, None, None)
         }
     };
+    if let Some(lane) = &lane {
+        lane.set_base_meta(super::forward::connection_meta(running.peer()));
+    }
     // Lists come from our own catalogue; a stale cached copy must never stand in for an error.
     running.peer().set_response_cache_config(ClientCacheConfig::disabled()).await;
     let catalogue = fetch_catalogue(name, running.peer()).await;
-    Ok((Connected { running, child }, catalogue))
+    Ok((Connected { running, child, lane }, catalogue))
 }
 
 /// Every tool, resource, template and prompt; a list the upstream does not offer (or fails) is empty.

@@ -38,7 +38,7 @@ use rmcp::{
         ListRootsResult, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam,
         ProgressToken, RequestId, RequestMetaObject,
     },
-    service::{InboundStreamOrigin, NotificationContext, PeerRequestOptions, RequestContext},
+    service::{InboundStreamOrigin, NotificationContext, RequestContext},
 };
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -335,14 +335,41 @@ impl GatewayClient {
 /// caller's own client capabilities, so the upstream asks the caller only what its client can answer and
 /// refuses (-32021) what it cannot; and every log message (it sends none unless the request names a level),
 /// which the caller's own level filters on the way down.
-pub(super) fn options_for_caller(timeout: Duration, cx: &CallContext) -> PeerRequestOptions {
+pub(super) fn caller_meta(cx: &CallContext) -> RequestMetaObject {
     let mut meta = RequestMetaObject::default();
     meta.set_log_level(LoggingLevel::Debug);
     let capabilities = cx.peer.as_ref().map(|peer| peer.client_capabilities()).unwrap_or_else(|| json!({}));
     if let Ok(capabilities) = serde_json::from_value::<ClientCapabilities>(capabilities) {
         meta.set_client_capabilities(capabilities);
     }
-    PeerRequestOptions::with_timeout(timeout).with_meta(meta)
+    meta
+}
+
+/// The gateway as a client: what it tells upstreams it is and can forward. A caller whose client lacks a
+/// capability gets the upstream an error.
+pub(super) fn client_config() -> ClientConfig {
+    let mut elicitation = ElicitationCapability::default();
+    elicitation.form = Some(Default::default());
+    let mut capabilities = ClientCapabilities::default();
+    capabilities.sampling = Some(Default::default());
+    capabilities.elicitation = Some(elicitation);
+    capabilities.roots = Some(Default::default());
+    ClientConfig::new(capabilities, Implementation::new("mcpgate", env!("CARGO_PKG_VERSION")))
+}
+
+/// The `_meta` every request on this connection carries: for a 2026-07-28 upstream the protocol version,
+/// client info and capabilities (what rmcp adds to its own requests), for an older one nothing.
+pub(super) fn connection_meta(peer: &Peer<RoleClient>) -> RequestMetaObject {
+    let mut meta = RequestMetaObject::default();
+    if let Some(info) = peer.peer_info()
+        && !info.protocol_version.has_initialize()
+    {
+        let config = client_config();
+        meta.set_protocol_version(info.protocol_version.clone());
+        meta.set_client_info(config.client_info);
+        meta.set_client_capabilities(config.capabilities);
+    }
+    meta
 }
 
 fn answer<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ErrorData> {
@@ -369,14 +396,7 @@ fn log_level(level: LoggingLevel) -> LogLevel {
 
 impl ClientHandler for GatewayClient {
     fn get_info(&self) -> ClientConfig {
-        // What the gateway forwards; a caller whose client lacks one gets the upstream an error.
-        let mut elicitation = ElicitationCapability::default();
-        elicitation.form = Some(Default::default());
-        let mut capabilities = ClientCapabilities::default();
-        capabilities.sampling = Some(Default::default());
-        capabilities.elicitation = Some(elicitation);
-        capabilities.roots = Some(Default::default());
-        ClientConfig::new(capabilities, Implementation::new("mcpgate", env!("CARGO_PKG_VERSION")))
+        client_config()
     }
 
     async fn create_message(

@@ -22,9 +22,11 @@
 //!   [`BackendError::Timeout`]); the caller's cancellation cancels upstream too. Results pass through serde, so
 //!   content, `structuredContent`, `isError` and `_meta` arrive unchanged.
 
+mod call;
 mod connection;
 mod convert;
 mod forward;
+mod pipe;
 mod sse;
 
 use std::{
@@ -36,21 +38,18 @@ use std::{
 use async_trait::async_trait;
 use mcpgate_config::{Naming, UpstreamConfig, WhenDown};
 use mcpgate_core::{
-    Backend, BackendError, BackendHealth, CallContext, ClientRequestError, CompletionValues, JsonObject,
-    PromptDef, ResourceDef, ResourceTemplateDef, ToolCall, ToolDef, ToolOutcome,
+    Backend, BackendError, BackendHealth, CallContext, CompletionValues, JsonObject, PromptDef, ResourceDef,
+    ResourceTemplateDef, ToolCall, ToolDef, ToolOutcome,
 };
-use rmcp::{
-    model::{
-        CallToolRequest, CancelledNotificationParam, ClientRequest, CompleteRequest, GetPromptRequest,
-        ReadResourceRequest, ServerResult,
-    },
-    service::PeerRequestOptions,
-};
+use rmcp::model::{ClientRequest, CompleteRequest, GetPromptRequest, ReadResourceRequest, ServerResult};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
-use self::connection::{Catalogue, Launch, Link, Shared, State};
+use self::{
+    call::{Answer, Via},
+    connection::{Catalogue, Launch, Link, Shared, State},
+};
 
 /// Shortest and longest wait for the first connection at start (the upstream `timeout`, within these bounds):
 /// the catalogue is read once at start, so a short call timeout must not cut a slow child's start short.
@@ -203,73 +202,6 @@ impl Upstream {
     fn unavailable(&self, reason: String) -> BackendError {
         BackendError::Unavailable { backend: self.name.clone(), reason }
     }
-
-    /// Send one request and wait for its result, failing at once when the connection dies or the caller
-    /// cancels (which also cancels upstream). While it runs, what the upstream sends about it (progress,
-    /// sampling, …) reaches `cx`'s client.
-    async fn request(
-        &self,
-        cx: Option<&CallContext>,
-        request: ClientRequest,
-    ) -> Result<ServerResult, BackendError> {
-        let link = self.link()?;
-        let cancel = cx.map(|cx| cx.cancel.clone()).unwrap_or_default();
-        let handle = link
-            .peer
-            .send_request_with_option(
-                request,
-                match cx {
-                    Some(cx) => forward::options_for_caller(self.timeout, cx),
-                    None => PeerRequestOptions::with_timeout(self.timeout),
-                },
-            )
-            .await
-            .map_err(|e| convert::service_error(&self.name, e))?;
-        let id = handle.id.clone();
-        let (_in_flight, mut queue) = match cx {
-            Some(cx) => {
-                let (registration, queue) =
-                    link.calls.register(cx, id.clone(), handle.progress_token.clone());
-                (Some(registration), Some(queue))
-            }
-            None => (None, None),
-        };
-        // What the upstream sends for the caller is delivered from this task, the downstream request's own.
-        let deliver = async {
-            match (cx, queue.as_mut()) {
-                (Some(cx), Some(queue)) => {
-                    while let Some(delivery) = queue.recv().await {
-                        delivery.deliver(cx).await;
-                    }
-                    std::future::pending::<()>().await
-                }
-                _ => std::future::pending::<()>().await,
-            }
-        };
-        let result = tokio::select! {
-            result = handle.await_response() => match result {
-                // rmcp may see the end before the supervisor does: give it a moment to say why.
-                Err(rmcp::ServiceError::TransportClosed) => {
-                    let _ = tokio::time::timeout(Duration::from_millis(500), link.dead.cancelled()).await;
-                    Err(self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason())))
-                }
-                other => other.map_err(|e| convert::service_error(&self.name, e)),
-            },
-            () = deliver => unreachable!("delivery never ends"),
-            () = link.dead.cancelled() => {
-                Err(self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason())))
-            }
-            () = cancel.cancelled() => {
-                let notice = CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
-                let _ = link.peer.notify_cancelled(notice).await;
-                Err(BackendError::Cancelled)
-            }
-        };
-        if let (Some(cx), Some(queue)) = (cx, queue.as_mut()) {
-            forward::Delivery::drain(queue, cx).await;
-        }
-        result
-    }
 }
 
 /// Whether `uri` is one a URI template (RFC 6570) can expand to: every `{…}` expression stands for any text.
@@ -288,71 +220,6 @@ fn template_matches(template: &str, uri: &str) -> bool {
         }
     }
     mcpgate_config::glob(&pattern, uri)
-}
-
-/// Most `input_required` rounds one call may take with an upstream before it is given up.
-const MAX_ROUNDS: usize = 10;
-
-impl Upstream {
-    /// Send a request the upstream may answer with `input_required` (2026-07-28 multi round-trip): ask the
-    /// caller's client each input request — under the upstream's own keys, through [`CallContext::request_client`]
-    /// — and send the request again with the answers and the upstream's `requestState`, until it completes.
-    /// A stateless caller answers in its own next round: the call stops with [`BackendError::InputRequired`],
-    /// and the caller's retry replays the rounds with the answers it brings.
-    async fn with_input(
-        &self,
-        cx: &CallContext,
-        mut params: Value,
-        make: fn(&Value) -> Result<ClientRequest, serde_json::Error>,
-    ) -> Result<ServerResult, BackendError> {
-        for _ in 0..MAX_ROUNDS {
-            let request =
-                make(&params).map_err(|e| BackendError::InvalidArguments(format!("{}: {e}", self.name)))?;
-            let input = match self.request(Some(cx), request).await? {
-                ServerResult::InputRequiredResult(input) => read_result::<_, Value>(&self.name, &input)?,
-                done => return Ok(done),
-            };
-            let mut responses = serde_json::Map::new();
-            // Every request is put to the client before any deferral stops the call, so a stateless client
-            // gets all of this round's requests at once.
-            let mut deferred = false;
-            for (key, asked) in input.get("inputRequests").and_then(Value::as_object).into_iter().flatten() {
-                let method = asked.get("method").and_then(Value::as_str).unwrap_or_default();
-                let asked_params = asked.get("params").cloned().unwrap_or_else(|| json!({}));
-                match cx.request_client(key, method, asked_params).await {
-                    Ok(answer) => {
-                        responses.insert(key.clone(), answer);
-                    }
-                    Err(ClientRequestError::Deferred) => deferred = true,
-                    Err(ClientRequestError::Unsupported(capability)) => {
-                        return Err(BackendError::MissingClientCapability {
-                            required: json!({ capability: {} }),
-                        });
-                    }
-                    Err(ClientRequestError::Failed(message)) => {
-                        return Err(BackendError::ClientRequest(message));
-                    }
-                }
-            }
-            if deferred {
-                return Err(BackendError::InputRequired);
-            }
-            params["inputResponses"] = Value::Object(responses);
-            match input.get("requestState") {
-                Some(state) => params["requestState"] = state.clone(),
-                None => {
-                    if let Some(object) = params.as_object_mut() {
-                        object.remove("requestState");
-                    }
-                }
-            }
-        }
-        Err(BackendError::Failed {
-            backend: self.name.clone(),
-            message: format!("upstream {} still asked for input after {MAX_ROUNDS} rounds", self.name),
-            blame: mcpgate_core::Blame::Upstream,
-        })
-    }
 }
 
 fn unexpected(name: &str, what: &str) -> BackendError {
@@ -402,13 +269,10 @@ impl Backend for Upstream {
             return Err(BackendError::NotFound { kind: "tool", name: call.name });
         };
         let request = json!({ "name": upstream_name, "arguments": call.arguments });
-        let make = |p: &Value| {
-            serde::Deserialize::deserialize(p)
-                .map(|p| ClientRequest::CallToolRequest(CallToolRequest::new(p)))
-        };
-        match self.with_input(cx, request, make).await? {
-            ServerResult::CallToolResult(result) => read_result(&self.name, &result),
-            _ => Err(unexpected(&self.name, "tools/call")),
+        match self.with_input(cx, request, Via::ToolCall).await? {
+            Answer::Typed(ServerResult::CallToolResult(result)) => read_result(&self.name, &result),
+            Answer::Raw(result) => read_result(&self.name, &result),
+            Answer::Typed(_) => Err(unexpected(&self.name, "tools/call")),
         }
     }
 
@@ -425,8 +289,8 @@ impl Backend for Upstream {
             serde::Deserialize::deserialize(p)
                 .map(|p| ClientRequest::ReadResourceRequest(ReadResourceRequest::new(p)))
         };
-        match self.with_input(cx, json!({ "uri": uri }), make).await? {
-            ServerResult::ReadResourceResult(result) => read_result(&self.name, &result),
+        match self.with_input(cx, json!({ "uri": uri }), Via::Rmcp(make)).await? {
+            Answer::Typed(ServerResult::ReadResourceResult(result)) => read_result(&self.name, &result),
             _ => Err(unexpected(&self.name, "resources/read")),
         }
     }
@@ -457,8 +321,8 @@ impl Backend for Upstream {
             serde::Deserialize::deserialize(p)
                 .map(|p| ClientRequest::GetPromptRequest(GetPromptRequest::new(p)))
         };
-        match self.with_input(cx, request, make).await? {
-            ServerResult::GetPromptResult(result) => read_result(&self.name, &result),
+        match self.with_input(cx, request, Via::Rmcp(make)).await? {
+            Answer::Typed(ServerResult::GetPromptResult(result)) => read_result(&self.name, &result),
             _ => Err(unexpected(&self.name, "prompts/get")),
         }
     }

@@ -1,0 +1,235 @@
+//! A stdio upstream's pipes: rmcp's transport, plus a direct lane for `tools/call`.
+//!
+//! rmcp's client sends each request through its service task, which spawns a task to write it, and reads each
+//! answer into its typed model before the gateway converts it again: three task hand-offs and two extra
+//! conversions per call. The lane writes a `tools/call` line straight from the caller's task (under the same
+//! lock as rmcp's own writes, so lines never interleave), and the reader hands the answer line back to that
+//! task without parsing it for rmcp. Lane requests have string ids (`"~N"`) and rmcp's are numbers, so the
+//! two never meet. Everything else — the handshake, list requests, notifications, the upstream's own
+//! requests — goes through rmcp as before.
+
+use std::{
+    collections::HashMap,
+    io,
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use rmcp::{
+    RoleClient,
+    model::{ClientJsonRpcMessage, RequestMetaObject, ServerJsonRpcMessage},
+    transport::Transport,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    process::{ChildStdin, ChildStdout},
+    sync::oneshot,
+};
+
+/// Longest line accepted from the upstream (rmcp's own limit for stdio).
+const MAX_LINE: usize = 16 * 1024 * 1024;
+/// The prefix of a lane request's id.
+const LANE_ID: &str = "~";
+
+/// Writes to the child and routes lane answers back to their callers.
+pub(super) struct Lane {
+    writer: tokio::sync::Mutex<Option<ChildStdin>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    next: AtomicU64,
+    meta: OnceLock<RequestMetaObject>,
+}
+
+/// A lane request in flight; dropping it forgets the request (a late answer is then ignored).
+pub(super) struct Pending<'a> {
+    lane: &'a Lane,
+    number: u64,
+    /// The answer line.
+    pub answer: oneshot::Receiver<Vec<u8>>,
+}
+
+impl Pending<'_> {
+    /// The request's JSON-RPC id.
+    pub(super) fn id(&self) -> String {
+        format!("{LANE_ID}{}", self.number)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.lane.pending.lock() {
+            pending.remove(&self.number);
+        }
+    }
+}
+
+impl Lane {
+    /// Reserve an id for a request and the place its answer will arrive.
+    pub(super) fn expect(&self) -> Pending<'_> {
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        let (sender, answer) = oneshot::channel();
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(number, sender);
+        }
+        Pending { lane: self, number, answer }
+    }
+
+    /// Set, once the handshake is done, the `_meta` every request on this connection carries.
+    pub(super) fn set_base_meta(&self, meta: RequestMetaObject) {
+        let _ = self.meta.set(meta);
+    }
+
+    /// The `_meta` every request on this connection carries, for a request to add to.
+    pub(super) fn base_meta(&self) -> RequestMetaObject {
+        self.meta.get().cloned().unwrap_or_default()
+    }
+
+    /// Write one message (a whole line, newline included).
+    pub(super) async fn write(&self, line: &[u8]) -> io::Result<()> {
+        let mut writer = self.writer.lock().await;
+        let Some(stdin) = writer.as_mut() else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "the upstream's stdin is closed"));
+        };
+        stdin.write_all(line).await
+    }
+
+    /// Hand a lane answer to its caller. `false` when the line is not a lane answer.
+    fn route(&self, line: &[u8]) -> bool {
+        let Some(number) = lane_answer(line) else { return false };
+        let sender = self.pending.lock().ok().and_then(|mut pending| pending.remove(&number));
+        if let Some(sender) = sender {
+            let _ = sender.send(line.to_vec());
+        }
+        true
+    }
+
+    /// The child's output ended: every caller still waiting learns it at once.
+    fn close(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.clear();
+        }
+    }
+}
+
+/// The number of a lane request this line answers, if it is such an answer (an id, no method).
+fn lane_answer(line: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    let peek: Peek = serde_json::from_slice(line).ok()?;
+    if peek.method.is_some() {
+        return None;
+    }
+    let id = peek.id?.get();
+    id.strip_prefix('"')?.strip_suffix('"')?.strip_prefix(LANE_ID)?.parse().ok()
+}
+
+/// rmcp's transport over the child's pipes, sharing the writer with the [`Lane`].
+pub(super) struct PipeTransport {
+    name: String,
+    reader: BufReader<ChildStdout>,
+    line: Vec<u8>,
+    lane: Arc<Lane>,
+}
+
+impl PipeTransport {
+    /// The transport and the lane of one child.
+    pub(super) fn new(name: &str, stdout: ChildStdout, stdin: ChildStdin) -> (Self, Arc<Lane>) {
+        let lane = Arc::new(Lane {
+            writer: tokio::sync::Mutex::new(Some(stdin)),
+            pending: Mutex::default(),
+            next: AtomicU64::new(1),
+            meta: OnceLock::new(),
+        });
+        let transport = Self {
+            name: name.to_owned(),
+            reader: BufReader::new(stdout),
+            line: Vec::new(),
+            lane: lane.clone(),
+        };
+        (transport, lane)
+    }
+
+    /// Read one whole line into `self.line`; `false` at the end of the stream (or a line too long to keep).
+    /// Cancel-safe: a read cut short leaves its bytes in `self.line`, and the next call goes on from there.
+    async fn read_line(&mut self) -> bool {
+        let room = (MAX_LINE + 1).saturating_sub(self.line.len()) as u64;
+        match (&mut self.reader).take(room).read_until(b'\n', &mut self.line).await {
+            Ok(0) => false,
+            Ok(_) if self.line.ends_with(b"\n") => true,
+            Ok(_) if self.line.len() > MAX_LINE => {
+                tracing::error!(upstream = %self.name, "a message over {MAX_LINE} bytes; closing the connection");
+                false
+            }
+            // The stream ended in the middle of a line.
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(upstream = %self.name, "cannot read from the upstream: {e}");
+                false
+            }
+        }
+    }
+}
+
+impl Transport<RoleClient> for PipeTransport {
+    type Error = io::Error;
+
+    fn send(&mut self, item: ClientJsonRpcMessage) -> impl Future<Output = io::Result<()>> + Send + 'static {
+        let line = serde_json::to_vec(&item).map(|mut line| {
+            line.push(b'\n');
+            line
+        });
+        let lane = self.lane.clone();
+        async move { lane.write(&line.map_err(io::Error::other)?).await }
+    }
+
+    async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
+        loop {
+            if !self.read_line().await {
+                self.lane.close();
+                return None;
+            }
+            let text = self.line.trim_ascii();
+            let message = (!text.is_empty() && !self.lane.route(text))
+                .then(|| serde_json::from_slice::<ServerJsonRpcMessage>(text));
+            self.line.clear();
+            match message {
+                None => {}
+                Some(Ok(message)) => return Some(message),
+                Some(Err(e)) => tracing::warn!(upstream = %self.name, "ignored a malformed message: {e}"),
+            }
+        }
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.lane.close();
+        // Closing the child's stdin tells it to exit.
+        self.lane.writer.lock().await.take();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_answers_to_lane_ids_are_taken() {
+        assert_eq!(lane_answer(br#"{"jsonrpc":"2.0","id":"~42","result":{}}"#), Some(42));
+        assert_eq!(lane_answer(br#"{"result":{"id":"~1"},"jsonrpc":"2.0","id":"~7"}"#), Some(7));
+        assert_eq!(lane_answer(br#"{"jsonrpc":"2.0","id":"~3","error":{"code":-1,"message":"x"}}"#), Some(3));
+        // rmcp's own (numeric ids), requests and notifications from the upstream, other strings, junk.
+        assert_eq!(lane_answer(br#"{"jsonrpc":"2.0","id":3,"result":{}}"#), None);
+        assert_eq!(lane_answer(br#"{"jsonrpc":"2.0","id":"~4","method":"roots/list"}"#), None);
+        assert_eq!(lane_answer(br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#), None);
+        assert_eq!(lane_answer(br#"{"jsonrpc":"2.0","id":"x~4","result":{}}"#), None);
+        assert_eq!(lane_answer(br#"{"jsonrpc":"2.0","id":"~","result":{}}"#), None);
+        assert_eq!(lane_answer(b"not json"), None);
+    }
+}
