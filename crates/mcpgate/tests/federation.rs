@@ -302,14 +302,24 @@ fn conformance_upstream(dir: &Path) -> std::path::PathBuf {
 fn upstream_progress_reaches_a_legacy_session_before_the_result() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = conformance_upstream(dir.path());
-    let config = write_config(
+    progress_reaches_a_legacy_session(
         dir.path(),
-        &format!(
-            "upstreams:\n  conf:\n    command: {BIN}\n    args: [serve, --stdio, --config, {}]\n",
-            upstream.display()
-        ),
+        &format!("command: {BIN}\n    args: [serve, --stdio, --config, {}]", upstream.display()),
     );
-    let (_gateway, addr) = serve(Some(&config), &dir.path().join("gateway.log"));
+}
+
+#[test]
+fn progress_on_a_stateless_http_upstreams_event_stream_reaches_a_legacy_session_before_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = conformance_upstream(dir.path());
+    let (_upstream, upstream_addr) = serve(Some(&upstream), &dir.path().join("upstream.log"));
+    progress_reaches_a_legacy_session(dir.path(), &format!("url: http://{upstream_addr}/mcp"));
+}
+
+/// A legacy session calls a tool of upstream `conf` (reached as `reach` says) that reports progress.
+fn progress_reaches_a_legacy_session(dir: &Path, reach: &str) {
+    let config = write_config(dir, &format!("upstreams:\n  conf:\n    {reach}\n"));
+    let (_gateway, addr) = serve(Some(&config), &dir.join("gateway.log"));
     let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } } });
     let (head, _) = legacy_post(&addr, None, &initialize);

@@ -16,7 +16,7 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Link, Upstream, convert, forward, pipe::Lane, read_result};
+use super::{Link, Upstream, connection::Lane, convert, forward, read_result};
 
 /// Most `input_required` rounds one call may take with an upstream before it is given up.
 const MAX_ROUNDS: usize = 10;
@@ -160,23 +160,42 @@ impl Upstream {
         lane: &Lane,
         params: &Value,
     ) -> Result<Value, BackendError> {
-        let mut pending = lane.expect();
-        let id = pending.id();
+        let (mut pending, id, mut meta) = match lane {
+            Lane::Pipe(pipe) => {
+                let pending = pipe.expect();
+                let id = pending.id();
+                (Some(pending), id, pipe.base_meta())
+            }
+            Lane::Http(http) => (None, http.next_id(), http.base_meta()),
+        };
         let request_id = RequestId::String(id.as_str().into());
         let token = ProgressToken(NumberOrString::String(id.as_str().into()));
-        let mut meta = lane.base_meta();
         meta.extend(forward::caller_meta(cx));
         meta.set_progress_token(token.clone());
         let line = LaneRequest::new(&id, "tools/call", params, &meta).to_line().map_err(|e| {
             BackendError::InvalidArguments(format!("{}: cannot write the request: {e}", self.name))
         })?;
-        let response = async {
-            if let Err(e) = lane.write(&line).await {
-                return Err(self.unavailable(format!("upstream {}: cannot send: {e}", self.name)));
+        let exchange = async {
+            match (lane, pending.as_mut()) {
+                (Lane::Pipe(pipe), Some(pending)) => {
+                    if let Err(e) = pipe.write(&line).await {
+                        return Err(self.unavailable(format!("upstream {}: cannot send: {e}", self.name)));
+                    }
+                    match (&mut pending.answer).await {
+                        Ok(answer) => read_answer(&self.name, &answer),
+                        Err(_) => Err(self.gone(link).await),
+                    }
+                }
+                (Lane::Http(http), _) => {
+                    let tool = params.get("name").and_then(Value::as_str).unwrap_or_default();
+                    http.call(&self.name, cx, &id, &token, tool, line).await
+                }
+                (Lane::Pipe(_), None) => unreachable!("a pipe request always has its pending answer"),
             }
-            match tokio::time::timeout(self.timeout, &mut pending.answer).await {
-                Ok(Ok(answer)) => read_answer(&self.name, &answer),
-                Ok(Err(_)) => Err(self.gone(link).await),
+        };
+        let response = async {
+            match tokio::time::timeout(self.timeout, exchange).await {
+                Ok(result) => result,
                 Err(_) => {
                     let notice =
                         CancelledNotificationParam::new(Some(request_id.clone()), Some("timed out".into()));
@@ -185,7 +204,7 @@ impl Upstream {
                 }
             }
         };
-        self.attend(Some(cx), link, request_id.clone(), token, response).await
+        self.attend(Some(cx), link, request_id.clone(), token.clone(), response).await
     }
 
     /// Wait for `response` while delivering what the upstream sends for the caller (registered under the
@@ -275,7 +294,7 @@ impl<'a> LaneRequest<'a> {
 }
 
 /// The `result` of an answer line, or its `error` as the caller should see it.
-fn read_answer(name: &str, line: &[u8]) -> Result<Value, BackendError> {
+pub(super) fn read_answer(name: &str, line: &[u8]) -> Result<Value, BackendError> {
     #[derive(Deserialize)]
     struct Reply {
         result: Option<Value>,

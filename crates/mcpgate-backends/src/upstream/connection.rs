@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     forward::{Calls, GatewayClient},
-    pipe::{Lane, PipeTransport},
+    http_lane::HttpLane,
+    pipe::{PipeLane, PipeTransport},
     sse::SseTransport,
 };
 use crate::template::expand_env;
@@ -134,6 +135,15 @@ impl Launch {
     }
 }
 
+/// Where a `tools/call` can go without rmcp's client.
+#[derive(Clone)]
+pub(super) enum Lane {
+    /// The child's pipes (stdio).
+    Pipe(Arc<PipeLane>),
+    /// One POST per call (stateless Streamable HTTP).
+    Http(Arc<HttpLane>),
+}
+
 /// The raw catalogue an upstream offered on connection, under its own names.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Catalogue {
@@ -153,8 +163,8 @@ pub(super) struct Catalogue {
 pub(super) struct Link {
     /// Sends requests upstream.
     pub peer: Peer<RoleClient>,
-    /// The direct lane for `tools/call` (stdio upstreams).
-    pub lane: Option<Arc<Lane>>,
+    /// The direct lane for `tools/call`, when the transport has one.
+    pub lane: Option<Lane>,
     /// Cancelled when the connection is gone.
     pub dead: CancellationToken,
     /// Why it is gone; set before `dead` is cancelled.
@@ -230,7 +240,7 @@ impl Shared {
 struct Connected {
     running: RunningService<RoleClient, GatewayClient>,
     child: Option<Child>,
-    lane: Option<Arc<Lane>>,
+    lane: Option<Lane>,
 }
 
 /// Run the supervisor until `stop` is cancelled. `ready` turns true after each successful connection.
@@ -367,7 +377,8 @@ async fn connect(
             let running = serve_client_with_lifecycle(handler, transport, lifecycle)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
-            (running, Some(child), Some(lane))
+            lane.set_base_meta(super::forward::connection_meta(running.peer()));
+            (running, Some(child), Some(Lane::Pipe(lane)))
         }
         Launch::Http { url, client, headers } => {
             let config =
@@ -376,7 +387,9 @@ async fn connect(
             let running = serve_client_with_lifecycle(handler, transport, lifecycle)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
-            (running, None, None)
+            let lane =
+                HttpLane::new(client, url, headers, running.peer()).map(|lane| Lane::Http(Arc::new(lane)));
+            (running, None, lane)
         }
         Launch::Sse { url, client, headers } => {
             let transport = SseTransport::connect(name, client, url, headers).await?;
@@ -387,9 +400,6 @@ async fn connect(
             (running, None, None)
         }
     };
-    if let Some(lane) = &lane {
-        lane.set_base_meta(super::forward::connection_meta(running.peer()));
-    }
     // Lists come from our own catalogue; a stale cached copy must never stand in for an error.
     running.peer().set_response_cache_config(ClientCacheConfig::disabled()).await;
     let catalogue = fetch_catalogue(name, running.peer()).await;

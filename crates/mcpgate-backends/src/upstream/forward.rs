@@ -381,7 +381,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ErrorData> {
     serde_json::to_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
-fn log_level(level: LoggingLevel) -> LogLevel {
+pub(super) fn log_level(level: LoggingLevel) -> LogLevel {
     match level {
         LoggingLevel::Debug => LogLevel::Debug,
         LoggingLevel::Info => LogLevel::Info,

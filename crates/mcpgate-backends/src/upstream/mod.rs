@@ -26,6 +26,7 @@ mod call;
 mod connection;
 mod convert;
 mod forward;
+mod http_lane;
 mod pipe;
 mod sse;
 

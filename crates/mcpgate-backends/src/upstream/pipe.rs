@@ -4,7 +4,7 @@
 //! answer into its typed model before the gateway converts it again: three task hand-offs and two extra
 //! conversions per call. The lane writes a `tools/call` line straight from the caller's task (under the same
 //! lock as rmcp's own writes, so lines never interleave), and the reader hands the answer line back to that
-//! task without parsing it for rmcp. Lane requests have string ids (`"~N"`) and rmcp's are numbers, so the
+//! task without parsing it for rmcp. PipeLane requests have string ids (`"~N"`) and rmcp's are numbers, so the
 //! two never meet. Everything else — the handshake, list requests, notifications, the upstream's own
 //! requests — goes through rmcp as before.
 
@@ -36,7 +36,7 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 const LANE_ID: &str = "~";
 
 /// Writes to the child and routes lane answers back to their callers.
-pub(super) struct Lane {
+pub(super) struct PipeLane {
     writer: tokio::sync::Mutex<Option<ChildStdin>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
     next: AtomicU64,
@@ -45,7 +45,7 @@ pub(super) struct Lane {
 
 /// A lane request in flight; dropping it forgets the request (a late answer is then ignored).
 pub(super) struct Pending<'a> {
-    lane: &'a Lane,
+    lane: &'a PipeLane,
     number: u64,
     /// The answer line.
     pub answer: oneshot::Receiver<Vec<u8>>,
@@ -66,7 +66,7 @@ impl Drop for Pending<'_> {
     }
 }
 
-impl Lane {
+impl PipeLane {
     /// Reserve an id for a request and the place its answer will arrive.
     pub(super) fn expect(&self) -> Pending<'_> {
         let number = self.next.fetch_add(1, Ordering::Relaxed);
@@ -130,18 +130,18 @@ fn lane_answer(line: &[u8]) -> Option<u64> {
     id.strip_prefix('"')?.strip_suffix('"')?.strip_prefix(LANE_ID)?.parse().ok()
 }
 
-/// rmcp's transport over the child's pipes, sharing the writer with the [`Lane`].
+/// rmcp's transport over the child's pipes, sharing the writer with the [`PipeLane`].
 pub(super) struct PipeTransport {
     name: String,
     reader: BufReader<ChildStdout>,
     line: Vec<u8>,
-    lane: Arc<Lane>,
+    lane: Arc<PipeLane>,
 }
 
 impl PipeTransport {
     /// The transport and the lane of one child.
-    pub(super) fn new(name: &str, stdout: ChildStdout, stdin: ChildStdin) -> (Self, Arc<Lane>) {
-        let lane = Arc::new(Lane {
+    pub(super) fn new(name: &str, stdout: ChildStdout, stdin: ChildStdin) -> (Self, Arc<PipeLane>) {
+        let lane = Arc::new(PipeLane {
             writer: tokio::sync::Mutex::new(Some(stdin)),
             pending: Mutex::default(),
             next: AtomicU64::new(1),

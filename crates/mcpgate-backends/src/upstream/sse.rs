@@ -222,7 +222,7 @@ impl Drop for SseTransport {
 }
 
 /// The size of the event being received: bytes since the last blank line, line ends aside.
-struct EventSize {
+pub(super) struct EventSize {
     max: usize,
     bytes: usize,
     in_line: bool,
@@ -230,12 +230,12 @@ struct EventSize {
 }
 
 impl EventSize {
-    fn new(max: usize) -> Self {
+    pub(super) fn new(max: usize) -> Self {
         Self { max, bytes: 0, in_line: false, after_cr: false }
     }
 
     /// Count one chunk; false once the current event is larger than `max`.
-    fn fits(&mut self, chunk: &[u8]) -> bool {
+    pub(super) fn fits(&mut self, chunk: &[u8]) -> bool {
         for &byte in chunk {
             let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
             match byte {
