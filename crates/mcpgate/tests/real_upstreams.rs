@@ -305,4 +305,7 @@ fn real_third_party_upstreams_are_federated_through_the_gateway() {
         gateway.request("prompts/get", Some(name), json!({ "name": name, "arguments": { "city": "Paris" } }));
     let text = got["result"]["messages"][0]["content"]["text"].as_str().unwrap_or_else(|| panic!("{got}"));
     assert!(text.contains("Paris"), "{got}");
+
+    // server-everything asks for roots once initialized, outside any call: answered (empty), not refused.
+    assert!(!log().contains("refused"), "{}", log());
 }

@@ -225,6 +225,11 @@ impl Calls {
         self.wait_for(|slots| Ok(slots.iter().find(|s| &s.request_id == id).cloned())).await
     }
 
+    /// Whether no call is in flight, once [`REGISTRATION_GRACE`] has passed without one.
+    async fn idle(&self) -> bool {
+        self.wait_for(|slots| Ok((!slots.is_empty()).then_some(()))).await.is_err()
+    }
+
     /// The only call in flight; an error when there are several.
     async fn single(&self) -> Result<Arc<Slot>, String> {
         self.wait_for(|slots| match slots {
@@ -416,6 +421,12 @@ impl ClientHandler for GatewayClient {
     }
 
     async fn list_roots(&self, context: RequestContext<RoleClient>) -> Result<ListRootsResult, ErrorData> {
+        // Asked outside any call (many servers ask once they are initialized), no client's roots apply, and
+        // the gateway has none of its own.
+        let on_a_call = matches!(context.extensions.get(), Some(InboundStreamOrigin::OutboundRequest(_)));
+        if !on_a_call && self.calls.idle().await {
+            return Ok(ListRootsResult::default());
+        }
         answer(self.forward(&context, "roots/list", json!({})).await?)
     }
 
