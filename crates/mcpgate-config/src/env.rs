@@ -2,7 +2,7 @@
 
 use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
-use crate::{ByteSize, Config, HumanDuration, LogFormat, validate::Problem};
+use crate::{ApiKeyConfig, ByteSize, Config, HumanDuration, KeyHash, LogFormat, Secret, validate::Problem};
 
 /// Apply environment overrides to `config`. `lookup` reads a variable (`std::env::var` in production, a map in
 /// tests). Returns a problem, with the variable's name as its path, for every value that does not parse.
@@ -17,6 +17,12 @@ use crate::{ByteSize, Config, HumanDuration, LogFormat, validate::Problem};
 /// | `REQUEST_TIMEOUT` | `server.request_timeout`, in milliseconds (or `30s`) |
 /// | `CIRCUIT_BREAKER_FAILURE_THRESHOLD` | `resilience.circuit_breaker.failure_threshold` (an integer ≥ 1) |
 /// | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `resilience.circuit_breaker.reset_timeout`, in milliseconds (`60000`, the guide's default) or `60s` |
+/// | `MCP_API_KEYS` | adds `security.api_keys` `env-1`, `env-2`, … (comma-separated keys; tier `default`, every tool) |
+/// | `MCP_API_KEY` | adds one `security.api_keys` entry named `env` |
+/// | `API_KEY_SALT` | the HMAC key of `hmac-sha256:` key hashes (environment only) |
+/// | `METRICS_ENABLED` (wins), `ENABLE_METRICS` | `metrics.enabled` (`true` / `false` / `1` / `0`) |
+/// | `PROMETHEUS_PORT` (wins), `METRICS_PORT` | `metrics.port`: metrics on a listener of their own |
+/// | `RATE_LIMIT_MAX_REQUESTS`, `RATE_LIMIT_WINDOW_MS` | `rate_limits.per_ip`: requests per window (milliseconds or `15m`) per client address |
 pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -> Vec<Problem> {
     let mut problems = Vec::new();
     let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
@@ -86,6 +92,39 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
             },
         }
     }
+    // Keys from the environment are hashed here, so the config never holds a key in clear.
+    if let Some(salt) = get("API_KEY_SALT") {
+        config.security.api_key_salt = Some(Secret::new(salt));
+    }
+    let listed = get("MCP_API_KEYS").unwrap_or_default();
+    let listed = listed.split(',').map(str::trim).filter(|k| !k.is_empty());
+    let named = listed.enumerate().map(|(i, key)| ("MCP_API_KEYS", format!("env-{}", i + 1), key.to_owned()));
+    for (var, name, key) in named.chain(get("MCP_API_KEY").map(|key| ("MCP_API_KEY", "env".into(), key))) {
+        if key.bytes().all(|b| b.is_ascii_graphic()) {
+            config.security.api_keys.push(ApiKeyConfig::new(name, &KeyHash::sha256(&key)));
+        } else {
+            // Never echo the key: name its position.
+            bad(var, format!("key {name} holds a space or a character an HTTP header cannot carry"));
+        }
+    }
+    for name in ["ENABLE_METRICS", "METRICS_ENABLED"] {
+        if let Some(value) = get(name) {
+            match value.to_ascii_lowercase().as_str() {
+                "true" | "1" => config.metrics.enabled = true,
+                "false" | "0" => config.metrics.enabled = false,
+                _ => bad(name, format!("{value:?}: use true, false, 1 or 0")),
+            }
+        }
+    }
+    for name in ["METRICS_PORT", "PROMETHEUS_PORT"] {
+        if let Some(value) = get(name) {
+            match value.parse::<u16>() {
+                Ok(p @ 1..) => config.metrics.port = Some(p),
+                _ => bad(name, format!("{value:?} is not a port number (1-65535)")),
+            }
+        }
+    }
+    problems.extend(crate::limits::apply_env(&mut config.rate_limits, get));
     problems
 }
 
@@ -182,6 +221,55 @@ mod tests {
             assert!(p[0].message.contains(says), "{name}={value}: {}", p[0].message);
             assert_eq!(c.resilience, crate::ResilienceConfig::default());
         }
+    }
+
+    #[test]
+    fn api_keys_from_the_environment_are_hashed_and_named_in_order() {
+        let (c, p) = with(&[
+            ("MCP_API_KEYS", "prod-key-1, prod-key-2,,"),
+            ("MCP_API_KEY", "single"),
+            ("API_KEY_SALT", "pepper"),
+        ]);
+        assert!(p.is_empty(), "{p:?}");
+        let keys = &c.security.api_keys;
+        let names: Vec<_> = keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["env-1", "env-2", "env"]);
+        assert_eq!(keys[1].hash, KeyHash::sha256("prod-key-2").to_string());
+        assert!(keys.iter().all(|k| k.tier == "default" && k.tools == ["*"] && k.expires.is_none()));
+        assert!(!format!("{c:?}").contains("prod-key") && !format!("{c:?}").contains("pepper"));
+        assert_eq!(c.security.api_key_salt.as_ref().map(Secret::expose), Some("pepper"));
+        assert!(!c.security.anonymous_allowed());
+    }
+
+    #[test]
+    fn an_unsendable_environment_key_is_refused_without_echoing_it() {
+        let (c, p) = with(&[("MCP_API_KEYS", "good,bad key\u{7}")]);
+        assert_eq!(c.security.api_keys.len(), 1);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "env MCP_API_KEYS");
+        assert!(p[0].message.contains("env-2") && !p[0].message.contains("bad key"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn metrics_variables_switch_the_endpoint_and_move_it_to_its_own_port() {
+        let (c, p) = with(&[]);
+        assert!(p.is_empty() && c.metrics.enabled && c.metrics.port.is_none(), "{p:?}");
+        for (value, enabled) in
+            [("false", false), ("0", false), ("FALSE", false), ("true", true), ("1", true)]
+        {
+            let (c, p) = with(&[("METRICS_ENABLED", value)]);
+            assert!(p.is_empty(), "{p:?}");
+            assert_eq!(c.metrics.enabled, enabled, "{value}");
+        }
+        let (c, _) = with(&[("ENABLE_METRICS", "false"), ("METRICS_ENABLED", "true")]);
+        assert!(c.metrics.enabled, "METRICS_ENABLED wins");
+        let (c, p) = with(&[("METRICS_PORT", "9091"), ("PROMETHEUS_PORT", "9090")]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.metrics.port, Some(9090), "PROMETHEUS_PORT wins");
+        let (c, p) = with(&[("METRICS_ENABLED", "maybe"), ("PROMETHEUS_PORT", "0")]);
+        let paths: Vec<_> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["env METRICS_ENABLED", "env PROMETHEUS_PORT"]);
+        assert_eq!(c.metrics, crate::MetricsConfig::default());
     }
 
     #[test]

@@ -5,20 +5,30 @@
 //! with the reference guides' variable names, and validation that reports every problem with its path.
 
 mod env;
+mod limits;
 mod load;
+mod metrics;
 mod model;
 mod resilience;
+mod security;
 mod tools;
 mod units;
 mod upstreams;
 mod validate;
 
 pub use env::apply_env;
-pub use load::{ConfigError, Format, default_config, load_file, load_file_unchecked, parse_str};
+pub use limits::{RateLimit, RateLimitsConfig};
+pub use load::{
+    ConfigError, Format, default_config, load_file, load_file_unchecked, parse_str, parse_str_unchecked,
+};
+pub use metrics::MetricsConfig;
 pub use model::{
     BackendConfig, BuiltinBackend, BuiltinSet, Config, LogFormat, LoggingConfig, ServerConfig, schema,
 };
 pub use resilience::{BreakerConfig, ResilienceConfig};
+pub use security::{
+    ApiKeyConfig, HashMethod, KeyHash, KeyHasher, Secret, SecurityConfig, parse_cidr, parse_rfc3339,
+};
 pub use tools::{
     CommandBackend, CommandCall, HttpBackend, HttpCall, HttpMethod, HttpResponse, OutputFormat, SqlBackend,
     SqlCall, ToolConfig,

@@ -119,6 +119,14 @@ pub fn parse_str(text: &str, format: Format, origin: &str) -> Result<Config, Con
     Ok(config)
 }
 
+/// Parse a configuration text, checking its syntax and shape but not what [`validate`] checks — like
+/// [`load_file_unchecked`], for callers that apply the environment first.
+///
+/// [`validate`]: crate::validate
+pub fn parse_str_unchecked(text: &str, format: Format, origin: &str) -> Result<Config, ConfigError> {
+    parse_shape(text, format, origin)
+}
+
 /// Syntax and shape only: the text parses and the types (or, for every problem with its path, the JSON
 /// Schema) accept it.
 fn parse_shape(text: &str, format: Format, origin: &str) -> Result<Config, ConfigError> {

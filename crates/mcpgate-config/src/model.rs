@@ -22,6 +22,13 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// Circuit breakers and retry backoff for every backend.
     pub resilience: crate::resilience::ResilienceConfig,
+    /// API keys, anonymous access, the IP allowlist and trusted proxies for `/mcp`.
+    pub security: crate::security::SecurityConfig,
+    /// Prometheus metrics: whether they are served, at which path, on which port.
+    pub metrics: crate::metrics::MetricsConfig,
+    /// Rate limits: for the whole gateway, per client address, per API key or tier, per tool. None by default.
+    #[serde(skip_serializing_if = "crate::limits::RateLimitsConfig::is_empty")]
+    pub rate_limits: crate::limits::RateLimitsConfig,
     /// Tool sources by name. The name prefixes nothing here; it names the backend in logs, `/status` and errors.
     pub backends: BTreeMap<String, BackendConfig>,
     /// Upstream MCP servers by name; their tools are published as `NAME__tool` unless configured otherwise.

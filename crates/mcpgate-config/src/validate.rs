@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, fmt, net::SocketAddr, sync::OnceLock};
 
 use serde_json::Value;
 
-use crate::{BackendConfig, Config, ToolConfig, UpstreamConfig, UpstreamTransport, model::schema};
+use crate::{
+    BackendConfig, Config, HashMethod, KeyHash, SecurityConfig, ToolConfig, UpstreamConfig,
+    UpstreamTransport, model::schema, parse_cidr,
+};
 
 /// One problem in a configuration, with the path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +98,9 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
     for name in config.upstreams.keys().filter(|n| config.mcp_servers.contains_key(*n)) {
         problems.push(Problem::new(format!("mcpServers.{name}"), "also defined under upstreams"));
     }
+    security_problems(&config.security, &mut problems);
+    crate::metrics::problems(config, &mut problems);
+    crate::limits::problems(config, &mut problems);
     let serves = config.backends.values().any(BackendConfig::enabled)
         || config.all_upstreams().any(|(_, u)| u.enabled);
     if !serves {
@@ -169,6 +175,66 @@ fn upstream_problems(path: &str, upstream: &UpstreamConfig, problems: &mut Vec<P
                     &format!("{kind}.rename.{from}"),
                     format!("{to:?} is not a valid name (^[a-zA-Z0-9_-]{{1,64}}$)"),
                 );
+            }
+        }
+    }
+}
+
+/// API keys that can be checked (unique names and hashes, a known hash form, the salt an HMAC hash needs, an
+/// RFC 3339 expiry), someone able to get in, and IP lists that parse.
+fn security_problems(security: &SecurityConfig, problems: &mut Vec<Problem>) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut hashes: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+    for (i, key) in security.api_keys.iter().enumerate() {
+        let path = format!("security.api_keys.{i}");
+        if !valid_name(&key.name) {
+            let message = "key names may hold only letters, digits, '_' and '-' (1-64 characters)";
+            problems.push(Problem::new(format!("{path}.name"), message));
+        }
+        if let Some(first) = seen.insert(&key.name, i) {
+            let message = format!("{:?} also names security.api_keys.{first}", key.name);
+            problems.push(Problem::new(format!("{path}.name"), message));
+        }
+        match key.hash.parse::<KeyHash>() {
+            Err(e) => problems.push(Problem::new(format!("{path}.hash"), e)),
+            Ok(hash) => {
+                if hash.method == HashMethod::HmacSha256 && security.api_key_salt.is_none() {
+                    problems.push(Problem::new(
+                        format!("{path}.hash"),
+                        "an hmac-sha256 hash needs API_KEY_SALT (the salt it was made with) in the environment, \
+                         and it is unset",
+                    ));
+                }
+                if let Some(first) = hashes.insert(hash.digest, i) {
+                    let message = format!("the same key as security.api_keys.{first}");
+                    problems.push(Problem::new(format!("{path}.hash"), message));
+                }
+            }
+        }
+        if key.tier.trim().is_empty() {
+            problems.push(Problem::new(format!("{path}.tier"), "must not be empty"));
+        }
+        for (j, tool) in key.tools.iter().enumerate() {
+            if tool.trim().is_empty() {
+                problems.push(Problem::new(format!("{path}.tools.{j}"), "an empty glob matches no tool"));
+            }
+        }
+        if let Err(e) = key.expires_at() {
+            problems.push(Problem::new(format!("{path}.expires"), e));
+        }
+    }
+    if security.allow_anonymous == Some(false) && security.api_keys.is_empty() {
+        problems.push(Problem::new(
+            "security.allow_anonymous",
+            "false with no api_keys (nor MCP_API_KEYS): every /mcp request would be refused",
+        ));
+    }
+    for (field, list) in
+        [("allowed_ips", &security.allowed_ips), ("trusted_proxies", &security.trusted_proxies)]
+    {
+        for (i, cidr) in list.iter().enumerate() {
+            if let Err(e) = parse_cidr(cidr) {
+                problems.push(Problem::new(format!("security.{field}.{i}"), e));
             }
         }
     }

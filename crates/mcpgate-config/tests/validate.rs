@@ -181,3 +181,75 @@ mcpServers:
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn security_problems_are_reported_with_their_paths() {
+    let sha = mcpgate_config::KeyHash::sha256("k").to_string();
+    let found = problems(&format!(
+        r#"
+security:
+  allowed_ips: ["10.0.0.0/8", "not-an-ip"]
+  trusted_proxies: ["2001:db8::/129"]
+  api_keys:
+    - {{ name: ci, hash: "{sha}" }}
+    - {{ name: ci, hash: "{sha}", expires: tomorrow }}
+    - {{ name: "bad name", hash: "md5:00" }}
+    - {{ name: h, hash: "hmac-sha256:{zeros}", tier: "", tools: [""] }}
+backends:
+  demo:
+    kind: builtin
+    builtin: demo
+"#,
+        zeros = "0".repeat(64)
+    ));
+    let text = found.join("\n");
+    for expected in [
+        "security.allowed_ips.1: \"not-an-ip\" is not an IP address or CIDR",
+        "security.trusted_proxies.0:",
+        "security.api_keys.1.name: \"ci\" also names security.api_keys.0",
+        "security.api_keys.1.hash: the same key as security.api_keys.0",
+        "security.api_keys.1.expires: \"tomorrow\" is not an RFC 3339 time",
+        "security.api_keys.2.name: key names may hold only",
+        "security.api_keys.2.hash: unknown hash method \"md5\"",
+        "security.api_keys.3.hash: an hmac-sha256 hash needs API_KEY_SALT",
+        "security.api_keys.3.tier: must not be empty",
+        "security.api_keys.3.tools.0: an empty glob",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert_eq!(found.len(), 10, "{text}");
+}
+
+#[test]
+fn hmac_hashes_are_valid_once_the_salt_is_in_the_environment() {
+    let hash = mcpgate_config::KeyHash::hmac_sha256("pepper", "k").to_string();
+    let yaml = format!(
+        "security:\n  api_keys:\n    - {{ name: ci, hash: \"{hash}\", tier: paid, tools: [\"search_*\"], expires: \"2099-01-01T00:00:00Z\" }}\nbackends:\n  demo:\n    kind: builtin\n    builtin: demo\n"
+    );
+    let mut config = mcpgate_config::parse_str_unchecked(&yaml, Format::Yaml, "test.yaml").unwrap();
+    assert_eq!(mcpgate_config::validate(&config).len(), 1);
+    let env =
+        mcpgate_config::apply_env(&mut config, |name| (name == "API_KEY_SALT").then(|| "pepper".into()));
+    assert!(env.is_empty(), "{env:?}");
+    assert_eq!(mcpgate_config::validate(&config), vec![]);
+    assert_eq!(config.security.api_keys[0].tools, ["search_*"]);
+}
+
+#[test]
+fn refusing_anonymous_without_any_key_locks_everyone_out() {
+    let found = problems(
+        "security:\n  allow_anonymous: false\nbackends:\n  d:\n    kind: builtin\n    builtin: demo\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("security.allow_anonymous: false with no api_keys"), "{found:?}");
+}
+
+#[test]
+fn a_clear_key_in_the_file_is_not_a_hash() {
+    let found = problems(
+        "security:\n  api_keys:\n    - { name: ci, hash: my-secret-key }\nbackends:\n  d:\n    kind: builtin\n    builtin: demo\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("security.api_keys.0.hash: expected sha256:"), "{found:?}");
+    assert!(!found[0].contains("my-secret-key"), "{found:?}");
+}

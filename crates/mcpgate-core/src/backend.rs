@@ -64,6 +64,23 @@ pub trait Backend: Send + Sync + 'static {
         Err(BackendError::NotFound { kind: "resource", name: uri.to_owned() })
     }
 
+    /// Start telling [`resource_updates`](Self::resource_updates) about changes to `uri` (legacy
+    /// `resources/subscribe`; the gateway calls it once per URI, however many sessions subscribe). The default
+    /// accepts and never reports a change.
+    async fn subscribe(&self, _uri: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Stop reporting changes to `uri` (its last subscriber left).
+    async fn unsubscribe(&self, _uri: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// URIs of subscribed resources as they change, when the backend can tell.
+    fn resource_updates(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+
     /// Whether `uri` belongs to this backend (listed, or matching one of its templates).
     async fn owns_resource(&self, uri: &str) -> bool {
         self.list_resources().await.map(|list| list.iter().any(|r| r.uri == uri)).unwrap_or(false)

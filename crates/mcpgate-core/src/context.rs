@@ -6,23 +6,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::BackendError;
-
-/// Who is calling. Authentication fills it in; anonymous callers get [`Principal::anonymous`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// Stable name (an API key's name, a JWT subject, `anonymous`).
-    pub name: String,
-    /// Rate-limit tier, when one applies.
-    pub tier: Option<String>,
-}
-
-impl Principal {
-    /// The principal of unauthenticated requests.
-    pub fn anonymous() -> Self {
-        Self { name: "anonymous".into(), tier: None }
-    }
-}
+use crate::{BackendError, Principal};
 
 /// Log levels of `notifications/message`, in the protocol's order (RFC 5424 severities).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

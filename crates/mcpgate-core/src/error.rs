@@ -59,6 +59,14 @@ pub enum BackendError {
     /// The client refused or failed a request the backend made to it.
     #[error("client request failed: {0}")]
     ClientRequest(String),
+    /// A rate limit refused the call before it ran; the same call may pass after `retry_after`.
+    #[error("rate limited by the {scope} limit; retry in {} ms", retry_after.as_nanos().div_ceil(1_000_000))]
+    RateLimited {
+        /// Which limit refused it (`tool`, `key`, …).
+        scope: &'static str,
+        /// How long until that limit has room again.
+        retry_after: Duration,
+    },
     /// The backend failed in a way it could describe.
     #[error("{backend}: {message}")]
     Failed {
@@ -79,6 +87,7 @@ impl BackendError {
             Self::InputRequired | Self::ClientRequest(_) | Self::MissingClientCapability { .. } => {
                 Blame::Client
             }
+            Self::RateLimited { .. } => Blame::Client,
             Self::Unavailable { .. } | Self::Timeout(_) => Blame::Upstream,
             Self::Failed { blame, .. } => *blame,
         }
@@ -101,6 +110,7 @@ impl BackendError {
             Self::InputRequired => "input_required",
             Self::ClientRequest(_) => "client_request",
             Self::MissingClientCapability { .. } => "missing_capability",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Failed { .. } => "failed",
         }
     }

@@ -7,11 +7,13 @@
 mod backend;
 mod context;
 mod error;
+mod principal;
 mod tool;
 
 pub use backend::{Backend, BackendHealth};
-pub use context::{CallContext, ClientPeer, ClientRequestError, LogLevel, Principal};
+pub use context::{CallContext, ClientPeer, ClientRequestError, LogLevel};
 pub use error::{BackendError, Blame};
+pub use principal::Principal;
 pub use tool::{
     CompletionValues, PromptArgument, PromptDef, ResourceDef, ResourceTemplateDef, ToolCall, ToolDef,
     ToolOutcome,

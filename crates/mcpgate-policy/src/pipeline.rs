@@ -1,7 +1,11 @@
-//! The order of per-call policies. Each step says why it stands where it does; `tests::steps_run_in_order`
-//! and `tests::resilience_steps_run_in_order` pin the order.
+//! The order of per-call policies. Each step says why it stands where it does; `tests::steps_run_in_order`,
+//! `tests::resilience_steps_run_in_order` and `tests::the_rate_limit_comes_before_validation_and_the_breaker` pin
+//! the order.
 //!
 //! Today's steps:
+//! 0. rate limit (the tool's own, `rate_limits.tools`) — first, where DESIGN.md puts it after authorization:
+//!    a call over its limit costs nothing more (no validation, no breaker count, no backend), and is refused as
+//!    a protocol error whatever its arguments, so probing with invalid calls spends the budget too;
 //! 1. argument validation — before anything that costs (a backend call, a breaker's count, a retry, later a
 //!    cache slot): a call the schema refuses cannot succeed, and the model gets a tool error naming what to fix;
 //! 2. circuit breaker — after validation, so an invalid call never counts against the backend; before the
@@ -25,6 +29,7 @@ use tokio::time::Instant;
 use crate::{
     arguments::ArgumentSchema,
     breaker::Breaker,
+    ratelimit::{RateLimiter, ToolRateLimit},
     retry::{self, Backoff},
 };
 
@@ -38,6 +43,8 @@ pub struct ToolPolicy {
     pub retries: u32,
     /// The circuit breaker of the tool's backend, one `Arc` shared by all its tools; `None` for none.
     pub breaker: Option<Arc<Breaker>>,
+    /// The tool's rate-limit bucket, resolved from the pipeline's limiter on the first call.
+    pub rate_limit: ToolRateLimit,
 }
 
 /// The pipeline every tool call goes through, whatever its backend.
@@ -45,18 +52,30 @@ pub struct ToolPolicy {
 pub struct Pipeline {
     default_timeout: Duration,
     backoff: Backoff,
+    rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Pipeline {
     /// A pipeline whose calls time out after `default_timeout` unless the context sets its own, and whose
     /// retries wait the default [`Backoff`].
     pub fn new(default_timeout: Duration) -> Self {
-        Self { default_timeout, backoff: Backoff::default() }
+        Self { default_timeout, backoff: Backoff::default(), rate_limiter: None }
     }
 
     /// The same pipeline with `backoff` between retries.
     pub fn with_backoff(self, backoff: Backoff) -> Self {
         Self { backoff, ..self }
+    }
+
+    /// The same pipeline enforcing `limiter`'s tool limits (`None`: no limit). The HTTP edge checks its request
+    /// limits with the same limiter ([`Pipeline::rate_limiter`]), so both share one store.
+    pub fn with_rate_limits(self, rate_limiter: Option<Arc<RateLimiter>>) -> Self {
+        Self { rate_limiter, ..self }
+    }
+
+    /// The rate limiter in force, if any limit is set.
+    pub fn rate_limiter(&self) -> Option<&Arc<RateLimiter>> {
+        self.rate_limiter.as_ref()
     }
 
     /// Run one call through every step. `public_name` is the name the client used (for logs); `policy` is
@@ -70,7 +89,7 @@ impl Pipeline {
         call: ToolCall,
     ) -> Result<ToolOutcome, BackendError> {
         let started = Instant::now();
-        let result = self.run(cx, backend, policy, call, started).await;
+        let result = self.run(cx, backend, public_name, policy, call, started).await;
         record(cx, public_name, backend.name(), started.elapsed(), &result);
         result
     }
@@ -79,10 +98,15 @@ impl Pipeline {
         &self,
         cx: &CallContext,
         backend: &dyn Backend,
+        public_name: &str,
         policy: &ToolPolicy,
         mut call: ToolCall,
         started: Instant,
     ) -> Result<ToolOutcome, BackendError> {
+        // 0. Rate limit: a call over its tool's limit is refused before it costs anything, whatever it carries.
+        if let Some(limiter) = &self.rate_limiter {
+            limiter.check_tool(&policy.rate_limit, public_name, started).await?;
+        }
         // 1. Arguments: refused before anything costs, as a tool error the model can act on.
         if let Some(schema) = &policy.arguments {
             let arguments = Value::Object(std::mem::take(&mut call.arguments));
@@ -334,6 +358,42 @@ mod tests {
         assert!(error.to_string().contains("circuit breaker open"), "{error}");
         assert_eq!(started.elapsed(), Duration::ZERO);
         assert_eq!(log.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_comes_before_validation_and_the_breaker() {
+        use crate::breaker::BreakerPhase;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let cx = CallContext::detached("t");
+        let schema = serde_json::json!({ "type": "object", "properties": { "secs": { "type": "integer", "maximum": 3 } } });
+        let (mut policy, breaker) = resilient(0, 1);
+        policy.arguments = Some(ArgumentSchema::compile(schema.as_object().unwrap()).unwrap());
+        let limits: mcpgate_config::RateLimitsConfig =
+            serde_json::from_value(serde_json::json!({ "tools": { "x": { "requests": 2, "per": "1m" } } }))
+                .unwrap();
+        let pipeline = exact_pipeline(30, 100).with_rate_limits(RateLimiter::from_config(&limits).unwrap());
+
+        // Within the limit: an invalid call is a tool error, a failing one opens the breaker (threshold 1).
+        let refused = pipeline.call_tool(&cx, &Down(log.clone()), "x", &policy, failing(9)).await.unwrap();
+        assert!(refused.is_error);
+        let failed = pipeline.call_tool(&cx, &Down(log.clone()), "x", &policy, failing(0)).await;
+        assert!(matches!(failed, Err(BackendError::Unavailable { .. })));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
+
+        // Over it: refused before validation (an invalid call gets the same answer) and before the open breaker,
+        // and the backend is not reached.
+        for call in [failing(9), failing(0)] {
+            let limited = pipeline.call_tool(&cx, &Down(log.clone()), "x", &policy, call).await;
+            assert!(
+                matches!(limited, Err(BackendError::RateLimited { scope: "tool", retry_after }) if retry_after == Duration::from_secs(30)),
+                "{limited:?}"
+            );
+        }
+        assert_eq!(log.lock().unwrap().len(), 1);
+        // Another tool has no limit.
+        let other =
+            pipeline.call_tool(&cx, &Down(log.clone()), "y", &ToolPolicy::default(), failing(0)).await;
+        assert!(matches!(other, Err(BackendError::Unavailable { .. })));
     }
 
     #[tokio::test(start_paused = true)]

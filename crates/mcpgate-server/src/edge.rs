@@ -186,11 +186,14 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
             }
         }
     }
+    // Who the request authenticated as (`auth`), for the calls the fast path serves.
+    let principal = crate::auth::principal(&parts.extensions);
     let fast = match &in_session {
         Some((session, request)) => {
-            edge.fast.try_serve_in_session(&parts.headers, &bytes, session, request.cancel.clone()).await
+            let cancel = request.cancel.clone();
+            edge.fast.try_serve_in_session(&parts.headers, &bytes, session, cancel, principal).await
         }
-        None => edge.fast.try_serve(&parts.headers, &bytes).await,
+        None => edge.fast.try_serve(&parts.headers, &bytes, principal).await,
     };
     if let Some(response) = fast {
         return response;

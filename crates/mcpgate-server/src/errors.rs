@@ -12,6 +12,9 @@ pub const TIMEOUT: ErrorCode = ErrorCode(-32001);
 pub const UNAVAILABLE: ErrorCode = ErrorCode(-32002);
 /// JSON-RPC code for a call cancelled by the client or by shutdown.
 pub const CANCELLED: ErrorCode = ErrorCode(-32003);
+/// JSON-RPC code for a request or call a rate limit refused (HTTP 429 at the edge, 200 inside a `tools/call`);
+/// `data.retryAfterMs` says when to try again. (-32004 is taken by a missing or wrong API key.)
+pub const RATE_LIMITED: ErrorCode = ErrorCode(-32005);
 
 /// Map a backend error to the JSON-RPC error the client sees. Exhaustive: a new variant must choose its code.
 pub fn to_jsonrpc(error: &BackendError) -> ErrorData {
@@ -39,7 +42,16 @@ pub fn to_jsonrpc(error: &BackendError) -> ErrorData {
             Some(kind),
         ),
         BackendError::Failed { .. } => ErrorData::internal_error(error.to_string(), Some(kind)),
+        BackendError::RateLimited { scope, retry_after } => {
+            ErrorData::new(RATE_LIMITED, error.to_string(), Some(rate_limited_data(scope, *retry_after)))
+        }
     }
+}
+
+/// `data` of a rate-limit refusal: its kind, the scope that refused, and the wait in milliseconds (rounded up).
+pub(crate) fn rate_limited_data(scope: &str, retry_after: std::time::Duration) -> serde_json::Value {
+    let retry_after_ms = u64::try_from(retry_after.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+    json!({ "kind": "rate_limited", "scope": scope, "retryAfterMs": retry_after_ms })
 }
 
 /// The HTTP status of a JSON-RPC error answering a well-formed stateless (2026-07-28) request, as the
@@ -79,5 +91,12 @@ mod tests {
         assert_eq!(cap.data.unwrap()["requiredCapabilities"], json!({"sampling": {}}));
         let missing = to_jsonrpc(&BackendError::NotFound { kind: "resource", name: "test://x".into() });
         assert_eq!(missing.data.unwrap()["uri"], "test://x");
+        let limited = BackendError::RateLimited { scope: "tool", retry_after: Duration::from_micros(1500) };
+        let limited = to_jsonrpc(&limited);
+        assert_eq!(limited.code, RATE_LIMITED);
+        assert_eq!(
+            limited.data.unwrap(),
+            json!({ "kind": "rate_limited", "scope": "tool", "retryAfterMs": 2 })
+        );
     }
 }

@@ -27,7 +27,7 @@ use std::{
 
 use axum::{body::Bytes, response::Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
-use mcpgate_core::{CallContext, JsonObject, ToolCall, ToolOutcome};
+use mcpgate_core::{CallContext, JsonObject, Principal, ToolCall, ToolOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +36,7 @@ use crate::{
     edge::jsonrpc_error,
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
+    metrics::{McpMethod, heard},
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
     sessions::Session,
 };
@@ -132,8 +133,14 @@ impl FastPath {
             && self.host_allowed(headers)
     }
 
-    /// Serve a stateless request if it is one this path is for; `None` hands it to rmcp.
-    pub(crate) async fn try_serve(&self, headers: &HeaderMap, body: &Bytes) -> Option<Response> {
+    /// Serve a stateless request if it is one this path is for; `None` hands it to rmcp. `principal`: who the
+    /// request authenticated as.
+    pub(crate) async fn try_serve(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+        principal: Arc<Principal>,
+    ) -> Option<Response> {
         let headers_fit = header(headers, "mcp-session-id").is_none()
             && header(headers, "mcp-protocol-version") == Some(VERSION)
             && header(headers, "mcp-method") == Some("tools/call")
@@ -160,8 +167,10 @@ impl FastPath {
         if route.declares_param_headers || (wants_notifications && route.contacts_client) {
             return None;
         }
+        heard(McpMethod::ToolsCall);
         let backend = registry.backend(route.backend).clone();
-        let cx = CallContext::detached(header(headers, "x-request-id").unwrap_or(""));
+        let cx =
+            CallContext { principal, ..CallContext::detached(header(headers, "x-request-id").unwrap_or("")) };
         let client = StatelessClient {
             capabilities: meta.get(META_CAPABILITIES).cloned().unwrap_or_default(),
             log_level: None,
@@ -170,11 +179,11 @@ impl FastPath {
         let binding = binding("tools/call", &name, arguments.as_ref());
         let retry = Retry { responses: input_responses, state: request_state };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
-        let pipeline = &self.gateway.pipeline;
-        let policy = &route.policy;
+        let (pipeline, metrics) = (&self.gateway.pipeline, &self.gateway.metrics);
+        let (policy, tool) = (&route.policy, route.metrics(metrics));
         let public = name.as_str();
         let rounds = run_stateless(&self.gateway, cx, &binding, retry, client, |cx| async move {
-            pipeline.call_tool(&cx, &*backend, public, policy, call).await
+            metrics.timed_call(tool, pipeline.call_tool(&cx, &*backend, public, policy, call)).await
         })
         .await;
         self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
@@ -198,6 +207,7 @@ impl FastPath {
         body: &Bytes,
         session: &Session,
         cancel: CancellationToken,
+        principal: Arc<Principal>,
     ) -> Option<Response> {
         let version = session.ready_version()?;
         if !(header(headers, "mcp-protocol-version") == Some(version) && self.headers_fit(headers)) {
@@ -213,11 +223,17 @@ impl FastPath {
         // Only tools that never contact the client: a progress token then leads nowhere, as on rmcp's path.
         let registry = self.gateway.registry();
         let route = registry.tool(&name).filter(|route| !route.contacts_client)?;
+        heard(McpMethod::ToolsCall);
         let backend = registry.backend(route.backend).clone();
-        let cx =
-            CallContext { cancel, ..CallContext::detached(header(headers, "x-request-id").unwrap_or("")) };
+        let cx = CallContext {
+            cancel,
+            principal,
+            ..CallContext::detached(header(headers, "x-request-id").unwrap_or(""))
+        };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
-        let outcome = self.gateway.pipeline.call_tool(&cx, &*backend, &name, &route.policy, call).await;
+        let metrics = &self.gateway.metrics;
+        let call = self.gateway.pipeline.call_tool(&cx, &*backend, &name, &route.policy, call);
+        let outcome = metrics.timed_call(route.metrics(metrics), call).await;
         self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
         // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error too (the client
         // has stopped waiting for it, and an SSE stream ending without a message would say less).

@@ -6,14 +6,16 @@ use std::{
 };
 
 use mcpgate_config::Config;
-use mcpgate_policy::{Backoff, HealthChecker, Pipeline};
+use mcpgate_policy::{Backoff, HealthChecker, Pipeline, RateLimiter};
 use rmcp::model::RequestStateCodec;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     catalogue::{Catalogue, watch_backends},
+    metrics::Metrics,
     registry::{BackendEntry, Registry, RegistryHandle},
+    subscriptions::{Subscriptions, watch_updates},
 };
 
 /// Why a gateway could not start.
@@ -28,6 +30,9 @@ pub enum StartError {
     /// An internal component failed to initialise.
     #[error("internal: {0}")]
     Internal(String),
+    /// The `security` section cannot be used (a config that skipped validation).
+    #[error("security: {0}")]
+    Security(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -58,6 +63,12 @@ pub struct Gateway {
     pub server_info: rmcp::model::ServerConfig,
     /// Calls answered on the stateless fast path (shown in `/status`).
     pub fast_path_calls: AtomicU64,
+    /// Prometheus metrics, recorded whether or not they are served.
+    pub metrics: Metrics,
+    /// The `security` section, prepared: who may use `/mcp`, and from where.
+    pub(crate) access: Arc<crate::auth::Access>,
+    /// Legacy sessions' resource subscriptions.
+    pub subscriptions: Arc<Subscriptions>,
 }
 
 impl Gateway {
@@ -91,9 +102,12 @@ impl Gateway {
     pub async fn with_backends(config: Config, backends: Vec<BackendEntry>) -> Result<Arc<Self>, StartError> {
         let registry = Registry::build(backends).await.map_err(StartError::Catalogue)?;
         let resilience = &config.resilience;
+        let rate_limiter = RateLimiter::from_config(&config.rate_limits).map_err(StartError::Internal)?;
         let pipeline = Pipeline::new(config.server.request_timeout.0)
-            .with_backoff(Backoff::new(resilience.retry_backoff_base.0, resilience.retry_backoff_max.0));
+            .with_backoff(Backoff::new(resilience.retry_backoff_base.0, resilience.retry_backoff_max.0))
+            .with_rate_limits(rate_limiter);
         let server_info = crate::handler::server_info(&config.server).map_err(StartError::Internal)?;
+        let access = Arc::new(crate::auth::Access::new(&config.security).map_err(StartError::Security)?);
         let shutdown = CancellationToken::new();
         let checkers: Vec<_> =
             registry.backends().iter().filter_map(|e| e.health.as_ref().map(|h| h.spawn())).collect();
@@ -104,6 +118,10 @@ impl Gateway {
         });
         let catalogue = Arc::new(Catalogue::new(registry));
         watch_backends(&catalogue, &shutdown);
+        let subscriptions = Arc::new(Subscriptions::default());
+        watch_updates(&catalogue, &subscriptions, &shutdown);
+        let metrics = Metrics::new(catalogue.clone());
+        metrics.prime(&catalogue.get());
         Ok(Arc::new(Self {
             config,
             catalogue,
@@ -115,6 +133,9 @@ impl Gateway {
             shutdown,
             server_info,
             fast_path_calls: AtomicU64::new(0),
+            metrics,
+            access,
+            subscriptions,
         }))
     }
 

@@ -94,6 +94,16 @@ fn is_stateless(cx: &RequestContext<RoleServer>) -> bool {
     cx.meta.protocol_version().is_some_and(|v| !v.has_initialize())
 }
 
+/// Which session a request belongs to: its `Mcp-Session-Id`, or `stdio` (one client per process).
+fn session_key(cx: &RequestContext<RoleServer>) -> String {
+    cx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("stdio")
+        .to_owned()
+}
+
 /// The correlation id the HTTP edge assigned (`X-Request-Id`), or a fresh one (stdio).
 fn correlation_id(cx: &RequestContext<RoleServer>) -> Arc<str> {
     cx.extensions
@@ -127,11 +137,16 @@ impl McpHandler {
         F: FnOnce(CallContext) -> Fut,
         Fut: Future<Output = Result<T, BackendError>>,
     {
+        // Who the HTTP request authenticated as (`auth`); over stdio, anonymous.
+        let http = rcx.extensions.get::<http::request::Parts>();
         let mut cx = CallContext {
             cancel: rcx.ct.clone(),
             progress_token: rcx.meta.get_progress_token().and_then(|t| serde_json::to_value(t).ok()),
             ..CallContext::detached(request_id)
         };
+        if let Some(parts) = http {
+            cx.principal = crate::auth::principal(&parts.extensions);
+        }
         if !is_stateless(rcx) {
             cx.peer = Some(Arc::new(SessionPeer::new(rcx.peer.clone(), self.session.clone())));
             return op(cx).await.map(Rounds::Complete).map_err(|e| to_jsonrpc(&e));
@@ -229,6 +244,7 @@ impl ServerHandler for McpHandler {
     ) -> Result<CallToolResponse, ErrorData> {
         let registry = self.gateway.registry();
         let Some(route) = registry.tool(&request.name) else {
+            self.gateway.metrics.unknown_tool();
             return Err(to_jsonrpc(&BackendError::NotFound { kind: "tool", name: request.name.to_string() }));
         };
         let backend = registry.backend(route.backend).clone();
@@ -236,14 +252,14 @@ impl ServerHandler for McpHandler {
         let binding = binding("tools/call", &request.name, request.arguments.as_ref());
         let call =
             ToolCall { name: route.original.clone(), arguments: request.arguments.unwrap_or_default() };
-        let pipeline = &self.gateway.pipeline;
-        let policy = &route.policy;
+        let (pipeline, metrics) = (&self.gateway.pipeline, &self.gateway.metrics);
+        let (policy, tool) = (&route.policy, route.metrics(metrics));
         let public = &request.name;
         let request_id = correlation_id(&context);
         let span = tracing::info_span!("tools/call", request_id = %request_id, tool = %public);
         let rounds = self
             .run(&context, request_id, binding, retry, |cx| async move {
-                pipeline.call_tool(&cx, &*backend, public, policy, call).await
+                metrics.timed_call(tool, pipeline.call_tool(&cx, &*backend, public, policy, call)).await
             })
             .instrument(span)
             .await?;
@@ -313,20 +329,34 @@ impl ServerHandler for McpHandler {
     async fn subscribe(
         &self,
         request: SubscribeRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        match self.gateway.registry().resource_owner(&request.uri).await {
-            Some(_) => Ok(()),
-            None => Err(to_jsonrpc(&BackendError::NotFound { kind: "resource", name: request.uri })),
+        let registry = self.gateway.registry();
+        let Some(owner) = registry.resource_owner(&request.uri).await else {
+            return Err(to_jsonrpc(&BackendError::NotFound { kind: "resource", name: request.uri }));
+        };
+        let (subscriptions, key) = (&self.gateway.subscriptions, session_key(&context));
+        if subscriptions.add(&request.uri, &key, context.peer.clone())
+            && let Err(e) = registry.backend(owner).subscribe(&request.uri).await
+        {
+            subscriptions.remove(&request.uri, &key);
+            return Err(to_jsonrpc(&e));
         }
+        Ok(())
     }
 
     #[allow(deprecated)]
     async fn unsubscribe(
         &self,
-        _request: UnsubscribeRequestParams,
-        _context: RequestContext<RoleServer>,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        let registry = self.gateway.registry();
+        if self.gateway.subscriptions.remove(&request.uri, &session_key(&context))
+            && let Some(owner) = registry.resource_owner(&request.uri).await
+        {
+            registry.backend(owner).unsubscribe(&request.uri).await.map_err(|e| to_jsonrpc(&e))?;
+        }
         Ok(())
     }
 

@@ -22,7 +22,9 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{edge, fast::FastPath, gateway::Gateway, handler::McpHandler, ops, sessions::Sessions};
+use crate::{
+    auth, edge, fast::FastPath, gateway::Gateway, handler::McpHandler, limits, ops, sessions::Sessions,
+};
 
 /// A running HTTP server, for tests and embedding.
 pub struct Server {
@@ -144,12 +146,24 @@ fn mcp_service(
 /// The application: `/mcp` and the ops endpoints, behind the edge layers.
 fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
     let sessions = Sessions::start(gateway.config.server.session_idle_timeout.0);
+    gateway.metrics.watch_sessions(&sessions);
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,
         fast: FastPath::new(gateway.clone()),
         sessions: sessions.clone(),
     });
+    let access = gateway.access.clone();
+    let metered = gateway.clone();
+    let limited = gateway.clone();
     let mcp = ServiceBuilder::new()
+        // Outermost: every request to /mcp is counted and timed, refusals at the door included.
+        .layer(axum::middleware::from_fn(move |req, next| crate::metrics::track(metered.clone(), req, next)))
+        // Address and key before the guard reads the body: a refused client gets nothing buffered or parsed.
+        // `/health`, `/ready` and `/status` stay open, as the guides' probes and dashboards expect.
+        .layer(axum::middleware::from_fn(move |req, next| auth::check(access.clone(), req, next)))
+        // Rate limits after the key (a per-key budget needs the principal; a refused key spends none) and before
+        // the body is read: a client over its budget costs a lookup, not a parse.
+        .layer(axum::middleware::from_fn(move |req, next| limits::check(limited.clone(), req, next)))
         .layer(axum::middleware::from_fn(move |req, next| edge::guard(edge.clone(), req, next)))
         .service(mcp_service(&gateway, sessions, streams));
     Router::new()
@@ -157,6 +171,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/status", get(ops::status))
+        .merge(crate::metrics::routes(&gateway))
         .with_state(gateway)
         .layer(
             ServiceBuilder::new()
@@ -180,6 +195,8 @@ pub async fn serve_http(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let drain_timeout: Duration = gateway.config.server.drain_timeout.0;
+    // Metrics on a port of their own (`metrics.port`), bound first so a port in use stops the start.
+    let metrics_apart = crate::metrics::serve_apart(&gateway, listener.local_addr()?.ip()).await?;
     let in_flight = InFlight::default();
     let streams = gateway.shutdown.child_token();
     let app = app(gateway.clone(), in_flight.clone(), streams.clone());
@@ -189,6 +206,8 @@ pub async fn serve_http(
         }
     });
     let stop_accepting = shutdown.clone();
+    // The peer address feeds the IP allowlist and the trusted-proxy check (`auth`).
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let serve =
         axum::serve(listener, app).with_graceful_shutdown(async move { stop_accepting.cancelled().await });
     let serve = tokio::spawn(async move { serve.await });
@@ -202,6 +221,9 @@ pub async fn serve_http(
     })
     .await;
     gateway.shutdown.cancel();
+    if let Some(metrics_apart) = metrics_apart {
+        let _ = metrics_apart.await;
+    }
     gateway.shutdown_backends().await;
     match drained {
         Ok(Ok(result)) => result,

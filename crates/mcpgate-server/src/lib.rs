@@ -1,6 +1,7 @@
 //! mcpgate's server: the registry of everything the gateway serves, the MCP handler behind both protocol eras,
 //! the HTTP edge with its ops endpoints, and stdio.
 
+mod auth;
 mod catalogue;
 mod edge;
 mod errors;
@@ -8,12 +9,15 @@ mod fast;
 mod gateway;
 mod handler;
 mod http;
+mod limits;
+pub mod metrics;
 mod ops;
 mod peer;
 pub mod registry;
 mod rounds;
 mod sessions;
 mod stdio;
+pub mod subscriptions;
 
 pub use catalogue::Catalogue;
 pub use errors::to_jsonrpc;

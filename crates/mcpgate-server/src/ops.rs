@@ -89,6 +89,7 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
             "prompts": registry.prompts().count(),
         },
         "backends": backends,
+        "rate_limits": crate::limits::status(&gateway).await,
         "calls": { "fast_path": gateway.fast_path_calls.load(std::sync::atomic::Ordering::Relaxed) },
     }))
 }

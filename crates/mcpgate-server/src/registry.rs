@@ -1,12 +1,17 @@
 //! The public catalogue: every backend's tools, resources and prompts under the names clients see, and the way
 //! from a public name back to the backend that serves it.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
 
 use mcpgate_config::ResilienceConfig;
 use mcpgate_core::{Backend, BackendError, PromptDef, ResourceDef, ResourceTemplateDef, ToolDef};
 use mcpgate_policy::{ArgumentSchema, Breaker, HealthChecker, ToolPolicy, retries_for};
 use rmcp::model::Tool;
+
+use crate::metrics::{Metrics, ToolMetrics};
 
 /// Where a public tool name leads.
 pub struct ToolRoute {
@@ -23,6 +28,15 @@ pub struct ToolRoute {
     pub contacts_client: bool,
     /// What the pipeline applies to its calls (the compiled input schema, …).
     pub policy: ToolPolicy,
+    /// Its metric series, resolved on first use ([`ToolRoute::metrics`]).
+    metrics: OnceLock<ToolMetrics>,
+}
+
+impl ToolRoute {
+    /// Its metric series: looked up once, then a plain load on every call.
+    pub(crate) fn metrics(&self, metrics: &Metrics) -> &ToolMetrics {
+        self.metrics.get_or_init(|| metrics.tool(&self.def.name))
+    }
 }
 
 /// One backend and what it contributed, for `/status` and `/ready`.
@@ -156,6 +170,7 @@ impl Registry {
                             arguments: (!trivial).then_some(arguments),
                             retries: retries_for(def.annotations.as_ref(), entry.max_retries, false),
                             breaker: Some(entry.breaker.clone()),
+                            rate_limit: Default::default(),
                         };
                         registry.tools.push(ToolRoute {
                             backend: index,
@@ -164,6 +179,7 @@ impl Registry {
                             def,
                             declares_param_headers,
                             policy,
+                            metrics: OnceLock::new(),
                         });
                     }
                 }

@@ -32,6 +32,8 @@ use rmcp::{
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{McpMethod, heard};
+
 /// What the gateway knows of one legacy session.
 #[derive(Debug, Default)]
 pub(crate) struct Session {
@@ -133,6 +135,11 @@ impl Sessions {
             }
         });
         sessions
+    }
+
+    /// Live sessions (`mcp_active_sessions`).
+    pub(crate) fn len(&self) -> usize {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The record of a live session.
@@ -237,6 +244,7 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        heard(McpMethod::of_message(&message));
         let response = self.inner.initialize_session(id, message).await?;
         if let (Some(session), Some(version)) = (self.touch_id(id), negotiated_version(&response)) {
             let _ = session.version.set(version);
@@ -258,11 +266,13 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        heard(McpMethod::of_message(&message));
         self.touch_id(id);
         self.inner.create_stream(id, message).await
     }
 
     async fn accept_message(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<(), Self::Error> {
+        heard(McpMethod::of_message(&message));
         let initialized = matches!(
             &message,
             JsonRpcMessage::Notification(n) if matches!(n.notification, ClientNotification::InitializedNotification(_))

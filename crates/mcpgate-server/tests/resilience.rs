@@ -5,41 +5,17 @@
 
 mod common;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::{Arc, atomic::Ordering};
 
-use async_trait::async_trait;
-use common::TestGateway;
-use mcpgate_core::{Backend, BackendError, CallContext, ToolCall, ToolDef, ToolOutcome};
+use common::{Down, TestGateway};
 use mcpgate_server::{Gateway, Server, registry::BackendEntry};
 use serde_json::{Value, json};
-
-/// A backend whose every call fails as an unreachable upstream would.
-struct Down(AtomicUsize);
-
-#[async_trait]
-impl Backend for Down {
-    fn name(&self) -> &str {
-        "down"
-    }
-
-    async fn list_tools(&self) -> Result<Vec<ToolDef>, BackendError> {
-        Ok(vec![ToolDef::new("flaky", "always fails", json!({ "type": "object" }))])
-    }
-
-    async fn call_tool(&self, _cx: &CallContext, _call: ToolCall) -> Result<ToolOutcome, BackendError> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Err(BackendError::Unavailable { backend: "down".into(), reason: "connection refused".into() })
-    }
-}
 
 #[tokio::test]
 async fn a_failing_backend_opens_its_breaker_and_readiness_says_so() {
     let mut config = mcpgate_config::Config::default();
     config.resilience.circuit_breaker.failure_threshold = 3.try_into().unwrap();
-    let backend = Arc::new(Down(AtomicUsize::new(0)));
+    let backend = Arc::new(Down::default());
     let entry = BackendEntry::new("down", "test", backend.clone(), &config.resilience);
     let gateway = Gateway::with_backends(config, vec![entry]).await.unwrap();
     let server = Server::spawn(gateway, "127.0.0.1:0").await.unwrap();

@@ -1,7 +1,9 @@
-//! The `mcpgate` command: serve MCP, validate a config, print the config schema.
+//! The `mcpgate` command: serve MCP, validate a config, print the config schema, make API keys.
 
 // A command-line tool prints its answers.
 #![allow(clippy::print_stdout)]
+
+mod keys;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -50,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// API key helpers.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -60,6 +67,26 @@ enum ConfigCommand {
     Schema,
     /// Print the embedded default configuration.
     Default,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new API key: prints the key (shown only this once) and the `security.api_keys` line with its hash
+    /// (`hmac-sha256` keyed with `API_KEY_SALT` when that is set, else `sha256`).
+    New {
+        /// Who holds the key: the principal's name in logs and audit (letters, digits, `_`, `-`).
+        #[arg(long)]
+        name: String,
+        /// Rate-limit tier (`free`, `paid`, …; `default` is what keys without one get).
+        #[arg(long)]
+        tier: String,
+        /// Tools the key may call, as globs (`--tools 'search_*' echo`). Default: every tool.
+        #[arg(long = "tools", value_name = "GLOB", num_args = 1..)]
+        tools: Vec<String>,
+        /// When the key stops working, RFC 3339 (`2027-01-01T00:00:00Z`).
+        #[arg(long, value_name = "RFC3339")]
+        expires: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +123,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config { command: ConfigCommand::Default } => {
             let config = mcpgate_config::default_config()?;
             println!("{}", serde_json::to_string_pretty(&config)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { command: KeysCommand::New { name, tier, tools, expires } } => {
+            let request = keys::NewKey { name, tier, tools, expires };
+            keys::new_key(request, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {

@@ -7,6 +7,7 @@ use std::{path::PathBuf, process::Command};
 fn mcpgate() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mcpgate"));
     command.env_remove("PORT").env_remove("MCP_PORT").env_remove("LOG_LEVEL").env_remove("MCP_CONFIG_PATH");
+    command.env_remove("MCP_API_KEYS").env_remove("MCP_API_KEY").env_remove("API_KEY_SALT");
     command
 }
 

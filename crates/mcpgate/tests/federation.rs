@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{BIN, Process, dechunk};
+use support::{BIN, Process, legacy_post};
 
 /// Start `mcpgate serve` on a free port and wait until it listens.
 fn serve(config: Option<&Path>, log: &Path) -> (Process, String) {
@@ -261,34 +261,6 @@ fn modern_status(addr: &str) -> String {
     let mut raw = String::new();
     stream.read_to_string(&mut raw).unwrap();
     raw
-}
-
-/// One POST of a legacy (2025-11-25) session; returns the response headers (lower-cased) and its JSON-RPC
-/// messages in order.
-fn legacy_post(addr: &str, session: Option<&str>, body: &Value) -> (String, Vec<Value>) {
-    let body = body.to_string();
-    let session = session.map(|s| format!("Mcp-Session-Id: {s}\r\nMCP-Protocol-Version: 2025-11-25\r\n"));
-    let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        session.unwrap_or_default(),
-        body.len()
-    );
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {raw}"));
-    let head = head.to_ascii_lowercase();
-    let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-    let messages = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str(d.trim()).ok())
-        .chain(serde_json::from_str::<Value>(&body).ok())
-        .collect();
-    (head, messages)
 }
 
 fn conformance_upstream(dir: &Path) -> std::path::PathBuf {

@@ -309,3 +309,82 @@ fn real_third_party_upstreams_are_federated_through_the_gateway() {
     // server-everything asks for roots once initialized, outside any call: answered (empty), not refused.
     assert!(!log().contains("refused"), "{}", log());
 }
+
+#[test]
+fn a_legacy_sessions_resource_subscription_reaches_the_upstream_and_its_updates_come_back() {
+    let Some(up) =
+        upstreams("a_legacy_sessions_resource_subscription_reaches_the_upstream_and_its_updates_come_back")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().canonicalize().unwrap();
+    let gateway = Gateway::start(&up, dir.path(), &allowed);
+    let addr = gateway.addr.as_str();
+
+    let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } } });
+    let (head, _) = support::legacy_post(addr, None, &initialize);
+    let session = head
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp-session-id:"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| panic!("no session id: {head}"));
+    support::legacy_post(
+        addr,
+        Some(&session),
+        &json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+    );
+
+    // The session's standalone stream, read line by line on its own thread.
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /mcp HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {session}\r\n\
+         MCP-Protocol-Version: 2025-11-25\r\n\r\n"
+    )
+    .unwrap();
+    let (lines, seen) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
+    let uri = "demo://resource/static/document/architecture.md";
+    let subscribe =
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": { "uri": uri } });
+    let (_, answer) = support::legacy_post(addr, Some(&session), &subscribe);
+    assert_eq!(answer.last().map(|a| &a["result"]), Some(&json!({})), "{answer:?}\n{}", gateway.log());
+    let unknown = json!({ "jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": { "uri": "demo://nothing" } });
+    let (_, answer) = support::legacy_post(addr, Some(&session), &unknown);
+    assert!(answer.last().is_some_and(|a| a.get("error").is_some()), "{answer:?}");
+
+    // server-everything reports changes to subscribed resources once this tool starts it (at once, then every 5 s).
+    let toggle = json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": { "name": "everything__toggle-subscriber-updates", "arguments": {} } });
+    let (_, answer) = support::legacy_post(addr, Some(&session), &toggle);
+    assert!(answer.last().is_some_and(|a| a["result"]["content"].is_array()), "{answer:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let update = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line =
+            seen.recv_timeout(left).unwrap_or_else(|_| panic!("no resources/updated\n{}", gateway.log()));
+        let Some(message) =
+            line.strip_prefix("data:").and_then(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        else {
+            continue;
+        };
+        if message["method"] == "notifications/resources/updated" {
+            break message;
+        }
+    };
+    assert_eq!(update["params"]["uri"], uri, "{update}");
+
+    let unsubscribe =
+        json!({ "jsonrpc": "2.0", "id": 5, "method": "resources/unsubscribe", "params": { "uri": uri } });
+    let (_, answer) = support::legacy_post(addr, Some(&session), &unsubscribe);
+    assert_eq!(answer.last().map(|a| &a["result"]), Some(&json!({})), "{answer:?}");
+}

@@ -202,6 +202,10 @@ pub(super) struct Shared {
     pub changes: watch::Sender<u64>,
     /// Keep the last catalogue listed while down (`when_down: error`) instead of hiding it.
     pub keep_listed: bool,
+    /// URIs the upstream reported changed (`notifications/resources/updated`).
+    pub updates: tokio::sync::broadcast::Sender<String>,
+    /// URIs subscribed to, subscribed again on each new connection.
+    pub subscribed: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Shared {
@@ -286,6 +290,7 @@ pub(super) async fn supervise(
             // The link first: whoever sees the new catalogue can call its tools at once.
             shared.set(Some(link.clone()), String::new());
             shared.publish(catalogue);
+            resubscribe(&shared, running.peer());
             ready.send_replace(true);
             let version = running.peer().peer_info().map(|info| info.protocol_version.to_string());
             tracing::info!(upstream = %name, protocol = version.as_deref().unwrap_or("unknown"), "connected");
@@ -322,6 +327,24 @@ pub(super) async fn supervise(
         }
     }
     shared.set(None, "the gateway is shutting down".to_owned());
+}
+
+/// Subscribe a new connection to every URI subscribed so far, in the background (a refusal is logged).
+fn resubscribe(shared: &Shared, peer: &Peer<RoleClient>) {
+    let uris: Vec<String> =
+        shared.subscribed.lock().map(|set| set.iter().cloned().collect()).unwrap_or_default();
+    if uris.is_empty() || !super::can_subscribe(peer) {
+        return;
+    }
+    let (peer, name) = (peer.clone(), shared.name.clone());
+    tokio::spawn(async move {
+        for uri in uris {
+            #[allow(deprecated)] // the legacy revisions this gateway serves still have resources/subscribe
+            if let Err(e) = peer.subscribe(rmcp::model::SubscribeRequestParams::new(&uri)).await {
+                tracing::warn!(upstream = %name, %uri, "cannot subscribe again after reconnecting: {e}");
+            }
+        }
+    });
 }
 
 /// The child's exit status, or never when there is no child.

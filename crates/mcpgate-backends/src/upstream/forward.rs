@@ -477,6 +477,15 @@ impl ClientHandler for GatewayClient {
         self.refetch(context.peer, List::Prompts).await;
     }
 
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        // Nobody listening is fine: the subscriber may just have left.
+        let _ = self.shared.updates.send(params.uri);
+    }
+
     async fn on_resource_list_changed(&self, context: NotificationContext<RoleClient>) {
         self.refetch(context.peer, List::Resources).await;
     }

@@ -159,6 +159,8 @@ impl Upstream {
             catalogue: std::sync::Mutex::default(),
             changes: watch::channel(0).0,
             keep_listed: config.when_down == WhenDown::Error,
+            updates: tokio::sync::broadcast::channel(64).0,
+            subscribed: std::sync::Mutex::default(),
         });
         let stop = CancellationToken::new();
         let (ready_tx, mut ready_rx) = watch::channel(false);
@@ -203,6 +205,14 @@ impl Upstream {
     fn unavailable(&self, reason: String) -> BackendError {
         BackendError::Unavailable { backend: self.name.clone(), reason }
     }
+}
+
+/// Whether the upstream takes legacy `resources/subscribe`: it says so, and speaks a revision that has it.
+fn can_subscribe(peer: &rmcp::Peer<rmcp::RoleClient>) -> bool {
+    peer.peer_info().is_some_and(|info| {
+        info.protocol_version.has_initialize()
+            && info.capabilities.resources.as_ref().is_some_and(|r| r.subscribe == Some(true))
+    })
 }
 
 /// Whether `uri` is one a URI template (RFC 6570) can expand to: every `{…}` expression stands for any text.
@@ -361,6 +371,44 @@ impl Backend for Upstream {
             }
             _ => Err(unexpected(&self.name, "completion/complete")),
         }
+    }
+
+    #[allow(deprecated)] // the legacy revisions this gateway serves still have resources/subscribe
+    async fn subscribe(&self, uri: &str) -> Result<(), BackendError> {
+        if let Ok(mut subscribed) = self.shared.subscribed.lock() {
+            subscribed.insert(uri.to_owned());
+        }
+        // A down upstream is subscribed when it is back; one that cannot subscribe never reports a change.
+        let Ok(link) = self.link() else { return Ok(()) };
+        if !can_subscribe(&link.peer) {
+            tracing::debug!(upstream = %self.name, %uri, "the upstream offers no resources/subscribe");
+            return Ok(());
+        }
+        use rmcp::model::{SubscribeRequest, SubscribeRequestParams};
+        let request =
+            ClientRequest::SubscribeRequest(SubscribeRequest::new(SubscribeRequestParams::new(uri)));
+        self.request(None, request).await.map(drop)
+    }
+
+    #[allow(deprecated)] // as above
+    async fn unsubscribe(&self, uri: &str) -> Result<(), BackendError> {
+        if let Ok(mut subscribed) = self.shared.subscribed.lock() {
+            subscribed.remove(uri);
+        }
+        match self.link() {
+            Ok(link) if can_subscribe(&link.peer) => {
+                use rmcp::model::{UnsubscribeRequest, UnsubscribeRequestParams};
+                let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
+                    UnsubscribeRequestParams::new(uri),
+                ));
+                self.request(None, request).await.map(drop)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn resource_updates(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        Some(self.shared.updates.subscribe())
     }
 
     async fn health(&self) -> BackendHealth {

@@ -2,12 +2,39 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use mcpgate_config::{Format, parse_str};
+use mcpgate_config::{Config, Format, apply_env, parse_str, parse_str_unchecked, validate};
 use mcpgate_server::{Gateway, Server};
 use serde_json::{Value, json};
 
 pub const DEMO: &str = "backends:\n  demo:\n    kind: builtin\n    builtin: demo\n";
 pub const CONFORMANCE: &str = "backends:\n  c:\n    kind: builtin\n    builtin: conformance\n";
+
+/// A backend whose every call fails as an unreachable upstream would; it counts the calls that reached it.
+#[derive(Default)]
+pub struct Down(pub std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl mcpgate_core::Backend for Down {
+    fn name(&self) -> &str {
+        "down"
+    }
+
+    async fn list_tools(&self) -> Result<Vec<mcpgate_core::ToolDef>, mcpgate_core::BackendError> {
+        Ok(vec![mcpgate_core::ToolDef::new("flaky", "always fails", json!({ "type": "object" }))])
+    }
+
+    async fn call_tool(
+        &self,
+        _cx: &mcpgate_core::CallContext,
+        _call: mcpgate_core::ToolCall,
+    ) -> Result<mcpgate_core::ToolOutcome, mcpgate_core::BackendError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(mcpgate_core::BackendError::Unavailable {
+            backend: "down".into(),
+            reason: "connection refused".into(),
+        })
+    }
+}
 
 pub struct TestGateway {
     pub server: Server,
@@ -18,8 +45,23 @@ pub struct TestGateway {
 
 pub async fn spawn(yaml: &str) -> TestGateway {
     let config = parse_str(yaml, Format::Yaml, "test").expect("valid test config");
+    spawn_config(config, "127.0.0.1:0").await
+}
+
+/// Spawn as `mcpgate serve` would: `yaml`, then the environment `vars` over it, validated; listening on `addr`
+/// (`127.0.0.1:0`, `[::1]:0`).
+pub async fn spawn_with_env(yaml: &str, vars: &[(&str, &str)], addr: &str) -> TestGateway {
+    let mut config = parse_str_unchecked(yaml, Format::Yaml, "test").expect("test config parses");
+    let lookup = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
+    let mut problems = apply_env(&mut config, lookup);
+    problems.extend(validate(&config));
+    assert!(problems.is_empty(), "{problems:?}");
+    spawn_config(config, addr).await
+}
+
+pub async fn spawn_config(config: Config, addr: &str) -> TestGateway {
     let gateway = Gateway::build(config).await.expect("gateway builds");
-    let server = Server::spawn(gateway, "127.0.0.1:0").await.expect("binds");
+    let server = Server::spawn(gateway, addr).await.expect("binds");
     let base = format!("http://{}", server.local_addr);
     TestGateway { url: format!("{base}/mcp"), base, server, http: reqwest::Client::new() }
 }

@@ -59,9 +59,23 @@ pub fn free_port() -> u16 {
 /// Start `mcpgate serve` on a free port (with `config`, or the embedded default), its log in `log`; returns
 /// once it listens (within `within`).
 pub fn serve(config: Option<&Path>, log: &Path, within: Duration) -> (Process, String) {
+    serve_with_env(config, log, within, &[])
+}
+
+/// [`serve`] with environment variables set. Variables that change who may connect are cleared first, so the
+/// caller's environment cannot lock a test out.
+pub fn serve_with_env(
+    config: Option<&Path>,
+    log: &Path,
+    within: Duration,
+    env: &[(&str, &str)],
+) -> (Process, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut command = Command::new(BIN);
     command.env_remove("PORT").env_remove("MCP_PORT").env_remove("LOG_LEVEL").env_remove("MCP_CONFIG_PATH");
+    command.env_remove("MCP_API_KEYS").env_remove("MCP_API_KEY").env_remove("API_KEY_SALT");
+    command.env_remove("RATE_LIMIT_WINDOW_MS").env_remove("RATE_LIMIT_MAX_REQUESTS");
+    command.envs(env.iter().copied());
     command.args(["serve", "--listen", &addr]);
     if let Some(config) = config {
         command.arg("--config").arg(config);
@@ -80,15 +94,29 @@ pub fn serve(config: Option<&Path>, log: &Path, within: Duration) -> (Process, S
 
 /// One stateless (2026-07-28) request over a fresh connection; the last JSON-RPC message of the answer, or
 /// `None` when there is none (with the raw answer).
-pub fn modern(addr: &str, method: &str, name: Option<&str>, mut params: Value) -> Result<Value, String> {
+pub fn modern(addr: &str, method: &str, name: Option<&str>, params: Value) -> Result<Value, String> {
+    modern_with(addr, &[], method, name, params).map(|(_, message)| message)
+}
+
+/// [`modern`] with extra request headers (`x-api-key: …`); also returns the HTTP status.
+pub fn modern_with(
+    addr: &str,
+    headers: &[(&str, &str)],
+    method: &str,
+    name: Option<&str>,
+    mut params: Value,
+) -> Result<(u16, Value), String> {
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {}
     });
     let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
-    let name_header = name.map(|n| format!("Mcp-Name: {n}\r\n")).unwrap_or_default();
+    let mut extra_headers = name.map(|n| format!("Mcp-Name: {n}\r\n")).unwrap_or_default();
+    for (header, value) in headers {
+        extra_headers.push_str(&format!("{header}: {value}\r\n"));
+    }
     let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{name_header}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{extra_headers}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -101,6 +129,7 @@ pub fn modern(addr: &str, method: &str, name: Option<&str>, mut params: Value) -
         return Err(format!("no HTTP response: {raw}"));
     };
     let head = head.to_ascii_lowercase();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
     let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
     let messages: Vec<Value> = if head.contains("content-type: text/event-stream") {
         body.lines()
@@ -110,7 +139,7 @@ pub fn modern(addr: &str, method: &str, name: Option<&str>, mut params: Value) -
     } else {
         serde_json::from_str(&body).map(|v| vec![v]).unwrap_or_default()
     };
-    messages.into_iter().last().ok_or_else(|| format!("no JSON-RPC message in: {raw}"))
+    messages.into_iter().last().map(|m| (status, m)).ok_or_else(|| format!("no JSON-RPC message in: {raw}"))
 }
 
 /// The body of a chunked HTTP/1.1 response.
@@ -125,4 +154,32 @@ pub fn dechunk(mut body: &str) -> String {
         body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
     }
     out
+}
+
+/// One POST in a legacy (2025-11-25) session, or the `initialize` that opens one (`session` None): the response
+/// head (lower-cased) and its JSON-RPC messages in order, from plain JSON or an event stream.
+pub fn legacy_post(addr: &str, session: Option<&str>, body: &Value) -> (String, Vec<Value>) {
+    let body = body.to_string();
+    let session = session.map(|s| format!("Mcp-Session-Id: {s}\r\nMCP-Protocol-Version: 2025-11-25\r\n"));
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        session.unwrap_or_default(),
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {raw}"));
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let messages = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .chain(serde_json::from_str::<Value>(&body).ok())
+        .collect();
+    (head, messages)
 }

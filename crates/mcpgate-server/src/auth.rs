@@ -1,0 +1,440 @@
+//! Who may use `/mcp`, checked before anything reads the body: the client's address (the socket peer, or what a
+//! trusted proxy forwarded), the IP allowlist, then the API key, which becomes the request's [`Principal`].
+//!
+//! Everything is prepared at startup ([`Access::new`]): parsed networks, decoded digests, one principal per key,
+//! the salt-keyed HMAC state. A request hashes its key once per configured method and compares the digest with
+//! every key's in constant time; a key is never logged.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::SystemTime,
+};
+
+use axum::{
+    extract::{ConnectInfo, Request},
+    middleware::Next,
+    response::Response,
+};
+use http::{HeaderMap, HeaderValue, StatusCode, header::WWW_AUTHENTICATE};
+use ipnet::IpNet;
+use mcpgate_config::{HashMethod, KeyHash, KeyHasher, SecurityConfig, parse_cidr};
+use mcpgate_core::Principal;
+use subtle::ConstantTimeEq;
+
+use crate::edge::jsonrpc_error;
+
+/// JSON-RPC code of a request refused for want of a valid API key (HTTP 401).
+const UNAUTHORIZED: i32 = -32004;
+/// JSON-RPC "Invalid Request", as for a foreign `Host` or `Origin` (HTTP 403).
+const INVALID_REQUEST: i32 = -32600;
+
+/// Why a request was refused at the door. Put in the refusal's response extensions, so a layer outside (metrics)
+/// can count it without parsing bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthFailure {
+    /// No key, and anonymous access is not allowed.
+    MissingKey,
+    /// A key that matches none configured.
+    InvalidKey,
+    /// A configured key past its `expires`.
+    ExpiredKey,
+    /// The client address is not in `security.allowed_ips`.
+    IpNotAllowed,
+}
+
+impl AuthFailure {
+    /// The `reason` label (`mcp_auth_failures_total{reason}`) and log field.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingKey => "missing_key",
+            Self::InvalidKey => "invalid_key",
+            Self::ExpiredKey => "expired_key",
+            Self::IpNotAllowed => "ip_not_allowed",
+        }
+    }
+}
+
+/// One configured key, ready to compare.
+struct Key {
+    method: HashMethod,
+    digest: [u8; 32],
+    expires: Option<SystemTime>,
+    principal: Principal,
+}
+
+/// The prepared `security` section.
+pub(crate) struct Access {
+    /// Empty: every address.
+    allowed_ips: Vec<IpNet>,
+    trusted_proxies: Vec<IpNet>,
+    keys: Vec<Key>,
+    hasher: KeyHasher,
+    /// Which digests a presented key needs (only the methods some key uses).
+    wants_sha256: bool,
+    wants_hmac: bool,
+    /// The principal of requests without a key, when they are served.
+    anonymous: Option<Principal>,
+}
+
+impl Access {
+    /// Prepare `security`. Fails (with every problem) only on a config that skipped validation.
+    pub(crate) fn new(security: &SecurityConfig) -> Result<Self, String> {
+        let mut problems = Vec::new();
+        let mut nets = |field: &str, list: &[String]| -> Vec<IpNet> {
+            list.iter()
+                .filter_map(|cidr| parse_cidr(cidr).map_err(|e| problems.push(format!("{field}: {e}"))).ok())
+                .collect()
+        };
+        let allowed_ips = nets("security.allowed_ips", &security.allowed_ips);
+        let trusted_proxies = nets("security.trusted_proxies", &security.trusted_proxies);
+        let salt = security.api_key_salt.as_ref().map(|s| s.expose());
+        let mut keys = Vec::new();
+        for (i, key) in security.api_keys.iter().enumerate() {
+            let parsed = key.hash.parse::<KeyHash>().and_then(|hash| Ok((hash, key.expires_at()?)));
+            match parsed {
+                Ok((hash, _)) if hash.method == HashMethod::HmacSha256 && salt.is_none() => {
+                    problems.push(format!("security.api_keys.{i}.hash: needs API_KEY_SALT, which is unset"));
+                }
+                Ok((hash, expires)) => keys.push(Key {
+                    method: hash.method,
+                    digest: hash.digest,
+                    expires,
+                    principal: Principal::named(&key.name, &key.tier, &key.tools),
+                }),
+                Err(e) => problems.push(format!("security.api_keys.{i}: {e}")),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        Ok(Self {
+            allowed_ips,
+            trusted_proxies,
+            wants_sha256: keys.iter().any(|k| k.method == HashMethod::Sha256),
+            wants_hmac: keys.iter().any(|k| k.method == HashMethod::HmacSha256),
+            keys,
+            hasher: KeyHasher::new(salt),
+            anonymous: security.anonymous_allowed().then(Principal::anonymous),
+        })
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's address. From a trusted proxy, the right-most `X-Forwarded-For` hop that is not itself a
+    /// trusted proxy (hops to its left were written by the client and prove nothing), else `X-Real-IP`; from
+    /// anyone else, the peer. A malformed hop ends the walk at the last address known good.
+    fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.trusted(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        let mut forwarded = false;
+        for value in headers.get_all("x-forwarded-for").iter().rev() {
+            let Ok(list) = value.to_str() else { return client };
+            for hop in list.split(',').rev() {
+                forwarded = true;
+                let Some(ip) = parse_hop(hop) else { return client };
+                client = ip;
+                if !self.trusted(ip) {
+                    return ip;
+                }
+            }
+        }
+        if !forwarded && let Some(ip) = headers.get("x-real-ip").and_then(|v| parse_hop(v.to_str().ok()?)) {
+            return ip;
+        }
+        client
+    }
+
+    fn ip_allowed(&self, ip: Option<IpAddr>) -> bool {
+        self.allowed_ips.is_empty()
+            || ip.is_some_and(|ip| self.allowed_ips.iter().any(|net| net.contains(&ip)))
+    }
+
+    /// The principal a request's credentials name, or why there is none.
+    fn authenticate(&self, headers: &HeaderMap, now: SystemTime) -> Result<&Principal, AuthFailure> {
+        let Some(presented) = presented_key(headers) else {
+            return self.anonymous.as_ref().ok_or(AuthFailure::MissingKey);
+        };
+        let sha256 = self.wants_sha256.then(|| self.hasher.sha256(presented));
+        let hmac = if self.wants_hmac { self.hasher.hmac(presented) } else { None };
+        // Compare with every key, without stopping at a match: the time taken says nothing about which
+        // digest bytes matched, and little about which key did.
+        let mut matched = None;
+        for key in &self.keys {
+            let candidate = match key.method {
+                HashMethod::Sha256 => sha256.as_ref(),
+                HashMethod::HmacSha256 => hmac.as_ref(),
+            };
+            let equal = candidate.is_some_and(|digest| bool::from(digest.ct_eq(&key.digest)));
+            if equal && matched.is_none() {
+                matched = Some(key);
+            }
+        }
+        let key = matched.ok_or(AuthFailure::InvalidKey)?;
+        if key.expires.is_some_and(|expires| expires <= now) {
+            return Err(AuthFailure::ExpiredKey);
+        }
+        Ok(&key.principal)
+    }
+}
+
+/// The key in `x-api-key`, or in `Authorization: Bearer …`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let key = match headers.get("x-api-key") {
+        Some(value) => value.to_str().ok()?,
+        None => {
+            let authorization = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim_start();
+            let (scheme, token) = authorization.split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return None;
+            }
+            token
+        }
+    };
+    Some(key.trim()).filter(|k| !k.is_empty())
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`192.0.2.1:4711`, `[2001:db8::1]:80`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let ip = hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))?;
+    Some(ip.to_canonical())
+}
+
+/// Admit the request (with its [`Principal`] in the extensions) or refuse it: 403 for an address outside the
+/// allowlist, 401 with `WWW-Authenticate` for a missing, wrong or expired key.
+pub(crate) async fn check(access: Arc<Access>, mut request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let client_ip = peer.map(|peer| access.client_ip(peer, request.headers()));
+    if !access.ip_allowed(client_ip) {
+        let shown = client_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        tracing::info!(reason = AuthFailure::IpNotAllowed.as_str(), client_ip = %shown, "request refused");
+        let message = format!("Forbidden: client address {shown} is not allowed");
+        return refused(
+            jsonrpc_error(StatusCode::FORBIDDEN, INVALID_REQUEST, message, None),
+            AuthFailure::IpNotAllowed,
+        );
+    }
+    match access.authenticate(request.headers(), SystemTime::now()) {
+        Ok(principal) => {
+            request.extensions_mut().insert(Arc::new(principal.with_client_ip(client_ip)));
+            next.run(request).await
+        }
+        Err(failure) => {
+            tracing::info!(reason = failure.as_str(), client_ip = ?client_ip, "request refused");
+            unauthorized(failure)
+        }
+    }
+}
+
+/// The principal [`check`] admitted a request as, from the request's extensions; anonymous where the layer did
+/// not run (a router without it, in tests).
+pub(crate) fn principal(extensions: &http::Extensions) -> Arc<Principal> {
+    extensions.get::<Arc<Principal>>().cloned().unwrap_or_else(|| Arc::new(Principal::anonymous()))
+}
+
+/// 401 with the RFC 6750 challenge: bare when no key came, `invalid_token` when one did.
+fn unauthorized(failure: AuthFailure) -> Response {
+    let (message, challenge) = match failure {
+        AuthFailure::InvalidKey => (
+            "Unauthorized: the API key is not valid",
+            r#"Bearer realm="mcpgate", error="invalid_token", error_description="the API key is not valid""#,
+        ),
+        AuthFailure::ExpiredKey => (
+            "Unauthorized: the API key has expired",
+            r#"Bearer realm="mcpgate", error="invalid_token", error_description="the API key has expired""#,
+        ),
+        AuthFailure::MissingKey | AuthFailure::IpNotAllowed => (
+            "Unauthorized: an API key is required (x-api-key or Authorization: Bearer)",
+            r#"Bearer realm="mcpgate""#,
+        ),
+    };
+    let mut response = jsonrpc_error(StatusCode::UNAUTHORIZED, UNAUTHORIZED, message, None);
+    response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    refused(response, failure)
+}
+
+fn refused(mut response: Response, failure: AuthFailure) -> Response {
+    response.extensions_mut().insert(failure);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use axum::{Extension, Router, body::Body, routing::post};
+    use http_body_util::BodyExt;
+    use mcpgate_config::{ApiKeyConfig, Secret};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn security(keys: Vec<ApiKeyConfig>) -> SecurityConfig {
+        SecurityConfig { api_keys: keys, ..Default::default() }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn keys_are_read_from_either_header() {
+        assert_eq!(presented_key(&headers(&[("x-api-key", " k1 ")])), Some("k1"));
+        assert_eq!(presented_key(&headers(&[("authorization", "Bearer k2")])), Some("k2"));
+        assert_eq!(presented_key(&headers(&[("authorization", "bearer   k3")])), Some("k3"));
+        assert_eq!(presented_key(&headers(&[("authorization", "Basic dXNlcjpwdw==")])), None);
+        assert_eq!(presented_key(&headers(&[("authorization", "Bearer ")])), None);
+        assert_eq!(presented_key(&headers(&[("x-api-key", "")])), None);
+        let both = headers(&[("x-api-key", "header"), ("authorization", "Bearer bearer")]);
+        assert_eq!(presented_key(&both), Some("header"));
+    }
+
+    #[test]
+    fn each_hash_form_matches_only_its_key() {
+        let mut config = security(vec![
+            ApiKeyConfig::new("plain", &KeyHash::sha256("k-plain")),
+            ApiKeyConfig::new("salted", &KeyHash::hmac_sha256("pepper", "k-salted")),
+        ]);
+        config.api_key_salt = Some(Secret::new("pepper"));
+        let access = Access::new(&config).unwrap();
+        let now = SystemTime::now();
+        let who =
+            |key: &str| access.authenticate(&headers(&[("x-api-key", key)]), now).map(|p| p.name.to_string());
+        assert_eq!(who("k-plain").as_deref(), Ok("plain"));
+        assert_eq!(who("k-salted").as_deref(), Ok("salted"));
+        assert_eq!(who("k-plai"), Err(AuthFailure::InvalidKey));
+        // The salted key's sha256 is not what its entry holds, and vice versa.
+        assert_eq!(who(&KeyHash::sha256("k-salted").to_string()), Err(AuthFailure::InvalidKey));
+        assert_eq!(access.authenticate(&HeaderMap::new(), now), Err(AuthFailure::MissingKey));
+    }
+
+    #[test]
+    fn expiry_is_checked_after_the_match() {
+        let mut key = ApiKeyConfig::new("old", &KeyHash::sha256("k"));
+        key.expires = Some("2030-01-01T00:00:00Z".into());
+        let access = Access::new(&security(vec![key])).unwrap();
+        let expires = mcpgate_config::parse_rfc3339("2030-01-01T00:00:00Z").unwrap();
+        let key = headers(&[("x-api-key", "k")]);
+        assert!(access.authenticate(&key, expires - Duration::from_secs(1)).is_ok());
+        assert_eq!(access.authenticate(&key, expires), Err(AuthFailure::ExpiredKey));
+    }
+
+    #[test]
+    fn anonymous_follows_the_rule_but_a_wrong_key_is_never_anonymous() {
+        let open = Access::new(&SecurityConfig::default()).unwrap();
+        let now = SystemTime::now();
+        assert!(open.authenticate(&HeaderMap::new(), now).unwrap().anonymous);
+        // No key configured: any presented key matches nothing.
+        assert_eq!(open.authenticate(&headers(&[("x-api-key", "x")]), now), Err(AuthFailure::InvalidKey));
+        let mut both = security(vec![ApiKeyConfig::new("k", &KeyHash::sha256("k"))]);
+        both.allow_anonymous = Some(true);
+        let both = Access::new(&both).unwrap();
+        assert!(both.authenticate(&HeaderMap::new(), now).unwrap().anonymous);
+        assert_eq!(both.authenticate(&headers(&[("x-api-key", "x")]), now), Err(AuthFailure::InvalidKey));
+    }
+
+    #[test]
+    fn an_unvalidated_config_is_refused_at_build() {
+        let mut config = security(vec![ApiKeyConfig::new("h", &KeyHash::hmac_sha256("s", "k"))]);
+        config.allowed_ips.push("nowhere".into());
+        let error = Access::new(&config).err().unwrap();
+        assert!(error.contains("API_KEY_SALT") && error.contains("nowhere"), "{error}");
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let config = SecurityConfig {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "2001:db8:ffff::/48".into()],
+            ..Default::default()
+        };
+        let access = Access::new(&config).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let proxy = ip("10.1.2.3");
+        let xff = |v: &str| headers(&[("x-forwarded-for", v)]);
+        // An untrusted peer's headers are ignored.
+        assert_eq!(access.client_ip(ip("192.0.2.9"), &xff("203.0.113.7")), ip("192.0.2.9"));
+        // From a proxy: the right-most hop that is not a proxy; what the client wrote to its left is ignored.
+        assert_eq!(access.client_ip(proxy, &xff("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(access.client_ip(proxy, &xff("1.1.1.1, 203.0.113.7, 10.9.9.9")), ip("203.0.113.7"));
+        let two = headers(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "198.51.100.4, 10.0.0.2")]);
+        assert_eq!(access.client_ip(proxy, &two), ip("198.51.100.4"));
+        // Ports and IPv6, IPv4-mapped peers.
+        assert_eq!(access.client_ip(proxy, &xff("[2001:db8::1]:443")), ip("2001:db8::1"));
+        assert_eq!(access.client_ip(proxy, &xff("203.0.113.7:5555")), ip("203.0.113.7"));
+        assert_eq!(access.client_ip(ip("::ffff:10.0.0.1"), &xff("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(access.client_ip(ip("2001:db8:ffff::1"), &xff("2001:db8::5")), ip("2001:db8::5"));
+        // Only proxies listed: the left-most. Garbage: the last good hop.
+        assert_eq!(access.client_ip(proxy, &xff("10.0.0.9, 10.0.0.8")), ip("10.0.0.9"));
+        assert_eq!(access.client_ip(proxy, &xff("203.0.113.7, junk, 10.0.0.8")), ip("10.0.0.8"));
+        // X-Real-IP only without X-Forwarded-For.
+        assert_eq!(access.client_ip(proxy, &headers(&[("x-real-ip", "203.0.113.8")])), ip("203.0.113.8"));
+        let both = headers(&[("x-real-ip", "203.0.113.8"), ("x-forwarded-for", "203.0.113.9")]);
+        assert_eq!(access.client_ip(proxy, &both), ip("203.0.113.9"));
+        assert_eq!(
+            access.client_ip(ip("192.0.2.9"), &headers(&[("x-real-ip", "203.0.113.8")])),
+            ip("192.0.2.9")
+        );
+    }
+
+    /// A route answering with the principal the layer put in the extensions.
+    fn app(security: SecurityConfig, peer: &str) -> Router {
+        let access = Arc::new(Access::new(&security).unwrap());
+        let who = |Extension(principal): Extension<Arc<Principal>>| async move {
+            format!("{} {} {:?}", principal.name, principal.anonymous, principal.client_ip)
+        };
+        Router::new()
+            .route("/mcp", post(who))
+            .layer(axum::middleware::from_fn(move |req, next| check(access.clone(), req, next)))
+            // What `into_make_service_with_connect_info` puts on every request.
+            .layer(Extension(ConnectInfo(peer.parse::<SocketAddr>().unwrap())))
+    }
+
+    async fn send(app: Router, pairs: &[(&str, &str)]) -> (StatusCode, Option<String>, String) {
+        let mut request = Request::post("/mcp").body(Body::empty()).unwrap();
+        *request.headers_mut() = headers(pairs);
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status();
+        let challenge = response.headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned());
+        let body =
+            String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        (status, challenge, body)
+    }
+
+    #[tokio::test]
+    async fn the_principal_reaches_the_handler_with_its_address() {
+        let mut config = security(vec![ApiKeyConfig::new("ci", &KeyHash::sha256("k"))]);
+        config.trusted_proxies = vec!["127.0.0.1".into()];
+        let (status, _, body) = send(
+            app(config.clone(), "127.0.0.1:9"),
+            &[("x-api-key", "k"), ("x-forwarded-for", "203.0.113.7")],
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ci false Some(203.0.113.7)"));
+        let (status, challenge, body) = send(app(config, "127.0.0.1:9"), &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="mcpgate""#));
+        assert!(body.contains("-32004"), "{body}");
+        let (_, _, body) = send(app(SecurityConfig::default(), "[::1]:9"), &[]).await;
+        assert_eq!(body, "anonymous true Some(::1)");
+    }
+
+    #[tokio::test]
+    async fn without_a_peer_address_an_allowlist_refuses() {
+        let config = SecurityConfig { allowed_ips: vec!["0.0.0.0/0".into()], ..Default::default() };
+        let access = Arc::new(Access::new(&config).unwrap());
+        let app = Router::new()
+            .route("/mcp", post(|| async { "in" }))
+            .layer(axum::middleware::from_fn(move |req, next| check(access.clone(), req, next)));
+        let (status, _, body) = send(app, &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(body.contains("client address unknown"), "{body}");
+    }
+}

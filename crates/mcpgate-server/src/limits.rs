@@ -1,0 +1,158 @@
+//! Rate limits at the `/mcp` edge: every HTTP request, once authenticated, takes one request from the global,
+//! per-address and per-key (or per-tier) budgets that are set — all or none. Over any of them the answer is HTTP 429
+//! with `Retry-After` and a JSON-RPC error (-32005, `data.retryAfterMs`), before the body is read; every answer
+//! carries the IETF `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers), one item
+//! per scope. Per-tool limits are a step of the pipeline (`pipeline.rs`), not of this layer.
+
+use std::{fmt::Write, sync::Arc, time::Duration};
+
+use axum::{extract::Request, middleware::Next, response::Response};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header::RETRY_AFTER};
+use mcpgate_policy::ratelimit::{Decision, Scope, Verdict, status_json};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::{errors, gateway::Gateway, metrics::RateLimitScope};
+
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// Admit the request or refuse it with 429; either way say how much budget is left.
+pub(crate) async fn check(gateway: Arc<Gateway>, request: Request, next: Next) -> Response {
+    let Some(limiter) = gateway.pipeline.rate_limiter().filter(|l| l.limits().limits_requests()) else {
+        return next.run(request).await;
+    };
+    let principal = crate::auth::principal(request.extensions());
+    let verdict = limiter.check_request(&principal, Instant::now()).await;
+    let mut response = match verdict.denied() {
+        Some((scope, denied)) => {
+            gateway.metrics.rate_limited(metric_scope(scope));
+            tracing::debug!(
+                scope = scope.as_str(), principal = %principal.name, client_ip = ?principal.client_ip,
+                retry_after_ms = denied.retry_after.as_millis() as u64, "request rate limited"
+            );
+            too_many_requests(scope, &denied)
+        }
+        None => next.run(request).await,
+    };
+    headers(response.headers_mut(), &verdict);
+    response
+}
+
+/// The metrics label of a scope.
+fn metric_scope(scope: Scope) -> RateLimitScope {
+    match scope {
+        Scope::Global => RateLimitScope::Global,
+        Scope::Ip => RateLimitScope::Ip,
+        Scope::Key => RateLimitScope::Key,
+        Scope::Tier => RateLimitScope::Tier,
+        Scope::Tool => RateLimitScope::Tool,
+    }
+}
+
+/// Whole seconds, rounded up: a client that waits this long finds room.
+fn seconds(duration: Duration) -> u64 {
+    duration.as_nanos().div_ceil(1_000_000_000).try_into().unwrap_or(u64::MAX)
+}
+
+/// 429 with `Retry-After` and a JSON-RPC error naming the limit.
+fn too_many_requests(scope: Scope, denied: &Decision) -> Response {
+    let limit = denied.limit;
+    let per = humantime::format_duration(limit.per());
+    let retry = seconds(denied.retry_after);
+    let message = format!(
+        "Too many requests: the {} rate limit ({} per {per}) is exhausted; retry in {retry}s",
+        scope.as_str(),
+        limit.requests()
+    );
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": Value::Null,
+        "error": {
+            "code": errors::RATE_LIMITED.0,
+            "message": message,
+            "data": errors::rate_limited_data(scope.as_str(), denied.retry_after),
+        },
+    });
+    let mut response = Response::new(body.to_string().into());
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(RETRY_AFTER, HeaderValue::from(retry));
+    response
+}
+
+/// `RateLimit-Policy: "global";q=1000;w=60, "key";q=100;w=60` and `RateLimit: "global";r=998;t=1, "key";r=0;t=36`:
+/// each checked scope with its quota and window, then what is left of it and the seconds until it is full again.
+fn headers(headers: &mut HeaderMap, verdict: &Verdict) {
+    if verdict.decisions().is_empty() {
+        return;
+    }
+    let mut policy = String::with_capacity(64);
+    let mut state = String::with_capacity(64);
+    for (i, (scope, decision)) in verdict.decisions().iter().enumerate() {
+        let separator = if i == 0 { "" } else { ", " };
+        let (name, limit) = (scope.as_str(), decision.limit);
+        let window = seconds(limit.per());
+        // Writing to a String cannot fail.
+        let _ = write!(policy, "{separator}\"{name}\";q={};w={window}", limit.requests());
+        let _ = write!(state, "{separator}\"{name}\";r={};t={}", decision.remaining, seconds(decision.reset));
+    }
+    for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// `/status`'s `rate_limits`: the configured limits and the buckets holding state.
+pub(crate) async fn status(gateway: &Gateway) -> Value {
+    match gateway.pipeline.rate_limiter() {
+        Some(limiter) => limiter.status(Instant::now()).await,
+        None => status_json(&gateway.config.rate_limits, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcpgate_core::Principal;
+    use mcpgate_policy::{MemoryStore, RateLimiter, RateLimits};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn headers_list_every_scope_and_a_refusal_says_when_to_come_back() {
+        let config = serde_json::from_value(json!({
+            "global": { "requests": 1000, "per": "1m" },
+            "per_key": { "requests": 2, "per": "90s" },
+        }))
+        .unwrap();
+        let limiter =
+            RateLimiter::new(RateLimits::from_config(&config).unwrap(), Arc::new(MemoryStore::new()));
+        let who = Principal::named("ci", "default", &["*".into()]);
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            let verdict = limiter.check_request(&who, Instant::now()).await;
+            let mut map = HeaderMap::new();
+            headers(&mut map, &verdict);
+            answers.push((verdict.denied(), map["ratelimit-policy"].clone(), map["ratelimit"].clone()));
+        }
+        assert_eq!(answers[0].1, r#""global";q=1000;w=60, "key";q=2;w=90"#);
+        assert_eq!(answers[0].2, r#""global";r=999;t=1, "key";r=1;t=45"#);
+        assert_eq!(answers[1].2, r#""global";r=998;t=1, "key";r=0;t=90"#);
+        // The refused request took nothing from the global budget.
+        assert_eq!(answers[2].2, r#""global";r=998;t=1, "key";r=0;t=90"#);
+        let (scope, denied) = answers[2].0.unwrap();
+        let response = too_many_requests(scope, &denied);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "45");
+    }
+
+    #[test]
+    fn seconds_round_up() {
+        assert_eq!(seconds(Duration::from_millis(1)), 1);
+        assert_eq!(seconds(Duration::from_secs(2)), 2);
+        assert_eq!(seconds(Duration::from_millis(2001)), 3);
+        assert_eq!(seconds(Duration::ZERO), 0);
+    }
+}
