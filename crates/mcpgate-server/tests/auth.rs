@@ -31,21 +31,8 @@ impl Answer {
 }
 
 async fn call(gw: &TestGateway, extra: &[(&str, &str)]) -> Answer {
-    let (headers, body) = common::modern(
-        "tools/call",
-        Some("echo"),
-        json!({ "name": "echo", "arguments": { "message": "hi" } }),
-    );
-    let mut request = gw
-        .http
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string());
-    for (k, v) in headers.iter().map(|(k, v)| (*k, v.as_str())).chain(extra.iter().copied()) {
-        request = request.header(k, v);
-    }
-    let response = request.send().await.unwrap();
+    let params = json!({ "name": "echo", "arguments": { "message": "hi" } });
+    let response = gw.modern_request("tools/call", Some("echo"), params, extra).send().await.unwrap();
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
     let (challenge, content_type) = (header("www-authenticate"), header("content-type").unwrap_or_default());

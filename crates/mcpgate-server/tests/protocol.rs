@@ -145,20 +145,8 @@ async fn ready_and_status_describe_the_backends() {
 async fn draining_lets_in_flight_calls_finish_and_refuses_new_connections() {
     let gw = spawn(CONFORMANCE).await;
     // test_tool_with_logging takes ~100 ms: start it, then ask the server to stop.
-    let (headers, body) = common::modern(
-        "tools/call",
-        Some("test_tool_with_logging"),
-        json!({ "name": "test_tool_with_logging" }),
-    );
-    let mut request = gw
-        .http
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string());
-    for (k, v) in headers {
-        request = request.header(k, v);
-    }
+    let name = "test_tool_with_logging";
+    let request = gw.modern_request("tools/call", Some(name), json!({ "name": name }), &[]);
     let in_flight = tokio::spawn(async move {
         let response = request.send().await.unwrap();
         let ct = response.headers()["content-type"].to_str().unwrap().to_owned();

@@ -49,16 +49,8 @@ impl Answer {
 /// when `slow` (an allowed `Origin` takes a request off the fast path).
 async fn call_as(gw: &TestGateway, tool: &str, extra: &[(&str, &str)], slow: bool) -> Answer {
     let arguments = if tool == "add" { json!({ "a": 1, "b": 2 }) } else { json!({ "message": "hi" }) };
-    let (headers, body) = modern("tools/call", Some(tool), json!({ "name": tool, "arguments": arguments }));
-    let mut request = gw
-        .http
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string());
-    for (k, v) in headers.iter().map(|(k, v)| (*k, v.as_str())).chain(extra.iter().copied()) {
-        request = request.header(k, v);
-    }
+    let params = json!({ "name": tool, "arguments": arguments });
+    let mut request = gw.modern_request("tools/call", Some(tool), params, extra);
     if slow {
         request = request.header("origin", format!("http://localhost:{}", gw.server.local_addr.port()));
     }

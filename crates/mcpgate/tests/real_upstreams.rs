@@ -33,27 +33,10 @@ struct Upstreams {
 
 /// The upstreams, or `None` (after a loud line) when they are not installed and not required.
 fn upstreams(test: &str) -> Option<Upstreams> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let names =
         ["MCPGATE_TEST_NODE", "MCPGATE_TEST_EVERYTHING", "MCPGATE_TEST_FILESYSTEM", "MCPGATE_TEST_TIME"];
-    let missing: Vec<&str> = names.iter().copied().filter(|n| var(n).is_none()).collect();
-    if missing.is_empty() {
-        return Some(Upstreams {
-            node: var(names[0]).unwrap(),
-            everything: var(names[1]).unwrap(),
-            filesystem: var(names[2]).unwrap(),
-            time: var(names[3]).unwrap(),
-        });
-    }
-    let message = format!(
-        "real upstream MCP servers not configured ({} unset); run `eval \"$(scripts/upstreams.sh)\"` first",
-        missing.join(", ")
-    );
-    if std::env::var("MCPGATE_REQUIRE_UPSTREAMS").as_deref() == Ok("1") {
-        panic!("{test}: MCPGATE_REQUIRE_UPSTREAMS=1 but {message}");
-    }
-    eprintln!("\n!!!!!!!! SKIPPED {test}: {message} !!!!!!!!\n");
-    None
+    let [node, everything, filesystem, time] = support::upstream_vars(test, names)?;
+    Some(Upstreams { node, everything, filesystem, time })
 }
 
 /// A YAML string literal (JSON strings are YAML flow scalars).

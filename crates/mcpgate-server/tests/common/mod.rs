@@ -97,6 +97,27 @@ pub fn messages(content_type: &str, body: &str) -> Vec<Value> {
 }
 
 impl TestGateway {
+    /// A stateless (2026-07-28) request, ready to send: its body, the protocol headers, then `extra` headers.
+    pub fn modern_request(
+        &self,
+        method: &str,
+        name: Option<&str>,
+        params: Value,
+        extra: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        let (headers, body) = modern(method, name, params);
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        for (k, v) in headers.iter().map(|(k, v)| (*k, v.as_str())).chain(extra.iter().copied()) {
+            request = request.header(k, v);
+        }
+        request
+    }
+
     /// POST raw bytes with headers; returns status, content type, body text.
     pub async fn post_raw(
         &self,

@@ -80,16 +80,20 @@ pub fn serve_with_env(
     if let Some(config) = config {
         command.arg("--config").arg(config);
     }
-    let log = std::fs::File::create(log).unwrap();
-    let process = Process(command.stdout(Stdio::null()).stderr(log).spawn().unwrap());
+    let file = std::fs::File::create(log).unwrap();
+    let mut process = Process(command.stdout(Stdio::null()).stderr(file).spawn().unwrap());
+    let said = || std::fs::read_to_string(log).unwrap_or_default();
     let tries = within.as_millis() / 20;
     for _ in 0..tries {
         if std::net::TcpStream::connect(&addr).is_ok() {
             return (process, addr);
         }
+        if let Ok(Some(status)) = process.0.try_wait() {
+            panic!("mcpgate exited ({status}) before listening on {addr}:\n{}", said());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("mcpgate did not listen on {addr} within {within:?}");
+    panic!("mcpgate did not listen on {addr} within {within:?}:\n{}", said());
 }
 
 /// One stateless (2026-07-28) request over a fresh connection; the last JSON-RPC message of the answer, or
