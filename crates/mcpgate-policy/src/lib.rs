@@ -1,8 +1,9 @@
 //! The per-call policy pipeline. [`pipeline`] is the one place that decides the order of the steps every
-//! `tools/call` goes through; each policy (rate limits, validation, circuit breaker, retries, later
-//! authorization, cache, budgets, audit) is a module here and a step there.
+//! `tools/call` goes through; each policy (authorization, rate limits, validation, circuit breaker,
+//! retries, later cache, budgets, audit) is a module here and a step there.
 
 pub mod arguments;
+pub mod authz;
 pub mod breaker;
 pub mod health;
 pub mod pipeline;

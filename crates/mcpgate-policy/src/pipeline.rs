@@ -3,7 +3,9 @@
 //! the order.
 //!
 //! Today's steps:
-//! 0. rate limit (the tool's own, `rate_limits.tools`) — first, where DESIGN.md puts it after authorization:
+//! 0. authorization — first: a tool the caller's key does not name is answered as an unknown tool, as
+//!    `tools/list` does not show it, so nothing about it leaks (not even whether it is rate-limited);
+//! 0. rate limit (the tool's own, `rate_limits.tools`) — right after authorization, as DESIGN.md orders them:
 //!    a call over its limit costs nothing more (no validation, no breaker count, no backend), and is refused as
 //!    a protocol error whatever its arguments, so probing with invalid calls spends the budget too;
 //! 1. argument validation — before anything that costs (a backend call, a breaker's count, a retry, later a
@@ -28,6 +30,7 @@ use tokio::time::Instant;
 
 use crate::{
     arguments::ArgumentSchema,
+    authz,
     breaker::Breaker,
     ratelimit::{RateLimiter, ToolRateLimit},
     retry::{self, Backoff},
@@ -103,6 +106,10 @@ impl Pipeline {
         mut call: ToolCall,
         started: Instant,
     ) -> Result<ToolOutcome, BackendError> {
+        // 0. Authorization: a tool the caller may not use does not exist for it.
+        if !authz::may_use(&cx.principal, public_name) {
+            return Err(BackendError::NotFound { kind: "tool", name: public_name.to_owned() });
+        }
         // 0. Rate limit: a call over its tool's limit is refused before it costs anything, whatever it carries.
         if let Some(limiter) = &self.rate_limiter {
             limiter.check_tool(&policy.rate_limit, public_name, started).await?;

@@ -23,7 +23,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
+use mcpgate_policy::authz;
+
 use crate::{
+    auth,
     errors::to_jsonrpc,
     gateway::Gateway,
     peer::SessionPeer,
@@ -234,7 +237,32 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let registry = self.gateway.registry();
-        list_page!(self, ListToolsResult, registry.wire_tools(), Ok::<_, ErrorData>, request, context)
+        // A principal sees only the tools it may call (its key's globs).
+        let principal =
+            context.extensions.get::<http::request::Parts>().map(|parts| auth::principal(&parts.extensions));
+        let Some(principal) = principal.filter(|p| !authz::sees_everything(p)) else {
+            return list_page!(
+                self,
+                ListToolsResult,
+                registry.wire_tools(),
+                Ok::<_, ErrorData>,
+                request,
+                context
+            );
+        };
+        let visible: Vec<_> = registry
+            .wire_tools()
+            .iter()
+            .filter(|tool| authz::may_use(&principal, &tool.name))
+            .cloned()
+            .collect();
+        let mut result: ListToolsResult =
+            list_page!(self, ListToolsResult, &visible, Ok::<_, ErrorData>, request, context)?;
+        // What this list holds depends on who asked: no shared cache may keep it.
+        if result.cache_scope.is_some() {
+            result.cache_scope = Some(CacheScope::Private);
+        }
+        Ok(result)
     }
 
     async fn call_tool(

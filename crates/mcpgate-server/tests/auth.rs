@@ -210,3 +210,62 @@ async fn address_and_key_are_both_required_when_both_are_configured() {
     assert!(call(&gw, &[("x-api-key", "k")]).await.echoed());
     assert_eq!(call(&gw, &[]).await.status, 401);
 }
+
+#[tokio::test]
+async fn a_key_sees_and_calls_only_the_tools_its_globs_name_others_are_unknown_to_it() {
+    let lines = [
+        key_line("adder", &KeyHash::sha256("adder-key"), ", tools: [\"ad?\"]"),
+        key_line("ops", &KeyHash::sha256("ops-key"), ""),
+    ];
+    let gw = spawn_with_env(&with_security(&format!("  api_keys:\n{}", lines.join("\n"))), &[], V4).await;
+    let list = |key: &'static str| {
+        let request = gw.modern_request("tools/list", None, json!({}), &[("x-api-key", key)]);
+        async move {
+            let answer: Value = request.send().await.unwrap().json().await.unwrap();
+            let names: Vec<String> = answer["result"]["tools"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{answer}"))
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect();
+            (names, answer["result"]["cacheScope"].clone())
+        }
+    };
+    let (names, scope) = list("adder-key").await;
+    assert_eq!(names, ["add"]);
+    assert_eq!(scope, "private", "a list that depends on the caller is not shared");
+    let (names, _) = list("ops-key").await;
+    assert!(names.len() >= 4 && names.iter().any(|n| n == "echo"), "{names:?}");
+
+    // Calling a tool outside the key's globs is answered as for a tool that does not exist, on both paths.
+    let unknown = call(&gw, &[("x-api-key", "adder-key")]).await;
+    assert!(!unknown.echoed(), "{}", unknown.message);
+    let nonexistent = gw.modern_request(
+        "tools/call",
+        Some("no_such_tool"),
+        json!({ "name": "no_such_tool", "arguments": {} }),
+        &[("x-api-key", "adder-key")],
+    );
+    let nonexistent: Value = nonexistent.send().await.unwrap().json().await.unwrap();
+    assert_eq!(unknown.message["error"]["code"], nonexistent["error"]["code"], "{}", unknown.message);
+    assert!(unknown.message["error"]["message"].as_str().unwrap().contains("echo"), "{}", unknown.message);
+    let slow = call(
+        &gw,
+        &[
+            ("x-api-key", "adder-key"),
+            ("origin", &format!("http://localhost:{}", gw.server.local_addr.port())),
+        ],
+    )
+    .await;
+    assert_eq!(slow.message["error"]["code"], nonexistent["error"]["code"], "{}", slow.message);
+
+    let add = gw.modern_request(
+        "tools/call",
+        Some("add"),
+        json!({ "name": "add", "arguments": { "a": 1, "b": 2 } }),
+        &[("x-api-key", "adder-key")],
+    );
+    let add: Value = add.send().await.unwrap().json().await.unwrap();
+    assert_eq!(add["result"]["content"][0]["text"], "3", "{add}");
+    assert!(call(&gw, &[("x-api-key", "ops-key")]).await.echoed());
+}
