@@ -384,3 +384,30 @@ async fn down_and_back(when_down: &str) {
     assert!(answer.is_ok(), "{answer:?}");
     upstream.shutdown().await;
 }
+
+#[test]
+fn a_call_larger_than_the_pipe_buffer_reaches_a_stdio_upstream_whole_and_the_next_calls_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("upstreams:\n  stdio:\n    command: {BIN}\n    args: [serve, --stdio]\n"),
+    );
+    let (_gateway, addr) = serve(Some(&config), &dir.path().join("gateway.log"));
+    // 512 KiB: eight times a pipe's 64 KiB buffer, so the line cannot go out in one write.
+    let big = "x".repeat(512 << 10);
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (addr, message) = (addr.clone(), format!("{i}{big}"));
+            std::thread::spawn(move || {
+                (call(&addr, "stdio__echo", json!({ "message": message.clone() })), message)
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (answer, message) = handle.join().unwrap();
+        let shown: String = answer.to_string().chars().take(400).collect();
+        assert!(answer["result"]["content"][0]["text"] == message.as_str(), "came back wrong: {shown}");
+    }
+    let answer = call(&addr, "stdio__echo", json!({ "message": "small" }));
+    assert_eq!(answer["result"]["content"][0]["text"], "small", "{answer}");
+}

@@ -178,7 +178,7 @@ impl Upstream {
         let exchange = async {
             match (lane, pending.as_mut()) {
                 (Lane::Pipe(pipe), Some(pending)) => {
-                    if let Err(e) = pipe.write(&line).await {
+                    if let Err(e) = pipe.write(line).await {
                         return Err(self.unavailable(format!("upstream {}: cannot send: {e}", self.name)));
                     }
                     match (&mut pending.answer).await {

@@ -17,6 +17,7 @@ use std::{
     },
 };
 
+use futures::FutureExt;
 use rmcp::{
     RoleClient,
     model::{ClientJsonRpcMessage, RequestMetaObject, ServerJsonRpcMessage},
@@ -37,7 +38,7 @@ const LANE_ID: &str = "~";
 
 /// Writes to the child and routes lane answers back to their callers.
 pub(super) struct PipeLane {
-    writer: tokio::sync::Mutex<Option<ChildStdin>>,
+    writer: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
     next: AtomicU64,
     meta: OnceLock<RequestMetaObject>,
@@ -87,13 +88,29 @@ impl PipeLane {
         self.meta.get().cloned().unwrap_or_default()
     }
 
-    /// Write one message (a whole line, newline included).
-    pub(super) async fn write(&self, line: &[u8]) -> io::Result<()> {
-        let mut writer = self.writer.lock().await;
+    /// Write one message (a whole line, newline included). A line once begun is always finished, even if the
+    /// caller stops waiting: a line cut short would corrupt the stream for every message after it.
+    pub(super) async fn write(&self, line: Vec<u8>) -> io::Result<()> {
+        let mut writer = self.writer.clone().lock_owned().await;
         let Some(stdin) = writer.as_mut() else {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the upstream's stdin is closed"));
         };
-        stdin.write_all(line).await
+        // Almost always the whole line goes out at once, without waiting.
+        let written = match stdin.write(&line).now_or_never() {
+            Some(written) => written?,
+            None => 0,
+        };
+        if written == line.len() {
+            return Ok(());
+        }
+        // The pipe is full: a task of its own finishes the line (holding the lock), whatever this caller does.
+        let rest = tokio::spawn(async move {
+            match writer.as_mut() {
+                Some(stdin) => stdin.write_all(&line[written..]).await,
+                None => Err(io::Error::new(io::ErrorKind::NotConnected, "the upstream's stdin is closed")),
+            }
+        });
+        rest.await.map_err(io::Error::other)?
     }
 
     /// Hand a lane answer to its caller. `false` when the line is not a lane answer.
@@ -142,7 +159,7 @@ impl PipeTransport {
     /// The transport and the lane of one child.
     pub(super) fn new(name: &str, stdout: ChildStdout, stdin: ChildStdin) -> (Self, Arc<PipeLane>) {
         let lane = Arc::new(PipeLane {
-            writer: tokio::sync::Mutex::new(Some(stdin)),
+            writer: Arc::new(tokio::sync::Mutex::new(Some(stdin))),
             pending: Mutex::default(),
             next: AtomicU64::new(1),
             meta: OnceLock::new(),
@@ -186,7 +203,7 @@ impl Transport<RoleClient> for PipeTransport {
             line
         });
         let lane = self.lane.clone();
-        async move { lane.write(&line.map_err(io::Error::other)?).await }
+        async move { lane.write(line.map_err(io::Error::other)?).await }
     }
 
     async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
