@@ -22,7 +22,7 @@ use crate::{gateway::Gateway, handler::McpHandler};
 /// Serve one client over stdio until it closes stdin, then release the backends.
 pub async fn serve_stdio(gateway: Arc<Gateway>) -> io::Result<()> {
     let handler = McpHandler::new(gateway.clone());
-    let running = match pipes() {
+    let running = match pipes()? {
         Some((read, write)) => handler.serve((read, write)).await,
         None => handler.serve(rmcp::transport::io::stdio()).await,
     }
@@ -34,17 +34,17 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> io::Result<()> {
     Ok(())
 }
 
-/// Stdin and stdout as non-blocking pipes, when both are pipes. Both are checked before either is changed,
-/// so a fallback never meets a descriptor this made non-blocking.
-fn pipes() -> Option<(pipe::Receiver, pipe::Sender)> {
-    let fifo = |fd: &OwnedFd| {
-        let file = std::fs::File::from(fd.try_clone().ok()?);
-        Some(file.metadata().ok()?.file_type().is_fifo())
+/// Stdin and stdout as non-blocking pipes, or `None` when they are not both pipes. Both are checked before
+/// either is changed, so the fallback never meets a descriptor made non-blocking; a pipe that then cannot be
+/// taken over is an error, not a fallback.
+fn pipes() -> io::Result<Option<(pipe::Receiver, pipe::Sender)>> {
+    let fifo = |fd: &OwnedFd| -> io::Result<bool> {
+        Ok(std::fs::File::from(fd.try_clone()?).metadata()?.file_type().is_fifo())
     };
-    let stdin: OwnedFd = io::stdin().as_fd().try_clone_to_owned().ok()?;
-    let stdout: OwnedFd = io::stdout().as_fd().try_clone_to_owned().ok()?;
-    if fifo(&stdin) != Some(true) || fifo(&stdout) != Some(true) {
-        return None;
+    let stdin: OwnedFd = io::stdin().as_fd().try_clone_to_owned()?;
+    let stdout: OwnedFd = io::stdout().as_fd().try_clone_to_owned()?;
+    if !fifo(&stdin)? || !fifo(&stdout)? {
+        return Ok(None);
     }
-    Some((pipe::Receiver::from_owned_fd(stdin).ok()?, pipe::Sender::from_owned_fd(stdout).ok()?))
+    Ok(Some((pipe::Receiver::from_owned_fd(stdin)?, pipe::Sender::from_owned_fd(stdout)?)))
 }

@@ -16,7 +16,14 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Link, Upstream, connection::Lane, convert, forward, read_result};
+use super::{
+    Link, Upstream,
+    connection::Lane,
+    convert, forward,
+    http_lane::HttpLane,
+    pipe::{Pending, PipeLane},
+    read_result,
+};
 
 /// Most `input_required` rounds one call may take with an upstream before it is given up.
 const MAX_ROUNDS: usize = 10;
@@ -160,13 +167,13 @@ impl Upstream {
         lane: &Lane,
         params: &Value,
     ) -> Result<Value, BackendError> {
-        let (mut pending, id, mut meta) = match lane {
+        let (mut sent, id, mut meta) = match lane {
             Lane::Pipe(pipe) => {
                 let pending = pipe.expect();
                 let id = pending.id();
-                (Some(pending), id, pipe.base_meta())
+                (Sent::Pipe(pipe, pending), id, pipe.base_meta())
             }
-            Lane::Http(http) => (None, http.next_id(), http.base_meta()),
+            Lane::Http(http) => (Sent::Http(http), http.next_id(), http.base_meta()),
         };
         let request_id = RequestId::String(id.as_str().into());
         let token = ProgressToken(NumberOrString::String(id.as_str().into()));
@@ -176,8 +183,8 @@ impl Upstream {
             BackendError::InvalidArguments(format!("{}: cannot write the request: {e}", self.name))
         })?;
         let exchange = async {
-            match (lane, pending.as_mut()) {
-                (Lane::Pipe(pipe), Some(pending)) => {
+            match &mut sent {
+                Sent::Pipe(pipe, pending) => {
                     if let Err(e) = pipe.write(line).await {
                         return Err(self.unavailable(format!("upstream {}: cannot send: {e}", self.name)));
                     }
@@ -186,11 +193,10 @@ impl Upstream {
                         Err(_) => Err(self.gone(link).await),
                     }
                 }
-                (Lane::Http(http), _) => {
+                Sent::Http(http) => {
                     let tool = params.get("name").and_then(Value::as_str).unwrap_or_default();
                     http.call(&self.name, cx, &id, &token, tool, line).await
                 }
-                (Lane::Pipe(_), None) => unreachable!("a pipe request always has its pending answer"),
             }
         };
         let response = async {
@@ -262,6 +268,13 @@ impl Upstream {
         let _ = tokio::time::timeout(Duration::from_millis(500), link.dead.cancelled()).await;
         self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason()))
     }
+}
+
+/// A lane request on its way: on a pipe its answer arrives through `pending`; over HTTP it is the POST's own
+/// response.
+enum Sent<'a> {
+    Pipe(&'a PipeLane, Pending<'a>),
+    Http(&'a HttpLane),
 }
 
 /// A request line written on the lane.

@@ -6,11 +6,12 @@ use std::{
     hash::{BuildHasher, Hasher},
     path::PathBuf,
     process::Stdio,
-    sync::{Arc, Mutex, OnceLock, RwLock},
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
 use mcpgate_config::{UpstreamConfig, UpstreamTransport};
+use parking_lot::{Mutex, RwLock};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::{
     ClientCacheConfig, ClientLifecycleMode, Peer, RoleClient,
@@ -210,33 +211,30 @@ pub(super) struct Shared {
 
 impl Shared {
     fn set(&self, link: Option<Link>, down: String) {
-        if let Ok(mut state) = self.state.write() {
-            state.link = link;
-            state.down = down;
-        }
+        let mut state = self.state.write();
+        state.link = link;
+        state.down = down;
     }
 
     /// Publish a whole new catalogue (after a connection), or an empty one (the upstream is down and its tools
     /// are hidden rather than listed and failing, unless `keep_listed`).
     pub(super) fn publish(&self, catalogue: Catalogue) {
-        if let Ok(mut current) = self.catalogue.lock() {
-            *current = catalogue.clone();
-            (self.on_catalogue)(catalogue);
-            self.changes.send_modify(|n| *n += 1);
-        }
+        let mut current = self.catalogue.lock();
+        *current = catalogue.clone();
+        (self.on_catalogue)(catalogue);
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// Change part of the catalogue (a list the upstream said changed) unless the connection that fetched it
     /// is gone by now, so a late refetch never brings back a dead upstream's tools.
     pub(super) fn update(&self, connection: &CancellationToken, change: impl FnOnce(&mut Catalogue)) {
-        if let Ok(mut current) = self.catalogue.lock() {
-            if connection.is_cancelled() {
-                return;
-            }
-            change(&mut current);
-            (self.on_catalogue)(current.clone());
-            self.changes.send_modify(|n| *n += 1);
+        let mut current = self.catalogue.lock();
+        if connection.is_cancelled() {
+            return;
         }
+        change(&mut current);
+        (self.on_catalogue)(current.clone());
+        self.changes.send_modify(|n| *n += 1);
     }
 }
 
@@ -331,8 +329,7 @@ pub(super) async fn supervise(
 
 /// Subscribe a new connection to every URI subscribed so far, in the background (a refusal is logged).
 fn resubscribe(shared: &Shared, peer: &Peer<RoleClient>) {
-    let uris: Vec<String> =
-        shared.subscribed.lock().map(|set| set.iter().cloned().collect()).unwrap_or_default();
+    let uris: Vec<String> = shared.subscribed.lock().iter().cloned().collect();
     if uris.is_empty() || !super::can_subscribe(peer) {
         return;
     }

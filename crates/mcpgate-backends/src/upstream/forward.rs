@@ -23,13 +23,10 @@
 //! versions this gateway serves still have them, so the deprecation is allowed in this file.
 #![allow(deprecated)]
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use mcpgate_core::{CallContext, ClientRequestError, LogLevel};
+use parking_lot::Mutex;
 use rmcp::{
     ClientHandler, Peer, RoleClient,
     model::{
@@ -138,7 +135,7 @@ pub(super) struct Slot {
 impl Slot {
     /// Whether `progress` is above everything forwarded so far (and remember it if so).
     fn advance(&self, progress: f64) -> bool {
-        let Ok(mut last) = self.last_progress.lock() else { return false };
+        let mut last = self.last_progress.lock();
         if last.is_some_and(|last| progress <= last) {
             return false;
         }
@@ -155,9 +152,7 @@ pub(super) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut inner) = self.calls.inner.lock() {
-            inner.slots.remove(&self.key);
-        }
+        self.calls.inner.lock().slots.remove(&self.key);
     }
 }
 
@@ -178,14 +173,12 @@ impl Calls {
             progress_token,
             last_progress: Mutex::new(None),
         });
-        let key = match self.inner.lock() {
-            Ok(mut inner) => {
-                inner.next += 1;
-                let key = inner.next;
-                inner.slots.insert(key, slot);
-                key
-            }
-            Err(_) => 0,
+        let key = {
+            let mut inner = self.inner.lock();
+            inner.next += 1;
+            let key = inner.next;
+            inner.slots.insert(key, slot);
+            key
         };
         self.registered.notify_waiters();
         (Registration { calls: self.clone(), key }, queue)
@@ -202,10 +195,7 @@ impl Calls {
             let notified = self.registered.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let slots: Vec<Arc<Slot>> = match self.inner.lock() {
-                Ok(inner) => inner.slots.values().cloned().collect(),
-                Err(_) => return Err("the call registry is poisoned".to_owned()),
-            };
+            let slots: Vec<Arc<Slot>> = self.inner.lock().slots.values().cloned().collect();
             if let Some(found) = pick(&slots)? {
                 return Ok(found);
             }

@@ -22,10 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sse_stream::SseStream;
 
-use super::{call::read_answer, forward, sse::EventSize};
-
-/// Longest answer read from the upstream, whole or as one event.
-const MAX_ANSWER: usize = 16 * 1024 * 1024;
+use super::{MAX_MESSAGE, call::read_answer, forward, sse::EventSize};
 
 /// `tools/call` straight to a stateless Streamable HTTP upstream.
 pub(super) struct HttpLane {
@@ -97,10 +94,15 @@ impl HttpLane {
             backend: upstream.to_owned(),
             reason: format!("upstream {upstream}: {why}"),
         };
+        let name = HeaderValue::from_str(tool).map_err(|_| BackendError::Failed {
+            backend: upstream.to_owned(),
+            message: format!(
+                "upstream {upstream}: the tool name {tool:?} cannot be sent as an Mcp-Name header"
+            ),
+            blame: Blame::Upstream,
+        })?;
         let mut headers = self.headers.clone();
-        if let Ok(name) = HeaderValue::from_str(tool) {
-            headers.insert(HeaderName::from_static("mcp-name"), name);
-        }
+        headers.insert(HeaderName::from_static("mcp-name"), name);
         let response = (self.client.post(&self.url).headers(headers).body(line).send().await)
             .map_err(|e| unavailable(format!("cannot send: {}", e.without_url())))?;
         let status = response.status();
@@ -110,12 +112,12 @@ impl HttpLane {
         if status.is_success() && event_stream {
             return self.read_events(upstream, cx, id, token, response).await;
         }
-        if response.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+        if response.content_length().is_some_and(|n| n > MAX_MESSAGE as u64) {
             return Err(too_large(upstream));
         }
         let body =
             response.bytes().await.map_err(|e| unavailable(format!("cannot read: {}", e.without_url())))?;
-        if body.len() > MAX_ANSWER {
+        if body.len() > MAX_MESSAGE {
             return Err(too_large(upstream));
         }
         match read_answer(upstream, &body) {
@@ -138,10 +140,10 @@ impl HttpLane {
         token: &ProgressToken,
         response: reqwest::Response,
     ) -> Result<Value, BackendError> {
-        let mut size = EventSize::new(MAX_ANSWER);
+        let mut size = EventSize::new(MAX_MESSAGE);
         let body = response.bytes_stream().map(move |chunk| match chunk {
             Ok(chunk) if size.fits(&chunk) => Ok(chunk),
-            Ok(_) => Err(std::io::Error::other(format!("an event over {MAX_ANSWER} bytes"))),
+            Ok(_) => Err(std::io::Error::other(format!("an event over {MAX_MESSAGE} bytes"))),
             Err(e) => Err(std::io::Error::other(e.without_url())),
         });
         let mut events = SseStream::from_bytes_stream(body);
@@ -190,7 +192,7 @@ impl HttpLane {
 fn too_large(upstream: &str) -> BackendError {
     BackendError::Failed {
         backend: upstream.to_owned(),
-        message: format!("upstream {upstream} answered with more than {MAX_ANSWER} bytes"),
+        message: format!("upstream {upstream} answered with more than {MAX_MESSAGE} bytes"),
         blame: Blame::Upstream,
     }
 }

@@ -30,11 +30,7 @@ mod http_lane;
 mod pipe;
 mod sse;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use mcpgate_config::{Naming, UpstreamConfig, WhenDown};
@@ -42,6 +38,7 @@ use mcpgate_core::{
     Backend, BackendError, BackendHealth, CallContext, CompletionValues, JsonObject, PromptDef, ResourceDef,
     ResourceTemplateDef, ToolCall, ToolDef, ToolOutcome,
 };
+use parking_lot::RwLock;
 use rmcp::model::{ClientRequest, CompleteRequest, GetPromptRequest, ReadResourceRequest, ServerResult};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
@@ -52,6 +49,8 @@ use self::{
     connection::{Catalogue, Launch, Link, Shared, State},
 };
 
+/// Largest message read from an upstream, on any transport (rmcp's own limit for stdio and Streamable HTTP).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Shortest and longest wait for the first connection at start (the upstream `timeout`, within these bounds):
 /// the catalogue is read once at start, so a short call timeout must not cut a slow child's start short.
 const FIRST_CONNECTION_WAIT: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(10));
@@ -87,51 +86,88 @@ struct NamingRules {
     prompts: Naming,
 }
 
+/// A tool or prompt as published: its name and description can be rewritten.
+trait Named: serde::de::DeserializeOwned {
+    fn rename(&mut self, name: String);
+    fn describe(&mut self, description: String);
+}
+
+impl Named for ToolDef {
+    fn rename(&mut self, name: String) {
+        self.name = name;
+    }
+    fn describe(&mut self, description: String) {
+        self.description = Some(description);
+    }
+}
+
+impl Named for PromptDef {
+    fn rename(&mut self, name: String) {
+        self.name = name;
+    }
+    fn describe(&mut self, description: String) {
+        self.description = Some(description);
+    }
+}
+
 impl NamingRules {
     fn publish(&self, catalogue: Catalogue) -> Published {
+        let (tools, tool_names) =
+            self.named("tool", &self.tools, catalogue.tools.iter().map(|t| (t.name.to_string(), t)));
+        let (prompts, prompt_names) =
+            self.named("prompt", &self.prompts, catalogue.prompts.iter().map(|p| (p.name.clone(), p)));
+        Published {
+            tools,
+            tool_names,
+            prompts,
+            prompt_names,
+            resources: self.unnamed("resource", &catalogue.resources),
+            templates: self.unnamed("resource template", &catalogue.templates),
+        }
+    }
+
+    /// Tools or prompts (`kind`) through `naming`: filtered by allow / deny, retyped, renamed (prefixed) and
+    /// described; with the way from each published name back to the upstream's.
+    fn named<'a, U: serde::Serialize + 'a, D: Named>(
+        &self,
+        kind: &str,
+        naming: &Naming,
+        items: impl Iterator<Item = (String, &'a U)>,
+    ) -> (Vec<D>, HashMap<String, String>) {
         let prefix = self.prefix.then_some(self.name.as_str());
-        let mut published = Published::default();
-        for tool in catalogue.tools {
-            let upstream_name = tool.name.to_string();
-            if !self.tools.allows(&upstream_name) {
-                continue;
-            }
-            let mut def: ToolDef = match convert::retype(&tool) {
+        let (mut published, mut names) = (Vec::new(), HashMap::new());
+        for (upstream_name, item) in items.filter(|(name, _)| naming.allows(name)) {
+            let mut def: D = match convert::retype(item) {
                 Ok(def) => def,
                 Err(e) => {
-                    tracing::warn!(upstream = %self.name, tool = %upstream_name, "tool left out: {e}");
+                    tracing::warn!(upstream = %self.name, %kind, name = %upstream_name, "left out: {e}");
                     continue;
                 }
             };
-            def.name = self.tools.public_name(prefix, &upstream_name);
-            if let Some(description) = self.tools.descriptions.get(&upstream_name) {
-                def.description = Some(description.clone());
+            let public = naming.public_name(prefix, &upstream_name);
+            def.rename(public.clone());
+            if let Some(description) = naming.descriptions.get(&upstream_name) {
+                def.describe(description.clone());
             }
-            published.tool_names.insert(def.name.clone(), upstream_name);
-            published.tools.push(def);
+            names.insert(public, upstream_name);
+            published.push(def);
         }
-        for prompt in catalogue.prompts {
-            let upstream_name = prompt.name.clone();
-            if !self.prompts.allows(&upstream_name) {
-                continue;
-            }
-            let mut def: PromptDef = match convert::retype(&prompt) {
-                Ok(def) => def,
-                Err(e) => {
-                    tracing::warn!(upstream = %self.name, prompt = %upstream_name, "prompt left out: {e}");
-                    continue;
-                }
-            };
-            def.name = self.prompts.public_name(prefix, &upstream_name);
-            if let Some(description) = self.prompts.descriptions.get(&upstream_name) {
-                def.description = Some(description.clone());
-            }
-            published.prompt_names.insert(def.name.clone(), upstream_name);
-            published.prompts.push(def);
-        }
-        published.resources = catalogue.resources.iter().filter_map(|r| convert::retype(r).ok()).collect();
-        published.templates = catalogue.templates.iter().filter_map(|t| convert::retype(t).ok()).collect();
-        published
+        (published, names)
+    }
+
+    /// Resources or templates (`kind`), which keep their URIs; one that cannot be read is left out, with a warning.
+    fn unnamed<U: serde::Serialize, D: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        items: &[U],
+    ) -> Vec<D> {
+        (items.iter())
+            .filter_map(|item| {
+                convert::retype(item)
+                    .map_err(|e| tracing::warn!(upstream = %self.name, %kind, "left out: {e}"))
+                    .ok()
+            })
+            .collect()
     }
 }
 
@@ -152,15 +188,16 @@ impl Upstream {
             state: RwLock::new(State { link: None, down: "not connected yet".to_owned() }),
             on_catalogue: Box::new(move |catalogue| {
                 let next = Arc::new(rules.publish(catalogue));
-                if let Ok(mut slot) = sink.write() {
+                {
+                    let mut slot = sink.write();
                     *slot = next;
                 }
             }),
-            catalogue: std::sync::Mutex::default(),
+            catalogue: parking_lot::Mutex::default(),
             changes: watch::channel(0).0,
             keep_listed: config.when_down == WhenDown::Error,
             updates: tokio::sync::broadcast::channel(64).0,
-            subscribed: std::sync::Mutex::default(),
+            subscribed: parking_lot::Mutex::default(),
         });
         let stop = CancellationToken::new();
         let (ready_tx, mut ready_rx) = watch::channel(false);
@@ -190,12 +227,12 @@ impl Upstream {
     }
 
     fn published(&self) -> Arc<Published> {
-        self.published.read().map(|p| p.clone()).unwrap_or_default()
+        self.published.read().clone()
     }
 
     /// The live connection, or why there is none.
     fn link(&self) -> Result<Link, BackendError> {
-        let state = self.shared.state.read().map_err(|_| self.unavailable("state lock poisoned".into()))?;
+        let state = self.shared.state.read();
         match &state.link {
             Some(link) => Ok(link.clone()),
             None => Err(self.unavailable(format!("upstream {} is not connected: {}", self.name, state.down))),
@@ -375,9 +412,7 @@ impl Backend for Upstream {
 
     #[allow(deprecated)] // the legacy revisions this gateway serves still have resources/subscribe
     async fn subscribe(&self, uri: &str) -> Result<(), BackendError> {
-        if let Ok(mut subscribed) = self.shared.subscribed.lock() {
-            subscribed.insert(uri.to_owned());
-        }
+        self.shared.subscribed.lock().insert(uri.to_owned());
         // A down upstream is subscribed when it is back; one that cannot subscribe never reports a change.
         let Ok(link) = self.link() else { return Ok(()) };
         if !can_subscribe(&link.peer) {
@@ -392,9 +427,7 @@ impl Backend for Upstream {
 
     #[allow(deprecated)] // as above
     async fn unsubscribe(&self, uri: &str) -> Result<(), BackendError> {
-        if let Ok(mut subscribed) = self.shared.subscribed.lock() {
-            subscribed.remove(uri);
-        }
+        self.shared.subscribed.lock().remove(uri);
         match self.link() {
             Ok(link) if can_subscribe(&link.peer) => {
                 use rmcp::model::{UnsubscribeRequest, UnsubscribeRequestParams};
@@ -412,10 +445,10 @@ impl Backend for Upstream {
     }
 
     async fn health(&self) -> BackendHealth {
-        match self.shared.state.read() {
-            Ok(state) if state.link.is_some() => BackendHealth::Up,
-            Ok(state) => BackendHealth::Down(state.down.clone()),
-            Err(_) => BackendHealth::Down("state lock poisoned".to_owned()),
+        let state = self.shared.state.read();
+        match state.link {
+            Some(_) => BackendHealth::Up,
+            None => BackendHealth::Down(state.down.clone()),
         }
     }
 

@@ -12,12 +12,13 @@ use std::{
     collections::HashMap,
     io,
     sync::{
-        Arc, Mutex, OnceLock,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
 };
 
 use futures::FutureExt;
+use parking_lot::Mutex;
 use rmcp::{
     RoleClient,
     model::{ClientJsonRpcMessage, RequestMetaObject, ServerJsonRpcMessage},
@@ -31,8 +32,8 @@ use tokio::{
     sync::oneshot,
 };
 
-/// Longest line accepted from the upstream (rmcp's own limit for stdio).
-const MAX_LINE: usize = 16 * 1024 * 1024;
+use super::MAX_MESSAGE;
+
 /// The prefix of a lane request's id.
 const LANE_ID: &str = "~";
 
@@ -61,9 +62,7 @@ impl Pending<'_> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        if let Ok(mut pending) = self.lane.pending.lock() {
-            pending.remove(&self.number);
-        }
+        self.lane.pending.lock().remove(&self.number);
     }
 }
 
@@ -72,9 +71,7 @@ impl PipeLane {
     pub(super) fn expect(&self) -> Pending<'_> {
         let number = self.next.fetch_add(1, Ordering::Relaxed);
         let (sender, answer) = oneshot::channel();
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.insert(number, sender);
-        }
+        self.pending.lock().insert(number, sender);
         Pending { lane: self, number, answer }
     }
 
@@ -116,7 +113,7 @@ impl PipeLane {
     /// Hand a lane answer to its caller. `false` when the line is not a lane answer.
     fn route(&self, line: &[u8]) -> bool {
         let Some(number) = lane_answer(line) else { return false };
-        let sender = self.pending.lock().ok().and_then(|mut pending| pending.remove(&number));
+        let sender = self.pending.lock().remove(&number);
         if let Some(sender) = sender {
             let _ = sender.send(line.to_vec());
         }
@@ -125,9 +122,7 @@ impl PipeLane {
 
     /// The child's output ended: every caller still waiting learns it at once.
     fn close(&self) {
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.clear();
-        }
+        self.pending.lock().clear();
     }
 }
 
@@ -176,12 +171,12 @@ impl PipeTransport {
     /// Read one whole line into `self.line`; `false` at the end of the stream (or a line too long to keep).
     /// Cancel-safe: a read cut short leaves its bytes in `self.line`, and the next call goes on from there.
     async fn read_line(&mut self) -> bool {
-        let room = (MAX_LINE + 1).saturating_sub(self.line.len()) as u64;
+        let room = (MAX_MESSAGE + 1).saturating_sub(self.line.len()) as u64;
         match (&mut self.reader).take(room).read_until(b'\n', &mut self.line).await {
             Ok(0) => false,
             Ok(_) if self.line.ends_with(b"\n") => true,
-            Ok(_) if self.line.len() > MAX_LINE => {
-                tracing::error!(upstream = %self.name, "a message over {MAX_LINE} bytes; closing the connection");
+            Ok(_) if self.line.len() > MAX_MESSAGE => {
+                tracing::error!(upstream = %self.name, "a message over {MAX_MESSAGE} bytes; closing the connection");
                 false
             }
             // The stream ended in the middle of a line.

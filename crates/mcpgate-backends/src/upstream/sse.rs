@@ -25,9 +25,7 @@ use rmcp::{
 use sse_stream::{Sse, SseStream};
 use tokio_util::sync::CancellationToken;
 
-/// Largest event accepted, as rmcp bounds Streamable HTTP's: an upstream that never ends an event must not
-/// grow the parser's buffer without limit.
-const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+use super::MAX_MESSAGE;
 
 /// Why the event stream or a POST failed, causes included (rmcp logs only the message). Never carries a URL:
 /// it may hold a secret (`?token=…`).
@@ -36,8 +34,8 @@ pub(super) enum SseError {
     /// Reading the event stream failed.
     #[error("reading the event stream failed: {0}")]
     Stream(String),
-    /// An event grew past [`MAX_EVENT_BYTES`].
-    #[error("an event is larger than {MAX_EVENT_BYTES} bytes")]
+    /// An event grew past [`MAX_MESSAGE`].
+    #[error("an event is larger than {MAX_MESSAGE} bytes")]
     EventTooLarge,
     /// The POST did not get an answer.
     #[error("POST to the message endpoint failed: {0}")]
@@ -92,7 +90,7 @@ impl SseTransport {
                 "the event stream answered with content-type {content_type}, not text/event-stream"
             ));
         }
-        let mut size = EventSize::new(MAX_EVENT_BYTES);
+        let mut size = EventSize::new(MAX_MESSAGE);
         let body = response.bytes_stream().map(move |chunk| match chunk {
             Ok(chunk) if size.fits(&chunk) => Ok(chunk),
             Ok(_) => Err(SseError::EventTooLarge),
