@@ -13,6 +13,6 @@ pub mod retry;
 pub use arguments::ArgumentSchema;
 pub use breaker::{Breaker, BreakerPhase, BreakerSnapshot, Permit, Verdict};
 pub use health::{HealthChecker, HealthSnapshot};
-pub use pipeline::{Pipeline, ToolPolicy};
+pub use pipeline::{CallObserver, CallReport, Pipeline, ToolPolicy};
 pub use ratelimit::{MemoryStore, RateLimiter, RateLimits, RateStore};
 pub use retry::{Backoff, retries_for};

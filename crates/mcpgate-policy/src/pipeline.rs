@@ -50,19 +50,53 @@ pub struct ToolPolicy {
     pub rate_limit: ToolRateLimit,
 }
 
+/// What the pipeline learned about one call, handed to every [`CallObserver`] at every exit — success, tool
+/// error, failure and refusal alike.
+#[derive(Debug)]
+pub struct CallReport<'a> {
+    /// The call's context: correlation id, principal (name, client address).
+    pub cx: &'a CallContext,
+    /// The public tool name the client used.
+    pub tool: &'a str,
+    /// The backend (upstream) that owns the tool.
+    pub backend: &'a str,
+    /// Time from entering the pipeline to leaving it.
+    pub elapsed: Duration,
+    /// What goes back to the client.
+    pub result: &'a Result<ToolOutcome, BackendError>,
+    /// Whether the cache answered the call.
+    pub cache_hit: bool,
+    /// Tokens of the result sent back, when the budget step counted them.
+    pub tokens: Option<u64>,
+}
+
+/// Something that wants to know about every call the pipeline finishes (metrics, the audit log). Called on the
+/// caller's task before the answer leaves, so it must be quick.
+pub trait CallObserver: Send + Sync + std::fmt::Debug {
+    /// One call finished.
+    fn call_finished(&self, report: &CallReport<'_>);
+}
+
 /// The pipeline every tool call goes through, whatever its backend.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     default_timeout: Duration,
     backoff: Backoff,
     rate_limiter: Option<Arc<RateLimiter>>,
+    observers: Vec<Arc<dyn CallObserver>>,
 }
 
 impl Pipeline {
     /// A pipeline whose calls time out after `default_timeout` unless the context sets its own, and whose
     /// retries wait the default [`Backoff`].
     pub fn new(default_timeout: Duration) -> Self {
-        Self { default_timeout, backoff: Backoff::default(), rate_limiter: None }
+        Self { default_timeout, backoff: Backoff::default(), rate_limiter: None, observers: Vec::new() }
+    }
+
+    /// The same pipeline also reporting every finished call to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observers.push(observer);
+        self
     }
 
     /// The same pipeline with `backoff` between retries.
@@ -93,7 +127,17 @@ impl Pipeline {
     ) -> Result<ToolOutcome, BackendError> {
         let started = Instant::now();
         let result = self.run(cx, backend, public_name, policy, call, started).await;
-        record(cx, public_name, backend.name(), started.elapsed(), &result);
+        let report = CallReport {
+            cx,
+            tool: public_name,
+            backend: backend.name(),
+            elapsed: started.elapsed(),
+            result: &result,
+            cache_hit: false,
+            tokens: None,
+        };
+        record(&report);
+        self.observers.iter().for_each(|observer| observer.call_finished(&report));
         result
     }
 
@@ -151,13 +195,8 @@ impl Pipeline {
     }
 }
 
-fn record(
-    cx: &CallContext,
-    tool: &str,
-    backend: &str,
-    elapsed: Duration,
-    result: &Result<ToolOutcome, BackendError>,
-) {
+fn record(report: &CallReport<'_>) {
+    let CallReport { cx, tool, backend, elapsed, result, .. } = *report;
     let micros = elapsed.as_micros() as u64;
     match result {
         Ok(outcome) => tracing::debug!(
