@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use rmcp::{Peer, RoleServer};
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
+use crate::registry::{BackendEntry, Registry};
 
 /// Changes arriving together (an upstream's reconnection bumps several lists) are merged into one rebuild.
 const SETTLE: Duration = Duration::from_millis(50);
@@ -53,8 +53,22 @@ impl Catalogue {
     /// backends now publish the same name) keeps the catalogue in force and says why.
     pub async fn refresh(&self) -> Result<(), Vec<String>> {
         let _one_at_a_time = self.rebuilding.lock().await;
+        let new = Registry::build(self.get().backends().to_vec()).await?;
+        self.install(new).await;
+        Ok(())
+    }
+
+    /// Put `backends` in force instead of the current ones (a reload), keeping the catalogue in force if theirs
+    /// does not merge. Returns the registry replaced.
+    pub(crate) async fn replace(&self, backends: Vec<BackendEntry>) -> Result<Arc<Registry>, Vec<String>> {
+        let _one_at_a_time = self.rebuilding.lock().await;
+        let new = Registry::build(backends).await?;
+        Ok(self.install(new).await)
+    }
+
+    /// Put `new` in force and tell the listening clients what changed; returns the registry replaced.
+    async fn install(&self, new: Registry) -> Arc<Registry> {
         let old = self.get();
-        let new = Registry::build(old.backends().to_vec()).await?;
         let tools = old.wire_tools() != new.wire_tools();
         let prompts = !old.prompts().eq(new.prompts());
         let resources = !old.resources().eq(new.resources()) || !old.templates().eq(new.templates());
@@ -63,7 +77,7 @@ impl Catalogue {
             tracing::info!(tools, prompts, resources, "catalogue changed");
             self.notify(tools, prompts, resources).await;
         }
-        Ok(())
+        old
     }
 
     async fn notify(&self, tools: bool, prompts: bool, resources: bool) {
@@ -87,25 +101,23 @@ impl Catalogue {
     }
 }
 
-/// Rebuild `catalogue` whenever one of the backends it serves reports a change, until `stop`.
-pub(crate) fn watch_backends(catalogue: &Arc<Catalogue>, stop: &CancellationToken) {
-    for entry in catalogue.get().backends() {
-        let Some(mut changes) = entry.backend.catalogue_changes() else { continue };
-        let (weak, stop, name): (Weak<Catalogue>, _, String) =
-            (Arc::downgrade(catalogue), stop.clone(), entry.name.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    changed = changes.changed() => if changed.is_err() { return },
-                }
-                tokio::time::sleep(SETTLE).await;
-                changes.borrow_and_update();
-                let Some(catalogue) = weak.upgrade() else { return };
-                if let Err(problems) = catalogue.refresh().await {
-                    tracing::error!(backend = %name, problems = %problems.join("; "), "catalogue change refused; the previous catalogue stays in force");
-                }
+/// Rebuild `catalogue` whenever `entry`'s backend reports a change, until `stop`.
+pub(crate) fn watch_backend(catalogue: &Arc<Catalogue>, entry: &BackendEntry, stop: &CancellationToken) {
+    let Some(mut changes) = entry.backend.catalogue_changes() else { return };
+    let (weak, stop, name): (Weak<Catalogue>, _, String) =
+        (Arc::downgrade(catalogue), stop.clone(), entry.name.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = changes.changed() => if changed.is_err() { return },
             }
-        });
-    }
+            tokio::time::sleep(SETTLE).await;
+            changes.borrow_and_update();
+            let Some(catalogue) = weak.upgrade() else { return };
+            if let Err(problems) = catalogue.refresh().await {
+                tracing::error!(backend = %name, problems = %problems.join("; "), "catalogue change refused; the previous catalogue stays in force");
+            }
+        }
+    });
 }

@@ -179,7 +179,8 @@ impl FastPath {
         let binding = binding("tools/call", &name, arguments.as_ref());
         let retry = Retry { responses: input_responses, state: request_state };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
-        let (pipeline, metrics) = (&self.gateway.pipeline, &self.gateway.metrics);
+        let live = self.gateway.live();
+        let (pipeline, metrics) = (&live.pipeline, &self.gateway.metrics);
         let (policy, tool) = (&route.policy, route.metrics(metrics));
         let public = name.as_str();
         let rounds = run_stateless(&self.gateway, cx, &binding, retry, client, |cx| async move {
@@ -232,7 +233,8 @@ impl FastPath {
         };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
         let metrics = &self.gateway.metrics;
-        let call = self.gateway.pipeline.call_tool(&cx, &*backend, &name, &route.policy, call);
+        let live = self.gateway.live();
+        let call = live.pipeline.call_tool(&cx, &*backend, &name, &route.policy, call);
         let outcome = metrics.timed_call(route.metrics(metrics), call).await;
         self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
         // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error too (the client

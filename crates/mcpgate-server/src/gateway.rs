@@ -1,18 +1,20 @@
 //! The shared state of a running gateway: its configuration, catalogue and pipeline.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, atomic::AtomicU64},
     time::SystemTime,
 };
 
+use arc_swap::ArcSwap;
 use mcpgate_config::Config;
-use mcpgate_policy::{Backoff, HealthChecker, Pipeline, RateLimiter};
+use mcpgate_policy::{Backoff, Pipeline, RateLimiter};
 use rmcp::model::RequestStateCodec;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    catalogue::{Catalogue, watch_backends},
+    catalogue::{Catalogue, watch_backend},
     metrics::Metrics,
     registry::{BackendEntry, Registry, RegistryHandle},
     subscriptions::{Subscriptions, watch_updates},
@@ -43,14 +45,28 @@ pub enum StartError {
     },
 }
 
-/// Everything request handlers share.
-pub struct Gateway {
-    /// The configuration in force.
-    pub config: Config,
-    /// The catalogue: the registry in force, replaced when a backend's catalogue changes.
-    pub catalogue: Arc<Catalogue>,
+/// What a reload replaces as one piece: the configuration and everything prepared from it that applies per
+/// request. A request takes the `Live` of the moment ([`Gateway::live`]) and keeps it, so it never sees half of
+/// a reload.
+pub struct Live {
+    /// The configuration in force (the latest that loaded and built).
+    pub config: Arc<Config>,
     /// The per-call pipeline.
     pub pipeline: Pipeline,
+    /// The `security` section, prepared: who may use `/mcp`, and from where.
+    pub(crate) access: Arc<crate::auth::Access>,
+}
+
+/// Everything request handlers share.
+pub struct Gateway {
+    /// The configuration the gateway started with. What a reload cannot change (the listener, the metrics
+    /// port, session and drain timeouts, allowed hosts and origins) is read here; the rest from [`Gateway::live`].
+    pub config: Config,
+    /// The catalogue: the registry in force, replaced when a backend's catalogue changes or a reload changes
+    /// the backends.
+    pub catalogue: Arc<Catalogue>,
+    /// The configuration in force and what is prepared from it; replaced whole by a reload.
+    pub(crate) live: ArcSwap<Live>,
     /// Seals `requestState` of multi-round calls so a client cannot forge it.
     pub request_state: RequestStateCodec,
     /// When the process started serving.
@@ -65,35 +81,21 @@ pub struct Gateway {
     pub fast_path_calls: AtomicU64,
     /// Prometheus metrics, recorded whether or not they are served.
     pub metrics: Metrics,
-    /// The `security` section, prepared: who may use `/mcp`, and from where.
-    pub(crate) access: Arc<crate::auth::Access>,
     /// Legacy sessions' resource subscriptions.
     pub subscriptions: Arc<Subscriptions>,
+    /// The tasks that watch each backend (catalogue changes, resource updates, health checks), by backend name;
+    /// a reload stops those of the backends it removes.
+    pub(crate) watchers: parking_lot::Mutex<HashMap<String, BackendWatch>>,
+    /// One reload at a time.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
+    /// Reloads so far, for `/status`.
+    pub(crate) reloads: parking_lot::Mutex<crate::reload::ReloadLog>,
 }
 
 impl Gateway {
     /// Build every enabled backend and the catalogue.
     pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
-        let resilience = &config.resilience;
-        let mut entries = Vec::new();
-        for (name, backend) in config.backends.iter().filter(|(_, b)| b.enabled()) {
-            let built = mcpgate_backends::build(name, backend).await?;
-            entries.push(BackendEntry::new(name, backend.kind(), built, resilience));
-        }
-        for (name, upstream) in config.all_upstreams().filter(|(_, u)| u.enabled) {
-            let started = mcpgate_backends::upstream::Upstream::start(name, upstream)
-                .await
-                .map_err(|message| mcpgate_backends::BuildError { name: name.clone(), message })?;
-            let mut entry = BackendEntry::new(name, "upstream", Arc::new(started), resilience);
-            entry.health = Some(HealthChecker::new(
-                entry.backend.clone(),
-                upstream.health_check_interval.0,
-                Some(entry.breaker.clone()),
-            ));
-            entry.max_retries = upstream.max_retries;
-            entry.required = upstream.required;
-            entries.push(entry);
-        }
+        let entries = crate::reload::build_backends(&config, None).await?;
         Self::with_backends(config, entries).await
     }
 
@@ -101,31 +103,19 @@ impl Gateway {
     /// tests. The config's own `backends` and `upstreams` are not built.
     pub async fn with_backends(config: Config, backends: Vec<BackendEntry>) -> Result<Arc<Self>, StartError> {
         let registry = Registry::build(backends).await.map_err(StartError::Catalogue)?;
-        let resilience = &config.resilience;
-        let rate_limiter = RateLimiter::from_config(&config.rate_limits).map_err(StartError::Internal)?;
-        let pipeline = Pipeline::new(config.server.request_timeout.0)
-            .with_backoff(Backoff::new(resilience.retry_backoff_base.0, resilience.retry_backoff_max.0))
-            .with_rate_limits(rate_limiter);
         let server_info = crate::handler::server_info(&config.server).map_err(StartError::Internal)?;
         let access = Arc::new(crate::auth::Access::new(&config.security).map_err(StartError::Security)?);
         let shutdown = CancellationToken::new();
-        let checkers: Vec<_> =
-            registry.backends().iter().filter_map(|e| e.health.as_ref().map(|h| h.spawn())).collect();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            checkers.iter().for_each(|checker| checker.abort());
-        });
         let catalogue = Arc::new(Catalogue::new(registry));
-        watch_backends(&catalogue, &shutdown);
         let subscriptions = Arc::new(Subscriptions::default());
-        watch_updates(&catalogue, &subscriptions, &shutdown);
         let metrics = Metrics::new(catalogue.clone());
         metrics.prime(&catalogue.get());
-        Ok(Arc::new(Self {
+        let pipeline = pipeline(&config, &metrics)?;
+        let live = Live { config: Arc::new(config.clone()), pipeline, access };
+        let gateway = Arc::new(Self {
             config,
             catalogue,
-            pipeline,
+            live: ArcSwap::from_pointee(live),
             request_state: RequestStateCodec::try_new(random_key())
                 .map_err(|e| StartError::Internal(e.to_string()))?,
             started_at: SystemTime::now(),
@@ -134,9 +124,31 @@ impl Gateway {
             server_info,
             fast_path_calls: AtomicU64::new(0),
             metrics,
-            access,
             subscriptions,
-        }))
+            watchers: parking_lot::Mutex::default(),
+            reloading: tokio::sync::Mutex::default(),
+            reloads: parking_lot::Mutex::default(),
+        });
+        for entry in gateway.registry().backends() {
+            gateway.watch(entry);
+        }
+        Ok(gateway)
+    }
+
+    /// The configuration in force and what is prepared from it; hold it for the whole of a request.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Start the tasks that watch `entry`: its catalogue changes, its resource updates, its health checks. They
+    /// end with the gateway, or when a reload removes the backend.
+    pub(crate) fn watch(&self, entry: &BackendEntry) {
+        let stop = self.shutdown.child_token();
+        watch_backend(&self.catalogue, entry, &stop);
+        watch_updates(entry, &self.subscriptions, &stop);
+        let health = entry.health.as_ref().map(|checker| checker.spawn());
+        let previous = self.watchers.lock().insert(entry.name.clone(), BackendWatch { stop, health });
+        drop(previous);
     }
 
     /// The registry in force; hold it for the whole of a request.
@@ -150,6 +162,32 @@ impl Gateway {
             entry.backend.shutdown().await;
         }
     }
+}
+
+/// The tasks watching one backend; dropping this stops them.
+pub(crate) struct BackendWatch {
+    stop: CancellationToken,
+    health: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for BackendWatch {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(health) = &self.health {
+            health.abort();
+        }
+    }
+}
+
+/// The per-call pipeline `config` asks for: its deadline, backoff, limits and observers. Built at start and
+/// again by every reload.
+pub(crate) fn pipeline(config: &Config, _metrics: &Metrics) -> Result<Pipeline, StartError> {
+    let resilience = &config.resilience;
+    let rate_limiter = RateLimiter::from_config(&config.rate_limits).map_err(StartError::Internal)?;
+    let pipeline = Pipeline::new(config.server.request_timeout.0)
+        .with_backoff(Backoff::new(resilience.retry_backoff_base.0, resilience.retry_backoff_max.0))
+        .with_rate_limits(rate_limiter);
+    Ok(pipeline)
 }
 
 /// 32 random bytes from the OS generator (through UUID v4, already a dependency).

@@ -119,11 +119,11 @@ fn correlation_id(cx: &RequestContext<RoleServer>) -> Arc<str> {
 
 impl McpHandler {
     fn page_size(&self) -> usize {
-        self.gateway.config.server.page_size
+        self.gateway.live().config.server.page_size
     }
 
     fn list_ttl_ms(&self) -> u64 {
-        self.gateway.config.server.list_ttl.0.as_millis() as u64
+        self.gateway.live().config.server.list_ttl.0.as_millis() as u64
     }
 
     /// Run `op` with a call context. Legacy sessions ask the client in-line; stateless requests run in rounds
@@ -280,7 +280,8 @@ impl ServerHandler for McpHandler {
         let binding = binding("tools/call", &request.name, request.arguments.as_ref());
         let call =
             ToolCall { name: route.original.clone(), arguments: request.arguments.unwrap_or_default() };
-        let (pipeline, metrics) = (&self.gateway.pipeline, &self.gateway.metrics);
+        let live = self.gateway.live();
+        let (pipeline, metrics) = (&live.pipeline, &self.gateway.metrics);
         let (policy, tool) = (&route.policy, route.metrics(metrics));
         let public = &request.name;
         let request_id = correlation_id(&context);

@@ -19,7 +19,8 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 
 /// Admit the request or refuse it with 429; either way say how much budget is left.
 pub(crate) async fn check(gateway: Arc<Gateway>, request: Request, next: Next) -> Response {
-    let Some(limiter) = gateway.pipeline.rate_limiter().filter(|l| l.limits().limits_requests()) else {
+    let live = gateway.live();
+    let Some(limiter) = live.pipeline.rate_limiter().filter(|l| l.limits().limits_requests()) else {
         return next.run(request).await;
     };
     let principal = crate::auth::principal(request.extensions());
@@ -107,9 +108,10 @@ fn headers(headers: &mut HeaderMap, verdict: &Verdict) {
 
 /// `/status`'s `rate_limits`: the configured limits and the buckets holding state.
 pub(crate) async fn status(gateway: &Gateway) -> Value {
-    match gateway.pipeline.rate_limiter() {
+    let live = gateway.live();
+    match live.pipeline.rate_limiter() {
         Some(limiter) => limiter.status(Instant::now()).await,
-        None => status_json(&gateway.config.rate_limits, 0),
+        None => status_json(&live.config.rate_limits, 0),
     }
 }
 

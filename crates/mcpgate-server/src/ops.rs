@@ -71,7 +71,8 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
             })
         })
         .collect();
-    let server = &gateway.config.server;
+    let live = gateway.live();
+    let server = &live.config.server;
     Json(json!({
         "name": server.name,
         "version": env!("CARGO_PKG_VERSION"),
@@ -90,6 +91,7 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         },
         "backends": backends,
         "rate_limits": crate::limits::status(&gateway).await,
+        "reloads": gateway.reloads.lock().to_json(),
         "calls": { "fast_path": gateway.fast_path_calls.load(std::sync::atomic::Ordering::Relaxed) },
     }))
 }

@@ -12,7 +12,7 @@ use rmcp::{Peer, RoleServer, model::ResourceUpdatedNotificationParam};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalogue::Catalogue;
+use crate::registry::BackendEntry;
 
 /// The sessions subscribed to one resource: each its key and its way back.
 type Subscribers = Vec<(String, Peer<RoleServer>)>;
@@ -69,37 +69,34 @@ impl Subscriptions {
     }
 }
 
-/// Forward each backend's resource changes to their subscribers until `stop`.
+/// Forward `entry`'s resource changes to their subscribers until `stop`.
 pub(crate) fn watch_updates(
-    catalogue: &Arc<Catalogue>,
+    entry: &BackendEntry,
     subscriptions: &Arc<Subscriptions>,
     stop: &CancellationToken,
 ) {
-    for entry in catalogue.get().backends() {
-        let Some(mut updates) = entry.backend.resource_updates() else { continue };
-        let (backend, subscriptions, stop) =
-            (entry.backend.clone(), Arc::downgrade(subscriptions), stop.clone());
-        let name = entry.name.clone();
-        tokio::spawn(async move {
-            loop {
-                let uri = tokio::select! {
-                    () = stop.cancelled() => return,
-                    uri = updates.recv() => match uri {
-                        Ok(uri) => uri,
-                        Err(RecvError::Lagged(missed)) => {
-                            tracing::warn!(backend = %name, missed, "resource updates came faster than they were forwarded; some were dropped");
-                            continue;
-                        }
-                        Err(RecvError::Closed) => return,
-                    },
-                };
-                let Some(subscriptions) = Weak::upgrade(&subscriptions) else { return };
-                if subscriptions.updated(&uri).await
-                    && let Err(e) = backend.unsubscribe(&uri).await
-                {
-                    tracing::debug!(backend = %name, %uri, "cannot unsubscribe: {e}");
-                }
+    let Some(mut updates) = entry.backend.resource_updates() else { return };
+    let (backend, subscriptions, stop) = (entry.backend.clone(), Arc::downgrade(subscriptions), stop.clone());
+    let name = entry.name.clone();
+    tokio::spawn(async move {
+        loop {
+            let uri = tokio::select! {
+                () = stop.cancelled() => return,
+                uri = updates.recv() => match uri {
+                    Ok(uri) => uri,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(backend = %name, missed, "resource updates came faster than they were forwarded; some were dropped");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            };
+            let Some(subscriptions) = Weak::upgrade(&subscriptions) else { return };
+            if subscriptions.updated(&uri).await
+                && let Err(e) = backend.unsubscribe(&uri).await
+            {
+                tracing::debug!(backend = %name, %uri, "cannot unsubscribe: {e}");
             }
-        });
-    }
+        }
+    });
 }

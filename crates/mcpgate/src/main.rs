@@ -104,15 +104,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config, listen, stdio } => {
             let config_path = config.or_else(|| std::env::var_os("CONFIG_PATH").map(PathBuf::from));
-            let mut config = load(config_path.as_deref())?;
-            if let Some(listen) = listen {
-                config.server.listen = listen;
-            }
+            let source = Source { path: config_path, listen };
+            let config = source.load()?;
             init_logging(&config)?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(serve(config, stdio))?;
+                .block_on(serve(config, source, stdio))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { file } => Ok(validate(&file)),
@@ -134,6 +132,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("mcpgate {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Where the served config comes from: a file (or the embedded default) and the `--listen` flag. Read at start
+/// and again on each SIGHUP.
+struct Source {
+    path: Option<PathBuf>,
+    listen: Option<String>,
+}
+
+impl Source {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = load(self.path.as_deref())?;
+        if let Some(listen) = &self.listen {
+            config.server.listen.clone_from(listen);
+        }
+        Ok(config)
     }
 }
 
@@ -186,9 +201,10 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
+async fn serve(config: Config, source: Source, stdio: bool) -> anyhow::Result<()> {
     let listen = config.server.listen.clone();
     let gateway = Gateway::build(config).await?;
+    tokio::spawn(reload_on_hangup(gateway.clone(), source));
     if stdio {
         tracing::info!(tools = gateway.registry().wire_tools().len(), "serving MCP over stdio");
         return Ok(serve_stdio(gateway).await?);
@@ -206,6 +222,22 @@ async fn serve(config: Config, stdio: bool) -> anyhow::Result<()> {
     serve_http(gateway, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// On each SIGHUP, load the config again (the same file, or the embedded default, with the environment) and put
+/// it in force; one that does not load, validate or build is refused and the old one kept (`Gateway::reload_with`
+/// logs either way).
+async fn reload_on_hangup(gateway: std::sync::Arc<Gateway>, source: Source) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reloading is off");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!(config = ?source.path, "SIGHUP received: reloading the configuration");
+        let loaded = source.load().map_err(|error| format!("{error:#}"));
+        let _ = gateway.reload_with(loaded).await;
+    }
 }
 
 /// Cancel `shutdown` on SIGTERM or SIGINT.

@@ -187,3 +187,18 @@ pub fn legacy_post(addr: &str, session: Option<&str>, body: &Value) -> (String, 
         .collect();
     (head, messages)
 }
+
+/// `GET path` over a fresh connection: the raw response, head and body (chunked bodies decoded).
+pub fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    match raw.split_once("\r\n\r\n") {
+        Some((head, body)) if head.to_ascii_lowercase().contains("transfer-encoding: chunked") => {
+            format!("{head}\r\n\r\n{}", dechunk(body))
+        }
+        _ => raw,
+    }
+}

@@ -1,0 +1,253 @@
+//! Reloading the configuration (SIGHUP) without dropping a call. A new config is checked by the caller (the same
+//! loading and validation as at start); here it is built — backends whose settings did not change are kept
+//! running as they are, new ones started — and then put in force in two atomic swaps: the catalogue, then the
+//! [`Live`] settings (keys, limits, the pipeline). Requests in flight keep the registry and settings they
+//! started with. A config that does not build (a backend fails to start, two backends publish one name) changes
+//! nothing: what was started for it is stopped and the error returned, the old config stays in force.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use mcpgate_config::Config;
+use mcpgate_policy::HealthChecker;
+
+use crate::{
+    gateway::{Gateway, Live, StartError, pipeline},
+    registry::{BackendEntry, Registry},
+};
+
+/// What a reload changed, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Backends started for the new config.
+    pub started: Vec<String>,
+    /// Backends kept running as they were.
+    pub kept: Vec<String>,
+    /// Backends stopped (once the requests using them finish).
+    pub stopped: Vec<String>,
+    /// Settings that changed but take effect only after a restart.
+    pub need_restart: Vec<&'static str>,
+}
+
+/// The backends `config` enables, as registry entries. With `previous` (the config in force and its entries), a
+/// backend whose settings and the resilience settings are unchanged is kept as it is (same connection, breaker,
+/// health checker); one whose own settings are unchanged keeps its connection under a new breaker.
+pub(crate) async fn build_backends(
+    config: &Config,
+    previous: Option<(&Config, &[BackendEntry])>,
+) -> Result<Vec<BackendEntry>, StartError> {
+    let resilience = &config.resilience;
+    let same_resilience = previous.is_some_and(|(old, _)| old.resilience == *resilience);
+    let running: HashMap<&str, &BackendEntry> = previous
+        .map(|(_, entries)| entries.iter().map(|e| (e.name.as_str(), e)).collect())
+        .unwrap_or_default();
+    let mut entries = Vec::new();
+    let mut started: Vec<BackendEntry> = Vec::new();
+    let result = async {
+        for (name, backend) in config.backends.iter().filter(|(_, b)| b.enabled()) {
+            let unchanged = previous.is_some_and(|(old, _)| old.backends.get(name) == Some(backend));
+            match running.get(name.as_str()).filter(|_| unchanged) {
+                Some(entry) if same_resilience => entries.push((*entry).clone()),
+                Some(entry) => {
+                    entries.push(BackendEntry::new(name, entry.kind, entry.backend.clone(), resilience))
+                }
+                None => {
+                    let built = mcpgate_backends::build(name, backend).await?;
+                    let entry = BackendEntry::new(name, backend.kind(), built, resilience);
+                    started.push(entry.clone());
+                    entries.push(entry);
+                }
+            }
+        }
+        for (name, upstream) in config.all_upstreams().filter(|(_, u)| u.enabled) {
+            let unchanged =
+                previous.is_some_and(|(old, _)| old.all_upstreams().any(|(n, u)| n == name && u == upstream));
+            let kept = running.get(name.as_str()).filter(|_| unchanged);
+            if let (Some(entry), true) = (kept, same_resilience) {
+                entries.push((*entry).clone());
+                continue;
+            }
+            let backend = match kept {
+                Some(entry) => entry.backend.clone(),
+                None => {
+                    let upstream = mcpgate_backends::upstream::Upstream::start(name, upstream)
+                        .await
+                        .map_err(|message| mcpgate_backends::BuildError { name: name.clone(), message })?;
+                    Arc::new(upstream)
+                }
+            };
+            let mut entry = BackendEntry::new(name, "upstream", backend, resilience);
+            entry.health = Some(HealthChecker::new(
+                entry.backend.clone(),
+                upstream.health_check_interval.0,
+                Some(entry.breaker.clone()),
+            ));
+            entry.max_retries = upstream.max_retries;
+            entry.required = upstream.required;
+            if kept.is_none() {
+                started.push(entry.clone());
+            }
+            entries.push(entry);
+        }
+        Ok::<_, StartError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(entries),
+        Err(error) => {
+            stop(started.iter().map(|e| e.backend.clone())).await;
+            Err(error)
+        }
+    }
+}
+
+async fn stop(backends: impl Iterator<Item = Arc<dyn mcpgate_core::Backend>>) {
+    for backend in backends {
+        backend.shutdown().await;
+    }
+}
+
+/// The settings read once at start that a reload cannot change, each with the config path an operator edits.
+fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (&old.server, &new.server);
+    let checks: [(&'static str, bool); 8] = [
+        ("server.listen", o.listen != n.listen),
+        (
+            "server.allowed_hosts / allowed_origins",
+            o.allowed_hosts != n.allowed_hosts || o.allowed_origins != n.allowed_origins,
+        ),
+        ("server.max_request_size", o.max_request_size != n.max_request_size),
+        ("server.session_idle_timeout", o.session_idle_timeout != n.session_idle_timeout),
+        ("server.drain_timeout", o.drain_timeout != n.drain_timeout),
+        ("server.name / instructions", o.name != n.name || o.instructions != n.instructions),
+        ("logging", old.logging != new.logging),
+        ("metrics", old.metrics != new.metrics),
+    ];
+    checks.into_iter().filter(|(_, changed)| *changed).map(|(path, _)| path).collect()
+}
+
+/// Reloads so far, for `/status`.
+#[derive(Debug, Default)]
+pub(crate) struct ReloadLog {
+    succeeded: u64,
+    failed: u64,
+    last: Option<(std::time::SystemTime, Result<(), String>)>,
+}
+
+impl ReloadLog {
+    /// `/status`'s `reloads`.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let last = self.last.as_ref().map(|(at, result)| {
+            serde_json::json!({
+                "at": humantime::format_rfc3339_seconds(*at).to_string(),
+                "ok": result.is_ok(),
+                "error": result.as_ref().err(),
+            })
+        });
+        serde_json::json!({ "succeeded": self.succeeded, "failed": self.failed, "last": last })
+    }
+}
+
+impl Gateway {
+    /// Reload with what loading the config again gave (`Err`: why it did not load or validate), log the
+    /// outcome and count it for `/status`. Whatever fails, the config in force stays.
+    pub async fn reload_with(&self, loaded: Result<Config, String>) -> Result<Reloaded, String> {
+        let result = match loaded {
+            Ok(config) => self.reload(config).await.map_err(|e| e.to_string()),
+            Err(error) => Err(error),
+        };
+        match &result {
+            Ok(r) => tracing::info!(
+                started = ?r.started, kept = r.kept.len(), stopped = ?r.stopped, "configuration reloaded"
+            ),
+            Err(error) => {
+                tracing::error!(%error, "configuration reload refused; the previous configuration stays in force")
+            }
+        }
+        if let Ok(r) = &result
+            && !r.need_restart.is_empty()
+        {
+            tracing::warn!(settings = ?r.need_restart, "changed settings take effect only after a restart");
+        }
+        let mut log = self.reloads.lock();
+        match &result {
+            Ok(_) => log.succeeded += 1,
+            Err(_) => log.failed += 1,
+        }
+        log.last = Some((std::time::SystemTime::now(), result.as_ref().map(|_| ()).map_err(Clone::clone)));
+        result
+    }
+
+    /// Put `config` (already loaded and validated) in force without dropping a call: see the module docs. On
+    /// error the config in force is unchanged.
+    pub async fn reload(&self, config: Config) -> Result<Reloaded, StartError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let live = self.live();
+        let old_registry = self.registry();
+        let access = Arc::new(crate::auth::Access::new(&config.security).map_err(StartError::Security)?);
+        let pipeline = pipeline(&config, &self.metrics)?;
+        let entries = build_backends(&config, Some((&live.config, old_registry.backends()))).await?;
+        let keep = |entry: &BackendEntry| {
+            old_registry.backends().iter().any(|old| Arc::ptr_eq(&old.backend, &entry.backend))
+        };
+        let mut reloaded =
+            Reloaded { need_restart: need_restart(&live.config, &config), ..Reloaded::default() };
+        for entry in &entries {
+            let list = if keep(entry) { &mut reloaded.kept } else { &mut reloaded.started };
+            list.push(entry.name.clone());
+        }
+        let removed: Vec<BackendEntry> = old_registry
+            .backends()
+            .iter()
+            .filter(|old| !entries.iter().any(|new| Arc::ptr_eq(&old.backend, &new.backend)))
+            .cloned()
+            .collect();
+        let fresh: Vec<BackendEntry> = entries.iter().filter(|e| !keep(e)).cloned().collect();
+        let watched_again: Vec<BackendEntry> = entries
+            .iter()
+            .filter(|e| {
+                keep(e) && !old_registry.backends().iter().any(|old| Arc::ptr_eq(&old.breaker, &e.breaker))
+            })
+            .cloned()
+            .collect();
+        let replaced = match self.catalogue.replace(entries).await {
+            Ok(replaced) => replaced,
+            Err(problems) => {
+                stop(fresh.iter().map(|e| e.backend.clone())).await;
+                return Err(StartError::Catalogue(problems));
+            }
+        };
+        self.metrics.prime(&self.registry());
+        self.live.store(Arc::new(Live { config: Arc::new(config), pipeline, access }));
+        {
+            let mut watchers = self.watchers.lock();
+            for entry in &removed {
+                watchers.remove(&entry.name);
+            }
+        }
+        // A kept backend under a new breaker gets new watchers (its health checker feeds the breaker).
+        for entry in fresh.iter().chain(&watched_again) {
+            self.watch(entry);
+        }
+        reloaded.stopped = removed.iter().map(|e| e.name.clone()).collect();
+        if !removed.is_empty() {
+            let drain = self.config.server.drain_timeout.0;
+            tokio::spawn(retire(replaced, removed, drain));
+        }
+        Ok(reloaded)
+    }
+}
+
+/// Shut down backends a reload removed, once the requests holding the registry they were in have finished (at
+/// most `drain` later). Requests that started before an earlier catalogue change may still hold an older
+/// registry; the bound covers them.
+async fn retire(replaced: Arc<Registry>, removed: Vec<BackendEntry>, drain: Duration) {
+    let until = tokio::time::Instant::now() + drain;
+    while Arc::strong_count(&replaced) > 1 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(replaced);
+    for entry in removed {
+        tracing::info!(backend = %entry.name, "stopping a backend the reload removed");
+        entry.backend.shutdown().await;
+    }
+}
