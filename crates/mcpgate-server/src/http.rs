@@ -160,7 +160,9 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         .layer(axum::middleware::from_fn(move |req, next| crate::metrics::track(metered.clone(), req, next)))
         // Address and key before the guard reads the body: a refused client gets nothing buffered or parsed.
         // `/health`, `/ready` and `/status` stay open, as the guides' probes and dashboards expect.
-        .layer(axum::middleware::from_fn(move |req, next| auth::check(access.live().access.clone(), req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            auth::check(access.live().access.clone(), req, next)
+        }))
         // Rate limits after the key (a per-key budget needs the principal; a refused key spends none) and before
         // the body is read: a client over its budget costs a lookup, not a parse.
         .layer(axum::middleware::from_fn(move |req, next| limits::check(limited.clone(), req, next)))
