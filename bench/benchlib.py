@@ -243,6 +243,47 @@ PROXY_TARGET_RATE = 5000
 PROXY_P50_ADDED_MAX_US = {"mcpgate-proxy-stdio": 100.0, "mcpgate-proxy-http": 50.0}
 # ... and stdio proxy throughput vs supergateway (same upstream, same session shape, same run).
 STDIO_VS_MIN_RATIO = 10.0
+# The policy pipeline (issue 5): echo with every policy on costs at most this share of the all-off throughput.
+PIPELINE_MAX_COST = 0.15
+
+
+def pipeline_cost(summary, meta):
+    """Throughput and latency of the echo with every policy on vs all off (meta policy_baseline /
+    policy_target), from the medians of the same run."""
+    base, t = meta.get("policy_baseline"), meta.get("policy_target")
+    if not base or not t:
+        return {}
+    th, bth = summary["throughput"].get(t, {}), summary["throughput"].get(base, {})
+    fr, bfr = summary["fixed_rate"].get(t, {}), summary["fixed_rate"].get(base, {})
+    rps, brps = th.get("rps_median"), bth.get("rps_median")
+
+    def diff_us(a, b):
+        return None if a is None or b is None else (a - b) * 1000.0
+
+    return {
+        "baseline": base,
+        "target": t,
+        "cost": 1.0 - rps / brps if rps is not None and brps else None,
+        "max_p50_added_us": diff_us(th.get("p50_ms_median"), bth.get("p50_ms_median")),
+        "rate_p50_added_us": diff_us(fr.get("p50_ms_median"), bfr.get("p50_ms_median")),
+        "rate_p99_added_us": diff_us(fr.get("p99_ms_median"), bfr.get("p99_ms_median")),
+    }
+
+
+def pipeline_cost_md(summary, meta):
+    pc = pipeline_cost(summary, meta)
+    summary["pipeline_cost"] = pc
+    if not pc:
+        return []
+    cost = "n/a" if pc["cost"] is None else f"{pc['cost'] * 100:.1f}%"
+    return ["### Policy pipeline cost", "",
+            f"`{pc['target']}` is the built-in echo with every policy on (API key, authorization globs, global / "
+            "per-key / per-tool rate limits set high enough never to refuse, token budget, audit log written and "
+            f"flushed per call; cache off) against `{pc['baseline']}`, the default config (all off), same run.", "",
+            "| throughput cost | max: p50 added µs | fixed rate: p50 added µs | fixed rate: p99 added µs |",
+            "|---:|---:|---:|---:|",
+            f"| {cost} | {fmt_us(pc['max_p50_added_us'])} | {fmt_us(pc['rate_p50_added_us'])} | "
+            f"{fmt_us(pc['rate_p99_added_us'])} |", ""]
 
 
 def proxy_overhead(summary, meta):
@@ -466,6 +507,7 @@ def cmd_summarize(args):
     L.append("")
     L.extend(proxy_overhead_md(summary, meta))
     L.extend(stdio_vs_md(summary, meta))
+    L.extend(pipeline_cost_md(summary, meta))
     L.append("### Memory and cold start")
     L.append("")
     L.append("| process | idle RSS MB | RSS after load MB | peak RSS MB | cold start median ms (min / p90 / max, n) |")
@@ -531,6 +573,10 @@ def cmd_summarize(args):
                 val += f" ({'; '.join(others)})"
             checks.append((f"stdio proxy throughput >= {STDIO_VS_MIN_RATIO:g}x {o['baseline']} ({first}, max rps)",
                            val, o["rps_ratio"] >= STDIO_VS_MIN_RATIO))
+    pc = summary.get("pipeline_cost", {})
+    if pc.get("cost") is not None:
+        checks.append((f"{pc['target']}: every policy on costs <= {PIPELINE_MAX_COST:.0%} of {pc['baseline']}'s "
+                       "throughput (max rps)", f"{pc['cost'] * 100:.1f}%", pc["cost"] <= PIPELINE_MAX_COST))
     r = summary["rss_kb"].get("mcpgate", {})
     if "idle" in r:
         checks.append(("mcpgate idle RSS <= 15 MB", f"{r['idle']/1024:.1f} MB", r["idle"] <= 15 * 1024))

@@ -11,6 +11,7 @@
 #
 # Usage:
 #   bench/run.sh                  full run: ceiling, mcpgate-modern, mcpgate-legacy,
+#                                 mcpgate-policies (every policy on, bench/policies.yaml),
 #                                 mcpgate-sqlite, mcpgate-http, direct-upstream,
 #                                 mcpgate-proxy-http, mcpgate-proxy-stdio,
 #                                 mcpgate-proxy-stdio-legacy, supergateway
@@ -72,6 +73,9 @@ RATE_TOOL=${BENCH_RATE_TOOL:-builtin}
 OHA_VERSION=1.16.0
 OHA_ROOT=$CACHE/oha
 OHA=$OHA_ROOT/bin/oha
+
+# The API key of the mcpgate-policies target (bench/policies.yaml holds its sha256).
+POLICY_BENCH_KEY=mcpgate-bench-key-not-a-secret
 
 SUPERGATEWAY_VERSION=4.0.0
 SUPERGATEWAY_PREFIX=$CACHE/supergateway
@@ -235,7 +239,8 @@ INITIALIZED_BODY='{"jsonrpc":"2.0","method":"notifications/initialized"}'
 # and for the modern shape the tool and its arguments (default: echo "hello");
 # T_RATE is the target's fixed rate (RATE unless set after add_target).
 # Every target's answer must carry "hello".
-declare -A T_SERVER T_SHAPE T_NEED_SESSION T_TOOL T_ARGS T_RATE
+# T_HEADER is one extra request header for the target (an API key), when set.
+declare -A T_SERVER T_SHAPE T_NEED_SESSION T_TOOL T_ARGS T_RATE T_HEADER
 TARGETS=()
 add_target() {
     TARGETS+=("$1"); T_SERVER[$1]=$2; T_SHAPE[$1]=$3; T_NEED_SESSION[$1]=$4
@@ -253,6 +258,7 @@ prepare_target() {
     {
         echo "Content-Type: application/json"
         echo "Accept: application/json, text/event-stream"
+        if [[ -n ${T_HEADER[$t]:-} ]]; then echo "${T_HEADER[$t]}"; fi
     } >"$hdr"
     case ${T_SHAPE[$t]} in
     modern)
@@ -460,6 +466,9 @@ if [[ $MODE == full ]]; then
     python3 -c 'import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute("CREATE TABLE greetings (id INTEGER PRIMARY KEY, message TEXT)"); db.execute("INSERT INTO greetings VALUES (1, ?)", ("hello",)); db.commit()' "$TMP_DIR/bench.db"
     BENCH_CEILING_URL="http://$HOST:${SRV_PORT[ceiling]}/" BENCH_SQLITE_DB="$TMP_DIR/bench.db" \
         start_server mcpgate-tools "$MCPGATE_BIN" serve --config "$BENCH/tools.yaml" --listen ADDR
+    # Every policy on (bench/policies.yaml; the audit log in the run's temporary directory).
+    BENCH_AUDIT_LOG="$TMP_DIR/audit.log" \
+        start_server mcpgate-policies "$MCPGATE_BIN" serve --config "$BENCH/policies.yaml" --listen ADDR
     # Proxied calls: an upstream mcpgate (default config) called directly, and two front mcpgates.
     start_server mcpgate-upstream "$MCPGATE_BIN" serve --listen ADDR
     BENCH_UPSTREAM_ADDR="$HOST:${SRV_PORT[mcpgate-upstream]}" \
@@ -479,6 +488,8 @@ add_target ceiling ceiling modern 0
 if [[ $MODE == full ]]; then
     add_target mcpgate-modern mcpgate modern 0
     add_target mcpgate-legacy mcpgate legacy 1
+    add_target mcpgate-policies mcpgate-policies modern 0
+    T_HEADER[mcpgate-policies]="x-api-key: $POLICY_BENCH_KEY"
     add_target mcpgate-sqlite mcpgate-tools modern 0 greeting '{"id":1}'
     add_target mcpgate-http mcpgate-tools modern 0 http_echo '{"message":"hello"}'
     add_target direct-upstream mcpgate-upstream modern 0
@@ -497,6 +508,8 @@ fi
 meta targets "$(IFS=,; echo "${TARGETS[*]}")"
 for t in "${TARGETS[@]}"; do meta "rate.$t" "${T_RATE[$t]}"; done
 if [[ $MODE == full ]]; then
+    meta policy_baseline mcpgate-modern
+    meta policy_target mcpgate-policies
     meta proxy_baseline direct-upstream
     meta proxy_targets mcpgate-proxy-http,mcpgate-proxy-stdio
     meta stdio_vs_baseline supergateway
