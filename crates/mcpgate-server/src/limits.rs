@@ -1,13 +1,16 @@
 //! Rate limits at the `/mcp` edge: every HTTP request, once authenticated, takes one request from the global,
 //! per-address and per-key (or per-tier) budgets that are set — all or none. Over any of them the answer is HTTP 429
-//! with `Retry-After` and a JSON-RPC error (-32005, `data.retryAfterMs`), before the body is read; every answer
-//! carries the IETF `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers), one item
+//! with `Retry-After` and a JSON-RPC error (-32005, `data.retryAfterMs`), before the body is read — except that a
+//! legacy session over budget may still send notifications (`notifications/cancelled`) and answers to the
+//! server's requests, which cost the backends nothing: its body is peeked at only then. Every answer carries the IETF `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers), one item
 //! per scope. Per-tool limits are a step of the pipeline (`pipeline.rs`), not of this layer.
 
 use std::{fmt::Write, sync::Arc, time::Duration};
 
 use axum::{extract::Request, middleware::Next, response::Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header::RETRY_AFTER};
+use http_body_util::BodyExt;
+use mcpgate_core::Principal;
 use mcpgate_policy::ratelimit::{Decision, Scope, Verdict, status_json};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -26,18 +29,54 @@ pub(crate) async fn check(gateway: Arc<Gateway>, request: Request, next: Next) -
     let principal = crate::auth::principal(request.extensions());
     let verdict = limiter.check_request(&principal, Instant::now()).await;
     let mut response = match verdict.denied() {
-        Some((scope, denied)) => {
-            gateway.metrics.rate_limited(metric_scope(scope));
-            tracing::debug!(
-                scope = scope.as_str(), principal = %principal.name, client_ip = ?principal.client_ip,
-                retry_after_ms = denied.retry_after.as_millis() as u64, "request rate limited"
-            );
-            too_many_requests(scope, &denied)
+        // Over budget, a legacy session may still cancel a call or answer the server: those cost the backends
+        // nothing and refusing them would keep work running that the client wants stopped.
+        Some(denial)
+            if request.method() == http::Method::POST && request.headers().contains_key(SESSION_ID) =>
+        {
+            match not_a_request(request).await {
+                Ok(request) => next.run(request).await,
+                Err(()) => refuse(&gateway, &principal, denial),
+            }
         }
+        Some(denial) => refuse(&gateway, &principal, denial),
         None => next.run(request).await,
     };
     headers(response.headers_mut(), &verdict);
     response
+}
+
+/// The request, body restored, when its body is one JSON-RPC notification or response (no more than
+/// [`PEEK_LIMIT`] bytes are read); `Err` for anything else: a request, a batch, a bad or larger body.
+async fn not_a_request(request: Request) -> Result<Request, ()> {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        id: Option<serde::de::IgnoredAny>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = http_body_util::Limited::new(body, PEEK_LIMIT).collect().await.map_err(|_| ())?.to_bytes();
+    match serde_json::from_slice::<Kind>(&bytes) {
+        Ok(Kind { id: None, method: Some(_) } | Kind { id: Some(_), method: None }) => {
+            Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        }
+        _ => Err(()),
+    }
+}
+
+/// The largest body read to tell a notification or response from a request when the sender is over budget.
+const PEEK_LIMIT: usize = 64 * 1024;
+
+const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// Refuse with 429 for `scope`, whose bucket said `denied`.
+fn refuse(gateway: &Gateway, principal: &Principal, (scope, denied): (Scope, Decision)) -> Response {
+    gateway.metrics.rate_limited(metric_scope(scope));
+    tracing::debug!(
+        scope = scope.as_str(), principal = %principal.name, client_ip = ?principal.client_ip,
+        retry_after_ms = denied.retry_after.as_millis() as u64, "request rate limited"
+    );
+    too_many_requests(scope, &denied)
 }
 
 /// The metrics label of a scope.

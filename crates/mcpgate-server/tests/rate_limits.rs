@@ -181,6 +181,42 @@ async fn a_refused_request_spends_no_other_scope() {
 }
 
 #[tokio::test]
+async fn a_legacy_session_over_budget_may_still_cancel_and_answer() {
+    // initialize, notifications/initialized and one call spend the 3 requests of the minute.
+    let gw = spawn(&format!("rate_limits:\n  global: {{ requests: 3, per: 1m }}\n{DEMO}")).await;
+    let (session, _) = common::initialize(&gw, "2025-11-25").await;
+    let version = "2025-11-25";
+    let (status, answer) = common::in_session(
+        &gw,
+        &session,
+        version,
+        "tools/call",
+        json!({ "name": "echo", "arguments": { "message": "hi" } }),
+    )
+    .await;
+    assert_eq!((status, answer["result"]["content"][0]["text"].as_str()), (200, Some("hi")), "{answer}");
+    let (status, answer) = common::in_session(&gw, &session, version, "tools/list", json!({})).await;
+    assert_eq!((status, answer["error"]["code"].as_i64()), (429, Some(-32005)), "{answer}");
+
+    // Over budget: a notification and an answer to the server still get through (202), uncharged; a request
+    // does not, and neither does a batch or a body that is not JSON-RPC.
+    let headers = [("Mcp-Session-Id", session.clone()), ("MCP-Protocol-Version", version.to_owned())];
+    let cancel =
+        json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 9 } });
+    let reply = json!({ "jsonrpc": "2.0", "id": "srv-1", "result": {} });
+    for body in [cancel, reply] {
+        let (status, _, text) = gw.post_raw(&headers, body.to_string()).await;
+        assert_eq!(status, 202, "{body}: {text}");
+    }
+    let batch =
+        json!([{ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 9 } }]);
+    for body in [batch.to_string(), "not json".to_owned()] {
+        let (status, _, text) = gw.post_raw(&headers, body.clone()).await;
+        assert_eq!(status, 429, "{body}: {text}");
+    }
+}
+
+#[tokio::test]
 async fn a_tool_limit_is_a_jsonrpc_error_inside_tools_call_on_both_paths() {
     let gw = spawn(&format!("rate_limits:\n  tools:\n    echo: {{ requests: 2, per: 1m }}\n{DEMO}")).await;
     assert!(call_as(&gw, "echo", &[], false).await.ok());
