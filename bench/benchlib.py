@@ -278,7 +278,7 @@ def pipeline_cost_md(summary, meta):
     cost = "n/a" if pc["cost"] is None else f"{pc['cost'] * 100:.1f}%"
     return ["### Policy pipeline cost", "",
             f"`{pc['target']}` is the built-in echo with every policy on (API key, authorization globs, global / "
-            "per-key / per-tool rate limits set high enough never to refuse, token budget, audit log written and "
+            "per-key / per-tool rate limits set high enough never to refuse, audit log written and "
             f"flushed per call; cache off) against `{pc['baseline']}`, the default config (all off), same run.", "",
             "| throughput cost | max: p50 added µs | fixed rate: p50 added µs | fixed rate: p99 added µs |",
             "|---:|---:|---:|---:|",

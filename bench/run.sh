@@ -467,7 +467,7 @@ if [[ $MODE == full ]]; then
     BENCH_CEILING_URL="http://$HOST:${SRV_PORT[ceiling]}/" BENCH_SQLITE_DB="$TMP_DIR/bench.db" \
         start_server mcpgate-tools "$MCPGATE_BIN" serve --config "$BENCH/tools.yaml" --listen ADDR
     # Every policy on (bench/policies.yaml; the audit log in the run's temporary directory).
-    BENCH_AUDIT_LOG="$TMP_DIR/audit.log" \
+    AUDIT_LOG_FILE="$TMP_DIR/audit.log" \
         start_server mcpgate-policies "$MCPGATE_BIN" serve --config "$BENCH/policies.yaml" --listen ADDR
     # Proxied calls: an upstream mcpgate (default config) called directly, and two front mcpgates.
     start_server mcpgate-upstream "$MCPGATE_BIN" serve --listen ADDR

@@ -23,6 +23,15 @@ use crate::{ApiKeyConfig, ByteSize, Config, HumanDuration, KeyHash, LogFormat, S
 /// | `METRICS_ENABLED` (wins), `ENABLE_METRICS` | `metrics.enabled` (`true` / `false` / `1` / `0`) |
 /// | `PROMETHEUS_PORT` (wins), `METRICS_PORT` | `metrics.port`: metrics on a listener of their own |
 /// | `RATE_LIMIT_MAX_REQUESTS`, `RATE_LIMIT_WINDOW_MS` | `rate_limits.per_ip`: requests per window (milliseconds or `15m`) per client address |
+/// | `ENABLE_TELEMETRY`; `OTEL_SDK_DISABLED=true` (switches off) | `telemetry.enabled` |
+/// | `TELEMETRY_ENDPOINT` (wins), `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` | `telemetry.endpoint` (an endpoint alone switches traces on) |
+/// | `OTEL_SERVICE_NAME` | `telemetry.service_name` |
+/// | `CACHE_TTL_SECONDS` | `cache.ttl`: the default TTL of cached tools, in seconds (`0`: no caching) |
+/// | `MAX_TOKENS_PER_REQUEST` | `budget.max_tokens`: tokens one tool result may send back (`0`: no limit) |
+/// | `CONTEXT_SIZE_LIMIT_KB` | `budget.max_bytes`, in KiB (`0`: no limit) |
+/// | `AUDIT_LOG_FILE` | `audit.file`: the audit log's file |
+/// | `JWT_SECRET` (environment only), `JWT_JWKS_URL`, `JWT_PUBLIC_KEY_FILE`, `JWT_ISSUER`, `JWT_AUDIENCE` (comma-separated) | `security.jwt` (any of them switches JWT tokens on) |
+/// | `COMPRESSION_ENABLED` | `server.compression.enabled` |
 pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -> Vec<Problem> {
     let mut problems = Vec::new();
     let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
@@ -125,6 +134,12 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
         }
     }
     problems.extend(crate::limits::apply_env(&mut config.rate_limits, get));
+    problems.extend(crate::telemetry::apply_env(&mut config.telemetry, get));
+    problems.extend(crate::cache::apply_env(&mut config.cache, get));
+    problems.extend(crate::budget::apply_env(&mut config.budget, get));
+    problems.extend(crate::audit::apply_env(&mut config.audit, get));
+    problems.extend(crate::jwt::apply_env(&mut config.security, get));
+    problems.extend(crate::compression::apply_env(&mut config.server.compression, get));
     problems
 }
 

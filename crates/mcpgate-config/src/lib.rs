@@ -4,19 +4,32 @@
 //! JSON Schema description), loading from YAML / TOML / JSON or the embedded default, the environment overlay
 //! with the reference guides' variable names, and validation that reports every problem with its path.
 
+mod audit;
+mod budget;
+mod cache;
+mod compression;
 mod env;
+mod jwt;
 mod limits;
 mod load;
 mod metrics;
 mod model;
 mod resilience;
 mod security;
+mod telemetry;
 mod tools;
 mod units;
 mod upstreams;
 mod validate;
 
+pub use audit::AuditConfig;
+pub use budget::{BudgetConfig, MIN_TOKENS, OnExceed};
+pub use cache::{CacheConfig, CacheRule, CacheSharing};
+pub use compression::CompressionConfig;
 pub use env::apply_env;
+pub use jwt::{
+    JWT_ALGORITHMS, JwtConfig, KeyFamily, MIN_SECRET_BYTES, OAuthResourceConfig, algorithm_family,
+};
 pub use limits::{RateLimit, RateLimitsConfig};
 pub use load::{
     ConfigError, Format, default_config, load_file, load_file_unchecked, parse_str, parse_str_unchecked,
@@ -29,6 +42,7 @@ pub use resilience::{BreakerConfig, ResilienceConfig};
 pub use security::{
     ApiKeyConfig, HashMethod, KeyHash, KeyHasher, Secret, SecurityConfig, parse_cidr, parse_rfc3339,
 };
+pub use telemetry::TelemetryConfig;
 pub use tools::{
     CommandBackend, CommandCall, HttpBackend, HttpCall, HttpMethod, HttpResponse, OutputFormat, SqlBackend,
     SqlCall, ToolConfig,

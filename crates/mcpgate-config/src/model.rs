@@ -29,6 +29,14 @@ pub struct Config {
     /// Rate limits: for the whole gateway, per client address, per API key or tier, per tool. None by default.
     #[serde(skip_serializing_if = "crate::limits::RateLimitsConfig::is_empty")]
     pub rate_limits: crate::limits::RateLimitsConfig,
+    /// The result cache: which tools' results are kept and for how long. No tool is cached by default.
+    pub cache: crate::cache::CacheConfig,
+    /// Token and size limits on what one tool result sends back. None by default.
+    pub budget: crate::budget::BudgetConfig,
+    /// The audit log: one JSON line per `tools/call` (`AUDIT_LOG_FILE`). Off by default.
+    pub audit: crate::audit::AuditConfig,
+    /// OpenTelemetry traces over OTLP/HTTP: on when an endpoint is set (`TELEMETRY_ENDPOINT`).
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// Tool sources by name. The name prefixes nothing here; it names the backend in logs, `/status` and errors.
     pub backends: BTreeMap<String, BackendConfig>,
     /// Upstream MCP servers by name; their tools are published as `NAME__tool` unless configured otherwise.
@@ -76,6 +84,8 @@ pub struct ServerConfig {
     pub page_size: usize,
     /// Freshness hint (`ttlMs`) put on list results for 2026-07-28 clients.
     pub list_ttl: HumanDuration,
+    /// Gzip for response bodies of at least `min_size` (1 KiB); event streams never.
+    pub compression: crate::compression::CompressionConfig,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +105,7 @@ impl Default for ServerConfig {
             drain_timeout: HumanDuration::secs(30),
             page_size: 100,
             list_ttl: HumanDuration::secs(60),
+            compression: crate::compression::CompressionConfig::default(),
         }
     }
 }

@@ -21,8 +21,8 @@ pub struct SecurityConfig {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<ApiKeyConfig>,
     /// Whether a request without a key is served (as the principal `anonymous`, every tool). Unset: only when
-    /// no key is configured at all (file and environment), so a gateway with keys refuses anonymous requests.
-    /// A wrong or expired key is refused whatever this says.
+    /// no key is configured at all (file and environment) and JWT tokens are not, so a gateway with keys or
+    /// tokens refuses anonymous requests. A wrong or expired key or token is refused whatever this says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_anonymous: Option<bool>,
     /// Client addresses allowed to use `/mcp`, as CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses.
@@ -34,6 +34,14 @@ pub struct SecurityConfig {
     /// peer those headers are ignored.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    /// JWT bearer tokens, beside (or instead of) API keys. Also switched on by `JWT_SECRET`, `JWT_JWKS_URL` or
+    /// `JWT_PUBLIC_KEY_FILE` in the environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<crate::jwt::JwtConfig>,
+    /// The OAuth 2.0 protected-resource metadata (RFC 9728) to serve, naming the authorization server that
+    /// issues tokens for this gateway. Unset: not served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<crate::jwt::OAuthResourceConfig>,
     /// `API_KEY_SALT` from the environment, the HMAC key of `hmac-sha256:` hashes. Never read from or written
     /// to a file.
     #[serde(skip)]
@@ -41,9 +49,10 @@ pub struct SecurityConfig {
 }
 
 impl SecurityConfig {
-    /// Whether requests without a key are served: `allow_anonymous`, or by default only when no key exists.
+    /// Whether requests without a key are served: `allow_anonymous`, or by default only when no key exists
+    /// and JWT tokens are not configured.
     pub fn anonymous_allowed(&self) -> bool {
-        self.allow_anonymous.unwrap_or(self.api_keys.is_empty())
+        self.allow_anonymous.unwrap_or(self.api_keys.is_empty() && self.jwt.is_none())
     }
 }
 
@@ -327,6 +336,8 @@ mod tests {
         assert!(!without_keys.anonymous_allowed());
         without_keys.allow_anonymous = None;
         assert!(without_keys.anonymous_allowed());
+        without_keys.jwt = Some(Default::default());
+        assert!(!without_keys.anonymous_allowed(), "tokens configured: anonymous refused unless allowed");
     }
 
     #[test]

@@ -101,6 +101,12 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
     security_problems(&config.security, &mut problems);
     crate::metrics::problems(config, &mut problems);
     crate::limits::problems(config, &mut problems);
+    crate::telemetry::problems(config, &mut problems);
+    crate::cache::problems(config, &mut problems);
+    crate::budget::problems(config, &mut problems);
+    crate::audit::problems(config, &mut problems);
+    crate::jwt::problems(config, &mut problems);
+    crate::compression::problems(config, &mut problems);
     let serves = config.backends.values().any(BackendConfig::enabled)
         || config.all_upstreams().any(|(_, u)| u.enabled);
     if !serves {
@@ -223,7 +229,7 @@ fn security_problems(security: &SecurityConfig, problems: &mut Vec<Problem>) {
             problems.push(Problem::new(format!("{path}.expires"), e));
         }
     }
-    if security.allow_anonymous == Some(false) && security.api_keys.is_empty() {
+    if security.allow_anonymous == Some(false) && security.api_keys.is_empty() && security.jwt.is_none() {
         problems.push(Problem::new(
             "security.allow_anonymous",
             "false with no api_keys (nor MCP_API_KEYS): every /mcp request would be refused",

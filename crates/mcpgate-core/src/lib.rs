@@ -15,9 +15,13 @@ pub use context::{CallContext, ClientPeer, ClientRequestError, LogLevel};
 pub use error::{BackendError, Blame};
 pub use principal::Principal;
 pub use tool::{
-    CompletionValues, PromptArgument, PromptDef, ResourceDef, ResourceTemplateDef, ToolCall, ToolDef,
-    ToolOutcome,
+    CacheScope, CompletionValues, PromptArgument, PromptDef, ResourceDef, ResourceTemplateDef, ToolCall,
+    ToolDef, ToolOutcome,
 };
 
 /// A JSON object, the shape of tool arguments, schemas and `_meta`.
 pub type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// The `tracing` target of the spans exported as OpenTelemetry traces (`mcpgate_server::telemetry`): a callsite
+/// of this target is enabled exactly when traces are exported.
+pub const TELEMETRY_TARGET: &str = "mcpgate::otel";

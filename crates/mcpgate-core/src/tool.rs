@@ -84,6 +84,42 @@ pub struct ToolOutcome {
     /// Result `_meta`, passed through.
     #[serde(rename = "_meta", default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<JsonObject>,
+    /// `ttlMs` as an upstream sent it on the result: how long it may be considered fresh. Read, never sent on:
+    /// the 2026-07-28 revision defines it on list and read results, and the gateway's cache honours it on tool
+    /// results too. A negative number reads as 0; a value that is not a number is ignored.
+    #[serde(rename = "ttlMs", default, deserialize_with = "lenient_ttl", skip_serializing)]
+    pub ttl_ms: Option<u64>,
+    /// `cacheScope` as an upstream sent it on the result; read, never sent on. A value other than `"public"`
+    /// or `"private"` reads as private (never shared); `""` as absent.
+    #[serde(rename = "cacheScope", default, deserialize_with = "lenient_scope", skip_serializing)]
+    pub cache_scope: Option<CacheScope>,
+}
+
+/// Who may be served a cached copy of a result (`cacheScope`, 2026-07-28).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheScope {
+    /// No user-specific data: a copy may be served to anyone.
+    Public,
+    /// A copy may be served only within the authorization context that caused it.
+    Private,
+}
+
+fn lenient_ttl<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::Number(n) => {
+            n.as_u64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.max(0.0) as u64))
+        }
+        _ => None,
+    })
+}
+
+fn lenient_scope<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<CacheScope>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) if s == "public" => Some(CacheScope::Public),
+        _ => Some(CacheScope::Private),
+    })
 }
 
 impl ToolOutcome {
@@ -192,4 +228,35 @@ pub struct CompletionValues {
     /// Whether more values exist than were sent.
     #[serde(default)]
     pub has_more: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn read(result: Value) -> ToolOutcome {
+        serde_json::from_value(result).expect("a tool result reads whatever its hints say")
+    }
+
+    #[test]
+    fn cache_hints_are_read_leniently_and_never_sent_on() {
+        let text = json!([{ "type": "text", "text": "hi" }]);
+        let outcome = read(json!({ "content": text, "ttlMs": 5000, "cacheScope": "private" }));
+        assert_eq!((outcome.ttl_ms, outcome.cache_scope), (Some(5000), Some(CacheScope::Private)));
+        let sent = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(sent, json!({ "content": text, "isError": false }), "hints stop at the gateway");
+        for (ttl, scope, expected) in [
+            (json!(-3), json!("public"), (Some(0), Some(CacheScope::Public))),
+            (json!(1.9), json!(""), (Some(1), None)),
+            (json!("soon"), json!(null), (None, None)),
+            (json!(null), json!("shared-with-everyone"), (None, Some(CacheScope::Private))),
+            (json!({}), json!(7), (None, Some(CacheScope::Private))),
+        ] {
+            let outcome = read(json!({ "content": text, "ttlMs": ttl, "cacheScope": scope }));
+            assert_eq!((outcome.ttl_ms, outcome.cache_scope), expected, "{ttl} {scope}");
+        }
+        assert_eq!(read(json!({ "content": text })), ToolOutcome::text("hi"));
+    }
 }

@@ -8,19 +8,27 @@
 //! 0. rate limit (the tool's own, `rate_limits.tools`) — right after authorization, as DESIGN.md orders them:
 //!    a call over its limit costs nothing more (no validation, no breaker count, no backend), and is refused as
 //!    a protocol error whatever its arguments, so probing with invalid calls spends the budget too;
-//! 1. argument validation — before anything that costs (a backend call, a breaker's count, a retry, later a
-//!    cache slot): a call the schema refuses cannot succeed, and the model gets a tool error naming what to fix;
-//! 2. circuit breaker — after validation, so an invalid call never counts against the backend; before the
+//! 1. argument validation — before anything that costs (a cache lookup, a backend call, a breaker's count, a
+//!    retry): a call the schema refuses cannot succeed, and the model gets a tool error naming what to fix;
+//! 2. cache lookup (tools the `cache` section names) — after validation, so an invalid call gets its tool error
+//!    rather than a stored answer; before the breaker, so a fresh result is served while the backend's breaker
+//!    is open, and a hit costs the backend nothing and teaches the breaker nothing;
+//! 3. circuit breaker — after validation, so an invalid call never counts against the backend; before the
 //!    retries, so an open breaker fails the call once and at once instead of being retried; admission does not
 //!    wait, and the verdict is taken after the deadline, so a call the deadline cut short counts as a failure;
-//! 3. deadline — around everything that waits, retries and their backoff included, so nothing a call does
+//! 4. deadline — around everything that waits, retries and their backoff included, so nothing a call does
 //!    outlives its budget;
-//! 4. cancellation — a client's `notifications/cancelled` or a drain stops waiting at once, freeing the caller;
-//! 5. retries — idempotent tools only, around each attempt, so every try reaches the backend afresh and no
+//! 5. cancellation — a client's `notifications/cancelled` or a drain stops waiting at once, freeing the caller;
+//! 6. retries — idempotent tools only, around each attempt, so every try reaches the backend afresh and no
 //!    retry starts past the deadline;
-//! 6. the backend call itself (its own per-attempt timeout is the backend's business).
+//! 7. the backend call itself (its own per-attempt timeout is the backend's business);
+//! 8. token/size budget — after all attempts, on the one result that goes back, so what the model receives is
+//!    what is held to the limits, counted once; before the cache store, so a hit sends what the miss sent;
+//! 9. cache store — last, so only what went back as a success is kept, and only when the call asked the client
+//!    nothing (a result built on the client's answers depends on more than the key).
 //!
-//! Every exit — success, tool error, failure — is logged once with its duration and outcome.
+//! `tests::results::cache_and_budget_steps_run_in_order` pins steps 2, 8 and 9 around the others. Every exit —
+//! success, tool error, failure — is logged once with its duration and outcome, and reported to the observers.
 
 use std::{sync::Arc, time::Duration};
 
@@ -32,6 +40,8 @@ use crate::{
     arguments::ArgumentSchema,
     authz,
     breaker::Breaker,
+    budget::{Budget, BudgetVerdict},
+    cache::{Lookup, ResultCache, ToolCache, WatchedPeer},
     ratelimit::{RateLimiter, ToolRateLimit},
     retry::{self, Backoff},
 };
@@ -48,6 +58,8 @@ pub struct ToolPolicy {
     pub breaker: Option<Arc<Breaker>>,
     /// The tool's rate-limit bucket, resolved from the pipeline's limiter on the first call.
     pub rate_limit: ToolRateLimit,
+    /// How the tool's results are cached, resolved from the pipeline's cache on the first call.
+    pub cache: ToolCache,
 }
 
 /// What the pipeline learned about one call, handed to every [`CallObserver`] at every exit — success, tool
@@ -64,10 +76,51 @@ pub struct CallReport<'a> {
     pub elapsed: Duration,
     /// What goes back to the client.
     pub result: &'a Result<ToolOutcome, BackendError>,
+    /// What the cache did for the call.
+    pub cache: CacheStatus,
+    /// Tokens of the call, when the budget counts them (`budget.max_tokens` set, or `budget.count_tokens`).
+    pub tokens: Option<TokenUsage>,
+    /// What the budget step did to the result; `None` when it did not run: no budget, no result (the call failed
+    /// or was refused first), or a cache hit (its result was held to the budget when it was kept).
+    pub budget: Option<BudgetVerdict>,
+    /// The call's arguments, when an observer asked for them ([`CallObserver::wants_arguments`]).
+    pub arguments: Option<&'a mcpgate_core::JsonObject>,
+}
+
+/// What the cache did for one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Not looked up: the tool is not cached, or the call ended before the lookup.
+    #[default]
+    NotCacheable,
+    /// Looked up and not found fresh: the call ran.
+    Miss,
+    /// Answered from the cache.
+    Hit,
+}
+
+impl CacheStatus {
     /// Whether the cache answered the call.
-    pub cache_hit: bool,
-    /// Tokens of the result sent back, when the budget step counted them.
-    pub tokens: Option<u64>,
+    pub fn is_hit(self) -> bool {
+        self == Self::Hit
+    }
+}
+
+/// The tokens of one call (o200k).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Tokens of the call's arguments, as compact JSON.
+    pub input: u64,
+    /// Tokens of the result that went back (after the budget step); `None` when no result did.
+    pub output: Option<u64>,
+}
+
+/// What [`Pipeline::run`] learns besides the result, for the [`CallReport`].
+#[derive(Debug, Default)]
+struct Facts {
+    cache: CacheStatus,
+    tokens: Option<TokenUsage>,
+    budget: Option<BudgetVerdict>,
 }
 
 /// Something that wants to know about every call the pipeline finishes (metrics, the audit log). Called on the
@@ -75,6 +128,11 @@ pub struct CallReport<'a> {
 pub trait CallObserver: Send + Sync + std::fmt::Debug {
     /// One call finished.
     fn call_finished(&self, report: &CallReport<'_>);
+
+    /// Whether [`CallReport::arguments`] should be filled (it costs a copy of every call's arguments).
+    fn wants_arguments(&self) -> bool {
+        false
+    }
 }
 
 /// The pipeline every tool call goes through, whatever its backend.
@@ -83,18 +141,30 @@ pub struct Pipeline {
     default_timeout: Duration,
     backoff: Backoff,
     rate_limiter: Option<Arc<RateLimiter>>,
+    cache: Option<Arc<ResultCache>>,
+    budget: Option<Arc<Budget>>,
     observers: Vec<Arc<dyn CallObserver>>,
+    wants_arguments: bool,
 }
 
 impl Pipeline {
     /// A pipeline whose calls time out after `default_timeout` unless the context sets its own, and whose
     /// retries wait the default [`Backoff`].
     pub fn new(default_timeout: Duration) -> Self {
-        Self { default_timeout, backoff: Backoff::default(), rate_limiter: None, observers: Vec::new() }
+        Self {
+            default_timeout,
+            backoff: Backoff::default(),
+            rate_limiter: None,
+            cache: None,
+            budget: None,
+            observers: Vec::new(),
+            wants_arguments: false,
+        }
     }
 
     /// The same pipeline also reporting every finished call to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.wants_arguments |= observer.wants_arguments();
         self.observers.push(observer);
         self
     }
@@ -115,6 +185,26 @@ impl Pipeline {
         self.rate_limiter.as_ref()
     }
 
+    /// The same pipeline answering the tools `cache` names from it (`None`: no cache).
+    pub fn with_cache(self, cache: Option<Arc<ResultCache>>) -> Self {
+        Self { cache, ..self }
+    }
+
+    /// The result cache in force, if any tool is cached.
+    pub fn cache(&self) -> Option<&Arc<ResultCache>> {
+        self.cache.as_ref()
+    }
+
+    /// The same pipeline holding results to `budget` (`None`: no limit, no counting).
+    pub fn with_budget(self, budget: Option<Arc<Budget>>) -> Self {
+        Self { budget, ..self }
+    }
+
+    /// The token/size budget in force, if one is set.
+    pub fn budget(&self) -> Option<&Arc<Budget>> {
+        self.budget.as_ref()
+    }
+
     /// Run one call through every step. `public_name` is the name the client used (for logs); `policy` is
     /// the tool's.
     pub async fn call_tool(
@@ -126,21 +216,27 @@ impl Pipeline {
         call: ToolCall,
     ) -> Result<ToolOutcome, BackendError> {
         let started = Instant::now();
-        let result = self.run(cx, backend, public_name, policy, call, started).await;
+        let mut facts = Facts::default();
+        // A copy only when an observer wants it (an audit log with arguments): the call itself moves on.
+        let arguments = self.wants_arguments.then(|| call.arguments.clone());
+        let result = self.run(cx, backend, public_name, policy, call, started, &mut facts).await;
         let report = CallReport {
             cx,
             tool: public_name,
             backend: backend.name(),
             elapsed: started.elapsed(),
             result: &result,
-            cache_hit: false,
-            tokens: None,
+            cache: facts.cache,
+            tokens: facts.tokens,
+            budget: facts.budget,
+            arguments: arguments.as_ref(),
         };
         record(&report);
         self.observers.iter().for_each(|observer| observer.call_finished(&report));
         result
     }
 
+    #[allow(clippy::too_many_arguments)] // the call, its tool, and where its facts go: one place, read in order
     async fn run(
         &self,
         cx: &CallContext,
@@ -149,6 +245,7 @@ impl Pipeline {
         policy: &ToolPolicy,
         mut call: ToolCall,
         started: Instant,
+        facts: &mut Facts,
     ) -> Result<ToolOutcome, BackendError> {
         // 0. Authorization: a tool the caller may not use does not exist for it.
         if !authz::may_use(&cx.principal, public_name) {
@@ -167,29 +264,73 @@ impl Pipeline {
             let Value::Object(map) = arguments else { unreachable!("wrapped as an object just above") };
             call.arguments = map;
         }
-        // 2. Circuit breaker: only valid calls count; an open breaker fails at once and is never retried.
+        // (The budget counts the arguments of a call that will be answered, hit or not, for the report.)
+        let budget = self.budget.as_deref();
+        if let Some(input) = budget.and_then(|budget| budget.count_arguments(&call.arguments)) {
+            facts.tokens = Some(TokenUsage { input, output: None });
+        }
+        // 2. Cache lookup: a fresh result answers at once, whatever the backend's state.
+        let mut kept = None;
+        if let Some(cache) = self.cache.as_deref()
+            && let Some(rule) = cache.rule(&policy.cache, public_name)
+        {
+            match cache.lookup(rule, public_name, &cx.principal, &call.arguments, started).await {
+                Lookup::Hit(entry) => {
+                    facts.cache = CacheStatus::Hit;
+                    if let Some(tokens) = &mut facts.tokens {
+                        tokens.output = entry.tokens;
+                    }
+                    return Ok(ToolOutcome::clone(&entry.outcome));
+                }
+                Lookup::Miss(key) => {
+                    facts.cache = CacheStatus::Miss;
+                    kept = Some((cache, rule, key));
+                }
+            }
+        }
+        // 3. Circuit breaker: only valid calls count; an open breaker fails at once and is never retried.
         let permit = policy.breaker.as_deref().map(Breaker::try_acquire).transpose()?;
-        // 3. Deadline: around everything that waits, so the whole call — retries included — fits the budget.
+        // A result that may be kept: its way back to the client is watched, for step 9.
+        let watched = kept.as_ref().and_then(|_| WatchedPeer::watch(cx));
+        let backend_cx = watched.as_ref().map_or(cx, |(watched_cx, _)| watched_cx);
+        // 4. Deadline: around everything that waits, so the whole call — retries included — fits the budget.
         let timeout = cx.timeout.unwrap_or(self.default_timeout);
         let deadline = started + timeout;
         let finished = tokio::time::timeout_at(deadline, async {
-            // 4. Cancellation: the client (or a drain) can stop waiting before the deadline.
+            // 5. Cancellation: the client (or a drain) can stop waiting before the deadline.
             tokio::select! {
                 biased;
                 _ = cx.cancel.cancelled() => Err(BackendError::Cancelled),
-                // 5. Retries, each one 6. a backend call.
-                result = retry::run(cx, policy.retries, &self.backoff, deadline, call, |call| {
-                    backend.call_tool(cx, call)
+                // 6. Retries, each one 7. a backend call.
+                result = retry::run(backend_cx, policy.retries, &self.backoff, deadline, call, |call| {
+                    backend.call_tool(backend_cx, call)
                 }) => result,
             }
         })
         .await;
         let cut_short = finished.is_err() && timeout < self.default_timeout;
-        let result = finished.unwrap_or(Err(BackendError::Timeout(timeout)));
-        // 2'. The breaker learns the outcome, the deadline's included; a cancelled call teaches it nothing, nor
+        let mut result = finished.unwrap_or(Err(BackendError::Timeout(timeout)));
+        // 3'. The breaker learns the outcome, the deadline's included; a cancelled call teaches it nothing, nor
         // does one cut by a budget shorter than the gateway's own (the caller's choice, not the backend's fault).
         if let Some(permit) = permit {
             if cut_short { drop(permit) } else { permit.record(&result) }
+        }
+        // 8. Token/size budget: the result that goes back is held to the limits — sent whole, cut or refused.
+        if let (Some(budget), Ok(outcome)) = (budget, &mut result) {
+            let applied = budget.apply(outcome);
+            facts.budget = Some(applied.verdict);
+            if let Some(tokens) = &mut facts.tokens {
+                tokens.output = applied.tokens;
+            }
+        }
+        // 9. Cache store: a success, as sent, that asked the client nothing.
+        if let Some((cache, rule, key)) = kept
+            && let Ok(outcome) = &mut result
+            && !outcome.is_error
+            && !watched.as_ref().is_some_and(|(_, peer)| peer.asked())
+        {
+            let tokens = facts.tokens.and_then(|tokens| tokens.output);
+            cache.store(rule, key, outcome, tokens, &cx.principal, Instant::now()).await;
         }
         result
     }
@@ -222,6 +363,9 @@ mod tests {
     use mcpgate_core::ToolDef;
 
     use super::*;
+
+    /// Steps 2, 8 and 9 (cache lookup, budget, cache store) among the others.
+    mod results;
 
     /// A backend that sleeps for the requested time and records what happened.
     struct Sleepy(Arc<Mutex<Vec<&'static str>>>);

@@ -1,9 +1,11 @@
 //! Who may use `/mcp`, checked before anything reads the body: the client's address (the socket peer, or what a
-//! trusted proxy forwarded), the IP allowlist, then the API key, which becomes the request's [`Principal`].
+//! trusted proxy forwarded), the IP allowlist, then the credential — an API key or a JWT bearer token (`jwt.rs`)
+//! — which becomes the request's [`Principal`].
 //!
 //! Everything is prepared at startup ([`Access::new`]): parsed networks, decoded digests, one principal per key,
-//! the salt-keyed HMAC state. A request hashes its key once per configured method and compares the digest with
-//! every key's in constant time; a key is never logged.
+//! the salt-keyed HMAC state, the JWT keys. A request hashes its key once per configured method and compares the
+//! digest with every key's in constant time; a key or token is never logged. A credential shaped like a JWT goes
+//! to the JWT verifier first when tokens are configured; if it does not verify, it may still be an API key.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -22,7 +24,10 @@ use mcpgate_config::{HashMethod, KeyHash, KeyHasher, SecurityConfig, parse_cidr}
 use mcpgate_core::Principal;
 use subtle::ConstantTimeEq;
 
-use crate::edge::jsonrpc_error;
+use crate::{
+    edge::jsonrpc_error,
+    jwt::{JwtAuth, TokenFailure, looks_like_jwt},
+};
 
 /// JSON-RPC code of a request refused for want of a valid API key (HTTP 401).
 const UNAUTHORIZED: i32 = -32004;
@@ -41,6 +46,12 @@ pub(crate) enum AuthFailure {
     ExpiredKey,
     /// The client address is not in `security.allowed_ips`.
     IpNotAllowed,
+    /// A JWT that did not verify or whose claims are not accepted, with why (safe to tell the client).
+    InvalidToken(&'static str),
+    /// A JWT past its `exp`.
+    ExpiredToken,
+    /// The issuer's key set (`security.jwt.jwks_url`) could not be fetched, so no token can be checked.
+    KeysUnavailable,
 }
 
 impl AuthFailure {
@@ -51,6 +62,20 @@ impl AuthFailure {
             Self::InvalidKey => "invalid_key",
             Self::ExpiredKey => "expired_key",
             Self::IpNotAllowed => "ip_not_allowed",
+            // A token is a key in the metrics' closed set of reasons; only an issuer out of reach is its own.
+            Self::InvalidToken(_) => "invalid_key",
+            Self::ExpiredToken => "expired_key",
+            Self::KeysUnavailable => "jwks_unavailable",
+        }
+    }
+}
+
+impl From<TokenFailure> for AuthFailure {
+    fn from(failure: TokenFailure) -> Self {
+        match failure {
+            TokenFailure::Invalid(why) => Self::InvalidToken(why),
+            TokenFailure::Expired => Self::ExpiredToken,
+            TokenFailure::KeysUnavailable => Self::KeysUnavailable,
         }
     }
 }
@@ -75,6 +100,10 @@ pub(crate) struct Access {
     wants_hmac: bool,
     /// The principal of requests without a key, when they are served.
     anonymous: Option<Principal>,
+    /// JWT bearer tokens, when configured.
+    jwt: Option<JwtAuth>,
+    /// What every 401 challenge ends with: `, resource_metadata="…"` (and `scope`) when `security.oauth` is set.
+    challenge_params: String,
 }
 
 impl Access {
@@ -105,10 +134,25 @@ impl Access {
                 Err(e) => problems.push(format!("security.api_keys.{i}: {e}")),
             }
         }
+        let jwt = security.jwt.as_ref().and_then(|jwt| {
+            JwtAuth::new(jwt, security.oauth.as_ref()).map_err(|found| problems.extend(found)).ok()
+        });
+        let challenge_params = match &security.oauth {
+            Some(oauth) => match challenge_params(oauth) {
+                Ok(params) => params,
+                Err(e) => {
+                    problems.push(e);
+                    String::new()
+                }
+            },
+            None => String::new(),
+        };
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }
         Ok(Self {
+            jwt,
+            challenge_params,
             allowed_ips,
             trusted_proxies,
             wants_sha256: keys.iter().any(|k| k.method == HashMethod::Sha256),
@@ -155,11 +199,29 @@ impl Access {
             || ip.is_some_and(|ip| self.allowed_ips.iter().any(|net| net.contains(&ip)))
     }
 
-    /// The principal a request's credentials name, or why there is none.
-    fn authenticate(&self, headers: &HeaderMap, now: SystemTime) -> Result<&Principal, AuthFailure> {
+    /// The principal a request's credentials name, or why there is none: a JWT-shaped credential is verified
+    /// as a token when tokens are configured (and looked up as an API key only if that fails); anything else is
+    /// an API key.
+    async fn authenticate(&self, headers: &HeaderMap, now: SystemTime) -> Result<Principal, AuthFailure> {
         let Some(presented) = presented_key(headers) else {
-            return self.anonymous.as_ref().ok_or(AuthFailure::MissingKey);
+            return self.anonymous.clone().ok_or(AuthFailure::MissingKey);
         };
+        if let Some(jwt) = self.jwt.as_ref().filter(|_| looks_like_jwt(presented)) {
+            let refused = match jwt.authenticate(presented).await {
+                Ok(principal) => return Ok(principal),
+                Err(failure) => AuthFailure::from(failure),
+            };
+            return match self.api_key(presented, now) {
+                Ok(principal) => Ok(principal.clone()),
+                Err(AuthFailure::InvalidKey) => Err(refused),
+                Err(expired) => Err(expired),
+            };
+        }
+        self.api_key(presented, now).cloned()
+    }
+
+    /// The API key `presented` is, or why it is none.
+    fn api_key(&self, presented: &str, now: SystemTime) -> Result<&Principal, AuthFailure> {
         let sha256 = self.wants_sha256.then(|| self.hasher.sha256(presented));
         let hmac = if self.wants_hmac { self.hasher.hmac(presented) } else { None };
         // Compare with every key, without stopping at a match: the time taken says nothing about which
@@ -220,14 +282,19 @@ pub(crate) async fn check(access: Arc<Access>, mut request: Request, next: Next)
             AuthFailure::IpNotAllowed,
         );
     }
-    match access.authenticate(request.headers(), SystemTime::now()) {
-        Ok(principal) => {
-            request.extensions_mut().insert(Arc::new(principal.with_client_ip(client_ip)));
+    match access.authenticate(request.headers(), SystemTime::now()).await {
+        Ok(mut principal) => {
+            principal.client_ip = client_ip;
+            request.extensions_mut().insert(Arc::new(principal));
             next.run(request).await
         }
         Err(failure) => {
-            tracing::info!(reason = failure.as_str(), client_ip = ?client_ip, "request refused");
-            unauthorized(failure)
+            if let AuthFailure::InvalidToken(why) = failure {
+                tracing::info!(reason = failure.as_str(), why, client_ip = ?client_ip, "request refused");
+            } else {
+                tracing::info!(reason = failure.as_str(), client_ip = ?client_ip, "request refused");
+            }
+            unauthorized(failure, &access.challenge_params)
         }
     }
 }
@@ -238,25 +305,53 @@ pub(crate) fn principal(extensions: &http::Extensions) -> Arc<Principal> {
     extensions.get::<Arc<Principal>>().cloned().unwrap_or_else(|| Arc::new(Principal::anonymous()))
 }
 
-/// 401 with the RFC 6750 challenge: bare when no key came, `invalid_token` when one did.
-fn unauthorized(failure: AuthFailure) -> Response {
-    let (message, challenge) = match failure {
-        AuthFailure::InvalidKey => (
-            "Unauthorized: the API key is not valid",
-            r#"Bearer realm="mcpgate", error="invalid_token", error_description="the API key is not valid""#,
+/// 401 with the RFC 6750 challenge: bare when no credential came, `invalid_token` with a description when one
+/// did; `params` (the protected-resource metadata's URL and scopes, RFC 9728 §5.1) added to either.
+fn unauthorized(failure: AuthFailure, params: &str) -> Response {
+    let description = match failure {
+        AuthFailure::InvalidKey => Some("the API key is not valid"),
+        AuthFailure::ExpiredKey => Some("the API key has expired"),
+        AuthFailure::InvalidToken(why) => Some(why),
+        AuthFailure::ExpiredToken => Some("the token has expired"),
+        AuthFailure::KeysUnavailable => {
+            Some("the token's signing keys cannot be fetched now; try again later")
+        }
+        AuthFailure::MissingKey | AuthFailure::IpNotAllowed => None,
+    };
+    let (message, challenge) = match description {
+        Some(description) => (
+            format!("Unauthorized: {description}"),
+            format!(
+                r#"Bearer realm="mcpgate", error="invalid_token", error_description="{description}"{params}"#
+            ),
         ),
-        AuthFailure::ExpiredKey => (
-            "Unauthorized: the API key has expired",
-            r#"Bearer realm="mcpgate", error="invalid_token", error_description="the API key has expired""#,
-        ),
-        AuthFailure::MissingKey | AuthFailure::IpNotAllowed => (
-            "Unauthorized: an API key is required (x-api-key or Authorization: Bearer)",
-            r#"Bearer realm="mcpgate""#,
+        None => (
+            "Unauthorized: an API key is required (x-api-key or Authorization: Bearer)".to_owned(),
+            format!(r#"Bearer realm="mcpgate"{params}"#),
         ),
     };
     let mut response = jsonrpc_error(StatusCode::UNAUTHORIZED, UNAUTHORIZED, message, None);
-    response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    // Every part is ours (static descriptions, validated URL and scopes): always a valid header value.
+    if let Ok(challenge) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+    }
     refused(response, failure)
+}
+
+/// `, resource_metadata="<url>"` and, with scopes configured, `, scope="<scopes>"`: what the MCP authorization
+/// spec asks a 401 to carry so a client can find the authorization server.
+fn challenge_params(oauth: &mcpgate_config::OAuthResourceConfig) -> Result<String, String> {
+    let url = oauth.metadata_url().map_err(|e| format!("security.oauth.resource: {e}"))?;
+    let mut params = format!(r#", resource_metadata="{url}""#);
+    if !oauth.scopes_supported.is_empty() {
+        params.push_str(&format!(r#", scope="{}""#, oauth.scopes_supported.join(" ")));
+    }
+    if HeaderValue::from_str(&params).is_err() || params.matches('"').count() % 2 != 0 {
+        return Err(
+            "security.oauth: the resource URL or a scope holds a character a header cannot carry".into()
+        );
+    }
+    Ok(params)
 }
 
 fn refused(mut response: Response, failure: AuthFailure) -> Response {
@@ -279,6 +374,11 @@ mod tests {
 
     fn security(keys: Vec<ApiKeyConfig>) -> SecurityConfig {
         SecurityConfig { api_keys: keys, ..Default::default() }
+    }
+
+    /// `authenticate`, run to completion (API keys never wait on anything).
+    fn auth(access: &Access, headers: &HeaderMap, now: SystemTime) -> Result<Principal, AuthFailure> {
+        futures::executor::block_on(access.authenticate(headers, now))
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -306,14 +406,13 @@ mod tests {
         config.api_key_salt = Some(Secret::new("pepper"));
         let access = Access::new(&config).unwrap();
         let now = SystemTime::now();
-        let who =
-            |key: &str| access.authenticate(&headers(&[("x-api-key", key)]), now).map(|p| p.name.to_string());
+        let who = |key: &str| auth(&access, &headers(&[("x-api-key", key)]), now).map(|p| p.name.to_string());
         assert_eq!(who("k-plain").as_deref(), Ok("plain"));
         assert_eq!(who("k-salted").as_deref(), Ok("salted"));
         assert_eq!(who("k-plai"), Err(AuthFailure::InvalidKey));
         // The salted key's sha256 is not what its entry holds, and vice versa.
         assert_eq!(who(&KeyHash::sha256("k-salted").to_string()), Err(AuthFailure::InvalidKey));
-        assert_eq!(access.authenticate(&HeaderMap::new(), now), Err(AuthFailure::MissingKey));
+        assert_eq!(auth(&access, &HeaderMap::new(), now), Err(AuthFailure::MissingKey));
     }
 
     #[test]
@@ -323,22 +422,22 @@ mod tests {
         let access = Access::new(&security(vec![key])).unwrap();
         let expires = mcpgate_config::parse_rfc3339("2030-01-01T00:00:00Z").unwrap();
         let key = headers(&[("x-api-key", "k")]);
-        assert!(access.authenticate(&key, expires - Duration::from_secs(1)).is_ok());
-        assert_eq!(access.authenticate(&key, expires), Err(AuthFailure::ExpiredKey));
+        assert!(auth(&access, &key, expires - Duration::from_secs(1)).is_ok());
+        assert_eq!(auth(&access, &key, expires), Err(AuthFailure::ExpiredKey));
     }
 
     #[test]
     fn anonymous_follows_the_rule_but_a_wrong_key_is_never_anonymous() {
         let open = Access::new(&SecurityConfig::default()).unwrap();
         let now = SystemTime::now();
-        assert!(open.authenticate(&HeaderMap::new(), now).unwrap().anonymous);
+        assert!(auth(&open, &HeaderMap::new(), now).unwrap().anonymous);
         // No key configured: any presented key matches nothing.
-        assert_eq!(open.authenticate(&headers(&[("x-api-key", "x")]), now), Err(AuthFailure::InvalidKey));
+        assert_eq!(auth(&open, &headers(&[("x-api-key", "x")]), now), Err(AuthFailure::InvalidKey));
         let mut both = security(vec![ApiKeyConfig::new("k", &KeyHash::sha256("k"))]);
         both.allow_anonymous = Some(true);
         let both = Access::new(&both).unwrap();
-        assert!(both.authenticate(&HeaderMap::new(), now).unwrap().anonymous);
-        assert_eq!(both.authenticate(&headers(&[("x-api-key", "x")]), now), Err(AuthFailure::InvalidKey));
+        assert!(auth(&both, &HeaderMap::new(), now).unwrap().anonymous);
+        assert_eq!(auth(&both, &headers(&[("x-api-key", "x")]), now), Err(AuthFailure::InvalidKey));
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //!   to the body's; no `Mcp-Param-*` header and a tool whose schema declares none; `_meta` giving the protocol
 //!   version and client capabilities; or
 //! - legacy: a session that is initialized, with `MCP-Protocol-Version` equal to the version it negotiated; no
-//!   2026-07-28 fields in the body; a tool whose backend says it never contacts the client while it runs.
+//!   2026-07-28 fields in the body; a tool whose backend says it never contacts the client while it runs — or
+//!   one that may, when the request has no progress token and the client declared nothing it could be asked
+//!   (no sampling, elicitation or roots): then all such a tool can send are log messages, which go to the
+//!   session's stream on either path.
 //!
 //! `tests/fast_path.rs` holds both paths to the same answers.
 
@@ -27,7 +30,7 @@ use std::{
 
 use axum::{body::Bytes, response::Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
-use mcpgate_core::{CallContext, JsonObject, Principal, ToolCall, ToolOutcome};
+use mcpgate_core::{CallContext, ClientPeer, JsonObject, Principal, ToolCall, ToolOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -37,8 +40,10 @@ use crate::{
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
     metrics::{McpMethod, heard},
+    peer::SessionPeer,
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
     sessions::Session,
+    telemetry::{self, JsonRpcId, ToolCallTrace},
 };
 
 const VERSION: &str = "2026-07-28";
@@ -183,8 +188,17 @@ impl FastPath {
         let (pipeline, metrics) = (&live.pipeline, &self.gateway.metrics);
         let (policy, tool) = (&route.policy, route.metrics(metrics));
         let public = name.as_str();
+        let span = telemetry::tool_span(ToolCallTrace {
+            tool: public,
+            backend: &registry.backends()[route.backend].name,
+            request_id: header(headers, "x-request-id").unwrap_or(""),
+            jsonrpc_id: &JsonRpcId(&request.id),
+            meta: Some(&meta),
+            request: None,
+        });
         let rounds = run_stateless(&self.gateway, cx, &binding, retry, client, |cx| async move {
-            metrics.timed_call(tool, pipeline.call_tool(&cx, &*backend, public, policy, call)).await
+            let call = pipeline.call_tool(&cx, &*backend, public, policy, call);
+            metrics.timed_call(tool, telemetry::traced(span, call)).await
         })
         .await;
         self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
@@ -216,26 +230,47 @@ impl FastPath {
         }
         let request =
             serde_json::from_slice::<CallRequest<'_>>(body).ok().filter(CallRequest::is_plain_call)?;
-        let CallParams { name, arguments, meta: _, input_responses, request_state } = request.params;
+        let CallParams { name, arguments, meta, input_responses, request_state } = request.params;
         let body_fits = input_responses.is_none() && request_state.is_none();
         if !body_fits {
             return None;
         }
-        // Only tools that never contact the client: a progress token then leads nowhere, as on rmcp's path.
         let registry = self.gateway.registry();
-        let route = registry.tool(&name).filter(|route| !route.contacts_client)?;
+        let route = registry.tool(&name)?;
+        // A tool that never contacts the client: a progress token leads nowhere, as on rmcp's path. One that may
+        // contact it only when nothing it could send needs this request's own stream: no progress token, and a
+        // client that cannot be asked anything (no sampling, elicitation or roots). Its log messages go where
+        // rmcp sends them too, to the session's stream.
+        let peer: Option<Arc<dyn ClientPeer>> = if route.contacts_client {
+            let link = session.link().filter(|link| !link.askable)?;
+            if meta.as_ref().is_some_and(|meta| meta.contains_key("progressToken")) {
+                return None;
+            }
+            Some(Arc::new(SessionPeer::new(link.peer.clone(), link.state.clone())))
+        } else {
+            None
+        };
         heard(McpMethod::ToolsCall);
         let backend = registry.backend(route.backend).clone();
         let cx = CallContext {
             cancel,
             principal,
+            peer,
             ..CallContext::detached(header(headers, "x-request-id").unwrap_or(""))
         };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
         let metrics = &self.gateway.metrics;
         let live = self.gateway.live();
+        let span = telemetry::tool_span(ToolCallTrace {
+            tool: &name,
+            backend: &registry.backends()[route.backend].name,
+            request_id: header(headers, "x-request-id").unwrap_or(""),
+            jsonrpc_id: &JsonRpcId(&request.id),
+            meta: meta.as_ref(),
+            request: None,
+        });
         let call = live.pipeline.call_tool(&cx, &*backend, &name, &route.policy, call);
-        let outcome = metrics.timed_call(route.metrics(metrics), call).await;
+        let outcome = metrics.timed_call(route.metrics(metrics), telemetry::traced(span, call)).await;
         self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
         // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error too (the client
         // has stopped waiting for it, and an SSE stream ending without a message would say less).

@@ -8,7 +8,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use mcpgate_config::Config;
-use mcpgate_policy::{Backoff, Pipeline, RateLimiter};
+use mcpgate_policy::{AuditLog, Backoff, Pipeline, RateLimiter};
 use rmcp::model::RequestStateCodec;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,9 @@ pub enum StartError {
     /// The `security` section cannot be used (a config that skipped validation).
     #[error("security: {0}")]
     Security(String),
+    /// The audit log's file cannot be opened for appending (`audit.file`: the path and why).
+    #[error("audit.file {0}")]
+    Audit(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -55,6 +58,8 @@ pub struct Live {
     pub pipeline: Pipeline,
     /// The `security` section, prepared: who may use `/mcp`, and from where.
     pub(crate) access: Arc<crate::auth::Access>,
+    /// The audit log, when `audit.file` is set (also one of the pipeline's observers).
+    pub(crate) audit: Option<Arc<AuditLog>>,
 }
 
 /// Everything request handlers share.
@@ -90,6 +95,8 @@ pub struct Gateway {
     pub(crate) reloading: tokio::sync::Mutex<()>,
     /// Reloads so far, for `/status`.
     pub(crate) reloads: parking_lot::Mutex<crate::reload::ReloadLog>,
+    /// The legacy sessions of the HTTP server, once it serves.
+    pub(crate) sessions: std::sync::OnceLock<std::sync::Weak<crate::sessions::Sessions>>,
 }
 
 impl Gateway {
@@ -110,8 +117,8 @@ impl Gateway {
         let subscriptions = Arc::new(Subscriptions::default());
         let metrics = Metrics::new(catalogue.clone());
         metrics.prime(&catalogue.get());
-        let pipeline = pipeline(&config, &metrics)?;
-        let live = Live { config: Arc::new(config.clone()), pipeline, access };
+        let (pipeline, audit) = pipeline(&config, &metrics, None)?;
+        let live = Live { config: Arc::new(config.clone()), pipeline, access, audit };
         let gateway = Arc::new(Self {
             config,
             catalogue,
@@ -128,11 +135,41 @@ impl Gateway {
             watchers: parking_lot::Mutex::default(),
             reloading: tokio::sync::Mutex::default(),
             reloads: parking_lot::Mutex::default(),
+            sessions: std::sync::OnceLock::new(),
         });
         for entry in gateway.registry().backends() {
             gateway.watch(entry);
         }
         Ok(gateway)
+    }
+
+    /// The gateway's record of legacy session `id`, when it serves HTTP and the session exists.
+    pub(crate) fn session(&self, id: &str) -> Option<Arc<crate::sessions::Session>> {
+        self.sessions.get().and_then(std::sync::Weak::upgrade).and_then(|sessions| sessions.get(id))
+    }
+
+    /// Record in the audit log a `tools/call` of a tool that does not exist: it never reaches the pipeline, whose
+    /// observers record every other call.
+    pub(crate) fn audit_unknown_tool(
+        &self,
+        cx: &mcpgate_core::CallContext,
+        tool: &str,
+        arguments: Option<&mcpgate_core::JsonObject>,
+    ) {
+        use mcpgate_policy::CallObserver;
+        let Some(audit) = self.live().audit.clone() else { return };
+        let result = Err(mcpgate_core::BackendError::NotFound { kind: "tool", name: tool.to_owned() });
+        audit.call_finished(&mcpgate_policy::CallReport {
+            cx,
+            tool,
+            backend: "",
+            elapsed: std::time::Duration::ZERO,
+            result: &result,
+            cache: mcpgate_policy::CacheStatus::NotCacheable,
+            tokens: None,
+            budget: None,
+            arguments,
+        });
     }
 
     /// The configuration in force and what is prepared from it; hold it for the whole of a request.
@@ -179,15 +216,46 @@ impl Drop for BackendWatch {
     }
 }
 
-/// The per-call pipeline `config` asks for: its deadline, backoff, limits and observers. Built at start and
-/// again by every reload.
-pub(crate) fn pipeline(config: &Config, _metrics: &Metrics) -> Result<Pipeline, StartError> {
+/// The per-call pipeline `config` asks for: its deadline, backoff, limits and observers (metrics, the audit log,
+/// returned too). Built at start and again by every reload, which passes the settings in force as `previous`: a
+/// rate limiter, cache, budget or audit log whose section did not change is kept as it is (buckets, cached
+/// results, the loaded tokenizer, the open file).
+pub(crate) fn pipeline(
+    config: &Config,
+    metrics: &Metrics,
+    previous: Option<&Live>,
+) -> Result<(Pipeline, Option<Arc<AuditLog>>), StartError> {
     let resilience = &config.resilience;
-    let rate_limiter = RateLimiter::from_config(&config.rate_limits).map_err(StartError::Internal)?;
-    let pipeline = Pipeline::new(config.server.request_timeout.0)
+    let kept = |same: fn(&Config, &Config) -> bool| previous.filter(|live| same(&live.config, config));
+    let rate_limiter = match kept(|a, b| a.rate_limits == b.rate_limits) {
+        Some(live) => live.pipeline.rate_limiter().cloned(),
+        None => RateLimiter::from_config(&config.rate_limits).map_err(StartError::Internal)?,
+    };
+    let cache = match kept(|a, b| a.cache == b.cache) {
+        Some(live) => live.pipeline.cache().cloned(),
+        None => mcpgate_policy::ResultCache::from_config(&config.cache),
+    };
+    let budget = match kept(|a, b| a.budget == b.budget) {
+        Some(live) => live.pipeline.budget().cloned(),
+        None => mcpgate_policy::Budget::from_config(&config.budget),
+    };
+    let audit = match kept(|a, b| a.audit == b.audit) {
+        Some(live) => live.audit.clone(),
+        None => AuditLog::open(&config.audit).map_err(|e| {
+            let file = config.audit.file.as_deref().unwrap_or(std::path::Path::new("")).display();
+            StartError::Audit(format!("{file}: cannot open for appending: {e}"))
+        })?,
+    };
+    let mut pipeline = Pipeline::new(config.server.request_timeout.0)
         .with_backoff(Backoff::new(resilience.retry_backoff_base.0, resilience.retry_backoff_max.0))
-        .with_rate_limits(rate_limiter);
-    Ok(pipeline)
+        .with_rate_limits(rate_limiter)
+        .with_cache(cache)
+        .with_budget(budget)
+        .with_observer(metrics.call_observer());
+    if let Some(audit) = &audit {
+        pipeline = pipeline.with_observer(audit.clone());
+    }
+    Ok((pipeline, audit))
 }
 
 /// 32 random bytes from the OS generator (through UUID v4, already a dependency).

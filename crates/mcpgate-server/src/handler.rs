@@ -32,7 +32,8 @@ use crate::{
     peer::SessionPeer,
     registry::page,
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
-    sessions::{SessionState, parse_level},
+    sessions::{ClientLink, SessionState, parse_level},
+    telemetry::{self, ToolCallTrace},
 };
 
 /// Protocol revisions served, oldest first.
@@ -187,8 +188,21 @@ impl ServerHandler for McpHandler {
         self.gateway.server_info.clone()
     }
 
-    /// A legacy session (or stdio client) is ready: tell it when the catalogue changes.
+    /// A legacy session (or stdio client) is ready: tell it when the catalogue changes, and give the session's
+    /// record its way back to the client, for the fast path.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-session-id"));
+        if let Some(session) = id.and_then(|id| id.to_str().ok()).and_then(|id| self.gateway.session(id)) {
+            let askable = context.peer.peer_info().is_some_and(|info| {
+                let declared = &info.capabilities;
+                declared.sampling.is_some() || declared.elicitation.is_some() || declared.roots.is_some()
+            });
+            let peer = context.peer.clone();
+            session.set_link(ClientLink { peer, state: self.session.clone(), askable });
+        }
         self.gateway.catalogue.listen(context.peer);
     }
 
@@ -273,6 +287,11 @@ impl ServerHandler for McpHandler {
         let registry = self.gateway.registry();
         let Some(route) = registry.tool(&request.name) else {
             self.gateway.metrics.unknown_tool();
+            let mut cx = CallContext::detached(correlation_id(&context));
+            if let Some(parts) = context.extensions.get::<http::request::Parts>() {
+                cx.principal = crate::auth::principal(&parts.extensions);
+            }
+            self.gateway.audit_unknown_tool(&cx, &request.name, request.arguments.as_ref());
             return Err(to_jsonrpc(&BackendError::NotFound { kind: "tool", name: request.name.to_string() }));
         };
         let backend = registry.backend(route.backend).clone();
@@ -286,9 +305,19 @@ impl ServerHandler for McpHandler {
         let public = &request.name;
         let request_id = correlation_id(&context);
         let span = tracing::info_span!("tools/call", request_id = %request_id, tool = %public);
+        let http = context.extensions.get::<http::request::Parts>();
+        let traced = telemetry::tool_span(ToolCallTrace {
+            tool: public,
+            backend: &registry.backends()[route.backend].name,
+            request_id: &request_id,
+            jsonrpc_id: &context.id,
+            meta: Some(&context.meta.0.0),
+            request: http.and_then(|parts| parts.extensions.get::<telemetry::RequestTrace>()),
+        });
         let rounds = self
             .run(&context, request_id, binding, retry, |cx| async move {
-                metrics.timed_call(tool, pipeline.call_tool(&cx, &*backend, public, policy, call)).await
+                let call = pipeline.call_tool(&cx, &*backend, public, policy, call);
+                metrics.timed_call(tool, telemetry::traced(traced, call)).await
             })
             .instrument(span)
             .await?;

@@ -146,6 +146,7 @@ fn mcp_service(
 /// The application: `/mcp` and the ops endpoints, behind the edge layers.
 fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
     let sessions = Sessions::start(gateway.config.server.session_idle_timeout.0);
+    let _ = gateway.sessions.set(Arc::downgrade(&sessions));
     gateway.metrics.watch_sessions(&sessions);
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,
@@ -153,11 +154,17 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         sessions: sessions.clone(),
     });
     let access = gateway.clone();
+    let cors_origins = gateway.config.server.allowed_origins.clone();
     let metered = gateway.clone();
     let limited = gateway.clone();
     let mcp = ServiceBuilder::new()
         // Outermost: every request to /mcp is counted and timed, refusals at the door included.
         .layer(axum::middleware::from_fn(move |req, next| crate::metrics::track(metered.clone(), req, next)))
+        // With telemetry on, a span around the rest (refusals included), inside `track` to learn the method.
+        .option_layer(
+            crate::telemetry::enabled(&gateway)
+                .then(|| axum::middleware::from_fn(crate::telemetry::trace_request)),
+        )
         // Address and key before the guard reads the body: a refused client gets nothing buffered or parsed.
         // `/health`, `/ready` and `/status` stay open, as the guides' probes and dashboards expect.
         .layer(axum::middleware::from_fn(move |req, next| {
@@ -174,6 +181,9 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         .route("/ready", get(ops::ready))
         .route("/status", get(ops::status))
         .merge(crate::metrics::routes(&gateway))
+        .merge(crate::resource_metadata::routes())
+        // Large answers gzip-encoded (event streams never), around every route, `/metrics` included.
+        .layer(crate::compression::layer(&gateway.config.server.compression))
         .with_state(gateway)
         .layer(
             ServiceBuilder::new()
@@ -185,6 +195,8 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
                 }))
                 // Echo the id to the client.
                 .layer(PropagateRequestIdLayer::x_request_id())
+                // Browser clients of an allowed origin: preflights answered here, before any key is asked for.
+                .layer(crate::cors::layer(&cors_origins))
                 .layer(axum::middleware::from_fn(move |req, next| track(in_flight.clone(), req, next))),
         )
 }

@@ -3,22 +3,28 @@
 
 mod auth;
 mod catalogue;
+mod compression;
+mod cors;
 mod edge;
 mod errors;
 mod fast;
 mod gateway;
 mod handler;
 mod http;
+mod jwks;
+mod jwt;
 mod limits;
 pub mod metrics;
 mod ops;
 mod peer;
 pub mod registry;
 mod reload;
+mod resource_metadata;
 mod rounds;
 mod sessions;
 mod stdio;
 pub mod subscriptions;
+pub mod telemetry;
 
 pub use catalogue::Catalogue;
 pub use errors::to_jsonrpc;

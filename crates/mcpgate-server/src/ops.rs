@@ -50,6 +50,28 @@ pub async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     (status, Json(json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks })))
 }
 
+/// `/status`'s `cache`: whether results are cached, the default TTL, what the store holds and the hit counts.
+fn cache_status(gateway: &Gateway, live: &crate::gateway::Live) -> Value {
+    let config = &live.config.cache;
+    let (hits, misses) = gateway.metrics.cache_counts();
+    match live.pipeline.cache() {
+        Some(cache) => {
+            let usage = cache.usage();
+            json!({
+                "enabled": true,
+                "ttl": config.ttl.to_string(),
+                "max_size": config.max_size.0,
+                "tools": config.tools.len(),
+                "entries": usage.entries,
+                "bytes": usage.bytes,
+                "hits": hits,
+                "misses": misses,
+            })
+        }
+        None => json!({ "enabled": false }),
+    }
+}
+
 /// Status: version, uptime, a config summary and each backend with its state and tool count.
 pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     let registry = gateway.registry();
@@ -91,6 +113,7 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         },
         "backends": backends,
         "rate_limits": crate::limits::status(&gateway).await,
+        "cache": cache_status(&gateway, &live),
         "reloads": gateway.reloads.lock().to_json(),
         "calls": { "fast_path": gateway.fast_path_calls.load(std::sync::atomic::Ordering::Relaxed) },
     }))

@@ -171,6 +171,7 @@ impl Registry {
                             retries: retries_for(def.annotations.as_ref(), entry.max_retries, false),
                             breaker: Some(entry.breaker.clone()),
                             rate_limit: Default::default(),
+                            cache: Default::default(),
                         };
                         registry.tools.push(ToolRoute {
                             backend: index,

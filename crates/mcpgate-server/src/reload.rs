@@ -106,10 +106,11 @@ async fn stop(backends: impl Iterator<Item = Arc<dyn mcpgate_core::Backend>>) {
     }
 }
 
-/// The settings read once at start that a reload cannot change, each with the config path an operator edits.
+/// The settings read once at start that a reload cannot change, each with the config path an operator edits;
+/// `old` is the config the gateway started with (an earlier reload did not apply them either).
 fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
-    let checks: [(&'static str, bool); 8] = [
+    let checks: [(&'static str, bool); 10] = [
         ("server.listen", o.listen != n.listen),
         (
             "server.allowed_hosts / allowed_origins",
@@ -121,6 +122,8 @@ fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("server.name / instructions", o.name != n.name || o.instructions != n.instructions),
         ("logging", old.logging != new.logging),
         ("metrics", old.metrics != new.metrics),
+        ("telemetry", old.telemetry != new.telemetry),
+        ("server.compression", o.compression != n.compression),
     ];
     checks.into_iter().filter(|(_, changed)| *changed).map(|(path, _)| path).collect()
 }
@@ -155,6 +158,13 @@ impl Gateway {
             Ok(config) => self.reload(config).await.map_err(|e| e.to_string()),
             Err(error) => Err(error),
         };
+        // SIGHUP is also the log-rotation signal: the audit log in force opens its path again, whatever became
+        // of the config.
+        if let Some(audit) = &self.live().audit
+            && let Err(error) = audit.reopen()
+        {
+            tracing::error!(%error, "cannot reopen the audit log; lines keep going to the file open before");
+        }
         match &result {
             Ok(r) => tracing::info!(
                 started = ?r.started, kept = r.kept.len(), stopped = ?r.stopped, "configuration reloaded"
@@ -184,13 +194,13 @@ impl Gateway {
         let live = self.live();
         let old_registry = self.registry();
         let access = Arc::new(crate::auth::Access::new(&config.security).map_err(StartError::Security)?);
-        let pipeline = pipeline(&config, &self.metrics)?;
+        let (pipeline, audit) = pipeline(&config, &self.metrics, Some(&live))?;
         let entries = build_backends(&config, Some((&live.config, old_registry.backends()))).await?;
         let keep = |entry: &BackendEntry| {
             old_registry.backends().iter().any(|old| Arc::ptr_eq(&old.backend, &entry.backend))
         };
         let mut reloaded =
-            Reloaded { need_restart: need_restart(&live.config, &config), ..Reloaded::default() };
+            Reloaded { need_restart: need_restart(&self.config, &config), ..Reloaded::default() };
         for entry in &entries {
             let list = if keep(entry) { &mut reloaded.kept } else { &mut reloaded.started };
             list.push(entry.name.clone());
@@ -217,7 +227,7 @@ impl Gateway {
             }
         };
         self.metrics.prime(&self.registry());
-        self.live.store(Arc::new(Live { config: Arc::new(config), pipeline, access }));
+        self.live.store(Arc::new(Live { config: Arc::new(config), pipeline, access, audit }));
         {
             let mut watchers = self.watchers.lock();
             for entry in &removed {

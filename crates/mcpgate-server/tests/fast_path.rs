@@ -172,8 +172,10 @@ async fn legacy_session_calls_match_the_protocol_layer() {
         (json!({ "name": "echo", "arguments": { "wrong": 1 } }), true),
         (json!({ "name": "sleep", "arguments": { "ms": 0 } }), true),
         (json!({ "name": "echo", "arguments": { "message": "m" }, "_meta": { "trace": "x" } }), true),
-        // Tools whose backend may talk to the client and unknown tools take the protocol layer.
-        (json!({ "name": "test_simple_text", "arguments": {} }), false),
+        // A tool whose backend may talk to the client: fast for a client that cannot be asked anything and no
+        // progress token; with a token, and for unknown tools, the protocol layer.
+        (json!({ "name": "test_simple_text", "arguments": {} }), true),
+        (json!({ "name": "test_simple_text", "arguments": {}, "_meta": { "progressToken": 3 } }), false),
         (json!({ "name": "no_such_tool", "arguments": {} }), false),
         // A progress token leads nowhere for a tool that never contacts the client: still the fast path.
         (json!({ "name": "echo", "arguments": { "message": "p" }, "_meta": { "progressToken": 7 } }), true),
@@ -257,4 +259,61 @@ async fn an_open_event_stream_keeps_a_session_alive() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (status, _) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;
     assert_eq!(status, 404);
+}
+
+/// Log messages of the session's listening stream, read for `wait`.
+async fn log_messages(mut stream: reqwest::Response, wait: Duration) -> Vec<Value> {
+    let mut text = String::new();
+    let _ = tokio::time::timeout(wait, async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    messages("text/event-stream", &text)
+        .into_iter()
+        .filter(|m| m["method"] == "notifications/message")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tool_that_logs_takes_the_fast_path_unless_the_client_can_be_asked() {
+    let gw = spawn(BOTH).await;
+    let (session, _) = initialize(&gw, "2025-11-25").await;
+    let stream = event_stream(&gw, &session).await;
+    assert_eq!(stream.status(), 200);
+    let params = json!({ "name": "test_tool_with_logging", "arguments": {} });
+    let before = fast_calls(&gw).await;
+    let fast = send_in_session(&gw, &session, "2025-11-25", 1, params.clone(), false).await;
+    assert_eq!(fast_calls(&gw).await - before, 1, "a client that cannot be asked anything: fast path");
+    let slow = send_in_session(&gw, &session, "2025-11-25", 2, params.clone(), true).await;
+    assert_eq!((fast.0, &fast.1["result"]), (slow.0, &slow.1["result"]));
+    // Both calls' log messages reach the session's stream, as rmcp sends them: three each.
+    let logs = log_messages(stream, Duration::from_millis(800)).await;
+    assert_eq!(logs.len(), 6, "{logs:?}");
+
+    // A client that declared sampling may be asked mid-call, on the request's own stream: protocol layer.
+    let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": { "sampling": {} },
+        "clientInfo": { "name": "asks", "version": "1" } } });
+    let response = gw
+        .http
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let askable = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    drop(response);
+    let headers = [("Mcp-Session-Id", askable.clone()), ("MCP-Protocol-Version", "2025-11-25".to_owned())];
+    let (status, _, _) =
+        gw.post_raw(&headers, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned()).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = fast_calls(&gw).await;
+    let answer = send_in_session(&gw, &askable, "2025-11-25", 1, params, false).await;
+    assert_eq!(answer.1["result"], fast.1["result"]);
+    assert_eq!(fast_calls(&gw).await, before, "a client that can be asked: protocol layer");
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod keys;
+mod telemetry;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -106,11 +107,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config_path = config.or_else(|| std::env::var_os("CONFIG_PATH").map(PathBuf::from));
             let source = Source { path: config_path, listen };
             let config = source.load()?;
-            init_logging(&config)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(serve(config, source, stdio))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            // Inside the runtime: the trace exporter's batch processor is one of its tasks.
+            let telemetry = init_logging(&config, &runtime)?;
+            runtime.block_on(async {
+                let served = serve(config, source, stdio).await;
+                // After the drain, so the last requests' spans go out too.
+                if let Some(telemetry) = telemetry {
+                    telemetry.shutdown().await;
+                }
+                served
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { file } => Ok(validate(&file)),
@@ -185,20 +192,45 @@ fn validate(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) -> anyhow::Result<()> {
+/// Install the log subscriber and, when telemetry is on, the trace exporter beside it (returned, to be flushed
+/// at the exit).
+fn init_logging(
+    config: &Config,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<Option<telemetry::Telemetry>> {
     // rmcp reports every stateless request's lifecycle at info; keep it at warn unless asked for by name.
     let mut directives = config.logging.level.clone();
     if !directives.contains("rmcp") {
         directives.push_str(",rmcp=warn");
     }
+    // Telemetry spans are for the exporter, not the log.
+    directives.push_str(&format!(",{}=off", mcpgate_server::telemetry::TARGET));
     let filter = EnvFilter::try_new(&directives)
         .with_context(|| format!("logging.level {:?} is not a valid filter", config.logging.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match config.logging.format {
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
+    if !config.telemetry.active() {
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        match config.logging.format {
+            LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+            LogFormat::Text => builder.with_ansi(false).init(),
+        }
+        return Ok(None);
     }
-    Ok(())
+    // Each layer with its own filter: the log's must not hide the telemetry spans from the exporter.
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = match config.logging.format {
+        LogFormat::Json => {
+            log.json().with_current_span(true).with_span_list(false).with_filter(filter).boxed()
+        }
+        LogFormat::Text => log.with_ansi(false).with_filter(filter).boxed(),
+    };
+    let (traces, telemetry) = {
+        let _runtime = runtime.enter();
+        telemetry::layer(&config.telemetry)?
+    };
+    tracing_subscriber::registry().with(log).with(traces).init();
+    telemetry::announce(&config.telemetry);
+    Ok(Some(telemetry))
 }
 
 async fn serve(config: Config, source: Source, stdio: bool) -> anyhow::Result<()> {

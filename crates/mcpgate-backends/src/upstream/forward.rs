@@ -337,6 +337,7 @@ pub(super) fn caller_meta(cx: &CallContext) -> RequestMetaObject {
     if let Ok(capabilities) = serde_json::from_value::<ClientCapabilities>(capabilities) {
         meta.set_client_capabilities(capabilities);
     }
+    super::trace::add_to_meta(&mut meta);
     meta
 }
 

@@ -103,6 +103,7 @@ impl HttpLane {
         })?;
         let mut headers = self.headers.clone();
         headers.insert(HeaderName::from_static("mcp-name"), name);
+        super::trace::add_to_headers(&mut headers);
         let response = (self.client.post(&self.url).headers(headers).body(line).send().await)
             .map_err(|e| unavailable(format!("cannot send: {}", e.without_url())))?;
         let status = response.status();

@@ -29,6 +29,7 @@ mod forward;
 mod http_lane;
 mod pipe;
 mod sse;
+mod trace;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 

@@ -35,6 +35,11 @@ pub(crate) fn heard(method: McpMethod) {
     let _ = HEARD.try_with(|heard| heard.set(Some(method)));
 }
 
+/// The method [`heard`] so far for the `/mcp` request this task is answering (the telemetry span reads it).
+pub(crate) fn heard_so_far() -> Option<McpMethod> {
+    HEARD.try_with(Cell::get).ok().flatten()
+}
+
 /// The metrics route of the main listener: `GET {metrics.path}` when metrics are served there, else nothing.
 pub(crate) fn routes(gateway: &Gateway) -> Router<Arc<Gateway>> {
     let config = &gateway.config.metrics;

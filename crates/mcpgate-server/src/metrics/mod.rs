@@ -20,6 +20,7 @@
 //! **Read at scrape time.** Breaker phases, upstream health and live sessions are read when scraped (`live.rs`),
 //! as `/status` reads them, instead of being updated on every change.
 
+mod calls;
 mod endpoint;
 mod labels;
 mod live;
@@ -40,7 +41,7 @@ use prometheus_client::{
 };
 use tokio::time::Instant;
 
-pub(crate) use endpoint::{heard, routes, serve_apart, track};
+pub(crate) use endpoint::{heard, heard_so_far, routes, serve_apart, track};
 pub(crate) use labels::McpMethod;
 use labels::{
     BackendLabels, DirectionLabels, KindLabels, ReasonLabels, RequestDurationLabels, RequestLabels,
@@ -135,8 +136,13 @@ fn error_index(error: &BackendError) -> Option<usize> {
 }
 
 /// Every reason the door refuses a request (`auth.rs`), created at zero so the series exist from the start.
-const AUTH_FAILURE_REASONS: [AuthFailure; 4] =
-    [AuthFailure::MissingKey, AuthFailure::InvalidKey, AuthFailure::ExpiredKey, AuthFailure::IpNotAllowed];
+const AUTH_FAILURE_REASONS: [AuthFailure; 5] = [
+    AuthFailure::MissingKey,
+    AuthFailure::InvalidKey,
+    AuthFailure::ExpiredKey,
+    AuthFailure::IpNotAllowed,
+    AuthFailure::KeysUnavailable,
+];
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -218,7 +224,7 @@ impl Metrics {
             errors_family.clone(),
         );
         let errors = ERROR_KINDS.map(|kind| errors_family.get_or_create_owned(&KindLabels { kind }));
-        // Fed by the cache step (pipeline.rs, cache lookup), not built yet: zero until then.
+        // Fed by the pipeline's cache steps, through `call_observer`.
         let (cache_hits, cache_misses) = (Counter::default(), Counter::default());
         registry.register(CACHE_HITS, "tools/call answered from the cache", cache_hits.clone());
         registry.register(
@@ -226,7 +232,7 @@ impl Metrics {
             "Cacheable tools/call the cache could not answer",
             cache_misses.clone(),
         );
-        // Fed by the token budget step (pipeline.rs), not built yet.
+        // Fed by the pipeline's budget step, through `call_observer`, when tokens are counted.
         let tokens = Family::<DirectionLabels, Gauge>::default();
         registry.register(
             TOKENS_USED,
@@ -381,17 +387,32 @@ impl Metrics {
         self.auth_failures.get_or_create(&ReasonLabels { reason: failure.as_str() }).inc();
     }
 
-    /// A `tools/call` answered from the cache. Fed by the cache step, once it exists.
+    /// What feeds the cache and token series from the pipeline: register it with
+    /// [`Pipeline::with_observer`](mcpgate_policy::Pipeline::with_observer).
+    pub(crate) fn call_observer(&self) -> Arc<dyn mcpgate_policy::CallObserver> {
+        Arc::new(calls::CallMetrics {
+            cache_hits: self.cache_hits.clone(),
+            cache_misses: self.cache_misses.clone(),
+            tokens_used: self.tokens_used.clone(),
+        })
+    }
+
+    /// A `tools/call` answered from the cache (the pipeline's observer counts these).
     pub fn cache_hit(&self) {
         self.cache_hits.inc();
     }
 
-    /// A cacheable `tools/call` the cache could not answer. Fed by the cache step, once it exists.
+    /// A cacheable `tools/call` the cache could not answer (the pipeline's observer counts these).
     pub fn cache_miss(&self) {
         self.cache_misses.inc();
     }
 
-    /// The tokens of the most recent `tools/call`, in one direction. Fed by the token budget step, once it exists.
+    /// Cache hits and misses so far, for `/status`.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        (self.cache_hits.get(), self.cache_misses.get())
+    }
+
+    /// The tokens of the most recent `tools/call`, in one direction (the pipeline's observer sets these).
     pub fn tokens_used(&self, direction: TokenDirection, tokens: u64) {
         self.tokens_used[direction as usize].set(i64::try_from(tokens).unwrap_or(i64::MAX));
     }

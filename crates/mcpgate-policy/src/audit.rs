@@ -1,0 +1,392 @@
+//! The audit log: one JSON line per `tools/call` — refusals included — appended to a file.
+//!
+//! Each line is serialized into a per-thread buffer and written with one `write(2)` to a file opened with
+//! `O_APPEND`, on the caller's task before the answer leaves (the pipeline calls its observers first). Once
+//! `write` returns the line is the kernel's: a crash or SIGKILL of mcpgate cannot lose it, and there is no buffer
+//! of ours to flush; only a crash of the machine can lose it, unless `fsync` is on. `O_APPEND` keeps lines whole
+//! when several processes share the file. A line that cannot be written is counted ([`AuditLog::failures`]) and
+//! logged (the first, then every 1024th), and the call is still answered: the audit log records calls, it does
+//! not gate them. [`AuditLog::reopen`] (SIGHUP) opens the path again, so a rotated file is left behind whole.
+//!
+//! A line (one per call, keys always in this order, absent values `null`):
+//! `{"time":"2026-11-21T19:30:00.123Z","request_id":"5f0c…","principal":"ci-bot","client_ip":"10.0.0.7",
+//! "tool":"docs__search","backend":"docs","outcome":"ok","error_kind":null,"duration_ms":12.345,"cache":"miss",
+//! "tokens_in":14,"tokens_out":512,"budget":"within"}`, with `"arguments":{…}` last when configured.
+//! `outcome`: `ok`, `tool_error` (the tool ran and reported failure, or its arguments did not fit its schema),
+//! `input_required` (a round of a multi-round call), `error` (with `error_kind`: `not_found`, `rate_limited`,
+//! `timeout`, `unavailable`, …). `cache`: `none` (not cached), `miss`, `hit`. `budget`: `within`, `truncated`,
+//! `refused`, or `null` when no budget applied.
+
+use std::{
+    cell::RefCell,
+    fs::{File, OpenOptions},
+    io::Write,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::SystemTime,
+};
+
+use mcpgate_config::AuditConfig;
+use mcpgate_core::{BackendError, JsonObject};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::{
+    budget::BudgetVerdict,
+    pipeline::{CacheStatus, CallObserver, CallReport},
+};
+
+/// What a masked argument value becomes.
+const REDACTED: &str = "[redacted]";
+
+/// A line buffer bigger than this (a call with huge arguments) is not kept for the next line.
+const KEPT_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// Where each thread serializes its lines: reused, so a line costs no allocation, and outside the lock, so
+    /// writers wait on each other only for the `write` itself.
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The audit log of a running gateway.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    /// The file open now; [`AuditLog::reopen`] swaps it.
+    file: parking_lot::Mutex<File>,
+    include_arguments: bool,
+    /// Lower-cased field names whose values are masked.
+    redact: Vec<String>,
+    fsync: bool,
+    failures: AtomicU64,
+}
+
+/// One line, its keys in the documented order.
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(serialize_with = "rfc3339_millis")]
+    time: SystemTime,
+    request_id: &'a str,
+    principal: &'a str,
+    client_ip: Option<IpAddr>,
+    tool: &'a str,
+    backend: &'a str,
+    outcome: &'static str,
+    error_kind: Option<&'static str>,
+    duration_ms: f64,
+    cache: &'static str,
+    tokens_in: Option<u64>,
+    tokens_out: Option<u64>,
+    budget: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<Value>,
+}
+
+impl AuditLog {
+    /// The audit log `config` asks for, its file opened for appending (created if missing); `None` when no file
+    /// is set.
+    pub fn open(config: &AuditConfig) -> std::io::Result<Option<Arc<Self>>> {
+        let Some(path) = &config.file else { return Ok(None) };
+        let file = open_append(path)?;
+        Ok(Some(Arc::new(Self {
+            path: path.clone(),
+            file: parking_lot::Mutex::new(file),
+            include_arguments: config.include_arguments,
+            redact: config.redact.iter().map(|f| f.to_ascii_lowercase()).collect(),
+            fsync: config.fsync,
+            failures: AtomicU64::new(0),
+        })))
+    }
+
+    /// Open the path again, for log rotation: after `mv audit.log audit.log.1` lines keep going to the moved
+    /// file until this is called (SIGHUP), then to a new `audit.log`; none is lost or split. On failure the
+    /// file in use stays.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let file = open_append(&self.path)?;
+        *self.file.lock() = file;
+        Ok(())
+    }
+
+    /// The file the log appends to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lines that could not be written so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Append one whole line: one `write` (a regular file takes it whole unless the disk is full).
+    fn append(&self, line: &[u8]) -> std::io::Result<()> {
+        let mut file = self.file.lock();
+        file.write_all(line)?;
+        if self.fsync {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// `arguments` with every configured field masked, at any depth.
+    fn redacted(&self, arguments: &JsonObject) -> Value {
+        fn mask(value: &mut Value, redact: &[String]) {
+            match value {
+                Value::Object(map) => {
+                    for (name, value) in map.iter_mut() {
+                        if redact.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+                            *value = Value::String(REDACTED.into());
+                        } else {
+                            mask(value, redact);
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter_mut().for_each(|item| mask(item, redact)),
+                _ => {}
+            }
+        }
+        let mut value = Value::Object(arguments.clone());
+        mask(&mut value, &self.redact);
+        value
+    }
+
+    /// Count a line that was not written; log the first and then every 1024th, so a full disk does not flood
+    /// the log as well.
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures == 1 || failures.is_multiple_of(1024) {
+            tracing::error!(path = %self.path.display(), failures, %error, "audit log line not written");
+        }
+    }
+}
+
+impl CallObserver for AuditLog {
+    fn call_finished(&self, report: &CallReport<'_>) {
+        let arguments = report.arguments.filter(|_| self.include_arguments).map(|a| self.redacted(a));
+        let line = line(report, arguments);
+        let written = BUFFER.with_borrow_mut(|buffer| {
+            buffer.clear();
+            serde_json::to_writer(&mut *buffer, &line).map_err(std::io::Error::from)?;
+            buffer.push(b'\n');
+            let written = self.append(buffer);
+            if buffer.capacity() > KEPT_BUFFER {
+                *buffer = Vec::new();
+            }
+            written
+        });
+        if let Err(error) = written {
+            self.failed(&error);
+        }
+    }
+
+    fn wants_arguments(&self) -> bool {
+        self.include_arguments
+    }
+}
+
+/// The line for `report`.
+fn line<'r>(report: &CallReport<'r>, arguments: Option<Value>) -> Line<'r> {
+    let (outcome, error_kind) = match report.result {
+        Ok(outcome) if outcome.is_error => ("tool_error", None),
+        Ok(_) => ("ok", None),
+        Err(BackendError::InputRequired) => ("input_required", None),
+        Err(error) => ("error", Some(error.kind())),
+    };
+    let principal = &report.cx.principal;
+    Line {
+        time: SystemTime::now(),
+        request_id: &report.cx.request_id,
+        principal: &principal.name,
+        client_ip: principal.client_ip,
+        tool: report.tool,
+        backend: report.backend,
+        outcome,
+        error_kind,
+        duration_ms: report.elapsed.as_micros() as f64 / 1000.0,
+        cache: match report.cache {
+            CacheStatus::NotCacheable => "none",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Hit => "hit",
+        },
+        tokens_in: report.tokens.map(|t| t.input),
+        tokens_out: report.tokens.and_then(|t| t.output),
+        budget: report.budget.map(|b| match b {
+            BudgetVerdict::Within => "within",
+            BudgetVerdict::Truncated(_) => "truncated",
+            BudgetVerdict::Refused(_) => "refused",
+        }),
+        arguments,
+    }
+}
+
+/// RFC 3339, UTC, milliseconds: `2026-11-21T19:30:00.123Z`, written straight into the line.
+fn rfc3339_millis<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_millis(*time))
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+#[cfg(test)]
+mod through_pipeline;
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use mcpgate_core::{CallContext, Principal, ToolOutcome};
+    use serde_json::json;
+
+    use super::*;
+
+    fn log(dir: &Path, include_arguments: bool) -> Arc<AuditLog> {
+        let config =
+            AuditConfig { file: Some(dir.join("audit.log")), include_arguments, ..AuditConfig::default() };
+        AuditLog::open(&config).unwrap().unwrap()
+    }
+
+    fn finish(
+        log: &AuditLog,
+        cx: &CallContext,
+        result: &Result<ToolOutcome, BackendError>,
+        args: Option<&JsonObject>,
+    ) {
+        log.call_finished(&CallReport {
+            cx,
+            tool: "search",
+            backend: "docs",
+            elapsed: Duration::from_micros(1500),
+            result,
+            cache: CacheStatus::Miss,
+            tokens: None,
+            budget: None,
+            arguments: args,
+        });
+    }
+
+    fn lines(path: &Path) -> Vec<Value> {
+        std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn each_call_is_one_line_with_who_what_and_how_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), false);
+        let mut cx = CallContext::detached("req-1");
+        cx.principal = Arc::new(
+            Principal::named("ci", "free", &["*".into()]).with_client_ip(Some([10, 0, 0, 7].into())),
+        );
+        finish(&log, &cx, &Ok(ToolOutcome::text("hi")), None);
+        finish(&log, &cx, &Ok(ToolOutcome::error("no")), None);
+        finish(&log, &cx, &Err(BackendError::Timeout(Duration::from_secs(1))), None);
+        let lines = lines(&dir.path().join("audit.log"));
+        assert_eq!(lines.len(), 3);
+        let first = &lines[0];
+        assert_eq!(
+            (
+                &first["request_id"],
+                &first["principal"],
+                &first["client_ip"],
+                &first["tool"],
+                &first["backend"]
+            ),
+            (&json!("req-1"), &json!("ci"), &json!("10.0.0.7"), &json!("search"), &json!("docs"))
+        );
+        assert_eq!(
+            (&first["outcome"], &first["cache"], &first["duration_ms"]),
+            (&json!("ok"), &json!("miss"), &json!(1.5))
+        );
+        assert!(first["time"].as_str().unwrap().ends_with('Z'), "{first}");
+        assert!(first.get("arguments").is_none());
+        assert_eq!(lines[1]["outcome"], "tool_error");
+        assert_eq!((&lines[2]["outcome"], &lines[2]["error_kind"]), (&json!("error"), &json!("timeout")));
+    }
+
+    #[test]
+    fn arguments_are_recorded_only_when_asked_with_named_fields_masked_at_any_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let arguments = json!({ "q": "x", "Password": "p", "nested": [{ "api_key": "k", "keep": 1 }] });
+        let arguments = arguments.as_object().unwrap();
+        let cx = CallContext::detached("r");
+        let quiet = log(dir.path(), false);
+        assert!(!quiet.wants_arguments());
+        finish(&quiet, &cx, &Ok(ToolOutcome::text("")), Some(arguments));
+        let loud = log(dir.path(), true);
+        assert!(loud.wants_arguments());
+        finish(&loud, &cx, &Ok(ToolOutcome::text("")), Some(arguments));
+        let lines = lines(&dir.path().join("audit.log"));
+        assert!(lines[0].get("arguments").is_none());
+        assert_eq!(
+            lines[1]["arguments"],
+            json!({ "q": "x", "Password": "[redacted]", "nested": [{ "api_key": "[redacted]", "keep": 1 }] })
+        );
+    }
+
+    #[test]
+    fn lines_from_many_threads_stay_whole_and_none_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AuditConfig {
+            file: Some(dir.path().join("audit.log")),
+            include_arguments: true,
+            fsync: true,
+            ..AuditConfig::default()
+        };
+        let log = AuditLog::open(&config).unwrap().unwrap();
+        // Big enough arguments that a line split across writes would show.
+        let arguments = json!({ "text": "x".repeat(10_000) });
+        std::thread::scope(|s| {
+            for thread in 0..8 {
+                let (log, arguments) = (&log, arguments.as_object().unwrap());
+                s.spawn(move || {
+                    for call in 0..50 {
+                        let cx = CallContext::detached(format!("{thread}-{call}"));
+                        finish(log, &cx, &Ok(ToolOutcome::text("")), Some(arguments));
+                    }
+                });
+            }
+        });
+        let lines = lines(&dir.path().join("audit.log"));
+        let ids: std::collections::HashSet<_> = lines.iter().map(|l| l["request_id"].clone()).collect();
+        assert_eq!((lines.len(), ids.len()), (400, 400));
+        assert!(lines.iter().all(|l| l["arguments"]["text"].as_str().is_some_and(|t| t.len() == 10_000)));
+    }
+
+    #[test]
+    fn a_line_that_cannot_be_written_is_counted_and_the_call_goes_on() {
+        // `/dev/full` refuses every write with ENOSPC, as a full disk would.
+        let config = AuditConfig { file: Some("/dev/full".into()), ..AuditConfig::default() };
+        let log = AuditLog::open(&config).unwrap().unwrap();
+        let cx = CallContext::detached("r");
+        finish(&log, &cx, &Ok(ToolOutcome::text("")), None);
+        finish(&log, &cx, &Ok(ToolOutcome::text("")), None);
+        assert_eq!(log.failures(), 2);
+    }
+
+    #[test]
+    fn no_file_no_log_and_an_unopenable_file_is_an_error() {
+        assert!(AuditLog::open(&AuditConfig::default()).unwrap().is_none());
+        let config =
+            AuditConfig { file: Some("/nonexistent-dir/audit.log".into()), ..AuditConfig::default() };
+        assert_eq!(AuditLog::open(&config).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn reopen_after_rotation_writes_to_a_new_file_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), false);
+        let cx = CallContext::detached("r");
+        finish(&log, &cx, &Ok(ToolOutcome::text("")), None);
+        std::fs::rename(dir.path().join("audit.log"), dir.path().join("audit.log.1")).unwrap();
+        // Until reopened, lines follow the moved file (as logrotate expects between rename and signal).
+        finish(&log, &cx, &Ok(ToolOutcome::text("")), None);
+        log.reopen().unwrap();
+        finish(&log, &cx, &Ok(ToolOutcome::text("")), None);
+        assert_eq!(lines(&dir.path().join("audit.log.1")).len(), 2);
+        assert_eq!(lines(&dir.path().join("audit.log")).len(), 1);
+        assert_eq!(log.failures(), 0);
+    }
+}
