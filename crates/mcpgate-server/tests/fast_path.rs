@@ -293,24 +293,7 @@ async fn a_tool_that_logs_takes_the_fast_path_unless_the_client_can_be_asked() {
     assert_eq!(logs.len(), 6, "{logs:?}");
 
     // A client that declared sampling may be asked mid-call, on the request's own stream: protocol layer.
-    let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": { "sampling": {} },
-        "clientInfo": { "name": "asks", "version": "1" } } });
-    let response = gw
-        .http
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let askable = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-    drop(response);
-    let headers = [("Mcp-Session-Id", askable.clone()), ("MCP-Protocol-Version", "2025-11-25".to_owned())];
-    let (status, _, _) =
-        gw.post_raw(&headers, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned()).await;
-    assert_eq!(status, 202);
+    let (askable, _) = common::initialize_with(&gw, "2025-11-25", json!({ "sampling": {} })).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = fast_calls(&gw).await;
     let answer = send_in_session(&gw, &askable, "2025-11-25", 1, params, false).await;

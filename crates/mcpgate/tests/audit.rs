@@ -27,6 +27,11 @@ use support::serve_with_env;
 
 /// One stateless `tools/call` with `key`: the `x-request-id` the gateway answered with and the JSON-RPC answer.
 fn call(addr: &str, key: &str, tool: &str, arguments: Value) -> (String, Value) {
+    try_call(addr, key, tool, arguments).unwrap()
+}
+
+/// [`call`], saying what went wrong instead of panicking.
+fn try_call(addr: &str, key: &str, tool: &str, arguments: Value) -> Result<(String, Value), String> {
     let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": tool, "arguments": arguments, "_meta": {
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -36,22 +41,22 @@ fn call(addr: &str, key: &str, tool: &str, arguments: Value) -> (String, Value) 
         "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: {tool}\r\nx-api-key: {key}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20))).map_err(|e| e.to_string())?;
+    stream.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
     let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    stream.read_to_string(&mut raw).map_err(|e| format!("read: {e}"))?;
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer: {raw:?}"))?;
     let id = head
         .lines()
         .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-request-id:").map(|v| v.trim().to_owned()))
-        .unwrap();
+        .ok_or_else(|| format!("no x-request-id: {head}"))?;
     let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         support::dechunk(body)
     } else {
         body.to_owned()
     };
-    (id, serde_json::from_str(&body).unwrap_or(Value::Null))
+    Ok((id, serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 
 fn config(dir: &Path) -> std::path::PathBuf {
@@ -76,8 +81,8 @@ fn every_answered_call_is_in_the_audit_log_after_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.log");
     let env = [("AUDIT_LOG_FILE", audit.to_str().unwrap())];
-    let (gateway, addr) =
-        serve_with_env(Some(&config(dir.path())), &dir.path().join("log"), Duration::from_secs(20), &env);
+    let log = dir.path().join("log");
+    let (gateway, addr) = serve_with_env(Some(&config(dir.path())), &log, Duration::from_secs(20), &env);
 
     // Four kinds of call, from four threads at once: ok, tool error (invalid arguments), unknown tool, and a
     // tool the ci key may not use (answered as unknown).
@@ -87,14 +92,17 @@ fn every_answered_call_is_in_the_audit_log_after_a_sigkill() {
         ("ops-key", "ops", "no_such_tool", json!({}), "error"),
         ("ci-key", "ci", "add", json!({ "a": 1, "b": 2 }), "error"),
     ];
-    let answered: Vec<(String, &str, &str, &str)> = thread::scope(|s| {
+    let answered: Vec<Result<_, String>> = thread::scope(|s| {
         let workers: Vec<_> = kinds
             .iter()
             .map(|(key, principal, tool, arguments, outcome)| {
                 let addr = &addr;
                 s.spawn(move || {
                     (0..15)
-                        .map(|_| (call(addr, key, tool, arguments.clone()).0, *principal, *tool, *outcome))
+                        .map(|_| {
+                            let (id, answer) = try_call(addr, key, tool, arguments.clone())?;
+                            Ok((id, answer, *principal, *tool, *outcome))
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -106,11 +114,20 @@ fn every_answered_call_is_in_the_audit_log_after_a_sigkill() {
     let pid = Pid::from_raw(gateway.0.id() as i32);
     kill(pid, Signal::SIGKILL).unwrap();
     waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT).unwrap();
+    let answered: Vec<_> = answered.into_iter().collect::<Result<_, _>>().unwrap_or_else(|e| {
+        panic!("{e}; the gateway said:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+    });
 
     let logged: HashMap<String, Value> =
         lines(&audit).into_iter().map(|l| (l["request_id"].as_str().unwrap().to_owned(), l)).collect();
     assert_eq!(logged.len(), answered.len(), "one line per answered call");
-    for (id, principal, tool, outcome) in &answered {
+    for (id, answer, principal, tool, outcome) in &answered {
+        let answered_as = match (&answer["result"]["isError"], answer.get("error")) {
+            (Value::Bool(true), None) => "tool_error",
+            (_, None) if answer.get("result").is_some() => "ok",
+            _ => "error",
+        };
+        assert_eq!(answered_as, *outcome, "{answer}");
         let line = logged.get(id).unwrap_or_else(|| panic!("call {id} ({tool}) missing from the audit log"));
         assert_eq!(
             (line["principal"].as_str(), line["tool"].as_str(), line["outcome"].as_str()),
