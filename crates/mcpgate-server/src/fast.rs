@@ -15,10 +15,7 @@
 //!   to the body's; no `Mcp-Param-*` header and a tool whose schema declares none; `_meta` giving the protocol
 //!   version and client capabilities; or
 //! - legacy: a session that is initialized, with `MCP-Protocol-Version` equal to the version it negotiated; no
-//!   2026-07-28 fields in the body; a tool whose backend says it never contacts the client while it runs — or
-//!   one that may, when the request has no progress token and the client declared nothing it could be asked
-//!   (no sampling, elicitation or roots): then all such a tool can send are log messages, which go to the
-//!   session's stream on either path.
+//!   2026-07-28 fields in the body; a tool whose backend says it never contacts the client while it runs.
 //!
 //! `tests/fast_path.rs` holds both paths to the same answers.
 
@@ -30,7 +27,7 @@ use std::{
 
 use axum::{body::Bytes, response::Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
-use mcpgate_core::{CallContext, ClientPeer, JsonObject, Principal, ToolCall, ToolOutcome};
+use mcpgate_core::{CallContext, JsonObject, Principal, ToolCall, ToolOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +37,6 @@ use crate::{
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
     metrics::{McpMethod, heard},
-    peer::SessionPeer,
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
     sessions::Session,
     telemetry::{self, JsonRpcId, ToolCallTrace},
@@ -236,26 +232,15 @@ impl FastPath {
             return None;
         }
         let registry = self.gateway.registry();
-        let route = registry.tool(&name)?;
-        // A tool that never contacts the client: a progress token leads nowhere, as on rmcp's path. One that may
-        // contact it only when nothing it could send needs this request's own stream: no progress token, and a
-        // client that cannot be asked anything (no sampling, elicitation or roots). Its log messages go where
-        // rmcp sends them too, to the session's stream.
-        let peer: Option<Arc<dyn ClientPeer>> = if route.contacts_client {
-            let link = session.link().filter(|link| !link.askable)?;
-            if meta.as_ref().is_some_and(|meta| meta.contains_key("progressToken")) {
-                return None;
-            }
-            Some(Arc::new(SessionPeer::new(link.peer.clone(), link.state.clone())))
-        } else {
-            None
-        };
+        // Only tools that never contact the client: a progress token then leads nowhere, as on rmcp's path. A
+        // tool that may (every upstream tool) sends its log messages through the session's worker, which also
+        // carries rmcp's answer — so they arrive before it; an answer sent from here could overtake them.
+        let route = registry.tool(&name).filter(|route| !route.contacts_client)?;
         heard(McpMethod::ToolsCall);
         let backend = registry.backend(route.backend).clone();
         let cx = CallContext {
             cancel,
             principal,
-            peer,
             ..CallContext::detached(header(headers, "x-request-id").unwrap_or(""))
         };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };

@@ -32,7 +32,7 @@ use crate::{
     peer::SessionPeer,
     registry::page,
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
-    sessions::{ClientLink, SessionState, parse_level},
+    sessions::{SessionState, parse_level},
     telemetry::{self, ToolCallTrace},
 };
 
@@ -188,21 +188,8 @@ impl ServerHandler for McpHandler {
         self.gateway.server_info.clone()
     }
 
-    /// A legacy session (or stdio client) is ready: tell it when the catalogue changes, and give the session's
-    /// record its way back to the client, for the fast path.
+    /// A legacy session (or stdio client) is ready: tell it when the catalogue changes.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        let id = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get("mcp-session-id"));
-        if let Some(session) = id.and_then(|id| id.to_str().ok()).and_then(|id| self.gateway.session(id)) {
-            let askable = context.peer.peer_info().is_some_and(|info| {
-                let declared = &info.capabilities;
-                declared.sampling.is_some() || declared.elicitation.is_some() || declared.roots.is_some()
-            });
-            let peer = context.peer.clone();
-            session.set_link(ClientLink { peer, state: self.session.clone(), askable });
-        }
         self.gateway.catalogue.listen(context.peer);
     }
 

@@ -20,7 +20,6 @@ use std::{
 use futures::{Stream, StreamExt};
 use mcpgate_core::LogLevel;
 use rmcp::{
-    Peer, RoleServer,
     model::{ClientJsonRpcMessage, ClientNotification, JsonRpcMessage, ServerJsonRpcMessage, ServerResult},
     transport::{
         common::server_side_http::ServerSseMessage,
@@ -49,41 +48,12 @@ pub(crate) struct Session {
     /// Requests being answered, by JSON-RPC id (its JSON text), each with a token that cancels the call when
     /// it runs on the fast path.
     requests: Mutex<HashMap<String, CancellationToken>>,
-    /// The way back to the client, set once the protocol layer has seen `notifications/initialized`.
-    link: OnceLock<ClientLink>,
-}
-
-/// A session's way back to its client, for fast-path calls to tools that may contact it.
-pub(crate) struct ClientLink {
-    /// The session's rmcp peer (its messages go to the session's stream).
-    pub(crate) peer: Peer<RoleServer>,
-    /// The session's protocol state (its log level).
-    pub(crate) state: Arc<SessionState>,
-    /// Whether the client declared anything a server may ask it (sampling, elicitation, roots): such a request
-    /// must travel on the calling request's own stream, which only the protocol layer has.
-    pub(crate) askable: bool,
-}
-
-impl std::fmt::Debug for ClientLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientLink").field("askable", &self.askable).finish_non_exhaustive()
-    }
 }
 
 impl Session {
     /// The negotiated protocol version, when the session is ready for requests.
     pub(crate) fn ready_version(&self) -> Option<&str> {
         self.ready.load(Ordering::Acquire).then(|| self.version.get().map(String::as_str)).flatten()
-    }
-
-    /// The way back to the client, once the session is initialized.
-    pub(crate) fn link(&self) -> Option<&ClientLink> {
-        self.link.get()
-    }
-
-    /// Record the way back to the client (the first one wins).
-    pub(crate) fn set_link(&self, link: ClientLink) {
-        let _ = self.link.set(link);
     }
 
     /// Cancel the request with this id, if it is being answered on the fast path (the protocol layer cancels

@@ -172,10 +172,8 @@ async fn legacy_session_calls_match_the_protocol_layer() {
         (json!({ "name": "echo", "arguments": { "wrong": 1 } }), true),
         (json!({ "name": "sleep", "arguments": { "ms": 0 } }), true),
         (json!({ "name": "echo", "arguments": { "message": "m" }, "_meta": { "trace": "x" } }), true),
-        // A tool whose backend may talk to the client: fast for a client that cannot be asked anything and no
-        // progress token; with a token, and for unknown tools, the protocol layer.
-        (json!({ "name": "test_simple_text", "arguments": {} }), true),
-        (json!({ "name": "test_simple_text", "arguments": {}, "_meta": { "progressToken": 3 } }), false),
+        // Tools whose backend may talk to the client and unknown tools take the protocol layer.
+        (json!({ "name": "test_simple_text", "arguments": {} }), false),
         (json!({ "name": "no_such_tool", "arguments": {} }), false),
         // A progress token leads nowhere for a tool that never contacts the client: still the fast path.
         (json!({ "name": "echo", "arguments": { "message": "p" }, "_meta": { "progressToken": 7 } }), true),
@@ -277,26 +275,16 @@ async fn log_messages(mut stream: reqwest::Response, wait: Duration) -> Vec<Valu
 }
 
 #[tokio::test]
-async fn a_tool_that_logs_takes_the_fast_path_unless_the_client_can_be_asked() {
+async fn a_tool_that_logs_takes_the_protocol_layer_so_its_logs_come_before_its_answer() {
     let gw = spawn(BOTH).await;
     let (session, _) = initialize(&gw, "2025-11-25").await;
     let stream = event_stream(&gw, &session).await;
     assert_eq!(stream.status(), 200);
     let params = json!({ "name": "test_tool_with_logging", "arguments": {} });
     let before = fast_calls(&gw).await;
-    let fast = send_in_session(&gw, &session, "2025-11-25", 1, params.clone(), false).await;
-    assert_eq!(fast_calls(&gw).await - before, 1, "a client that cannot be asked anything: fast path");
-    let slow = send_in_session(&gw, &session, "2025-11-25", 2, params.clone(), true).await;
-    assert_eq!((fast.0, &fast.1["result"]), (slow.0, &slow.1["result"]));
-    // Both calls' log messages reach the session's stream, as rmcp sends them: three each.
-    let logs = log_messages(stream, Duration::from_millis(800)).await;
-    assert_eq!(logs.len(), 6, "{logs:?}");
-
-    // A client that declared sampling may be asked mid-call, on the request's own stream: protocol layer.
-    let (askable, _) = common::initialize_with(&gw, "2025-11-25", json!({ "sampling": {} })).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let before = fast_calls(&gw).await;
-    let answer = send_in_session(&gw, &askable, "2025-11-25", 1, params, false).await;
-    assert_eq!(answer.1["result"], fast.1["result"]);
-    assert_eq!(fast_calls(&gw).await, before, "a client that can be asked: protocol layer");
+    let (status, answer) = send_in_session(&gw, &session, "2025-11-25", 1, params, false).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(fast_calls(&gw).await, before, "the session's worker carries both the logs and the answer");
+    let logs = log_messages(stream, Duration::from_millis(300)).await;
+    assert_eq!(logs.len(), 3, "{logs:?}");
 }

@@ -115,7 +115,7 @@ fn json_logs_carry_the_request_id_and_sigterm_exits_zero() {
         .spawn()
         .unwrap();
     let mut attempts = 0;
-    while std::net::TcpStream::connect(&addr).is_err() {
+    while !std::net::TcpStream::connect(&addr).is_ok_and(|c| c.local_addr().ok() != c.peer_addr().ok()) {
         attempts += 1;
         assert!(attempts < 500, "mcpgate did not start listening within 10 s");
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -33,7 +33,7 @@ fn get(addr: &str, path: &str) -> (u16, String, String) {
 /// Wait (up to 10 s) until something listens on `addr`.
 fn listening(addr: &str) {
     for _ in 0..500 {
-        if std::net::TcpStream::connect(addr).is_ok() {
+        if support::listens(addr) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -79,7 +79,7 @@ impl Gateway {
         );
         let gateway = Gateway { _process: process, addr, log };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&gateway.addr).is_err() {
+        while !support::listens(&gateway.addr) {
             assert!(Instant::now() < deadline, "mcpgate did not listen within 30 s\n{}", gateway.log());
             std::thread::sleep(Duration::from_millis(50));
         }

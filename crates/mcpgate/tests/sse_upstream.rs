@@ -34,7 +34,7 @@ fn everything_sse(node: &str, everything: &str, port: u16, log: &Path) -> Proces
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !support::listens(("127.0.0.1", port)) {
         assert!(Instant::now() < deadline, "server-everything did not listen on {port} within 20 s");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -51,6 +51,12 @@ pub fn upstream_vars<const N: usize>(test: &str, names: [&str; N]) -> Option<[St
     None
 }
 
+/// Whether something listens on `addr`. A connection to itself does not count: with nothing listening, the
+/// kernel may pick that very port as the probe's source port (TCP simultaneous open), and the connect "succeeds".
+pub fn listens(addr: impl std::net::ToSocketAddrs) -> bool {
+    std::net::TcpStream::connect(addr).is_ok_and(|probe| probe.local_addr().ok() != probe.peer_addr().ok())
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -85,7 +91,7 @@ pub fn serve_with_env(
     let said = || std::fs::read_to_string(log).unwrap_or_default();
     let tries = within.as_millis() / 20;
     for _ in 0..tries {
-        if std::net::TcpStream::connect(&addr).is_ok() {
+        if listens(&addr) {
             return (process, addr);
         }
         if let Ok(Some(status)) = process.0.try_wait() {
