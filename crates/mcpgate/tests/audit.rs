@@ -6,13 +6,7 @@
 
 mod support;
 
-use std::{
-    collections::HashMap,
-    io::{Read, Write},
-    path::Path,
-    thread,
-    time::Duration,
-};
+use std::{collections::HashMap, io::Write, path::Path, thread, time::Duration};
 
 use mcpgate_config::KeyHash;
 use nix::{
@@ -37,26 +31,18 @@ fn try_call(addr: &str, key: &str, tool: &str, arguments: Value) -> Result<(Stri
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientCapabilities": {} } } })
     .to_string();
-    let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: {tool}\r\nx-api-key: {key}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(20))).map_err(|e| e.to_string())?;
-    stream.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).map_err(|e| format!("read: {e}"))?;
-    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer: {raw:?}"))?;
+    let headers = [
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", tool),
+        ("x-api-key", key),
+    ];
+    let (_, head, mut messages) = support::try_post(addr, &headers, &body)?;
     let id = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-request-id:").map(|v| v.trim().to_owned()))
+        .find_map(|l| l.strip_prefix("x-request-id:").map(|v| v.trim().to_owned()))
         .ok_or_else(|| format!("no x-request-id: {head}"))?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        support::dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((id, serde_json::from_str(&body).unwrap_or(Value::Null)))
+    Ok((id, messages.pop().unwrap_or(Value::Null)))
 }
 
 fn config(dir: &Path) -> std::path::PathBuf {

@@ -10,7 +10,6 @@ mod support;
 
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
     net::SocketAddr,
     process::Command,
     sync::{Arc, Mutex},
@@ -24,7 +23,7 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message;
 use serde_json::{Value, json};
-use support::{Process, dechunk, http_get, serve_with_env};
+use support::{Process, http_get, serve_with_env};
 
 /// One span as the collector received it; ids in hex.
 #[derive(Debug, Clone)]
@@ -168,32 +167,9 @@ fn stop(mut process: Process) {
     std::mem::forget(process);
 }
 
-/// POST `body` to `/mcp` with extra headers: status, head (lower-cased) and the JSON-RPC messages of the answer
-/// (plain JSON or an event stream).
+/// POST `body` to `/mcp` with extra headers: status, head (lower-cased) and the JSON-RPC messages of the answer.
 fn send(addr: &str, headers: &[(&str, &str)], body: &Value) -> (u16, String, Vec<Value>) {
-    let body = body.to_string();
-    let extra: String = headers.iter().map(|(h, v)| format!("{h}: {v}\r\n")).collect();
-    let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, \
-         text/event-stream\r\n{extra}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let head = head.to_ascii_lowercase();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-    let messages = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str(d.trim()).ok())
-        .chain(serde_json::from_str::<Value>(&body).ok())
-        .collect();
-    (status, head, messages)
+    support::post(addr, headers, &body.to_string())
 }
 
 /// A stateless (2026-07-28) `tools/call` with extra headers and `_meta` entries: HTTP status and the answer.

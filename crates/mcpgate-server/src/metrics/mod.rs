@@ -250,7 +250,7 @@ impl Metrics {
         );
         let sandbox_timeouts =
             SandboxBackend::ALL.map(|b| sandbox.get_or_create_owned(&BackendLabels { backend: b.as_str() }));
-        // Fed by the rate-limit step (pipeline.rs and the edge), not built yet.
+        // Fed by the rate-limit step (pipeline.rs) and the edge (limits.rs).
         let limited = Family::<ScopeLabels, Counter>::default();
         registry.register(
             RATE_LIMITED,
@@ -397,24 +397,9 @@ impl Metrics {
         })
     }
 
-    /// A `tools/call` answered from the cache (the pipeline's observer counts these).
-    pub fn cache_hit(&self) {
-        self.cache_hits.inc();
-    }
-
-    /// A cacheable `tools/call` the cache could not answer (the pipeline's observer counts these).
-    pub fn cache_miss(&self) {
-        self.cache_misses.inc();
-    }
-
     /// Cache hits and misses so far, for `/status`.
     pub fn cache_counts(&self) -> (u64, u64) {
         (self.cache_hits.get(), self.cache_misses.get())
-    }
-
-    /// The tokens of the most recent `tools/call`, in one direction (the pipeline's observer sets these).
-    pub fn tokens_used(&self, direction: TokenDirection, tokens: u64) {
-        self.tokens_used[direction as usize].set(i64::try_from(tokens).unwrap_or(i64::MAX));
     }
 
     /// A code-mode execution stopped by its time limit. Fed by the sandboxes, once they exist.

@@ -121,27 +121,41 @@ pub fn modern_with(
         "io.modelcontextprotocol/clientCapabilities": {}
     });
     let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
-    let mut extra_headers = name.map(|n| format!("Mcp-Name: {n}\r\n")).unwrap_or_default();
-    for (header, value) in headers {
-        extra_headers.push_str(&format!("{header}: {value}\r\n"));
-    }
+    let mut all = vec![("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", method)];
+    all.extend(name.map(|name| ("Mcp-Name", name)));
+    all.extend_from_slice(headers);
+    let (status, _, mut messages) = try_post(addr, &all, &body)?;
+    messages.pop().map(|m| (status, m)).ok_or_else(|| format!("no JSON-RPC message in the answer ({status})"))
+}
+
+/// POST `body` to `/mcp` over a fresh connection with extra `headers`: the HTTP status, the response head
+/// (lower-cased) and the JSON-RPC messages of the answer in order, from plain JSON or an event stream.
+pub fn post(addr: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, Vec<Value>) {
+    try_post(addr, headers, body).unwrap()
+}
+
+/// [`post`], saying what went wrong instead of panicking.
+pub fn try_post(
+    addr: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String, Vec<Value>), String> {
+    let extra: String = headers.iter().map(|(h, v)| format!("{h}: {v}\r\n")).collect();
     let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{extra_headers}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{extra}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(25))).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(25))).map_err(|e| e.to_string())?;
+    stream.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    stream.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
     let raw = String::from_utf8_lossy(&raw).into_owned();
-    let Some((head, body)) = raw.split_once("\r\n\r\n") else {
-        return Err(format!("no HTTP response: {raw}"));
-    };
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP response: {raw:?}"))?;
     let head = head.to_ascii_lowercase();
     let status = head.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
     let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-    let messages: Vec<Value> = if head.contains("content-type: text/event-stream") {
+    let messages = if head.contains("content-type: text/event-stream") {
         body.lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .filter_map(|d| serde_json::from_str(d.trim()).ok())
@@ -149,7 +163,7 @@ pub fn modern_with(
     } else {
         serde_json::from_str(&body).map(|v| vec![v]).unwrap_or_default()
     };
-    messages.into_iter().last().map(|m| (status, m)).ok_or_else(|| format!("no JSON-RPC message in: {raw}"))
+    Ok((status, head, messages))
 }
 
 /// The body of a chunked HTTP/1.1 response.
@@ -169,28 +183,11 @@ pub fn dechunk(mut body: &str) -> String {
 /// One POST in a legacy (2025-11-25) session, or the `initialize` that opens one (`session` None): the response
 /// head (lower-cased) and its JSON-RPC messages in order, from plain JSON or an event stream.
 pub fn legacy_post(addr: &str, session: Option<&str>, body: &Value) -> (String, Vec<Value>) {
-    let body = body.to_string();
-    let session = session.map(|s| format!("Mcp-Session-Id: {s}\r\nMCP-Protocol-Version: 2025-11-25\r\n"));
-    let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        session.unwrap_or_default(),
-        body.len()
-    );
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {raw}"));
-    let head = head.to_ascii_lowercase();
-    let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-    let messages = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str(d.trim()).ok())
-        .chain(serde_json::from_str::<Value>(&body).ok())
-        .collect();
+    let headers = match session {
+        Some(session) => vec![("Mcp-Session-Id", session), ("MCP-Protocol-Version", "2025-11-25")],
+        None => Vec::new(),
+    };
+    let (_, head, messages) = post(addr, &headers, &body.to_string());
     (head, messages)
 }
 
