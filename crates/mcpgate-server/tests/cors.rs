@@ -44,17 +44,17 @@ async fn an_allowed_origin_gets_its_preflight_and_readable_answers_a_foreign_one
     // The request itself: readable, with the session and rate-limit headers exposed.
     let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "web", "version": "1" } } });
-    let answer = gw
-        .http
-        .post(&gw.url)
-        .header("origin", origin)
-        .header("x-api-key", "browser-key")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let initialize = |origin: &'static str| {
+        let (headers, body) = ([("origin", origin), ("x-api-key", "browser-key")], body.to_string());
+        headers
+            .into_iter()
+            .fold(gw.http.post(&gw.url), |request, (name, value)| request.header(name, value))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+    };
+    let answer = initialize(origin).await.unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(header(&answer, "access-control-allow-origin").as_deref(), Some(origin));
     assert!(header(&answer, "access-control-expose-headers").unwrap().contains("mcp-session-id"));
@@ -63,17 +63,7 @@ async fn an_allowed_origin_gets_its_preflight_and_readable_answers_a_foreign_one
     // A foreign origin: no CORS headers on the preflight, and /mcp refuses its request.
     let foreign = preflight("https://evil.example").await.unwrap();
     assert!(header(&foreign, "access-control-allow-origin").is_none());
-    let refused = gw
-        .http
-        .post(&gw.url)
-        .header("origin", "https://evil.example")
-        .header("x-api-key", "browser-key")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let refused = initialize("https://evil.example").await.unwrap();
     assert_eq!(refused.status(), 403);
     assert!(header(&refused, "access-control-allow-origin").is_none());
 }
