@@ -29,16 +29,13 @@ pub(crate) fn apply_env(
     compression: &mut CompressionConfig,
     get: impl Fn(&str) -> Option<String>,
 ) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    if let Some(value) = get("COMPRESSION_ENABLED") {
-        match value.to_ascii_lowercase().as_str() {
-            "true" | "1" => compression.enabled = true,
-            "false" | "0" => compression.enabled = false,
-            _ => problems
-                .push(Problem::new("env COMPRESSION_ENABLED", format!("{value:?}: use true, false, 1 or 0"))),
+    match crate::env::flag("COMPRESSION_ENABLED", get) {
+        Ok(enabled) => {
+            compression.enabled = enabled.unwrap_or(compression.enabled);
+            Vec::new()
         }
+        Err(message) => vec![Problem::new("env COMPRESSION_ENABLED", message)],
     }
-    problems
 }
 
 /// A threshold under gzip's own overhead (about 20 bytes) would make small bodies bigger.

@@ -117,12 +117,10 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
         }
     }
     for name in ["ENABLE_METRICS", "METRICS_ENABLED"] {
-        if let Some(value) = get(name) {
-            match value.to_ascii_lowercase().as_str() {
-                "true" | "1" => config.metrics.enabled = true,
-                "false" | "0" => config.metrics.enabled = false,
-                _ => bad(name, format!("{value:?}: use true, false, 1 or 0")),
-            }
+        match flag(name, get) {
+            Ok(Some(enabled)) => config.metrics.enabled = enabled,
+            Ok(None) => {}
+            Err(message) => bad(name, message),
         }
     }
     for name in ["METRICS_PORT", "PROMETHEUS_PORT"] {
@@ -141,6 +139,17 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
     problems.extend(crate::jwt::apply_env(&mut config.security, get));
     problems.extend(crate::compression::apply_env(&mut config.server.compression, get));
     problems
+}
+
+/// A true/false variable (`true` / `false` / `1` / `0`, any case): `None` when unset, what is wrong when it is
+/// something else.
+pub(crate) fn flag(name: &str, get: impl Fn(&str) -> Option<String>) -> Result<Option<bool>, String> {
+    let Some(value) = get(name) else { return Ok(None) };
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(Some(true)),
+        "false" | "0" => Ok(Some(false)),
+        _ => Err(format!("{value:?}: use true, false, 1 or 0")),
+    }
 }
 
 /// The guides' duration variables: a bare integer is milliseconds (`30000`); humantime (`30s`) is accepted too.

@@ -76,16 +76,10 @@ pub(crate) fn apply_env(
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     let flag = |name: &str, problems: &mut Vec<Problem>| {
-        let value = get(name)?;
-        match value.to_ascii_lowercase().as_str() {
-            "true" | "1" => Some(true),
-            "false" | "0" => Some(false),
-            _ => {
-                problems
-                    .push(Problem::new(format!("env {name}"), format!("{value:?}: use true, false, 1 or 0")));
-                None
-            }
-        }
+        crate::env::flag(name, &get).unwrap_or_else(|message| {
+            problems.push(Problem::new(format!("env {name}"), message));
+            None
+        })
     };
     if let Some(enabled) = flag("ENABLE_TELEMETRY", &mut problems) {
         telemetry.enabled = Some(enabled);
