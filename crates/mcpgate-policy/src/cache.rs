@@ -256,43 +256,54 @@ impl ResultCache {
 
 /// `value` as canonical JSON: object keys sorted at every depth, no whitespace, strings and numbers as
 /// serde_json writes them. Two argument objects that differ only in key order file under one key, whatever order
-/// the map type keeps.
-pub fn canonical_json(value: &Value, out: &mut String) {
+/// the map type keeps (serde_json's `preserve_order`, if a dependency ever turns it on, would keep insertion
+/// order).
+pub fn canonical_json(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => canonical_object(map, out),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 canonical_json(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
     }
 }
 
-fn canonical_object(map: &JsonObject, out: &mut String) {
-    out.push('{');
+fn canonical_object(map: &JsonObject, out: &mut Vec<u8>) {
+    out.push(b'{');
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    entries.sort_unstable_by_key(|(key, _)| *key);
+    // Already sorted unless the map keeps insertion order: then this sorts.
+    if !entries.is_sorted_by_key(|(key, _)| *key) {
+        entries.sort_unstable_by_key(|(key, _)| *key);
+    }
     for (i, (key, value)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(&Value::from(key.as_str()).to_string());
-        out.push(':');
+        write_json(key, out);
+        out.push(b':');
         canonical_json(value, out);
     }
-    out.push('}');
+    out.push(b'}');
+}
+
+/// A string or scalar as serde_json writes it, straight into `out`.
+fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing a string or scalar into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 fn canonical_arguments(arguments: &JsonObject) -> Arc<str> {
-    let mut out = String::with_capacity(64);
+    let mut out = Vec::with_capacity(64);
     canonical_object(arguments, &mut out);
-    out.into()
+    // serde_json writes UTF-8 only.
+    String::from_utf8_lossy(&out).into()
 }
 
 /// Roughly the bytes a JSON value takes in memory: its strings, plus a few bytes per node.
