@@ -170,8 +170,8 @@ impl FastPath {
         }
         heard(McpMethod::ToolsCall);
         let backend = registry.backend(route.backend).clone();
-        let cx =
-            CallContext { principal, ..CallContext::detached(header(headers, "x-request-id").unwrap_or("")) };
+        let request_id = header(headers, "x-request-id").unwrap_or("");
+        let cx = CallContext { principal, ..CallContext::detached(request_id) };
         let client = StatelessClient {
             capabilities: meta.get(META_CAPABILITIES).cloned().unwrap_or_default(),
             log_level: None,
@@ -187,7 +187,7 @@ impl FastPath {
         let span = telemetry::tool_span(ToolCallTrace {
             tool: public,
             backend: &registry.backends()[route.backend].name,
-            request_id: header(headers, "x-request-id").unwrap_or(""),
+            request_id,
             jsonrpc_id: &JsonRpcId(&request.id),
             meta: Some(&meta),
             request: None,
@@ -238,18 +238,15 @@ impl FastPath {
         let route = registry.tool(&name).filter(|route| !route.contacts_client)?;
         heard(McpMethod::ToolsCall);
         let backend = registry.backend(route.backend).clone();
-        let cx = CallContext {
-            cancel,
-            principal,
-            ..CallContext::detached(header(headers, "x-request-id").unwrap_or(""))
-        };
+        let request_id = header(headers, "x-request-id").unwrap_or("");
+        let cx = CallContext { cancel, principal, ..CallContext::detached(request_id) };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
         let metrics = &self.gateway.metrics;
         let live = self.gateway.live();
         let span = telemetry::tool_span(ToolCallTrace {
             tool: &name,
             backend: &registry.backends()[route.backend].name,
-            request_id: header(headers, "x-request-id").unwrap_or(""),
+            request_id,
             jsonrpc_id: &JsonRpcId(&request.id),
             meta: meta.as_ref(),
             request: None,
