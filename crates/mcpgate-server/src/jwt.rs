@@ -128,48 +128,54 @@ impl JwtAuth {
             return Err(TokenFailure::Invalid("the token's signing algorithm is not accepted"));
         };
         let kid = header.kid.as_deref();
-        let mut tried = false;
-        let mut outcome = Err(TokenFailure::Invalid("no configured key can verify the token"));
-        let mut verify = |key: &DecodingKey| -> bool {
-            tried = true;
-            outcome = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
-                .map(|data| data.claims)
-                .map_err(failure);
-            // Only a bad signature means another key might do; any other answer is final.
-            !matches!(outcome, Err(TokenFailure::Invalid(BAD_SIGNATURE)))
-        };
         let family = header.alg.family();
-        let mut done = false;
-        if let Some(secret) = self.secret.as_ref().filter(|s| s.family() == family) {
-            done = verify(secret);
+        let verify = |key: &DecodingKey| {
+            let verdict =
+                jsonwebtoken::decode::<Map<String, Value>>(token, key, validation).map(|data| data.claims);
+            // Only a bad signature means another key might do; any other answer is final.
+            let settled = !matches!(&verdict, Err(e) if *e.kind() == ErrorKind::InvalidSignature);
+            (settled, verdict)
+        };
+        let mut last = None;
+        // The configured secret or public key first; a token naming a key id is for the key set, so the public
+        // key is tried for it only when there is no key set.
+        let public_key = self.public_key.as_ref().filter(|_| kid.is_none() || self.jwks.is_none());
+        for key in self.secret.iter().chain(public_key).filter(|key| key.family() == family) {
+            match verify(key) {
+                (true, verdict) => return self.principal(verdict),
+                (false, verdict) => last = Some(verdict),
+            }
         }
-        // A token naming a key id is for the key set; one without may be for the configured public key.
-        if !done
-            && (kid.is_none() || self.jwks.is_none())
-            && let Some(key) = self.public_key.as_ref().filter(|k| k.family() == family)
-        {
-            done = verify(key);
-        }
-        if !done
-            && family != jsonwebtoken::AlgorithmFamily::Hmac
+        if family != jsonwebtoken::AlgorithmFamily::Hmac
             && let Some(jwks) = &self.jwks
         {
             let set = jwks.key_set(kid, header.alg).await.map_err(|_| TokenFailure::KeysUnavailable)?;
             for key in set.matching(kid, header.alg) {
-                if verify(&key.key) {
-                    break;
+                match verify(&key.key) {
+                    (true, verdict) => return self.principal(verdict),
+                    (false, verdict) => last = Some(verdict),
                 }
             }
-            if !tried && kid.is_some() {
+            if last.is_none() && kid.is_some() {
                 return Err(TokenFailure::Invalid("the token's key id (kid) is not in the issuer's key set"));
             }
         }
-        let claims = outcome?;
-        self.claims.principal(&claims)
+        match last {
+            Some(verdict) => self.principal(verdict),
+            None => Err(TokenFailure::Invalid("no configured key can verify the token")),
+        }
+    }
+
+    /// The principal of verified claims, or why the token is refused.
+    fn principal(
+        &self,
+        verdict: Result<Map<String, Value>, jsonwebtoken::errors::Error>,
+    ) -> Result<Principal, TokenFailure> {
+        self.claims.principal(&verdict.map_err(failure)?)
     }
 }
 
-/// The message of a signature that does not verify (compared to decide whether to try the next key).
+/// The message of a signature that does not verify.
 const BAD_SIGNATURE: &str = "the token's signature does not verify";
 
 /// `jsonwebtoken`'s verdict as the client may hear it.
