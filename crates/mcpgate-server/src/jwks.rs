@@ -26,7 +26,7 @@ pub(crate) struct Unavailable;
 pub(crate) struct SetKey {
     kid: Option<String>,
     /// The `alg` the key is restricted to, when the set says.
-    alg: Option<String>,
+    alg: Option<Algorithm>,
     pub(crate) key: DecodingKey,
 }
 
@@ -41,10 +41,9 @@ impl KeySet {
     /// without, every key of the algorithm's kind. A key restricted to another `alg` never matches.
     pub(crate) fn matching(&self, kid: Option<&str>, alg: Algorithm) -> impl Iterator<Item = &SetKey> {
         let family = alg.family();
-        let name = format!("{alg:?}");
         self.keys.iter().filter(move |k| {
             k.key.family() == family
-                && k.alg.as_deref().is_none_or(|a| a == name)
+                && k.alg.is_none_or(|a| a == alg)
                 && kid.is_none_or(|kid| k.kid.as_deref() == Some(kid))
         })
     }
@@ -166,11 +165,12 @@ fn parse_key_set(body: &[u8]) -> Result<Vec<SetKey>, String> {
         })
         .filter_map(|jwk| {
             let key = DecodingKey::from_jwk(&jwk).ok()?;
-            Some(SetKey {
-                kid: jwk.common.key_id.clone(),
-                alg: jwk.common.key_algorithm.map(|a| a.to_string()),
-                key,
-            })
+            // A key restricted to an algorithm that signs nothing (an encryption one) is dropped.
+            let alg = match jwk.common.key_algorithm {
+                Some(alg) => Some(alg.to_string().parse::<Algorithm>().ok()?),
+                None => None,
+            };
+            Some(SetKey { kid: jwk.common.key_id.clone(), alg, key })
         })
         .collect();
     if keys.is_empty() {
