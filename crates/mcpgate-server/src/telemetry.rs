@@ -306,14 +306,26 @@ mod tests {
             json!({ "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" }),
         )
         .unwrap();
-        let span = tool_span(ToolCallTrace {
-            tool: "echo",
-            backend: "demo",
-            request_id: "r",
-            jsonrpc_id: &1,
-            meta: Some(&meta),
-            request: None,
-        });
+        // Under the log filter `mcpgate serve` installs with telemetry off (`…,mcpgate::otel=off`), and, to show
+        // the check can fail, under one without it.
+        let span_under = |filter: &str| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::sink)
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tool_span(ToolCallTrace {
+                    tool: "echo",
+                    backend: "demo",
+                    request_id: "r",
+                    jsonrpc_id: &1,
+                    meta: Some(&meta),
+                    request: None,
+                })
+            })
+        };
+        assert!(!span_under("info").is_disabled());
+        let span = span_under(&format!("info,{TARGET}=off"));
         assert!(span.is_disabled());
         let outcome = traced(span, async { Ok(ToolOutcome::text("x")) }).await.unwrap();
         assert!(!outcome.is_error);

@@ -51,18 +51,3 @@ pub(super) fn add_to_headers(headers: &mut HeaderMap) {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nothing_is_added_when_traces_are_not_exported() {
-        let mut meta = RequestMetaObject::default();
-        add_to_meta(&mut meta);
-        assert!(meta.get_traceparent().is_none());
-        let mut headers = HeaderMap::new();
-        add_to_headers(&mut headers);
-        assert!(headers.is_empty());
-    }
-}
