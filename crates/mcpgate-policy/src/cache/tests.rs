@@ -94,7 +94,7 @@ async fn a_result_is_fresh_for_its_ttl_exactly() {
     let q = args(json!({ "q": "rust" }));
     assert!(through(&cache, "search", &alice(), &q, ToolOutcome::text("first")).await.is_none());
     tokio::time::advance(Duration::from_millis(29_999)).await;
-    // Anyone gets a shared result, whatever order the arguments came in.
+    // Anyone gets a shared result (key order is covered by the canonical JSON test).
     let hit = through(&cache, "search", &bob(), &q, ToolOutcome::text("second")).await;
     assert_eq!(hit, Some(ToolOutcome::text("first")));
     tokio::time::advance(Duration::from_millis(1)).await;
