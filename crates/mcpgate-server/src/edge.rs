@@ -196,7 +196,13 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
         None => edge.fast.try_serve(&parts.headers, &bytes, principal).await,
     };
     if let Some(response) = fast {
-        return response;
+        // An answer that streams (a call sending its client messages first) outlives this function: the request
+        // stays in its session — cancellable, keeping the session busy — until it is sent.
+        let streams = response.headers().get(CONTENT_TYPE).is_some_and(|v| v == "text/event-stream");
+        return match in_session {
+            Some((_, request)) if streams => hold_until_sent(response, request),
+            _ => response,
+        };
     }
     let response = with_jsonrpc_body(next.run(Request::from_parts(parts, Body::from(bytes))).await).await;
     match in_session {

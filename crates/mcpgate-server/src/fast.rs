@@ -15,7 +15,10 @@
 //!   to the body's; no `Mcp-Param-*` header and a tool whose schema declares none; `_meta` giving the protocol
 //!   version and client capabilities; or
 //! - legacy: a session that is initialized, with `MCP-Protocol-Version` equal to the version it negotiated; no
-//!   2026-07-28 fields in the body; a tool whose backend says it never contacts the client while it runs.
+//!   2026-07-28 fields in the body; a tool whose backend says it never contacts the client while it runs — or
+//!   one that may, when the client declared nothing it could be asked (no sampling, elicitation or roots):
+//!   then what the call sends the client (progress, log messages) goes on this request's own response, which
+//!   turns into an event stream when the first message comes, and the answer follows them there.
 //!
 //! `tests/fast_path.rs` holds both paths to the same answers.
 
@@ -26,10 +29,15 @@ use std::{
 };
 
 use axum::{body::Bytes, response::Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
-use mcpgate_core::{CallContext, JsonObject, Principal, ToolCall, ToolOutcome};
+use futures::{Stream, StreamExt};
+use http::{
+    HeaderMap, HeaderValue, StatusCode,
+    header::{CACHE_CONTROL, CONTENT_TYPE},
+};
+use mcpgate_core::{CallContext, ClientPeer, JsonObject, Principal, ToolCall, ToolOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -37,6 +45,8 @@ use crate::{
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
     metrics::{McpMethod, heard},
+    peer::StreamPeer,
+    registry::OwnedRoute,
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
     sessions::Session,
     telemetry::{self, JsonRpcId, ToolCallTrace},
@@ -231,36 +241,108 @@ impl FastPath {
         if !body_fits {
             return None;
         }
-        let registry = self.gateway.registry();
-        // Only tools that never contact the client: a progress token then leads nowhere, as on rmcp's path. A
-        // tool that may (every upstream tool) sends its log messages through the session's worker, which also
-        // carries rmcp's answer — so they arrive before it; an answer sent from here could overtake them.
-        let route = registry.tool(&name).filter(|route| !route.contacts_client)?;
+        let route = OwnedRoute::find(self.gateway.registry(), &name)?;
+        // A tool that never contacts the client: a progress token leads nowhere, as on rmcp's path. One that may
+        // (every upstream tool) only when the client declared nothing it could be asked; what the call sends it
+        // — progress, log messages — goes into this request's own response, ahead of the answer.
+        let (peer, messages) = if route.contacts_client {
+            let link = session.link().filter(|link| !link.askable)?;
+            let (sender, messages) = mpsc::unbounded_channel();
+            let peer = StreamPeer::new(sender, link.state.clone(), link.capabilities.clone());
+            (Some(Arc::new(peer) as Arc<dyn ClientPeer>), Some(messages))
+        } else {
+            (None, None)
+        };
         heard(McpMethod::ToolsCall);
-        let backend = registry.backend(route.backend).clone();
+        let progress_token =
+            peer.as_ref().and(meta.as_ref()).and_then(|meta| meta.get("progressToken")).cloned();
         let request_id = header(headers, "x-request-id").unwrap_or("");
-        let cx = CallContext { cancel, principal, ..CallContext::detached(request_id) };
+        let cx = CallContext { cancel, principal, peer, progress_token, ..CallContext::detached(request_id) };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
-        let metrics = &self.gateway.metrics;
-        let live = self.gateway.live();
         let span = telemetry::tool_span(ToolCallTrace {
             tool: &name,
-            backend: &registry.backends()[route.backend].name,
+            backend: &route.registry().backends()[route.backend].name,
             request_id,
             jsonrpc_id: &JsonRpcId(&request.id),
             meta: meta.as_ref(),
             request: None,
         });
-        let call = live.pipeline.call_tool(&cx, &*backend, &name, &route.policy, call);
-        let outcome = metrics.timed_call(route.metrics(metrics), telemetry::traced(span, call)).await;
-        self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
-        // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error too (the client
-        // has stopped waiting for it, and an SSE stream ending without a message would say less).
-        Some(match outcome {
-            Ok(outcome) => reply(StatusCode::OK, &request.id, Ok(&outcome)),
-            Err(error) => reply(StatusCode::OK, &request.id, Err::<(), _>(to_jsonrpc(&error))),
+        let gateway = self.gateway.clone();
+        let answer = async move {
+            let (live, metrics) = (gateway.live(), &gateway.metrics);
+            let backend = route.registry().backend(route.backend);
+            let call = live.pipeline.call_tool(&cx, &**backend, &name, &route.policy, call);
+            let outcome = metrics.timed_call(route.metrics(metrics), telemetry::traced(span, call)).await;
+            gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
+            // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error too (the
+            // client has stopped waiting for it, and a stream ending without a message would say less).
+            outcome.map_err(|error| to_jsonrpc(&error))
+        };
+        let id = request.id;
+        Some(match messages {
+            None => reply(StatusCode::OK, &id, answer.await),
+            Some(messages) => reply_or_stream(answer, messages, id).await,
         })
     }
+}
+
+/// The answer of a call that may send the client messages first: plain JSON when it sent none before its
+/// result; otherwise an event stream of those messages, in order, then the answer, streamed as they come.
+async fn reply_or_stream(
+    answer: impl Future<Output = Result<ToolOutcome, rmcp::ErrorData>> + Send + 'static,
+    mut messages: mpsc::UnboundedReceiver<Vec<u8>>,
+    id: Value,
+) -> Response {
+    let mut answer = Box::pin(answer);
+    let first = tokio::select! {
+        biased;
+        outcome = &mut answer => {
+            // Whatever the call sent was queued before it returned.
+            let mut events: Vec<Vec<u8>> = std::iter::from_fn(|| messages.try_recv().ok()).collect();
+            if events.is_empty() {
+                return reply(StatusCode::OK, &id, outcome);
+            }
+            events.push(encode(&id, outcome));
+            return event_stream(futures::stream::iter(events));
+        }
+        Some(first) = messages.recv() => first,
+    };
+    // The call goes on in a task of its own, and ends early if the client leaves (the stream is dropped).
+    let (done, answered) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut done = done;
+        tokio::select! {
+            outcome = answer => drop(done.send(encode(&id, outcome))),
+            () = done.closed() => {}
+        }
+    });
+    // Messages before the answer: all of the call's were queued by the time the answer is, and the queue is
+    // read first.
+    let rest = futures::stream::unfold(Some((messages, answered)), |state| async move {
+        let (mut messages, mut answered) = state?;
+        tokio::select! {
+            biased;
+            Some(message) = messages.recv() => Some((message, Some((messages, answered)))),
+            answer = &mut answered => answer.ok().map(|answer| (answer, None)),
+        }
+    });
+    event_stream(futures::stream::once(async { first }).chain(rest))
+}
+
+/// An SSE response carrying each JSON-RPC message of `messages` as one event.
+fn event_stream(messages: impl Stream<Item = Vec<u8>> + Send + 'static) -> Response {
+    let events = messages.map(|message| {
+        let mut event = Vec::with_capacity(message.len() + 8);
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(&message);
+        event.extend_from_slice(b"\n\n");
+        Ok::<_, std::convert::Infallible>(Bytes::from(event))
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(events));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 impl CallRequest<'_> {
@@ -272,13 +354,29 @@ impl CallRequest<'_> {
     }
 }
 
-/// A JSON response carrying the result or the error for request `id`.
-fn reply<R: Serialize>(status: StatusCode, id: &Value, outcome: Result<R, rmcp::ErrorData>) -> Response {
+/// The JSON-RPC answer to request `id`: its result, or its error.
+fn encode_answer<R: Serialize>(
+    id: &Value,
+    outcome: Result<R, rmcp::ErrorData>,
+) -> serde_json::Result<Vec<u8>> {
     let (result, error) = match outcome {
         Ok(result) => (Some(result), None),
         Err(error) => (None, Some(error)),
     };
-    match serde_json::to_vec(&Reply { jsonrpc: "2.0", id, result, error }) {
+    serde_json::to_vec(&Reply { jsonrpc: "2.0", id, result, error })
+}
+
+/// [`encode_answer`], or the error saying the result does not serialize.
+fn encode<R: Serialize>(id: &Value, outcome: Result<R, rmcp::ErrorData>) -> Vec<u8> {
+    encode_answer(id, outcome).unwrap_or_else(|e| {
+        let error = rmcp::ErrorData::internal_error(format!("result does not serialize: {e}"), None);
+        encode_answer(id, Err::<(), _>(error)).unwrap_or_default()
+    })
+}
+
+/// A JSON response carrying the result or the error for request `id`.
+fn reply<R: Serialize>(status: StatusCode, id: &Value, outcome: Result<R, rmcp::ErrorData>) -> Response {
+    match encode_answer(id, outcome) {
         Ok(body) => {
             let mut response = Response::new(axum::body::Body::from(body));
             *response.status_mut() = status;

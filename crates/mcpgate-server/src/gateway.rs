@@ -95,6 +95,8 @@ pub struct Gateway {
     pub(crate) reloading: tokio::sync::Mutex<()>,
     /// Reloads so far, for `/status`.
     pub(crate) reloads: parking_lot::Mutex<crate::reload::ReloadLog>,
+    /// The legacy sessions of the HTTP server, once it serves.
+    pub(crate) sessions: std::sync::OnceLock<std::sync::Weak<crate::sessions::Sessions>>,
 }
 
 impl Gateway {
@@ -133,11 +135,17 @@ impl Gateway {
             watchers: parking_lot::Mutex::default(),
             reloading: tokio::sync::Mutex::default(),
             reloads: parking_lot::Mutex::default(),
+            sessions: std::sync::OnceLock::new(),
         });
         for entry in gateway.registry().backends() {
             gateway.watch(entry);
         }
         Ok(gateway)
+    }
+
+    /// The gateway's record of legacy session `id`, when it serves HTTP and the session exists.
+    pub(crate) fn session(&self, id: &str) -> Option<Arc<crate::sessions::Session>> {
+        self.sessions.get().and_then(std::sync::Weak::upgrade).and_then(|sessions| sessions.get(id))
     }
 
     /// Record in the audit log a `tools/call` of a tool that does not exist: it never reaches the pipeline, whose

@@ -32,7 +32,7 @@ use crate::{
     peer::SessionPeer,
     registry::page,
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
-    sessions::{SessionState, parse_level},
+    sessions::{ClientLink, SessionState, parse_level},
     telemetry::{self, ToolCallTrace},
 };
 
@@ -188,8 +188,22 @@ impl ServerHandler for McpHandler {
         self.gateway.server_info.clone()
     }
 
-    /// A legacy session (or stdio client) is ready: tell it when the catalogue changes.
+    /// A legacy session (or stdio client) is ready: tell it when the catalogue changes, and give the session's
+    /// record what the fast path needs of the client.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-session-id"));
+        if let Some(session) = id.and_then(|id| id.to_str().ok()).and_then(|id| self.gateway.session(id))
+            && let Some(info) = context.peer.peer_info()
+        {
+            let declared = &info.capabilities;
+            let askable =
+                declared.sampling.is_some() || declared.elicitation.is_some() || declared.roots.is_some();
+            let capabilities = serde_json::to_value(declared).unwrap_or_default();
+            session.set_link(ClientLink { state: self.session.clone(), capabilities, askable });
+        }
         self.gateway.catalogue.listen(context.peer);
     }
 

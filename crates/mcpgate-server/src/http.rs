@@ -146,6 +146,7 @@ fn mcp_service(
 /// The application: `/mcp` and the ops endpoints, behind the edge layers.
 fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
     let sessions = Sessions::start(gateway.config.server.session_idle_timeout.0);
+    let _ = gateway.sessions.set(Arc::downgrade(&sessions));
     gateway.metrics.watch_sessions(&sessions);
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,

@@ -1,6 +1,7 @@
 //! The way back to the client, per protocol era.
 //!
 //! * [`SessionPeer`] (legacy sessions): notifications and server-to-client requests travel over the session.
+//! * [`StreamPeer`] (legacy sessions, fast path): notifications into the call's own response stream.
 //! * [`RoundTripPeer`] (2026-07-28, stateless): requests cannot be sent mid-call; a request whose answer the
 //!   client has not supplied yet is recorded and the call stops with `Deferred`, so the gateway can answer
 //!   `input_required` and run the call again when the client retries with the answers.
@@ -19,11 +20,12 @@ use mcpgate_core::{ClientPeer, ClientRequestError, LogLevel};
 use rmcp::{
     Peer, RoleServer,
     model::{
-        CreateMessageRequestParams, ElicitRequestParams, LoggingMessageNotificationParam,
-        ProgressNotificationParam,
+        CreateMessageRequestParams, ElicitRequestParams, JsonRpcNotification, JsonRpcVersion2_0,
+        LoggingMessageNotificationParam, Notification, ProgressNotificationParam, ServerNotification,
     },
 };
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use crate::sessions::SessionState;
 
@@ -45,6 +47,25 @@ fn check_capability(capabilities: &Value, method: &str) -> Result<(), ClientRequ
     }
 }
 
+/// `notifications/progress` params, or `None` (logged) when the values do not make one.
+fn progress_params(
+    token: &Value,
+    progress: f64,
+    total: Option<f64>,
+    message: Option<String>,
+) -> Option<ProgressNotificationParam> {
+    let params = json!({ "progressToken": token, "progress": progress, "total": total, "message": message });
+    serde_json::from_value(params)
+        .map_err(|e| tracing::warn!(error = %e, "progress notification malformed"))
+        .ok()
+}
+
+/// `notifications/message` params, or `None` (logged) when the values do not make one.
+fn log_params(level: LogLevel, logger: Option<&str>, data: Value) -> Option<LoggingMessageNotificationParam> {
+    let params = json!({ "level": level.as_str(), "logger": logger, "data": data });
+    serde_json::from_value(params).map_err(|e| tracing::warn!(error = %e, "log notification malformed")).ok()
+}
+
 async fn send_progress(
     peer: &Peer<RoleServer>,
     token: &Value,
@@ -52,26 +73,18 @@ async fn send_progress(
     total: Option<f64>,
     message: Option<String>,
 ) {
-    let params = json!({ "progressToken": token, "progress": progress, "total": total, "message": message });
-    match serde_json::from_value::<ProgressNotificationParam>(params) {
-        Ok(params) => {
-            if let Err(e) = peer.notify_progress(params).await {
-                tracing::debug!(error = %e, "progress notification not delivered");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "progress notification malformed"),
+    if let Some(params) = progress_params(token, progress, total, message)
+        && let Err(e) = peer.notify_progress(params).await
+    {
+        tracing::debug!(error = %e, "progress notification not delivered");
     }
 }
 
 async fn send_log(peer: &Peer<RoleServer>, level: LogLevel, logger: Option<&str>, data: Value) {
-    let params = json!({ "level": level.as_str(), "logger": logger, "data": data });
-    match serde_json::from_value::<LoggingMessageNotificationParam>(params) {
-        Ok(params) => {
-            if let Err(e) = peer.notify_logging_message(params).await {
-                tracing::debug!(error = %e, "log notification not delivered");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "log notification malformed"),
+    if let Some(params) = log_params(level, logger, data)
+        && let Err(e) = peer.notify_logging_message(params).await
+    {
+        tracing::debug!(error = %e, "log notification not delivered");
     }
 }
 
@@ -124,6 +137,65 @@ impl ClientPeer for SessionPeer {
             .peer_info()
             .and_then(|info| serde_json::to_value(&info.capabilities).ok())
             .unwrap_or_else(|| json!({}))
+    }
+}
+
+/// A legacy session's call served on the fast path (`fast.rs`): its notifications go, in the order it sends
+/// them, into its own response, as serialized JSON-RPC messages; the response becomes an event stream when the
+/// first one comes. Only for clients that declared nothing a server may ask them (sampling, elicitation,
+/// roots): a request to the client would need its answer routed back through the session, which only the
+/// protocol layer does.
+pub(crate) struct StreamPeer {
+    messages: mpsc::UnboundedSender<Vec<u8>>,
+    session: Arc<SessionState>,
+    capabilities: Value,
+}
+
+impl StreamPeer {
+    /// A peer writing into `messages`, filtering log messages by the session's level; `capabilities`: what the
+    /// client declared at `initialize`.
+    pub(crate) fn new(
+        messages: mpsc::UnboundedSender<Vec<u8>>,
+        session: Arc<SessionState>,
+        capabilities: Value,
+    ) -> Self {
+        Self { messages, session, capabilities }
+    }
+
+    fn send(&self, notification: ServerNotification) {
+        let message = JsonRpcNotification { jsonrpc: JsonRpcVersion2_0, notification };
+        match serde_json::to_vec(&message) {
+            // The receiver is gone only when the response is (the client left): nothing to do then.
+            Ok(bytes) => drop(self.messages.send(bytes)),
+            Err(e) => tracing::warn!(error = %e, "notification does not serialize"),
+        }
+    }
+}
+
+#[async_trait]
+impl ClientPeer for StreamPeer {
+    async fn progress(&self, token: &Value, progress: f64, total: Option<f64>, message: Option<String>) {
+        if let Some(params) = progress_params(token, progress, total, message) {
+            self.send(ServerNotification::ProgressNotification(Notification::new(params)));
+        }
+    }
+
+    async fn log(&self, level: LogLevel, logger: Option<&str>, data: Value) {
+        if self.session.log_enabled(level)
+            && let Some(params) = log_params(level, logger, data)
+        {
+            self.send(ServerNotification::LoggingMessageNotification(Notification::new(params)));
+        }
+    }
+
+    async fn request(&self, _key: &str, method: &str, _params: Value) -> Result<Value, ClientRequestError> {
+        // The client declared none of the capabilities a request needs (see the type's docs).
+        check_capability(&self.capabilities, method)?;
+        Err(ClientRequestError::Failed(format!("{method}: the client cannot be asked on this path")))
+    }
+
+    fn client_capabilities(&self) -> Value {
+        self.capabilities.clone()
     }
 }
 

@@ -48,12 +48,37 @@ pub(crate) struct Session {
     /// Requests being answered, by JSON-RPC id (its JSON text), each with a token that cancels the call when
     /// it runs on the fast path.
     requests: Mutex<HashMap<String, CancellationToken>>,
+    /// What the fast path needs of the client, set once the protocol layer has seen
+    /// `notifications/initialized`.
+    link: OnceLock<ClientLink>,
+}
+
+/// What the fast path needs to serve a session's calls to tools that may contact the client.
+#[derive(Debug)]
+pub(crate) struct ClientLink {
+    /// The session's protocol state (its log level).
+    pub(crate) state: Arc<SessionState>,
+    /// What the client declared at `initialize`.
+    pub(crate) capabilities: serde_json::Value,
+    /// Whether the client declared anything a server may ask it (sampling, elicitation, roots): its answer
+    /// would come back through the session's worker, so such calls take the protocol layer.
+    pub(crate) askable: bool,
 }
 
 impl Session {
     /// The negotiated protocol version, when the session is ready for requests.
     pub(crate) fn ready_version(&self) -> Option<&str> {
         self.ready.load(Ordering::Acquire).then(|| self.version.get().map(String::as_str)).flatten()
+    }
+
+    /// What the fast path needs of the client, once the session is initialized.
+    pub(crate) fn link(&self) -> Option<&ClientLink> {
+        self.link.get()
+    }
+
+    /// Record what the fast path needs of the client (the first one wins).
+    pub(crate) fn set_link(&self, link: ClientLink) {
+        let _ = self.link.set(link);
     }
 
     /// Cancel the request with this id, if it is being answered on the fast path (the protocol layer cancels

@@ -172,8 +172,9 @@ async fn legacy_session_calls_match_the_protocol_layer() {
         (json!({ "name": "echo", "arguments": { "wrong": 1 } }), true),
         (json!({ "name": "sleep", "arguments": { "ms": 0 } }), true),
         (json!({ "name": "echo", "arguments": { "message": "m" }, "_meta": { "trace": "x" } }), true),
-        // Tools whose backend may talk to the client and unknown tools take the protocol layer.
-        (json!({ "name": "test_simple_text", "arguments": {} }), false),
+        // A tool whose backend may talk to the client, for a client that cannot be asked anything: it sends
+        // nothing, so its answer is plain JSON as on the protocol layer. Unknown tools take the protocol layer.
+        (json!({ "name": "test_simple_text", "arguments": {} }), true),
         (json!({ "name": "no_such_tool", "arguments": {} }), false),
         // A progress token leads nowhere for a tool that never contacts the client: still the fast path.
         (json!({ "name": "echo", "arguments": { "message": "p" }, "_meta": { "progressToken": 7 } }), true),
@@ -274,17 +275,72 @@ async fn log_messages(mut stream: reqwest::Response, wait: Duration) -> Vec<Valu
         .collect()
 }
 
+/// Post a `tools/call` in `session`; the content type and every JSON-RPC message of the answer.
+async fn call_in_session(gw: &TestGateway, session: &str, id: u64, params: Value) -> (String, Vec<Value>) {
+    let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params });
+    let headers = [("Mcp-Session-Id", session.to_owned()), ("MCP-Protocol-Version", "2025-11-25".to_owned())];
+    let (status, ct, text) = gw.post_raw(&headers, body.to_string()).await;
+    assert_eq!(status, 200, "{text}");
+    let messages = messages(&ct, &text);
+    (ct, messages)
+}
+
 #[tokio::test]
-async fn a_tool_that_logs_takes_the_protocol_layer_so_its_logs_come_before_its_answer() {
+async fn what_a_fast_call_sends_the_client_comes_on_its_own_stream_before_its_answer() {
     let gw = spawn(BOTH).await;
     let (session, _) = initialize(&gw, "2025-11-25").await;
-    let stream = event_stream(&gw, &session).await;
-    assert_eq!(stream.status(), 200);
-    let params = json!({ "name": "test_tool_with_logging", "arguments": {} });
+    let listening = event_stream(&gw, &session).await;
+    assert_eq!(listening.status(), 200);
+
     let before = fast_calls(&gw).await;
-    let (status, answer) = send_in_session(&gw, &session, "2025-11-25", 1, params, false).await;
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(fast_calls(&gw).await, before, "the session's worker carries both the logs and the answer");
-    let logs = log_messages(stream, Duration::from_millis(300)).await;
-    assert_eq!(logs.len(), 3, "{logs:?}");
+    let params = json!({ "name": "test_tool_with_logging", "arguments": {} });
+    let (ct, messages) = call_in_session(&gw, &session, 1, params.clone()).await;
+    assert_eq!(fast_calls(&gw).await - before, 1, "a client that cannot be asked anything: fast path");
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
+    let (answer, logs) = messages.split_last().unwrap();
+    assert_eq!(logs.len(), 3, "{messages:?}");
+    assert!(logs.iter().all(|m| m["method"] == "notifications/message"), "{messages:?}");
+    assert_eq!(answer["id"], 1, "the answer comes last: {messages:?}");
+    let (_, slow) = send_in_session(&gw, &session, "2025-11-25", 2, params, true).await;
+    assert_eq!(answer["result"], slow["result"], "fast and protocol-layer answers differ");
+    // Nothing of the fast call went to the session's listening stream (the protocol layer's call sent its 3).
+    assert_eq!(log_messages(listening, Duration::from_millis(300)).await.len(), 3);
+
+    // Progress, for a client that asked for it with a token: increasing, then the answer.
+    let params =
+        json!({ "name": "test_tool_with_progress", "arguments": {}, "_meta": { "progressToken": "p" } });
+    let (_, messages) = call_in_session(&gw, &session, 3, params).await;
+    let (answer, progress) = messages.split_last().unwrap();
+    assert!(!progress.is_empty(), "{messages:?}");
+    let values: Vec<f64> = progress
+        .iter()
+        .map(|m| {
+            assert_eq!(
+                (&m["method"], &m["params"]["progressToken"]),
+                (&json!("notifications/progress"), &json!("p"))
+            );
+            m["params"]["progress"].as_f64().unwrap()
+        })
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+    assert_eq!(answer["id"], 3, "{messages:?}");
+
+    // The session's log level applies: above every message the tool sends, only the answer comes, as JSON.
+    let (status, m) =
+        in_session(&gw, &session, "2025-11-25", "logging/setLevel", json!({ "level": "emergency" })).await;
+    assert_eq!(status, 200, "{m}");
+    let (ct, messages) =
+        call_in_session(&gw, &session, 4, json!({ "name": "test_tool_with_logging", "arguments": {} })).await;
+    assert!(ct.starts_with("application/json"), "{ct}");
+    assert_eq!((messages.len(), &messages[0]["id"]), (1, &json!(4)), "{messages:?}");
+
+    // A client that declared sampling may be asked mid-call, and its answer comes back through the session's
+    // worker: protocol layer.
+    let (askable, _) = common::initialize_with(&gw, "2025-11-25", json!({ "sampling": {} })).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = fast_calls(&gw).await;
+    let params = json!({ "name": "test_simple_text", "arguments": {} });
+    let (_, answer) = send_in_session(&gw, &askable, "2025-11-25", 1, params, false).await;
+    assert_eq!(answer["result"]["content"][0]["type"], "text", "{answer}");
+    assert_eq!(fast_calls(&gw).await, before, "a client that can be asked: protocol layer");
 }

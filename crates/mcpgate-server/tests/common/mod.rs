@@ -164,8 +164,13 @@ impl TestGateway {
 /// Open a legacy session at `version`: `initialize`, then `notifications/initialized`. Returns the session id
 /// and the `initialize` answer.
 pub async fn initialize(gw: &TestGateway, version: &str) -> (String, Value) {
+    initialize_with(gw, version, json!({})).await
+}
+
+/// [`initialize`] declaring the client `capabilities`.
+pub async fn initialize_with(gw: &TestGateway, version: &str, capabilities: Value) -> (String, Value) {
     let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } } });
+        "protocolVersion": version, "capabilities": capabilities, "clientInfo": { "name": "test", "version": "1" } } });
     let response = gw
         .http
         .post(&gw.url)
