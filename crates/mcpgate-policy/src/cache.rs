@@ -22,20 +22,21 @@ mod memory;
 mod peer;
 
 use std::{
-    collections::HashMap,
     fmt,
     sync::{
-        Arc, OnceLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use async_trait::async_trait;
-use mcpgate_config::{CacheConfig, CacheSharing, glob};
+use mcpgate_config::{CacheConfig, CacheSharing};
 use mcpgate_core::{CacheScope, JsonObject, Principal, ToolOutcome};
 use serde_json::Value;
 use tokio::time::Instant;
+
+use crate::tool_rules::{Generation, Resolved, ToolRules};
 
 pub use memory::MemoryCache;
 pub(crate) use peer::WatchedPeer;
@@ -104,25 +105,19 @@ pub struct CacheRule {
 
 /// Where the pipeline keeps a tool's [`CacheRule`] between calls: resolved from the cache in force on the first
 /// call, resolved afresh (and not kept) under a cache built later (a reload).
-#[derive(Debug, Default)]
-pub struct ToolCache(OnceLock<(u64, Option<CacheRule>)>);
-
-/// Tells caches apart, so a [`ToolCache`] resolved under one is not used under another.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
+pub type ToolCache = Resolved<Option<CacheRule>>;
 
 // === The cache ===
 
 /// The `cache` section, prepared, and the store its entries live in.
 #[derive(Debug)]
 pub struct ResultCache {
-    exact: HashMap<String, CacheRule>,
-    /// Globs, the most specific (longest) first.
-    globs: Vec<(String, CacheRule)>,
+    rules: ToolRules<CacheRule>,
     max_entry_size: u64,
     store: Arc<dyn CacheStore>,
     /// Whether any result was kept per principal: until then a miss needs no second look.
     private_kept: AtomicBool,
-    generation: u64,
+    generation: Generation,
 }
 
 /// What a lookup found.
@@ -144,41 +139,30 @@ impl ResultCache {
 
     /// The cache `config` asks for, with entries in `store`.
     pub fn new(config: &CacheConfig, store: Arc<dyn CacheStore>) -> Self {
-        let mut exact = HashMap::new();
-        let mut globs = Vec::new();
-        for (pattern, rule) in &config.tools {
-            let prepared = CacheRule {
-                ttl: rule.ttl.unwrap_or(config.ttl).0,
-                per_principal: rule.scope == CacheSharing::PerPrincipal,
-            };
-            if pattern.contains(['*', '?']) {
-                globs.push((pattern.clone(), prepared));
-            } else {
-                exact.insert(pattern.clone(), prepared);
-            }
-        }
-        globs.sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        let rules = (config.tools.iter())
+            .map(|(pattern, rule)| {
+                let ttl = rule.ttl.unwrap_or(config.ttl).0;
+                (pattern.clone(), CacheRule { ttl, per_principal: rule.scope == CacheSharing::PerPrincipal })
+            })
+            .collect();
         Self {
-            exact,
-            globs,
+            rules,
             max_entry_size: config.max_entry_size.0,
             store,
             private_kept: AtomicBool::new(false),
-            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            generation: Generation::next(),
         }
     }
 
     /// How `tool` (public name) is cached, if it is: an exact name wins over a glob, a longer glob over a
     /// shorter one.
     pub fn rule_for(&self, tool: &str) -> Option<CacheRule> {
-        let rule = self.exact.get(tool).copied();
-        rule.or_else(|| self.globs.iter().find(|(pattern, _)| glob(pattern, tool)).map(|(_, rule)| *rule))
+        self.rules.get(tool).copied()
     }
 
     /// [`rule_for`](Self::rule_for), kept in `slot` after the first call.
     pub fn rule(&self, slot: &ToolCache, tool: &str) -> Option<CacheRule> {
-        let resolved = slot.0.get_or_init(|| (self.generation, self.rule_for(tool)));
-        if resolved.0 == self.generation { resolved.1 } else { self.rule_for(tool) }
+        *slot.get(self.generation, || self.rule_for(tool))
     }
 
     /// Look `tool` called with `arguments` up for `principal`: a result kept to `principal` first (the most

@@ -12,6 +12,7 @@ pub mod health;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod retry;
+pub mod tool_rules;
 
 pub use arguments::ArgumentSchema;
 pub use audit::AuditLog;

@@ -21,18 +21,17 @@ use std::{
     collections::HashMap,
     fmt,
     net::{IpAddr, Ipv6Addr},
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::Duration,
 };
 
 use async_trait::async_trait;
-use mcpgate_config::{HumanDuration, RateLimit, RateLimitsConfig, glob};
+use mcpgate_config::{HumanDuration, RateLimit, RateLimitsConfig};
 use mcpgate_core::{BackendError, Principal};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
+
+use crate::tool_rules::{Generation, Resolved, ToolRules};
 
 pub use memory::{DEFAULT_MAX_BUCKETS, MemoryStore};
 
@@ -257,10 +256,8 @@ pub struct RateLimits {
     per_ip: Option<Limit>,
     per_key: Option<Limit>,
     tiers: HashMap<String, Limit>,
-    /// Exact tool names.
-    tools: HashMap<String, Limit>,
-    /// Tool globs, the most specific (longest) first.
-    tool_globs: Vec<(String, Limit)>,
+    /// By tool name or glob.
+    tools: ToolRules<Limit>,
     /// The section as configured, for `/status`.
     config: RateLimitsConfig,
 }
@@ -288,21 +285,17 @@ impl RateLimits {
                 limits.tiers.insert(tier.clone(), limit);
             }
         }
-        for (pattern, limit) in &config.tools {
-            let Some(limit) = prepare(format!("tools.{pattern}"), limit) else { continue };
-            if pattern.contains(['*', '?']) {
-                limits.tool_globs.push((pattern.clone(), limit));
-            } else {
-                limits.tools.insert(pattern.clone(), limit);
-            }
-        }
-        limits.tool_globs.sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        limits.tools = (config.tools.iter())
+            .filter_map(|(pattern, limit)| {
+                Some((pattern.clone(), prepare(format!("tools.{pattern}"), limit)?))
+            })
+            .collect();
         if bad.is_empty() { Ok(limits) } else { Err(bad.join("; ")) }
     }
 
     /// Whether no limit is set.
     pub fn is_empty(&self) -> bool {
-        !self.limits_requests() && self.tools.is_empty() && self.tool_globs.is_empty()
+        !self.limits_requests() && self.tools.is_empty()
     }
 
     /// Whether HTTP requests are limited (`global`, `per_ip`, `per_key` or a tier).
@@ -333,33 +326,27 @@ impl RateLimits {
 
     /// The bucket a `tools/call` of `tool` (its public name) is checked against, if any.
     pub fn tool_check(&self, tool: &str) -> Option<Check> {
-        let limit = self.tools.get(tool).copied().or_else(|| {
-            self.tool_globs.iter().find(|(pattern, _)| glob(pattern, tool)).map(|(_, limit)| *limit)
-        })?;
+        let limit = *self.tools.get(tool)?;
         Some(Check { scope: Scope::Tool, key: BucketKey::Tool(tool.into()), limit })
     }
 }
 
 /// Where the pipeline keeps a tool's bucket between calls: resolved from the limiter in force on the first call,
 /// resolved afresh (and not kept) under a limiter built later.
-#[derive(Debug, Default)]
-pub struct ToolRateLimit(OnceLock<(u64, Option<Check>)>);
-
-/// Tells limiters apart, so a [`ToolRateLimit`] resolved under one is not used under another.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
+pub type ToolRateLimit = Resolved<Option<Check>>;
 
 /// The limits in force and the store their buckets live in.
 #[derive(Debug)]
 pub struct RateLimiter {
     limits: RateLimits,
     store: Arc<dyn RateStore>,
-    generation: u64,
+    generation: Generation,
 }
 
 impl RateLimiter {
     /// A limiter enforcing `limits` with buckets in `store`.
     pub fn new(limits: RateLimits, store: Arc<dyn RateStore>) -> Self {
-        Self { limits, store, generation: GENERATION.fetch_add(1, Ordering::Relaxed) }
+        Self { limits, store, generation: Generation::next() }
     }
 
     /// The limiter for `config` with in-memory buckets, or `None` when it sets no limit (nothing to check).
@@ -391,15 +378,8 @@ impl RateLimiter {
         tool: &str,
         now: Instant,
     ) -> Result<(), BackendError> {
-        let resolved = slot.0.get_or_init(|| (self.generation, self.limits.tool_check(tool)));
-        let fresh;
-        let check = if resolved.0 == self.generation {
-            &resolved.1
-        } else {
-            fresh = self.limits.tool_check(tool);
-            &fresh
-        };
-        let Some(check) = check else { return Ok(()) };
+        let check = slot.get(self.generation, || self.limits.tool_check(tool));
+        let Some(check) = check.as_ref() else { return Ok(()) };
         match self.store.acquire(std::slice::from_ref(check), now).await.first() {
             Some(decision) if !decision.allowed => {
                 tracing::debug!(
