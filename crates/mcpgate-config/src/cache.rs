@@ -79,11 +79,7 @@ const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// off.
 pub(crate) fn apply_env(cache: &mut CacheConfig, get: impl Fn(&str) -> Option<String>) -> Vec<Problem> {
     let Some(value) = get("CACHE_TTL_SECONDS") else { return Vec::new() };
-    let parsed = match value.parse::<u64>() {
-        Ok(secs) => Ok(HumanDuration::secs(secs)),
-        Err(_) => value.parse::<HumanDuration>(),
-    };
-    match parsed {
+    match crate::env::number_or_duration(&value, Duration::from_secs(1)) {
         Ok(ttl) => {
             cache.ttl = ttl;
             Vec::new()
@@ -123,12 +119,7 @@ pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
             }
             _ => {}
         }
-        if !crate::validate::valid_name(&pattern.replace(['*', '?'], "x")) {
-            problems.push(Problem::new(
-                path,
-                "a tool name or glob holds only letters, digits, '_', '-', '*' and '?' (1-64 characters)",
-            ));
-        }
+        crate::validate::check_tool_pattern(path, pattern, problems);
     }
 }
 

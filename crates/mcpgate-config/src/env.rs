@@ -154,8 +154,18 @@ pub(crate) fn flag(name: &str, get: impl Fn(&str) -> Option<String>) -> Result<O
 
 /// The guides' duration variables: a bare integer is milliseconds (`30000`); humantime (`30s`) is accepted too.
 fn millis_or_duration(value: &str) -> Result<HumanDuration, String> {
+    number_or_duration(value, Duration::from_millis(1))
+}
+
+/// A variable holding a whole number of `unit`s (the guides' own spelling: `…_MS`, `…_SECONDS`) or a duration
+/// with its unit (`5m`).
+pub(crate) fn number_or_duration(value: &str, unit: Duration) -> Result<HumanDuration, String> {
     match value.parse::<u64>() {
-        Ok(ms) => Ok(HumanDuration(Duration::from_millis(ms))),
+        Ok(count) => u32::try_from(count)
+            .ok()
+            .and_then(|count| unit.checked_mul(count))
+            .map(HumanDuration)
+            .ok_or_else(|| format!("{value:?} is too large")),
         Err(_) => value.parse::<HumanDuration>(),
     }
 }

@@ -95,11 +95,7 @@ pub(crate) fn apply_env(limits: &mut RateLimitsConfig, get: impl Fn(&str) -> Opt
         }
     }
     if let Some(window) = window {
-        let parsed = match window.parse::<u64>() {
-            Ok(ms) => Ok(Duration::from_millis(ms)),
-            Err(_) => window.parse::<HumanDuration>().map(|d| d.0),
-        };
-        match parsed {
+        match crate::env::number_or_duration(&window, Duration::from_millis(1)).map(|d| d.0) {
             Ok(d) if !d.is_zero() => per = d,
             Ok(_) => problems.push(Problem::new("env RATE_LIMIT_WINDOW_MS", "must be more than zero")),
             Err(e) => problems.push(Problem::new("env RATE_LIMIT_WINDOW_MS", e)),
@@ -144,13 +140,7 @@ pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
         problems.push(Problem::new(format!("rate_limits.tiers.{tier}"), "a tier name must not be empty"));
     }
     for pattern in limits.tools.keys() {
-        let literal = pattern.replace(['*', '?'], "x");
-        if !crate::validate::valid_name(&literal) {
-            problems.push(Problem::new(
-                format!("rate_limits.tools.{pattern}"),
-                "a tool name or glob holds only letters, digits, '_', '-', '*' and '?' (1-64 characters)",
-            ));
-        }
+        crate::validate::check_tool_pattern(format!("rate_limits.tools.{pattern}"), pattern, problems);
     }
 }
 

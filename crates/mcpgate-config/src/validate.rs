@@ -252,6 +252,16 @@ pub(crate) fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Adds a problem at `path` unless `pattern` is a tool name or a glob (`*`, `?`) of the tool-name shape.
+pub(crate) fn check_tool_pattern(path: impl Into<String>, pattern: &str, problems: &mut Vec<Problem>) {
+    if !valid_name(&pattern.replace(['*', '?'], "x")) {
+        problems.push(Problem::new(
+            path,
+            "a tool name or glob holds only letters, digits, '_', '-', '*' and '?' (1-64 characters)",
+        ));
+    }
+}
+
 fn tracing_filter_ok(level: &str) -> Result<(), String> {
     // Accept plain levels and `target=level` directives; the binary parses the full syntax.
     let levels = ["trace", "debug", "info", "warn", "error", "off"];
