@@ -289,11 +289,11 @@ pub(crate) async fn check(access: Arc<Access>, mut request: Request, next: Next)
             next.run(request).await
         }
         Err(failure) => {
-            if let AuthFailure::InvalidToken(why) = failure {
-                tracing::info!(reason = failure.as_str(), why, client_ip = ?client_ip, "request refused");
-            } else {
-                tracing::info!(reason = failure.as_str(), client_ip = ?client_ip, "request refused");
-            }
+            let why = match failure {
+                AuthFailure::InvalidToken(why) => Some(why),
+                _ => None,
+            };
+            tracing::info!(reason = failure.as_str(), why, client_ip = ?client_ip, "request refused");
             unauthorized(failure, &access.challenge_params)
         }
     }

@@ -155,28 +155,40 @@ fn parse_key_set(body: &[u8]) -> Result<Vec<SetKey>, String> {
     }
     let document: Document =
         serde_json::from_slice(body).map_err(|e| format!("not a JWK set ({{\"keys\": [...]}}): {e}"))?;
-    let keys: Vec<SetKey> = document
-        .keys
-        .into_iter()
-        .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
-        .filter(|jwk| !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)))
-        .filter(|jwk| {
-            !matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_) | AlgorithmParameters::Other(_))
-        })
-        .filter_map(|jwk| {
-            let key = DecodingKey::from_jwk(&jwk).ok()?;
-            // A key restricted to an algorithm that signs nothing (an encryption one) is dropped.
-            let alg = match jwk.common.key_algorithm {
-                Some(alg) => Some(alg.to_string().parse::<Algorithm>().ok()?),
-                None => None,
-            };
-            Some(SetKey { kid: jwk.common.key_id.clone(), alg, key })
-        })
-        .collect();
+    let mut keys = Vec::with_capacity(document.keys.len());
+    for (index, value) in document.keys.into_iter().enumerate() {
+        match signature_key(value) {
+            Ok(Some(key)) => keys.push(key),
+            Ok(None) => tracing::debug!(index, "JWKS key for encryption or symmetric: skipped"),
+            Err(reason) => tracing::warn!(index, %reason, "JWKS key not understood: skipped"),
+        }
+    }
     if keys.is_empty() {
         return Err("the set holds no usable signature key".into());
     }
     Ok(keys)
+}
+
+/// One JWK as a signature-verification key: `None` for a key that is not one (encryption, symmetric), an error
+/// for one not understood.
+fn signature_key(value: serde_json::Value) -> Result<Option<SetKey>, String> {
+    let kid = value.get("kid").and_then(serde_json::Value::as_str).map(str::to_owned);
+    let named = |e: &dyn std::fmt::Display| format!("kid {kid:?}: {e}");
+    let jwk = serde_json::from_value::<Jwk>(value).map_err(|e| named(&e))?;
+    let for_encryption = matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption));
+    if for_encryption || matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+        return Ok(None);
+    }
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| named(&e))?;
+    // A key restricted to an algorithm that signs nothing (an encryption one) is not a signature key.
+    let alg = match jwk.common.key_algorithm {
+        Some(alg) => match alg.to_string().parse::<Algorithm>() {
+            Ok(alg) => Some(alg),
+            Err(_) => return Ok(None),
+        },
+        None => None,
+    };
+    Ok(Some(SetKey { kid: jwk.common.key_id, alg, key }))
 }
 
 #[cfg(test)]
