@@ -227,6 +227,10 @@ def fmt_us(v):
     return "n/a" if v is None else f"{v:+.0f}"
 
 
+def fmt_us_unit(v):
+    return "n/a" if v is None else f"{v:+.0f} µs"
+
+
 def fmt_rate(rate):
     """A fixed rate as a column label: 20000 -> "@20k"."""
     return f"@{rate/1000:g}k"
@@ -241,6 +245,9 @@ def target_rate(meta, t):
 # The issue's proxy targets: added p50 latency vs the direct call, at this fixed rate.
 PROXY_TARGET_RATE = 5000
 PROXY_P50_ADDED_MAX_US = {"mcpgate-proxy-stdio": 100.0, "mcpgate-proxy-http": 50.0}
+# The floor of a proxy hop (bench/ceiling's relays in front of a plain ceiling, same run), per transport: what
+# the machine charges any tokio + hyper proxy, to tell mcpgate's own share of its added latency.
+FLOOR_OF = {"mcpgate-proxy-http": "floor-proxy-http", "mcpgate-proxy-stdio": "floor-proxy-stdio"}
 # ... and stdio proxy throughput vs supergateway (same upstream, same session shape, same run).
 STDIO_VS_MIN_RATIO = 10.0
 # The policy pipeline (issue 5): echo with every policy on costs at most this share of the all-off throughput.
@@ -286,13 +293,14 @@ def pipeline_cost_md(summary, meta):
             f"{fmt_us(pc['rate_p99_added_us'])} |", ""]
 
 
-def proxy_overhead(summary, meta):
+def proxy_overhead(summary, meta, base_key="proxy_baseline", targets_key="proxy_targets"):
     """Added latency of each proxy target vs the direct call to its upstream, in microseconds.
 
-    Only when the run has the proxy targets (meta proxy_baseline / proxy_targets). Latency differences are
-    median-of-rounds minus median-of-rounds, at max throughput (wrk) and at the fixed rate."""
-    base = meta.get("proxy_baseline")
-    proxies = [t for t in meta.get("proxy_targets", "").split(",") if t]
+    Only when the run has the proxy targets (meta proxy_baseline / proxy_targets: mcpgate's proxies; or
+    floor_baseline / floor_targets: the floor relays). Latency differences are median-of-rounds minus
+    median-of-rounds, at max throughput (wrk) and at the fixed rate."""
+    base = meta.get(base_key)
+    proxies = [t for t in meta.get(targets_key, "").split(",") if t]
     if not base or not proxies:
         return {}
     bth = summary["throughput"].get(base, {})
@@ -320,6 +328,53 @@ def proxy_overhead(summary, meta):
     return out
 
 
+def overhead_table(po, meta, base):
+    """The rows shared by the proxy overhead and proxy floor tables: rps ratio and added p50 / p99 per proxy."""
+    rate = target_rate(meta, base)
+    k = fmt_rate(rate)
+    L = [f"| proxy | rps vs {base} | max: p50 added µs | max: p99 added µs | {k}: p50 added µs | "
+         f"{k}: p99 added µs |",
+         "|---|---:|---:|---:|---:|---:|"]
+    for t, o in po.items():
+        ratio = "n/a" if o["rps_ratio"] is None else f"{o['rps_ratio']:.2f}x"
+        r50, r99 = fmt_us(o["rate_p50_added_us"]), fmt_us(o["rate_p99_added_us"])
+        if o["rate_p50_added_us"] is not None and not o["rate_sustained"]:
+            r50 += " (rate not sustained)"
+        if target_rate(meta, t) != rate:
+            r50 += f" (proxy at {target_rate(meta, t)} req/s)"
+        L.append(f"| {t} | {ratio} | {fmt_us(o['max_p50_added_us'])} | {fmt_us(o['max_p99_added_us'])} | "
+                 f"{r50} | {r99} |")
+    L.append("")
+    return L
+
+
+def own_share(po, fo, meta):
+    """Per mcpgate proxy: its added p50 at the fixed rate minus the floor's for the same transport (FLOOR_OF),
+    in µs — mcpgate's own share of the hop. Stored in po[t]["rate_p50_added_minus_floor_us"]; returns one
+    markdown line per proxy that has a floor in the run."""
+    L = []
+    for t, o in po.items():
+        floor = FLOOR_OF.get(t)
+        f = fo.get(floor)
+        if not f:
+            continue
+        a, b = o["rate_p50_added_us"], f["rate_p50_added_us"]
+        share = None if a is None or b is None else a - b
+        o["rate_p50_added_minus_floor_us"] = share
+        notes = []
+        if share is not None and not (o["rate_sustained"] and f["rate_sustained"]):
+            notes.append("rate not sustained")
+        if target_rate(meta, t) != target_rate(meta, floor):
+            notes.append(f"measured at {target_rate(meta, t)} / {target_rate(meta, floor)} req/s")
+        note = f" ({'; '.join(notes)})" if notes else ""
+        k = fmt_rate(target_rate(meta, t))
+        L.append(f"- `{t}`: p50 added {k} {fmt_us_unit(a)}, minus the floor's (`{floor}`, {fmt_us_unit(b)}) = "
+                 f"**{fmt_us_unit(share)}** of its own{note}")
+    if L:
+        L.append("")
+    return L
+
+
 def proxy_overhead_md(summary, meta):
     po = proxy_overhead(summary, meta)
     summary["proxy_overhead"] = po
@@ -333,20 +388,29 @@ def proxy_overhead_md(summary, meta):
          "upstream mcpgate), from the medians above. At max throughput the latencies are queueing at "
          f"saturation (three processes share the CPUs); the {k} columns are the open-loop service latency, "
          f"with the proxy and `{base}` both at {rate} req/s. The issue's targets (p50 added at "
-         f"{PROXY_TARGET_RATE} req/s: ≤ 100 µs stdio, ≤ 50 µs HTTP) are checked under Targets below.", "",
-         f"| proxy | rps vs {base} | max: p50 added µs | max: p99 added µs | {k}: p50 added µs | "
-         f"{k}: p99 added µs |",
-         "|---|---:|---:|---:|---:|---:|"]
-    for t, o in po.items():
-        ratio = "n/a" if o["rps_ratio"] is None else f"{o['rps_ratio']:.2f}x"
-        r50, r99 = fmt_us(o["rate_p50_added_us"]), fmt_us(o["rate_p99_added_us"])
-        if o["rate_p50_added_us"] is not None and not o["rate_sustained"]:
-            r50 += " (rate not sustained)"
-        if target_rate(meta, t) != rate:
-            r50 += f" (proxy at {target_rate(meta, t)} req/s)"
-        L.append(f"| {t} | {ratio} | {fmt_us(o['max_p50_added_us'])} | {fmt_us(o['max_p99_added_us'])} | "
-                 f"{r50} | {r99} |")
-    L.append("")
+         f"{PROXY_TARGET_RATE} req/s: ≤ 100 µs stdio, ≤ 50 µs HTTP) are checked under Targets below.", ""]
+    L.extend(overhead_table(po, meta, base))
+    share = own_share(po, proxy_overhead(summary, meta, "floor_baseline", "floor_targets"), meta)
+    if share:
+        L.extend(["mcpgate's own share of the hop: each proxy's added p50 minus the floor's for the same "
+                  "transport (Proxy floor, below), same run.", ""])
+        L.extend(share)
+    return L
+
+
+def proxy_floor_md(summary, meta):
+    fo = proxy_overhead(summary, meta, "floor_baseline", "floor_targets")
+    summary["proxy_floor"] = fo
+    if not fo:
+        return []
+    base = meta.get("floor_baseline")
+    L = ["### Proxy floor", "",
+         f"What one proxy hop costs on this machine: the smallest honest relays (bench/ceiling, tokio + hyper "
+         "like mcpgate: parse the request, give it a fresh id, forward it, restore the client's id in the "
+         "answer) in front of a plain ceiling, `floor-proxy-http` over a pooled keep-alive HTTP/1.1 client and "
+         "`floor-proxy-stdio` over the pipes of a `--stdio` ceiling child, vs `"
+         f"{base}` (the same request straight to that ceiling), from the medians above.", ""]
+    L.extend(overhead_table(fo, meta, base))
     return L
 
 
@@ -506,6 +570,7 @@ def cmd_summarize(args):
                  + f"{fmt_achieved(fr)} | {fmt_ms(fr.get('p50_ms_median'))} | {fmt_ms(fr.get('p99_ms_median'))} |")
     L.append("")
     L.extend(proxy_overhead_md(summary, meta))
+    L.extend(proxy_floor_md(summary, meta))
     L.extend(stdio_vs_md(summary, meta))
     L.extend(pipeline_cost_md(summary, meta))
     L.append("### Memory and cold start")

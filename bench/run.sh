@@ -7,13 +7,16 @@
 # front mcpgate fronting it over Streamable HTTP (bench/proxy-http.yaml) or
 # fronting an `mcpgate serve --stdio` child (bench/proxy-stdio.yaml), and,
 # for comparison, supergateway (npm, --stateful) bridging the same
-# `mcpgate serve --stdio` upstream to Streamable HTTP.
+# `mcpgate serve --stdio` upstream to Streamable HTTP; and the floor of a
+# proxy hop: the smallest honest relays (bench/ceiling) in front of a plain
+# ceiling, over HTTP and over a stdio child, against that ceiling called directly.
 #
 # Usage:
 #   bench/run.sh                  full run: ceiling, mcpgate-modern, mcpgate-legacy,
 #                                 mcpgate-policies (every policy on, bench/policies.yaml),
 #                                 mcpgate-sqlite, mcpgate-http, direct-upstream,
 #                                 mcpgate-proxy-http, mcpgate-proxy-stdio,
+#                                 floor-direct, floor-proxy-http, floor-proxy-stdio,
 #                                 mcpgate-proxy-stdio-legacy, supergateway
 #   bench/run.sh --ceiling-only   no mcpgate: ceiling with both request shapes
 #                                 (self-test of the harness)
@@ -24,8 +27,8 @@
 #                     (p50, p99, achieved rps): bench's own mcpgate-bench-rate
 #                     (default) or oha --latency-correction. BENCH_RATE for most
 #                     targets; BENCH_PROXY_RATE for direct-upstream and the
-#                     proxies (mcpgate-proxy-*, supergateway), the rate at which
-#                     the proxy targets are stated
+#                     proxies (mcpgate-proxy-*, supergateway, floor-*), the rate
+#                     at which the proxy targets are stated
 #   * RSS             VmRSS idle (after start, before any request) and after load
 #   * cold start      spawn -> first 200 on GET /health, median of COLD_RUNS
 #
@@ -46,7 +49,8 @@
 # Every mcpgate and the ceiling listen on 127.0.0.1 only; supergateway has no
 # host option and listens on all interfaces (on a free port, for the length
 # of the run). Every process this script starts is killed by PID on exit, and
-# so are the upstream children of mcpgate-proxy-stdio and supergateway.
+# so are the upstream children of mcpgate-proxy-stdio, floor-proxy-stdio and
+# supergateway.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -480,6 +484,13 @@ if [[ $MODE == full ]]; then
     start_server supergateway "$NODE" "$SUPERGATEWAY_MAIN" --stdio "$MCPGATE_BIN serve --stdio" \
         --outputTransport streamableHttp --stateful --port @PORT@ --healthEndpoint /health \
         --logLevel "$SUPERGATEWAY_LOG"
+    # The floor of a proxy hop: the ceiling's relays (parse, re-id, forward, restore the id; tokio + hyper)
+    # in front of a second plain ceiling over HTTP, and in front of a `--stdio` ceiling child (spawned
+    # before the relay listens; killed by PID on exit, after the relay).
+    start_server ceiling-upstream "$CEILING_BIN" ADDR
+    start_server floor-proxy-http "$CEILING_BIN" ADDR --http-upstream "http://$HOST:${SRV_PORT[ceiling-upstream]}/mcp"
+    start_server floor-proxy-stdio "$CEILING_BIN" ADDR --stdio-upstream "$CEILING_BIN" --stdio
+    adopt_descendants "${SRV_PID[floor-proxy-stdio]}"
 fi
 sleep 1
 for s in "${!SRV_PID[@]}"; do meta "idle_rss_kb.$s" "$(rss_kb "${SRV_PID[$s]}")"; done
@@ -495,11 +506,15 @@ if [[ $MODE == full ]]; then
     add_target direct-upstream mcpgate-upstream modern 0
     add_target mcpgate-proxy-http mcpgate-proxy-http modern 0
     add_target mcpgate-proxy-stdio mcpgate-proxy-stdio modern 0
+    add_target floor-direct ceiling-upstream modern 0
+    add_target floor-proxy-http floor-proxy-http modern 0
+    add_target floor-proxy-stdio floor-proxy-stdio modern 0
     # Like for like with supergateway: both as one 2025-11-25 session over the same stdio upstream.
     add_target mcpgate-proxy-stdio-legacy mcpgate-proxy-stdio legacy 1
     add_target supergateway supergateway legacy 1
     # The proxy targets are stated at PROXY_RATE; their baseline is measured at the same rate.
-    for t in direct-upstream mcpgate-proxy-http mcpgate-proxy-stdio mcpgate-proxy-stdio-legacy supergateway; do
+    for t in direct-upstream mcpgate-proxy-http mcpgate-proxy-stdio mcpgate-proxy-stdio-legacy supergateway \
+        floor-direct floor-proxy-http floor-proxy-stdio; do
         T_RATE[$t]=$PROXY_RATE
     done
 else
@@ -512,6 +527,8 @@ if [[ $MODE == full ]]; then
     meta policy_target mcpgate-policies
     meta proxy_baseline direct-upstream
     meta proxy_targets mcpgate-proxy-http,mcpgate-proxy-stdio
+    meta floor_baseline floor-direct
+    meta floor_targets floor-proxy-http,floor-proxy-stdio
     meta stdio_vs_baseline supergateway
     meta stdio_vs_targets mcpgate-proxy-stdio-legacy,mcpgate-proxy-stdio
     mkdir -p "$OUT/req"

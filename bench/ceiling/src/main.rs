@@ -1,228 +1,174 @@
 //! The benchmark "ceiling": a minimal, fast hyper 1.x server that answers the
-//! same JSON-RPC `tools/call` on `echo` that mcpgate answers.
+//! same JSON-RPC `tools/call` on `echo` that mcpgate answers — and the "floor"
+//! of a proxy hop: the smallest honest relays in front of it.
 //!
-//! It exists only to give `bench/run.sh` a reference point measured in the same
+//! It exists only to give `bench/run.sh` reference points measured in the same
 //! run on the same machine: whatever mcpgate does on top of "parse the JSON-RPC
-//! request, build the result, serialize it" is the gateway's overhead.
+//! request, build the result, serialize it" is the gateway's overhead, and
+//! whatever mcpgate's proxies add on top of what a relay with the same stack
+//! (tokio + hyper) adds is the proxy's own share.
 //!
 //! It stays honest: every request body is parsed with `serde_json` into typed
-//! structures, and every answer is serialized for real.
+//! structures, and every answer is serialized for real; the relays parse,
+//! re-id, forward and restore the id like any MCP proxy must.
 //!
-//! Usage: `mcpgate-bench-ceiling [ADDR]` (default `127.0.0.1:8100`).
+//! Usage:
+//! * `mcpgate-bench-ceiling [ADDR]` (default `127.0.0.1:8100`): the ceiling
+//!   (`rpc.rs` for what it answers, `serve.rs` for the HTTP edge);
+//! * `mcpgate-bench-ceiling ADDR --http-upstream http://HOST:PORT/mcp`: the
+//!   HTTP relay (`http_relay.rs`);
+//! * `mcpgate-bench-ceiling ADDR --stdio-upstream PROGRAM [ARGS...]`: the stdio
+//!   relay, PROGRAM as its child (`stdio_relay.rs`);
+//! * `mcpgate-bench-ceiling --stdio`: the ceiling over stdin/stdout
+//!   (`stdio_server.rs`).
 //!
-//! * `POST /mcp`, `tools/call` with `name: "echo"` →
-//!   `{"jsonrpc":"2.0","id":<id>,"result":{"content":[{"type":"text","text":<message>}],"isError":false,"resultType":"complete"}}`
-//! * `POST /mcp`, `initialize` → a minimal initialize result (no session header:
-//!   the ceiling is stateless).
-//! * `POST /mcp`, a notification (no `id`) → `202 Accepted`, empty body.
-//! * `GET /health` → `200 ok`.
+//! Every HTTP mode: `POST /mcp` (a notification → `202 Accepted`, empty body)
+//! and `GET /health` → `200 ok`.
 
-use std::convert::Infallible;
+mod http_relay;
+mod relay;
+mod rpc;
+mod serve;
+mod stdio_relay;
+mod stdio_server;
+
+use std::io::Write;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use hyper::header::HeaderMap;
 use tokio::net::TcpListener;
 
+use crate::serve::{HttpResponse, McpHandler};
+
 const DEFAULT_ADDR: &str = "127.0.0.1:8100";
-/// Largest request body accepted (same order of magnitude as a gateway limit).
-const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// A JSON-RPC request (or notification, when `id` is absent).
-#[derive(Deserialize)]
-struct RpcRequest<'a> {
-    #[serde(borrow)]
-    jsonrpc: std::borrow::Cow<'a, str>,
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(borrow)]
-    method: std::borrow::Cow<'a, str>,
-    #[serde(default)]
-    params: Option<CallParams>,
+const USAGE: &str = "usage: mcpgate-bench-ceiling [ADDR]
+       mcpgate-bench-ceiling ADDR --http-upstream http://HOST:PORT/PATH
+       mcpgate-bench-ceiling ADDR --stdio-upstream PROGRAM [ARGS...]
+       mcpgate-bench-ceiling --stdio";
+
+/// What the process runs, from its arguments.
+enum Mode {
+    Ceiling(SocketAddr),
+    HttpRelay(SocketAddr, String),
+    StdioRelay(SocketAddr, String, Vec<String>),
+    Stdio,
+    Help,
 }
 
-/// `tools/call` params; other fields (e.g. `_meta`) are parsed and ignored.
-#[derive(Deserialize)]
-struct CallParams {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<serde_json::Map<String, Value>>,
-    #[serde(default, rename = "_meta")]
-    #[allow(dead_code)]
-    meta: Option<Value>,
-}
-
-#[derive(Serialize)]
-struct RpcResponse<'a, R: Serialize> {
-    jsonrpc: &'static str,
-    id: &'a Value,
-    result: R,
-}
-
-#[derive(Serialize)]
-struct RpcErrorResponse<'a> {
-    jsonrpc: &'static str,
-    id: &'a Value,
-    error: RpcError,
-}
-
-#[derive(Serialize)]
-struct RpcError {
-    code: i64,
-    message: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CallToolResult<'a> {
-    content: [TextContent<'a>; 1],
-    is_error: bool,
-    result_type: &'static str,
-}
-
-#[derive(Serialize)]
-struct TextContent<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: &'a str,
-}
-
-fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body));
-    *resp.status_mut() = status;
-    if !content_type.is_empty() {
-        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    }
-    resp
-}
-
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
-    match serde_json::to_vec(value) {
-        Ok(v) => response(status, "application/json", Bytes::from(v)),
-        Err(_) => response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "text/plain",
-            Bytes::from_static(b"serialization error"),
-        ),
+fn parse_args(args: &[String]) -> Result<Mode, String> {
+    let addr =
+        |a: &str| a.parse::<SocketAddr>().map_err(|e| format!("`{a}` is not an address (HOST:PORT): {e}"));
+    match args {
+        [] => Ok(Mode::Ceiling(addr(DEFAULT_ADDR)?)),
+        [h] if h == "-h" || h == "--help" => Ok(Mode::Help),
+        [s] if s == "--stdio" => Ok(Mode::Stdio),
+        [a] if !a.starts_with('-') => Ok(Mode::Ceiling(addr(a)?)),
+        [a, flag, url] if flag == "--http-upstream" => Ok(Mode::HttpRelay(addr(a)?, url.clone())),
+        [a, flag, program, rest @ ..] if flag == "--stdio-upstream" => {
+            Ok(Mode::StdioRelay(addr(a)?, program.clone(), rest.to_vec()))
+        }
+        [_, flag] if flag == "--http-upstream" || flag == "--stdio-upstream" => {
+            Err(format!("{flag} needs a value"))
+        }
+        _ => Err(format!("unexpected arguments: {}", args.join(" "))),
     }
 }
 
-fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response<Full<Bytes>> {
-    json(
-        status,
-        &RpcErrorResponse { jsonrpc: "2.0", id, error: RpcError { code, message: message.to_owned() } },
-    )
+/// The ceiling's `POST /mcp`: answered in place.
+struct Ceiling;
+
+impl McpHandler for Ceiling {
+    async fn mcp(&self, _headers: HeaderMap, body: Bytes) -> HttpResponse {
+        serve::reply(rpc::handle_rpc(&body))
+    }
 }
 
-fn handle_rpc(body: &[u8]) -> Response<Full<Bytes>> {
-    let req: RpcRequest<'_> = match serde_json::from_slice(body) {
-        Ok(r) => r,
+async fn listen<H: McpHandler>(addr: SocketAddr, what: &str, handler: H) -> Result<(), String> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    eprintln!("mcpgate-bench-ceiling ({what}) listening on {local}");
+    serve::run(listener, handler).await
+}
+
+async fn run(mode: Mode) -> Result<(), String> {
+    match mode {
+        Mode::Ceiling(addr) => listen(addr, "ceiling", Ceiling).await,
+        Mode::HttpRelay(addr, url) => listen(addr, "HTTP relay", http_relay::HttpRelay::new(&url)?).await,
+        Mode::StdioRelay(addr, program, args) => {
+            // The child first: it is ready (or has failed) before /health answers.
+            let relay = stdio_relay::StdioRelay::spawn(&program, &args)?;
+            listen(addr, "stdio relay", relay).await
+        }
+        Mode::Stdio => stdio_server::run().await.map_err(|e| format!("stdio: {e}")),
+        Mode::Help => {
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = match parse_args(&args) {
+        Ok(mode) => mode,
         Err(e) => {
-            return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, -32700, &format!("parse error: {e}"));
+            eprintln!("mcpgate-bench-ceiling: {e}\n{USAGE}");
+            return ExitCode::from(2);
         }
     };
-    if req.jsonrpc != "2.0" {
-        let id = req.id.as_ref().unwrap_or(&Value::Null);
-        return rpc_error(StatusCode::BAD_REQUEST, id, -32600, "jsonrpc must be \"2.0\"");
-    }
-    let Some(id) = req.id.as_ref() else {
-        // Notification (e.g. notifications/initialized): accepted, no body.
-        return response(StatusCode::ACCEPTED, "", Bytes::new());
+    // The stdio server is one sequential loop: one thread, no cross-thread wake-ups.
+    let runtime = match mode {
+        Mode::Stdio => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
-    match req.method.as_ref() {
-        "tools/call" => {
-            let Some(params) = req.params.as_ref() else {
-                return rpc_error(StatusCode::OK, id, -32602, "missing params");
-            };
-            if params.name.as_deref() != Some("echo") {
-                return rpc_error(StatusCode::OK, id, -32602, "unknown tool");
-            }
-            let message = params.arguments.as_ref().and_then(|a| a.get("message")).and_then(Value::as_str);
-            let Some(message) = message else {
-                return rpc_error(StatusCode::OK, id, -32602, "echo needs a string `message`");
-            };
-            json(
-                StatusCode::OK,
-                &RpcResponse {
-                    jsonrpc: "2.0",
-                    id,
-                    result: CallToolResult {
-                        content: [TextContent { kind: "text", text: message }],
-                        is_error: false,
-                        result_type: "complete",
-                    },
-                },
-            )
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(mode)),
+        Err(e) => Err(format!("cannot start the tokio runtime: {e}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcpgate-bench-ceiling: {e}");
+            ExitCode::FAILURE
         }
-        "initialize" => json(
-            StatusCode::OK,
-            &RpcResponse {
-                jsonrpc: "2.0",
-                id,
-                result: serde_json::json!({
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {"tools": {}},
-                    "serverInfo": {"name": "mcpgate-bench-ceiling", "version": env!("CARGO_PKG_VERSION")},
-                }),
-            },
-        ),
-        _ => rpc_error(StatusCode::OK, id, -32601, "method not found"),
     }
 }
 
-async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let resp = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/health") => response(StatusCode::OK, "text/plain", Bytes::from_static(b"ok")),
-        (&Method::POST, "/mcp") => {
-            let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
-            match limited.collect().await {
-                Ok(collected) => handle_rpc(&collected.to_bytes()),
-                Err(_) => response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "text/plain",
-                    Bytes::from_static(b"body too large or unreadable"),
-                ),
-            }
-        }
-        _ => response(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found")),
-    };
-    Ok(resp)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| DEFAULT_ADDR.to_owned())
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let listener = TcpListener::bind(addr).await?;
-    eprintln!("mcpgate-bench-ceiling listening on {}", listener.local_addr()?);
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                // e.g. EMFILE: back off briefly instead of spinning.
-                eprintln!("accept error: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
+    fn args(a: &[&str]) -> Result<Mode, String> {
+        parse_args(&a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn modes_come_from_the_arguments() {
+        assert!(matches!(args(&[]), Ok(Mode::Ceiling(_))));
+        assert!(matches!(args(&["127.0.0.1:1"]), Ok(Mode::Ceiling(_))));
+        assert!(matches!(args(&["--stdio"]), Ok(Mode::Stdio)));
+        assert!(
+            matches!(args(&["127.0.0.1:1", "--http-upstream", "http://h:2/mcp"]), Ok(Mode::HttpRelay(_, u)) if u == "http://h:2/mcp")
+        );
+        let Ok(Mode::StdioRelay(_, program, rest)) =
+            args(&["127.0.0.1:1", "--stdio-upstream", "bin", "--stdio", "-x"])
+        else {
+            panic!("not a stdio relay")
         };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service_fn(handle))
-                .await;
-        });
+        assert_eq!((program.as_str(), rest), ("bin", vec!["--stdio".to_owned(), "-x".to_owned()]));
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        assert!(args(&["nowhere"]).is_err_and(|e| e.contains("`nowhere` is not an address")));
+        assert!(
+            args(&["127.0.0.1:1", "--http-upstream"])
+                .is_err_and(|e| e.contains("--http-upstream needs a value"))
+        );
+        assert!(args(&["127.0.0.1:1", "--bogus", "x"]).is_err_and(|e| e.contains("unexpected arguments")));
+        assert!(http_relay::HttpRelay::new("https://h/mcp").is_err());
     }
 }
