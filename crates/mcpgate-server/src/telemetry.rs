@@ -126,7 +126,7 @@ pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response 
     let declared = header(headers, "mcp-method").map(McpMethod::from_name);
     request.extensions_mut().insert(RequestTrace(span.context()));
     let response = next.run(request).instrument(span.clone()).await;
-    if let Some(method) = heard_so_far().or(declared).filter(|m| is_jsonrpc_method(*m)) {
+    if let Some(method) = heard_so_far().or(declared).filter(|m| m.is_jsonrpc_method()) {
         span.record("mcp.method.name", method.as_str());
     }
     let status = response.status();
@@ -136,18 +136,6 @@ pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response 
         span.record("otel.status_code", "ERROR");
     }
     response
-}
-
-/// Whether the metrics' method names a JSON-RPC method (not a stand-in such as `other` or `http_get`).
-fn is_jsonrpc_method(method: McpMethod) -> bool {
-    !matches!(
-        method,
-        McpMethod::Other
-            | McpMethod::Response
-            | McpMethod::HttpGet
-            | McpMethod::HttpDelete
-            | McpMethod::Unknown
-    )
 }
 
 /// What a `tools/call` span records, and where its parent may come from.
@@ -295,9 +283,9 @@ mod tests {
 
     #[test]
     fn stand_in_methods_are_not_recorded() {
-        assert!(is_jsonrpc_method(McpMethod::ToolsCall));
-        assert!(!is_jsonrpc_method(McpMethod::from_name("x/y")));
-        assert!(!is_jsonrpc_method(McpMethod::HttpGet));
+        assert!(McpMethod::ToolsCall.is_jsonrpc_method());
+        assert!(!McpMethod::from_name("x/y").is_jsonrpc_method());
+        assert!(!McpMethod::HttpGet.is_jsonrpc_method());
     }
 
     #[tokio::test]

@@ -174,18 +174,20 @@ fn a_piece_longer_than_the_limit_is_cut_inside_it() {
     assert!(applied.tokens.unwrap() <= 100 && applied.tokens.unwrap() >= 90, "{applied:?}");
 }
 
-/// The number the report gives: o200k over 100 KB of prose, once loaded.
+/// Counting is deterministic over a large text, loaded or not. The time it takes is printed (the figure
+/// `cargo test --release -p mcpgate-policy counting_100_kb -- --nocapture` gives), not asserted: speed is
+/// measured, not tested.
 #[test]
-fn counting_100_kb_is_quick() {
+fn counting_100_kb_is_deterministic() {
     let text = prose(100);
     let started = Wall::now();
     let first = o200k().count(text.as_str());
     let loaded = started.elapsed();
+    assert!(first > 10_000, "{first}");
     let started = Wall::now();
     for _ in 0..5 {
         assert_eq!(o200k().count(text.as_str()), first);
     }
     let per_count = started.elapsed() / 5;
     eprintln!("o200k: load + first count {loaded:?}; count of {} bytes: {per_count:?}", text.len());
-    assert!(per_count.as_secs_f64() < 1.0, "{per_count:?}");
 }

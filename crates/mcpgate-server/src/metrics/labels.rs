@@ -162,6 +162,11 @@ impl McpMethod {
         }
     }
 
+    /// Whether the value names a JSON-RPC method (not a stand-in such as `other` or `GET`).
+    pub(crate) fn is_jsonrpc_method(self) -> bool {
+        !matches!(self, Self::Other | Self::Response | Self::HttpGet | Self::HttpDelete | Self::Unknown)
+    }
+
     /// The label of a JSON-RPC method name: itself when known, else `other`.
     pub(crate) fn from_name(name: &str) -> Self {
         match name {
