@@ -1,12 +1,17 @@
 //! The audit log: one JSON line per `tools/call` — refusals included — appended to a file.
 //!
-//! Each line is serialized into a per-thread buffer and written with one `write(2)` to a file opened with
-//! `O_APPEND`, on the caller's task before the answer leaves (the pipeline calls its observers first). Once
-//! `write` returns the line is the kernel's: a crash or SIGKILL of mcpgate cannot lose it, and there is no buffer
-//! of ours to flush; only a crash of the machine can lose it, unless `fsync` is on. `O_APPEND` keeps lines whole
-//! when several processes share the file. A line that cannot be written is counted ([`AuditLog::failures`]) and
-//! logged (the first, then every 1024th), and the call is still answered: the audit log records calls, it does
-//! not gate them. [`AuditLog::reopen`] (SIGHUP) opens the path again, so a rotated file is left behind whole.
+//! Each line is serialized into a per-thread buffer and written with `write(2)` to a file opened with
+//! `O_APPEND` before the answer leaves (the pipeline awaits its observers first). Once `write` returns the line
+//! is the kernel's: a crash or SIGKILL of mcpgate cannot lose it, and there is no buffer of ours to flush; only a
+//! crash of the machine can lose it, unless `fsync` is on. `O_APPEND` keeps lines whole when several processes
+//! share the file. A line that cannot be written is counted ([`AuditLog::failures`]) and logged (the first, then
+//! every 1024th), and the call is still answered: the audit log records calls, it does not gate them.
+//! [`AuditLog::reopen`] (SIGHUP) opens the path again, so a rotated file is left behind whole.
+//!
+//! **Group commit.** A call that finds no write under way writes its line at once, on its own task: one
+//! `write`, as if it were alone. Lines of calls that finish while a write is under way are queued, and those
+//! calls wait; when the write ends, one of them writes everything queued in one `write` (and one `fsync`). Under
+//! load that is one system call for many calls, and no call waits on a lock for another's `write`.
 //!
 //! A line (one per call, keys always in this order, absent values `null`):
 //! `{"time":"2026-11-21T19:30:00.123Z","request_id":"5f0c…","principal":"ci-bot","client_ip":"10.0.0.7",
@@ -30,6 +35,8 @@ use std::{
     time::SystemTime,
 };
 
+use tokio::sync::Notify;
+
 use mcpgate_config::AuditConfig;
 use mcpgate_core::{BackendError, JsonObject};
 use serde::{Serialize, Serializer};
@@ -37,7 +44,7 @@ use serde_json::Value;
 
 use crate::{
     budget::BudgetVerdict,
-    pipeline::{CacheStatus, CallObserver, CallReport},
+    pipeline::{CacheStatus, CallObserver, CallReport, Settling},
 };
 
 /// What a masked argument value becomes.
@@ -56,13 +63,34 @@ thread_local! {
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    /// The file open now; [`AuditLog::reopen`] swaps it.
+    /// The file open now, used by the one call writing at a time; [`AuditLog::reopen`] swaps it.
     file: parking_lot::Mutex<File>,
+    /// Lines waiting to be written, and whether a write is under way.
+    queue: parking_lot::Mutex<Queue>,
+    /// Woken whenever a write ends.
+    written: Notify,
     include_arguments: bool,
     /// Lower-cased field names whose values are masked.
     redact: Vec<String>,
     fsync: bool,
     failures: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// The group-commit state. Lines are numbered in the order they are queued (a line's number is `queued` just
+/// after it).
+#[derive(Debug, Default)]
+struct Queue {
+    /// Lines queued and not yet taken by a writer.
+    lines: Vec<u8>,
+    /// Lines queued so far.
+    queued: u64,
+    /// Lines whose write has ended (written, or counted as failed).
+    ended: u64,
+    /// A call is writing.
+    writing: bool,
+    /// Calls waiting for their line.
+    waiting: usize,
 }
 
 /// One line, its keys in the documented order.
@@ -95,10 +123,13 @@ impl AuditLog {
         Ok(Some(Arc::new(Self {
             path: path.clone(),
             file: parking_lot::Mutex::new(file),
+            queue: parking_lot::Mutex::default(),
+            written: Notify::new(),
             include_arguments: config.include_arguments,
             redact: config.redact.iter().map(|f| f.to_ascii_lowercase()).collect(),
             fsync: config.fsync,
             failures: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         })))
     }
 
@@ -121,14 +152,64 @@ impl AuditLog {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Append one whole line: one `write` (a regular file takes it whole unless the disk is full).
-    fn append(&self, line: &[u8]) -> std::io::Result<()> {
+    /// `write(2)` calls so far (each carries one line or, under load, many).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Append whole lines: one `write` (a regular file takes it whole unless the disk is full).
+    fn append(&self, lines: &[u8]) -> std::io::Result<()> {
         let mut file = self.file.lock();
-        file.write_all(line)?;
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        file.write_all(lines)?;
         if self.fsync {
             file.sync_data()?;
         }
         Ok(())
+    }
+
+    /// Queue `line`: `Ok` when the caller is to write (no write under way), else the line's number to wait for.
+    fn enqueue(&self, line: &[u8]) -> Result<(), u64> {
+        let mut queue = self.queue.lock();
+        queue.lines.extend_from_slice(line);
+        queue.queued += 1;
+        if queue.writing {
+            queue.waiting += 1;
+            Err(queue.queued)
+        } else {
+            queue.writing = true;
+            Ok(())
+        }
+    }
+
+    /// Write everything queued, as the one writer (`writing` is set by the caller). Lines queued meanwhile are
+    /// left to the calls waiting on them; only lines nobody waits on any more (their call was dropped) are
+    /// written here too.
+    fn write_queued(&self) {
+        loop {
+            let (mut lines, upto, from) = {
+                let mut queue = self.queue.lock();
+                (std::mem::take(&mut queue.lines), queue.queued, queue.ended)
+            };
+            if let Err(error) = self.append(&lines) {
+                self.failed(upto - from, &error);
+            }
+            let again = {
+                let mut queue = self.queue.lock();
+                queue.ended = upto;
+                lines.clear();
+                if queue.lines.is_empty() && lines.capacity() <= KEPT_BUFFER {
+                    queue.lines = lines; // its allocation serves the next batch
+                }
+                let orphaned = !queue.lines.is_empty() && queue.waiting == 0;
+                queue.writing = orphaned;
+                orphaned
+            };
+            self.written.notify_waiters();
+            if !again {
+                return;
+            }
+        }
     }
 
     /// `arguments` with every configured field masked, at any depth.
@@ -153,32 +234,111 @@ impl AuditLog {
         value
     }
 
-    /// Count a line that was not written; log the first and then every 1024th, so a full disk does not flood
-    /// the log as well.
-    fn failed(&self, error: &dyn std::fmt::Display) {
-        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures == 1 || failures.is_multiple_of(1024) {
+    /// Count `lines` that were not written; log the first failure and then one per 1024 lines, so a full disk
+    /// does not flood the log as well.
+    fn failed(&self, lines: u64, error: &dyn std::fmt::Display) {
+        let before = self.failures.fetch_add(lines, Ordering::Relaxed);
+        let failures = before + lines;
+        if before == 0 || failures / 1024 > before / 1024 {
             tracing::error!(path = %self.path.display(), failures, %error, "audit log line not written");
         }
     }
 }
 
+/// A call waiting for its line. Dropped before its line is written (the call was abandoned), it still makes sure
+/// someone writes the line.
+struct Waiter<'a> {
+    log: &'a AuditLog,
+    number: u64,
+    settled: bool,
+}
+
+/// What a waiting call does next.
+enum Turn {
+    /// Its line has been written.
+    Done,
+    /// No write is under way and its line is queued: it writes.
+    Write,
+    /// A write is under way.
+    Wait,
+}
+
+impl Waiter<'_> {
+    /// Wait until the line has been written: by the current writer, or by this call when the writer is done and
+    /// the line is still queued. (The waiter is moved into the future when it is made, so dropping the future,
+    /// polled or not, drops the waiter.)
+    async fn settle(mut self) {
+        loop {
+            let written = self.log.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            match self.take_turn() {
+                Turn::Done => return,
+                Turn::Write => return self.log.write_queued(),
+                Turn::Wait => written.await,
+            }
+        }
+    }
+
+    fn take_turn(&mut self) -> Turn {
+        let mut queue = self.log.queue.lock();
+        let turn = if queue.ended >= self.number {
+            Turn::Done
+        } else if !queue.writing {
+            queue.writing = true;
+            Turn::Write
+        } else {
+            return Turn::Wait;
+        };
+        queue.waiting -= 1;
+        self.settled = true;
+        turn
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let write = {
+            let mut queue = self.log.queue.lock();
+            queue.waiting -= 1;
+            let write = queue.ended < self.number && !queue.writing;
+            queue.writing |= write;
+            write
+        };
+        // With a write under way, its writer finds the line orphaned and writes it next.
+        if write {
+            self.log.write_queued();
+        }
+    }
+}
+
 impl CallObserver for AuditLog {
-    fn call_finished(&self, report: &CallReport<'_>) {
+    fn call_finished(&self, report: &CallReport<'_>) -> Option<Settling<'_>> {
         let arguments = report.arguments.filter(|_| self.include_arguments).map(|a| self.redacted(a));
         let line = line(report, arguments);
-        let written = BUFFER.with_borrow_mut(|buffer| {
+        let queued = BUFFER.with_borrow_mut(|buffer| {
             buffer.clear();
-            serde_json::to_writer(&mut *buffer, &line).map_err(std::io::Error::from)?;
+            let serialized = serde_json::to_writer(&mut *buffer, &line);
             buffer.push(b'\n');
-            let written = self.append(buffer);
+            let queued = serialized.map(|()| self.enqueue(buffer));
             if buffer.capacity() > KEPT_BUFFER {
                 *buffer = Vec::new();
             }
-            written
+            queued
         });
-        if let Err(error) = written {
-            self.failed(&error);
+        match queued {
+            Ok(Ok(())) => {
+                self.write_queued();
+                None
+            }
+            Ok(Err(number)) => Some(Box::pin(Waiter { log: self, number, settled: false }.settle())),
+            Err(error) => {
+                self.failed(1, &error);
+                None
+            }
         }
     }
 
@@ -249,12 +409,13 @@ mod tests {
         AuditLog::open(&config).unwrap().unwrap()
     }
 
-    fn finish(
-        log: &AuditLog,
+    /// Report a call; what is left to settle (another call was writing), not awaited.
+    fn report<'a>(
+        log: &'a AuditLog,
         cx: &CallContext,
         result: &Result<ToolOutcome, BackendError>,
         args: Option<&JsonObject>,
-    ) {
+    ) -> Option<Settling<'a>> {
         log.call_finished(&CallReport {
             cx,
             tool: "search",
@@ -265,7 +426,72 @@ mod tests {
             tokens: None,
             budget: None,
             arguments: args,
+        })
+    }
+
+    fn block_on(settling: Settling<'_>) {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(settling);
+    }
+
+    /// Report a call and wait until its line is written, as the pipeline does.
+    fn finish(
+        log: &AuditLog,
+        cx: &CallContext,
+        result: &Result<ToolOutcome, BackendError>,
+        args: Option<&JsonObject>,
+    ) {
+        if let Some(settling) = report(log, cx, result, args) {
+            block_on(settling);
+        }
+    }
+
+    /// Pretend another call is writing (`true`) or has just finished (`false`).
+    fn someone_writing(log: &AuditLog, writing: bool) {
+        log.queue.lock().writing = writing;
+        log.written.notify_waiters();
+    }
+
+    #[test]
+    fn lines_that_finish_during_a_write_go_out_together_in_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), false);
+        let file = dir.path().join("audit.log");
+        let ok = Ok(ToolOutcome::text(""));
+        finish(&log, &CallContext::detached("alone"), &ok, None);
+        assert_eq!((log.writes(), lines(&file).len()), (1, 1), "no write under way: written at once");
+        someone_writing(&log, true);
+        let cxs: Vec<_> = (0..3).map(|i| CallContext::detached(format!("queued-{i}"))).collect();
+        let waiting: Vec<_> = cxs.iter().map(|cx| report(&log, cx, &ok, None).expect("waits")).collect();
+        assert_eq!(lines(&file).len(), 1, "queued, not written yet");
+        someone_writing(&log, false);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            for settling in waiting {
+                settling.await;
+            }
         });
+        assert_eq!((log.writes(), lines(&file).len()), (2, 4), "the three queued lines in one write");
+    }
+
+    #[test]
+    fn a_line_whose_call_was_dropped_is_still_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), false);
+        let file = dir.path().join("audit.log");
+        let ok = Ok(ToolOutcome::text(""));
+        // Dropped while a write is under way: it stays queued for the next write.
+        someone_writing(&log, true);
+        drop(report(&log, &CallContext::detached("dropped-1"), &ok, None).expect("waits"));
+        assert_eq!(lines(&file).len(), 0);
+        log.write_queued();
+        assert_eq!(lines(&file).len(), 1);
+        // Dropped after the writer is gone: the drop writes it.
+        someone_writing(&log, true);
+        let settling = report(&log, &CallContext::detached("dropped-2"), &ok, None).expect("waits");
+        someone_writing(&log, false);
+        drop(settling);
+        assert_eq!(lines(&file).len(), 2);
+        assert_eq!(log.queue.lock().waiting, 0);
     }
 
     fn lines(path: &Path) -> Vec<Value> {

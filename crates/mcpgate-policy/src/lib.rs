@@ -20,6 +20,6 @@ pub use breaker::{Breaker, BreakerPhase, BreakerSnapshot, Permit, Verdict};
 pub use budget::{Budget, BudgetVerdict, ResultSize};
 pub use cache::{CacheStore, CacheUsage, MemoryCache, ResultCache};
 pub use health::{HealthChecker, HealthSnapshot};
-pub use pipeline::{CacheStatus, CallObserver, CallReport, Pipeline, TokenUsage, ToolPolicy};
+pub use pipeline::{CacheStatus, CallObserver, CallReport, Pipeline, Settling, TokenUsage, ToolPolicy};
 pub use ratelimit::{MemoryStore, RateLimiter, RateLimits, RateStore};
 pub use retry::{Backoff, retries_for};

@@ -123,11 +123,16 @@ struct Facts {
     budget: Option<BudgetVerdict>,
 }
 
+/// What the answer still waits for once an observer has seen the call (the audit line, while another call's
+/// write is under way); see [`CallObserver::call_finished`].
+pub type Settling<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
 /// Something that wants to know about every call the pipeline finishes (metrics, the audit log). Called on the
 /// caller's task before the answer leaves, so it must be quick.
 pub trait CallObserver: Send + Sync + std::fmt::Debug {
-    /// One call finished.
-    fn call_finished(&self, report: &CallReport<'_>);
+    /// One call finished. `Some` when the observer's record is not complete yet: the pipeline awaits it before
+    /// the answer leaves (the audit log's line is written by then).
+    fn call_finished(&self, report: &CallReport<'_>) -> Option<Settling<'_>>;
 
     /// Whether [`CallReport::arguments`] should be filled (it costs a copy of every call's arguments).
     fn wants_arguments(&self) -> bool {
@@ -232,7 +237,11 @@ impl Pipeline {
             arguments: arguments.as_ref(),
         };
         record(&report);
-        self.observers.iter().for_each(|observer| observer.call_finished(&report));
+        for observer in &self.observers {
+            if let Some(settling) = observer.call_finished(&report) {
+                settling.await;
+            }
+        }
         result
     }
 

@@ -150,7 +150,7 @@ impl Gateway {
 
     /// Record in the audit log a `tools/call` of a tool that does not exist: it never reaches the pipeline, whose
     /// observers record every other call.
-    pub(crate) fn audit_unknown_tool(
+    pub(crate) async fn audit_unknown_tool(
         &self,
         cx: &mcpgate_core::CallContext,
         tool: &str,
@@ -159,7 +159,7 @@ impl Gateway {
         use mcpgate_policy::CallObserver;
         let Some(audit) = self.live().audit.clone() else { return };
         let result = Err(mcpgate_core::BackendError::NotFound { kind: "tool", name: tool.to_owned() });
-        audit.call_finished(&mcpgate_policy::CallReport {
+        let settling = audit.call_finished(&mcpgate_policy::CallReport {
             cx,
             tool,
             backend: "",
@@ -170,6 +170,9 @@ impl Gateway {
             budget: None,
             arguments,
         });
+        if let Some(settling) = settling {
+            settling.await;
+        }
     }
 
     /// The configuration in force and what is prepared from it; hold it for the whole of a request.

@@ -35,8 +35,9 @@ impl Backend for Greeter {
 struct Peek(parking_lot::Mutex<Vec<bool>>);
 
 impl CallObserver for Peek {
-    fn call_finished(&self, report: &CallReport<'_>) {
+    fn call_finished(&self, report: &CallReport<'_>) -> Option<Settling<'_>> {
         self.0.lock().push(report.arguments.is_some());
+        None
     }
 }
 

@@ -2,7 +2,7 @@
 //! holding its own handles on the series (counters and gauges are shared handles), so it needs no reference to
 //! [`Metrics`](super::Metrics) and costs a few atomic operations per call.
 
-use mcpgate_policy::{CacheStatus, CallObserver, CallReport};
+use mcpgate_policy::{CacheStatus, CallObserver, CallReport, Settling};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 
 use super::TokenDirection;
@@ -16,7 +16,7 @@ pub(crate) struct CallMetrics {
 }
 
 impl CallObserver for CallMetrics {
-    fn call_finished(&self, report: &CallReport<'_>) {
+    fn call_finished(&self, report: &CallReport<'_>) -> Option<Settling<'_>> {
         match report.cache {
             CacheStatus::Hit => {
                 self.cache_hits.inc();
@@ -34,6 +34,7 @@ impl CallObserver for CallMetrics {
                 self.set(TokenDirection::Output, output);
             }
         }
+        None
     }
 }
 

@@ -53,8 +53,9 @@ type Told = (CacheStatus, Option<TokenUsage>, Option<BudgetVerdict>);
 struct Seen(Mutex<Vec<Told>>);
 
 impl CallObserver for Seen {
-    fn call_finished(&self, report: &CallReport<'_>) {
+    fn call_finished(&self, report: &CallReport<'_>) -> Option<Settling<'_>> {
         self.0.lock().unwrap().push((report.cache, report.tokens, report.budget));
+        None
     }
 }
 
