@@ -102,13 +102,13 @@ impl Budget {
 
     /// Hold `outcome` to the limits: leave it, cut it or replace it, as configured.
     pub fn apply(&self, outcome: &mut ToolOutcome) -> Applied {
-        let size = self.measure(outcome);
+        let (size, structured) = self.measure(outcome);
         if !self.over(size) {
             return Applied { verdict: BudgetVerdict::Within, tokens: size.tokens };
         }
         let exceeded = self.exceeded(size);
         let cut = match self.on_exceed {
-            OnExceed::Truncate => self.truncate(outcome, &exceeded),
+            OnExceed::Truncate => self.truncate(outcome, &exceeded, structured),
             OnExceed::Refuse => None,
         };
         match cut {
@@ -155,22 +155,35 @@ impl Budget {
         match view {
             View::Text(text) => Cost { tokens: self.count_text(text).unwrap_or(0), bytes: text.len() as u64 },
             View::Binary(bytes) => Cost { tokens: 0, bytes: *bytes as u64 },
-            View::Json(json) => Cost { tokens: self.count_text(json).unwrap_or(0), bytes: json.len() as u64 },
+            View::Json(value) => self.json_cost(value),
         }
     }
 
-    fn measure(&self, outcome: &ToolOutcome) -> ResultSize {
-        let structured = outcome.structured_content.as_ref().map(|value| View::Json(value.to_string()));
-        let total = outcome.content.iter().map(view).chain(structured).fold(Cost::default(), |sum, view| {
-            let cost = self.cost(&view);
-            Cost { tokens: sum.tokens + cost.tokens, bytes: sum.bytes + cost.bytes }
-        });
-        ResultSize { tokens: self.count_tokens.then_some(total.tokens), bytes: total.bytes }
+    /// The cost of `value` as JSON: its serialized length, and its tokens when they are counted (only then is
+    /// the text built).
+    fn json_cost(&self, value: &Value) -> Cost {
+        if self.count_tokens {
+            let json = value.to_string();
+            return Cost { tokens: o200k().count(&json) as u64, bytes: json.len() as u64 };
+        }
+        let mut length = Length(0);
+        // Serializing a `Value` cannot fail, and `Length` takes every byte.
+        let _ = serde_json::to_writer(&mut length, value);
+        Cost { tokens: 0, bytes: length.0 }
+    }
+
+    /// The size of what the client sees, and the cost of its structured content (zero when it has none), which
+    /// truncating needs again.
+    fn measure(&self, outcome: &ToolOutcome) -> (ResultSize, Cost) {
+        let structured = outcome.structured_content.as_ref().map_or(Cost::default(), |v| self.json_cost(v));
+        let total = outcome.content.iter().map(|item| self.cost(&view(item))).fold(structured, Cost::plus);
+        (ResultSize { tokens: self.count_tokens.then_some(total.tokens), bytes: total.bytes }, structured)
     }
 
     /// Keep what fits of `outcome` with a marker saying what was cut; `Some(tokens sent)` (`Some(None)` when
-    /// tokens are not counted), or `None` when its structured content alone does not fit (it cannot be cut).
-    fn truncate(&self, outcome: &mut ToolOutcome, exceeded: &str) -> Option<Option<u64>> {
+    /// tokens are not counted), or `None` when its structured content (costing `structured`) alone does not fit
+    /// (it cannot be cut).
+    fn truncate(&self, outcome: &mut ToolOutcome, exceeded: &str, structured: Cost) -> Option<Option<u64>> {
         let marker = format!("[truncated by mcpgate: {exceeded}]");
         let marker_cost = self.cost(&View::Text(&marker));
         let mut room = Room {
@@ -178,9 +191,7 @@ impl Budget {
             bytes: self.max_bytes.map_or(u64::MAX, |max| max.saturating_sub(marker_cost.bytes)),
             used_tokens: marker_cost.tokens,
         };
-        if let Some(structured) = &outcome.structured_content
-            && !room.take(self.cost(&View::Json(structured.to_string())))
-        {
+        if !room.take(structured) {
             return None;
         }
         let mut kept = Vec::with_capacity(outcome.content.len() + 1);
@@ -288,14 +299,34 @@ struct Cost {
     bytes: u64,
 }
 
+impl Cost {
+    fn plus(self, other: Self) -> Self {
+        Self { tokens: self.tokens + other.tokens, bytes: self.bytes + other.bytes }
+    }
+}
+
+/// Counts the bytes written to it.
+struct Length(u64);
+
+impl std::io::Write for Length {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What the client sees of one content item.
 enum View<'a> {
     /// Text the model reads.
     Text(&'a str),
     /// Binary data (base64), counted in bytes only.
     Binary(usize),
-    /// An item of another kind, or structured content, as JSON.
-    Json(String),
+    /// An item of another kind, measured as JSON.
+    Json(&'a Value),
 }
 
 fn view(item: &Value) -> View<'_> {
@@ -313,7 +344,7 @@ fn view(item: &Value) -> View<'_> {
         }),
         _ => None,
     };
-    found.unwrap_or_else(|| View::Json(item.to_string()))
+    found.unwrap_or(View::Json(item))
 }
 
 /// The text of a text item or an embedded text resource, to cut.
