@@ -5,7 +5,7 @@
 //! token signed `HS256` with the RSA public key as its secret fails. The signature is checked before any claim;
 //! `exp` is required, `nbf` honoured, `iss` and `aud` checked when configured (the claim then required).
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use mcpgate_config::{JwtConfig, OAuthResourceConfig};
@@ -42,10 +42,12 @@ pub(crate) struct JwtAuth {
 struct ClaimMap {
     subject: String,
     tier: String,
-    default_tier: String,
+    /// Shared by every principal without a tier claim.
+    default_tier: Arc<str>,
     tools: String,
     scope_tools: Vec<(String, Vec<String>)>,
-    default_tools: Vec<String>,
+    /// Shared by every principal without a tools claim or a mapped scope.
+    default_tools: Arc<[String]>,
 }
 
 impl JwtAuth {
@@ -112,10 +114,10 @@ impl JwtAuth {
             claims: ClaimMap {
                 subject: jwt.subject_claim.clone(),
                 tier: jwt.tier_claim.clone(),
-                default_tier: jwt.default_tier.clone(),
+                default_tier: jwt.default_tier.as_str().into(),
                 tools: jwt.tools_claim.clone(),
                 scope_tools: jwt.scope_tools.iter().map(|(s, g)| (s.clone(), g.clone())).collect(),
-                default_tools: jwt.default_tools.clone(),
+                default_tools: jwt.default_tools.as_slice().into(),
             },
         })
     }
@@ -247,19 +249,19 @@ impl ClaimMap {
     /// The principal of verified `claims`: named by the subject claim, in the tier claim's tier (or the default),
     /// with the tools of the tools claim, else of its scopes (when scopes are mapped), else the default tools.
     fn principal(&self, claims: &Map<String, Value>) -> Result<Principal, TokenFailure> {
-        let name = match claims.get(&self.subject) {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
+        let name: Arc<str> = match claims.get(&self.subject) {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.as_str().into(),
+            Some(Value::Number(n)) => n.to_string().into(),
             _ => return Err(TokenFailure::Invalid("the token does not name its subject")),
         };
         let tier = match claims.get(&self.tier) {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
-            _ => &self.default_tier,
+            Some(Value::String(s)) if !s.trim().is_empty() => s.as_str().into(),
+            _ => self.default_tier.clone(),
         };
-        let tools = match claims.get(&self.tools) {
-            Some(value) => {
-                words(value).ok_or(TokenFailure::Invalid("the token's tools claim is not a list of globs"))?
-            }
+        let tools: Arc<[String]> = match claims.get(&self.tools) {
+            Some(value) => words(value)
+                .ok_or(TokenFailure::Invalid("the token's tools claim is not a list of globs"))?
+                .into(),
             None if !self.scope_tools.is_empty() => {
                 let scopes: Vec<String> = ["scope", "scp"]
                     .iter()
@@ -268,14 +270,17 @@ impl ClaimMap {
                     .flatten()
                     .collect();
                 let mut tools: Vec<String> = Vec::new();
-                for (_, globs) in self.scope_tools.iter().filter(|(scope, _)| scopes.contains(scope)) {
-                    tools.extend(globs.iter().filter(|g| !tools.contains(g)).cloned().collect::<Vec<_>>());
+                let granted = self.scope_tools.iter().filter(|(scope, _)| scopes.contains(scope));
+                for glob in granted.flat_map(|(_, globs)| globs) {
+                    if !tools.contains(glob) {
+                        tools.push(glob.clone());
+                    }
                 }
-                tools
+                tools.into()
             }
             None => self.default_tools.clone(),
         };
-        Ok(Principal::named(&name, tier, &tools))
+        Ok(Principal { name, tier: Some(tier), tools, anonymous: false, client_ip: None })
     }
 }
 
