@@ -32,7 +32,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use mcpgate_core::{Backend, BackendError, CallContext, ToolCall, ToolOutcome};
+use mcpgate_core::{Backend, BackendError, CallContext, JsonObject, ToolCall, ToolOutcome};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -84,7 +84,7 @@ pub struct CallReport<'a> {
     /// or was refused first), or a cache hit (its result was held to the budget when it was kept).
     pub budget: Option<BudgetVerdict>,
     /// The call's arguments, when an observer asked for them ([`CallObserver::wants_arguments`]).
-    pub arguments: Option<&'a mcpgate_core::JsonObject>,
+    pub arguments: Option<&'a JsonObject>,
 }
 
 /// What the cache did for one call.
@@ -237,12 +237,35 @@ impl Pipeline {
             arguments: arguments.as_ref(),
         };
         record(&report);
+        self.report(&report).await;
+        result
+    }
+
+    /// Tell the observers of a `tools/call` of a tool that does not exist: it runs through none of the steps,
+    /// yet the audit log records it, as refused (`not_found`).
+    pub async fn unknown_tool(&self, cx: &CallContext, tool: &str, arguments: Option<&JsonObject>) {
+        let result = Err(BackendError::NotFound { kind: "tool", name: tool.to_owned() });
+        let report = CallReport {
+            cx,
+            tool,
+            backend: "",
+            elapsed: Duration::ZERO,
+            result: &result,
+            cache: CacheStatus::NotCacheable,
+            tokens: None,
+            budget: None,
+            arguments,
+        };
+        self.report(&report).await;
+    }
+
+    /// Hand `report` to every observer, waiting for what they have left to settle.
+    async fn report(&self, report: &CallReport<'_>) {
         for observer in &self.observers {
-            if let Some(settling) = observer.call_finished(&report) {
+            if let Some(settling) = observer.call_finished(report) {
                 settling.await;
             }
         }
-        result
     }
 
     #[allow(clippy::too_many_arguments)] // the call, its tool, and where its facts go: one place, read in order

@@ -148,33 +148,6 @@ impl Gateway {
         self.sessions.get().and_then(std::sync::Weak::upgrade).and_then(|sessions| sessions.get(id))
     }
 
-    /// Record in the audit log a `tools/call` of a tool that does not exist: it never reaches the pipeline, whose
-    /// observers record every other call.
-    pub(crate) async fn audit_unknown_tool(
-        &self,
-        cx: &mcpgate_core::CallContext,
-        tool: &str,
-        arguments: Option<&mcpgate_core::JsonObject>,
-    ) {
-        use mcpgate_policy::CallObserver;
-        let Some(audit) = self.live().audit.clone() else { return };
-        let result = Err(mcpgate_core::BackendError::NotFound { kind: "tool", name: tool.to_owned() });
-        let settling = audit.call_finished(&mcpgate_policy::CallReport {
-            cx,
-            tool,
-            backend: "",
-            elapsed: std::time::Duration::ZERO,
-            result: &result,
-            cache: mcpgate_policy::CacheStatus::NotCacheable,
-            tokens: None,
-            budget: None,
-            arguments,
-        });
-        if let Some(settling) = settling {
-            settling.await;
-        }
-    }
-
     /// The configuration in force and what is prepared from it; hold it for the whole of a request.
     pub fn live(&self) -> Arc<Live> {
         self.live.load_full()

@@ -292,7 +292,8 @@ impl ServerHandler for McpHandler {
             if let Some(parts) = context.extensions.get::<http::request::Parts>() {
                 cx.principal = crate::auth::principal(&parts.extensions);
             }
-            self.gateway.audit_unknown_tool(&cx, &request.name, request.arguments.as_ref()).await;
+            let live = self.gateway.live();
+            live.pipeline.unknown_tool(&cx, &request.name, request.arguments.as_ref()).await;
             return Err(to_jsonrpc(&BackendError::NotFound { kind: "tool", name: request.name.to_string() }));
         };
         let backend = registry.backend(route.backend).clone();
