@@ -107,13 +107,10 @@ pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn env(vars: &[(&str, &str)], budget: &mut BudgetConfig) -> Vec<Problem> {
-        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
-        apply_env(budget, |name| vars.get(name).map(|v| (*v).to_owned()))
+        apply_env(budget, crate::env::vars(vars))
     }
 
     #[test]

@@ -125,13 +125,10 @@ pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn env(vars: &[(&str, &str)], cache: &mut CacheConfig) -> Vec<Problem> {
-        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
-        apply_env(cache, |name| vars.get(name).map(|v| (*v).to_owned()))
+        apply_env(cache, crate::env::vars(vars))
     }
 
     #[test]

@@ -170,6 +170,16 @@ pub(crate) fn number_or_duration(value: &str, unit: Duration) -> Result<HumanDur
     }
 }
 
+/// A lookup over `vars` (the last of a name wins) giving values as [`apply_env`] passes them to the sections
+/// (trimmed; empty means unset), for the sections' tests.
+#[cfg(test)]
+pub(crate) fn vars<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        let value = vars.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.trim());
+        value.filter(|v| !v.is_empty()).map(str::to_owned)
+    }
+}
+
 /// Split `IP:PORT` (or `[v6]:PORT`) into its parts, without validating them.
 fn split_listen(listen: &str) -> (String, String) {
     match listen.rsplit_once(':') {

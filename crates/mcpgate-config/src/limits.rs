@@ -146,13 +146,10 @@ pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn env(vars: &[(&str, &str)], limits: &mut RateLimitsConfig) -> Vec<Problem> {
-        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
-        apply_env(limits, |name| vars.get(name).map(|v| (*v).to_owned()))
+        apply_env(limits, crate::env::vars(vars))
     }
 
     #[test]

@@ -136,8 +136,6 @@ pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn with(vars: &[(&str, &str)]) -> (TelemetryConfig, Vec<String>) {
@@ -145,9 +143,7 @@ mod tests {
     }
 
     fn with_file(mut telemetry: TelemetryConfig, vars: &[(&str, &str)]) -> (TelemetryConfig, Vec<String>) {
-        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
-        let get = |name: &str| vars.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let problems = apply_env(&mut telemetry, get);
+        let problems = apply_env(&mut telemetry, crate::env::vars(vars));
         (telemetry, problems.into_iter().map(|p| p.to_string()).collect())
     }
 
