@@ -240,16 +240,17 @@ mod tests {
         }
     }
 
+    /// A key set at port 9 on loopback, where nothing listens (a connection is refused at once): TTL 60 s,
+    /// refetched at most every 10 s, 1 s per fetch.
+    fn unreachable() -> Jwks {
+        let (ttl, min_refresh, timeout) =
+            (Duration::from_secs(60), Duration::from_secs(10), Duration::from_secs(1));
+        Jwks::new("http://127.0.0.1:9/jwks", ttl, min_refresh, timeout).unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_unreachable_set_is_unavailable_and_fetches_are_spaced() {
-        // Port 9 on loopback: nothing listens, the connection is refused at once.
-        let jwks = Jwks::new(
-            "http://127.0.0.1:9/jwks",
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let jwks = unreachable();
         assert_eq!(jwks.key_set(Some("k"), Algorithm::RS256).await.err(), Some(Unavailable));
         let first = jwks.last_attempt.lock().await.unwrap();
         assert_eq!(jwks.key_set(Some("k"), Algorithm::RS256).await.err(), Some(Unavailable));
@@ -261,13 +262,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_cached_set_serves_through_its_grace_period_then_stops() {
-        let jwks = Jwks::new(
-            "http://127.0.0.1:9/jwks",
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let jwks = unreachable();
         let keys = parse_key_set(json!({ "keys": [rsa("a", None)] }).to_string().as_bytes()).unwrap();
         jwks.current.store(Some(Arc::new(KeySet { keys, fetched: Instant::now() })));
         assert!(jwks.key_set(Some("a"), Algorithm::RS256).await.is_ok());
