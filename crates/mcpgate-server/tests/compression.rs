@@ -21,21 +21,10 @@ async fn echo(
     size: usize,
     accept_encoding: Option<&str>,
 ) -> (u16, Option<String>, String, Vec<u8>) {
-    let (headers, mut body) = modern("tools/call", Some("echo"), json!({ "name": "echo" }));
-    body["params"]["arguments"] = json!({ "message": "x".repeat(size) });
-    let mut request = gw
-        .http
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string());
-    for (k, v) in &headers {
-        request = request.header(*k, v);
-    }
-    if let Some(encoding) = accept_encoding {
-        request = request.header("accept-encoding", encoding);
-    }
-    let response = request.send().await.unwrap();
+    let params = json!({ "name": "echo", "arguments": { "message": "x".repeat(size) } });
+    let extra: Vec<(&str, &str)> =
+        accept_encoding.map(|encoding| ("accept-encoding", encoding)).into_iter().collect();
+    let response = gw.modern_request("tools/call", Some("echo"), params, &extra).send().await.unwrap();
     let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
     let (status, encoding, content_type) =
         (response.status().as_u16(), header("content-encoding"), header("content-type").unwrap_or_default());
