@@ -474,6 +474,30 @@ mod tests {
     }
 
     #[test]
+    fn a_line_dropped_during_a_write_is_written_by_that_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), false);
+        let file = dir.path().join("audit.log");
+        let ok = Ok(ToolOutcome::text(""));
+        std::thread::scope(|s| {
+            // Holding the file keeps the first call, the writer, inside its write.
+            let held = log.file.lock();
+            let writer = s.spawn(|| finish(&log, &CallContext::detached("writer"), &ok, None));
+            while !{
+                let queue = log.queue.lock();
+                queue.writing && queue.queued == 1 && queue.lines.is_empty()
+            } {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // A call that finishes now queues its line and is dropped before it is written; nobody else comes.
+            drop(report(&log, &CallContext::detached("dropped"), &ok, None).expect("waits"));
+            drop(held);
+            writer.join().unwrap();
+        });
+        assert_eq!((lines(&file).len(), log.writes()), (2, 2), "the writer went back for the orphaned line");
+    }
+
+    #[test]
     fn a_line_whose_call_was_dropped_is_still_written() {
         let dir = tempfile::tempdir().unwrap();
         let log = log(dir.path(), false);

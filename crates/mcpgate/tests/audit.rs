@@ -42,7 +42,8 @@ fn try_call(addr: &str, key: &str, tool: &str, arguments: Value) -> Result<(Stri
         .lines()
         .find_map(|l| l.strip_prefix("x-request-id:").map(|v| v.trim().to_owned()))
         .ok_or_else(|| format!("no x-request-id: {head}"))?;
-    Ok((id, messages.pop().unwrap_or(Value::Null)))
+    let answer = messages.pop().ok_or_else(|| format!("no JSON-RPC answer: {head}"))?;
+    Ok((id, answer))
 }
 
 fn config(dir: &Path) -> std::path::PathBuf {
@@ -108,10 +109,11 @@ fn every_answered_call_is_in_the_audit_log_after_a_sigkill() {
         lines(&audit).into_iter().map(|l| (l["request_id"].as_str().unwrap().to_owned(), l)).collect();
     assert_eq!(logged.len(), answered.len(), "one line per answered call");
     for (id, answer, principal, tool, outcome) in &answered {
-        let answered_as = match (&answer["result"]["isError"], answer.get("error")) {
-            (Value::Bool(true), None) => "tool_error",
-            (_, None) if answer.get("result").is_some() => "ok",
-            _ => "error",
+        let answered_as = match (answer.get("result"), answer.get("error")) {
+            (Some(result), None) if result["isError"] == true => "tool_error",
+            (Some(_), None) => "ok",
+            (None, Some(_)) => "error",
+            _ => panic!("not a JSON-RPC answer: {answer}"),
         };
         assert_eq!(answered_as, *outcome, "{answer}");
         let line = logged.get(id).unwrap_or_else(|| panic!("call {id} ({tool}) missing from the audit log"));
