@@ -186,14 +186,12 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
             }
         }
     }
-    // Who the request authenticated as (`auth`), for the calls the fast path serves.
-    let principal = crate::auth::principal(&parts.extensions);
     let fast = match &in_session {
         Some((session, request)) => {
             let cancel = request.cancel.clone();
-            edge.fast.try_serve_in_session(&parts.headers, &bytes, session, cancel, principal).await
+            edge.fast.try_serve_in_session(&parts, &bytes, session, cancel).await
         }
-        None => edge.fast.try_serve(&parts.headers, &bytes, principal).await,
+        None => edge.fast.try_serve(&parts, &bytes).await,
     };
     if let Some(response) = fast {
         // An answer that streams (a call sending its client messages first) outlives this function: the request

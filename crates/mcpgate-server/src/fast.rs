@@ -33,14 +33,16 @@ use futures::{Stream, StreamExt};
 use http::{
     HeaderMap, HeaderValue, StatusCode,
     header::{CACHE_CONTROL, CONTENT_TYPE},
+    request::Parts,
 };
-use mcpgate_core::{CallContext, ClientPeer, JsonObject, Principal, ToolCall, ToolOutcome};
+use mcpgate_core::{CallContext, ClientPeer, JsonObject, ToolCall, ToolOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    auth,
     edge::jsonrpc_error,
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
@@ -144,14 +146,10 @@ impl FastPath {
             && self.host_allowed(headers)
     }
 
-    /// Serve a stateless request if it is one this path is for; `None` hands it to rmcp. `principal`: who the
-    /// request authenticated as.
-    pub(crate) async fn try_serve(
-        &self,
-        headers: &HeaderMap,
-        body: &Bytes,
-        principal: Arc<Principal>,
-    ) -> Option<Response> {
+    /// Serve a stateless request (`parts` and its `body`) if it is one this path is for; `None` hands it to
+    /// rmcp.
+    pub(crate) async fn try_serve(&self, parts: &Parts, body: &Bytes) -> Option<Response> {
+        let headers = &parts.headers;
         let headers_fit = header(headers, "mcp-session-id").is_none()
             && header(headers, "mcp-protocol-version") == Some(VERSION)
             && header(headers, "mcp-method") == Some("tools/call")
@@ -181,7 +179,10 @@ impl FastPath {
         heard(McpMethod::ToolsCall);
         let backend = registry.backend(route.backend).clone();
         let request_id = header(headers, "x-request-id").unwrap_or("");
-        let cx = CallContext { principal, ..CallContext::detached(request_id) };
+        let cx = CallContext {
+            principal: auth::principal(&parts.extensions),
+            ..CallContext::detached(request_id)
+        };
         let client = StatelessClient {
             capabilities: meta.get(META_CAPABILITIES).cloned().unwrap_or_default(),
             log_level: None,
@@ -190,7 +191,7 @@ impl FastPath {
         let binding = binding("tools/call", &name, arguments.as_ref());
         let retry = Retry { responses: input_responses, state: request_state };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
-        let live = self.gateway.live();
+        let live = self.gateway.live_of(&parts.extensions);
         let (pipeline, metrics) = (&live.pipeline, &self.gateway.metrics);
         let (policy, tool) = (&route.policy, route.metrics(metrics));
         let public = name.as_str();
@@ -220,16 +221,16 @@ impl FastPath {
         })
     }
 
-    /// Serve a request of a legacy session if it is one this path is for; `None` hands it to rmcp. `cancel` is
-    /// the request's token in the session record, which `notifications/cancelled` fires.
+    /// Serve a request of a legacy session (`parts` and its `body`) if it is one this path is for; `None` hands
+    /// it to rmcp. `cancel` is the request's token in the session record, which `notifications/cancelled` fires.
     pub(crate) async fn try_serve_in_session(
         &self,
-        headers: &HeaderMap,
+        parts: &Parts,
         body: &Bytes,
         session: &Session,
         cancel: CancellationToken,
-        principal: Arc<Principal>,
     ) -> Option<Response> {
+        let headers = &parts.headers;
         let version = session.ready_version()?;
         if !(header(headers, "mcp-protocol-version") == Some(version) && self.headers_fit(headers)) {
             return None;
@@ -257,6 +258,7 @@ impl FastPath {
         let progress_token =
             peer.as_ref().and(meta.as_ref()).and_then(|meta| meta.get("progressToken")).cloned();
         let request_id = header(headers, "x-request-id").unwrap_or("");
+        let principal = auth::principal(&parts.extensions);
         let cx = CallContext { cancel, principal, peer, progress_token, ..CallContext::detached(request_id) };
         let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
         let span = telemetry::tool_span(ToolCallTrace {
@@ -267,9 +269,9 @@ impl FastPath {
             meta: meta.as_ref(),
             request: None,
         });
-        let gateway = self.gateway.clone();
+        let (gateway, live) = (self.gateway.clone(), self.gateway.live_of(&parts.extensions));
         let answer = async move {
-            let (live, metrics) = (gateway.live(), &gateway.metrics);
+            let metrics = &gateway.metrics;
             let backend = route.registry().backend(route.backend);
             let call = live.pipeline.call_tool(&cx, &**backend, &name, &route.policy, call);
             let outcome = metrics.timed_call(route.metrics(metrics), telemetry::traced(span, call)).await;

@@ -164,6 +164,13 @@ impl Gateway {
         drop(previous);
     }
 
+    /// The `Live` a request took at the door of `/mcp` (the key check puts it in the request's extensions), so
+    /// its layers and its handler see one configuration even when a reload lands meanwhile; the one in force for
+    /// what came in through no door (stdio).
+    pub(crate) fn live_of(&self, extensions: &http::Extensions) -> Arc<Live> {
+        extensions.get::<Arc<Live>>().cloned().unwrap_or_else(|| self.live())
+    }
+
     /// The registry in force; hold it for the whole of a request.
     pub fn registry(&self) -> RegistryHandle {
         self.catalogue.get()

@@ -28,7 +28,7 @@ use mcpgate_policy::authz;
 use crate::{
     auth,
     errors::to_jsonrpc,
-    gateway::Gateway,
+    gateway::{Gateway, Live},
     peer::SessionPeer,
     registry::page,
     rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
@@ -119,6 +119,15 @@ fn correlation_id(cx: &RequestContext<RoleServer>) -> Arc<str> {
 }
 
 impl McpHandler {
+    /// The configuration the request behind `context` took at the door ([`Gateway::live_of`]); over stdio, the
+    /// one in force.
+    fn live(&self, context: &RequestContext<RoleServer>) -> Arc<Live> {
+        match context.extensions.get::<http::request::Parts>() {
+            Some(parts) => self.gateway.live_of(&parts.extensions),
+            None => self.gateway.live(),
+        }
+    }
+
     fn page_size(&self) -> usize {
         self.gateway.live().config.server.page_size
     }
@@ -292,7 +301,7 @@ impl ServerHandler for McpHandler {
             if let Some(parts) = context.extensions.get::<http::request::Parts>() {
                 cx.principal = crate::auth::principal(&parts.extensions);
             }
-            let live = self.gateway.live();
+            let live = self.live(&context);
             live.pipeline.unknown_tool(&cx, &request.name, request.arguments.as_ref()).await;
             return Err(to_jsonrpc(&BackendError::NotFound { kind: "tool", name: request.name.to_string() }));
         };
@@ -301,7 +310,7 @@ impl ServerHandler for McpHandler {
         let binding = binding("tools/call", &request.name, request.arguments.as_ref());
         let call =
             ToolCall { name: route.original.clone(), arguments: request.arguments.unwrap_or_default() };
-        let live = self.gateway.live();
+        let live = self.live(&context);
         let (pipeline, metrics) = (&live.pipeline, &self.gateway.metrics);
         let (policy, tool) = (&route.policy, route.metrics(metrics));
         let public = &request.name;

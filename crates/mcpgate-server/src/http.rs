@@ -167,8 +167,12 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         )
         // Address and key before the guard reads the body: a refused client gets nothing buffered or parsed.
         // `/health`, `/ready` and `/status` stay open, as the guides' probes and dashboards expect.
-        .layer(axum::middleware::from_fn(move |req, next| {
-            auth::check(access.live().access.clone(), req, next)
+        // Here the request takes the configuration of the moment, once, for the layers after this and its handler.
+        .layer(axum::middleware::from_fn(move |mut req: Request, next| {
+            let live = access.live();
+            let keys = live.access.clone();
+            req.extensions_mut().insert(live);
+            auth::check(keys, req, next)
         }))
         // Rate limits after the key (a per-key budget needs the principal; a refused key spends none) and before
         // the body is read: a client over its budget costs a lookup, not a parse.

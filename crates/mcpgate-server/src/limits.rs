@@ -22,7 +22,7 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 
 /// Admit the request or refuse it with 429; either way say how much budget is left.
 pub(crate) async fn check(gateway: Arc<Gateway>, request: Request, next: Next) -> Response {
-    let live = gateway.live();
+    let live = gateway.live_of(request.extensions());
     let Some(limiter) = live.pipeline.rate_limiter().filter(|l| l.limits().limits_requests()) else {
         return next.run(request).await;
     };
