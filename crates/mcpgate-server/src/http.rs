@@ -118,11 +118,29 @@ async fn track(in_flight: InFlight, request: Request, next: Next) -> Response {
     edge::hold_until_sent(next.run(request).await, guard)
 }
 
-fn mcp_service(
-    gateway: &Arc<Gateway>,
-    sessions: Arc<Sessions>,
-    streams: CancellationToken,
-) -> StreamableHttpService<McpHandler, Sessions> {
+/// rmcp's Streamable HTTP service, shared. Every layer in front of it clones what it wraps on each request (axum's
+/// `from_fn` does), and cloning rmcp's service copies its configuration (host and origin lists): shared, a clone
+/// is one reference count — also for the calls the fast path answers, which never reach it.
+#[derive(Clone)]
+struct McpService(Arc<StreamableHttpService<McpHandler, Sessions>>);
+
+impl tower::Service<Request> for McpService {
+    type Response =
+        http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>>;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { Ok(service.handle(request).await) })
+    }
+}
+
+fn mcp_service(gateway: &Arc<Gateway>, sessions: Arc<Sessions>, streams: CancellationToken) -> McpService {
     let server = &gateway.config.server;
     let mut config = StreamableHttpServerConfig::default()
         .with_max_request_body_bytes(server.max_request_size.0 as usize)
@@ -140,7 +158,11 @@ fn mcp_service(
         config.with_allowed_origins(server.allowed_origins.clone()).enforce_origin_validation()
     };
     let gateway = gateway.clone();
-    StreamableHttpService::new(move || Ok(McpHandler::new(gateway.clone())), sessions, config)
+    McpService(Arc::new(StreamableHttpService::new(
+        move || Ok(McpHandler::new(gateway.clone())),
+        sessions,
+        config,
+    )))
 }
 
 /// The application: `/mcp` and the ops endpoints, behind the edge layers.
