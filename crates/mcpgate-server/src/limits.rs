@@ -5,7 +5,7 @@
 //! server's requests, which cost the backends nothing: its body is peeked at only then. Every answer carries the IETF `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers), one item
 //! per scope. Per-tool limits are a step of the pipeline (`pipeline.rs`), not of this layer.
 
-use std::{fmt::Write, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use axum::{extract::Request, middleware::Next, response::Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header::RETRY_AFTER};
@@ -128,21 +128,29 @@ fn headers(headers: &mut HeaderMap, verdict: &Verdict) {
     if verdict.decisions().is_empty() {
         return;
     }
+    // Every response carries these: written piece by piece, not through `format!`.
     let mut policy = String::with_capacity(64);
     let mut state = String::with_capacity(64);
     for (i, (scope, decision)) in verdict.decisions().iter().enumerate() {
-        let separator = if i == 0 { "" } else { ", " };
         let (name, limit) = (scope.as_str(), decision.limit);
-        let window = seconds(limit.per());
-        // Writing to a String cannot fail.
-        let _ = write!(policy, "{separator}\"{name}\";q={};w={window}", limit.requests());
-        let _ = write!(state, "{separator}\"{name}\";r={};t={}", decision.remaining, seconds(decision.reset));
+        item(&mut policy, i, name, ("q", limit.requests().into()), ("w", seconds(limit.per())));
+        item(&mut state, i, name, ("r", decision.remaining.into()), ("t", seconds(decision.reset)));
     }
     for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
         if let Ok(value) = HeaderValue::try_from(value) {
             headers.insert(name, value);
         }
     }
+}
+
+/// Append the `index`th item of a RateLimit header: `"name";a=1;b=2`.
+fn item(text: &mut String, index: usize, name: &str, (a, a_value): (&str, u64), (b, b_value): (&str, u64)) {
+    let mut number = itoa::Buffer::new();
+    if index > 0 {
+        text.push_str(", ");
+    }
+    text.extend(["\"", name, "\";", a, "=", number.format(a_value), ";", b, "="]);
+    text.push_str(number.format(b_value));
 }
 
 /// `/status`'s `rate_limits`: the configured limits and the buckets holding state.
