@@ -12,9 +12,9 @@
 # ceiling, over HTTP and over a stdio child, against that ceiling called directly.
 #
 # Usage:
-#   bench/run.sh                  full run: ceiling, mcpgate-modern, mcpgate-legacy,
+#   bench/run.sh                  full run: ceiling, mcpgate-modern,
 #                                 mcpgate-policies (every policy on, bench/policies.yaml),
-#                                 mcpgate-sqlite, mcpgate-http, direct-upstream,
+#                                 mcpgate-legacy, mcpgate-sqlite, mcpgate-http, direct-upstream,
 #                                 mcpgate-proxy-http, mcpgate-proxy-stdio,
 #                                 floor-direct, floor-proxy-http, floor-proxy-stdio,
 #                                 mcpgate-proxy-stdio-legacy, supergateway
@@ -498,9 +498,10 @@ for s in "${!SRV_PID[@]}"; do meta "idle_rss_kb.$s" "$(rss_kb "${SRV_PID[$s]}")"
 add_target ceiling ceiling modern 0
 if [[ $MODE == full ]]; then
     add_target mcpgate-modern mcpgate modern 0
-    add_target mcpgate-legacy mcpgate legacy 1
+    # Right after its baseline (the policy cost is a pair's ratio; the pair swaps order every other round).
     add_target mcpgate-policies mcpgate-policies modern 0
     T_HEADER[mcpgate-policies]="x-api-key: $POLICY_BENCH_KEY"
+    add_target mcpgate-legacy mcpgate legacy 1
     add_target mcpgate-sqlite mcpgate-tools modern 0 greeting '{"id":1}'
     add_target mcpgate-http mcpgate-tools modern 0 http_echo '{"message":"hello"}'
     add_target direct-upstream mcpgate-upstream modern 0
@@ -551,8 +552,23 @@ for t in "${TARGETS[@]}"; do
     log "warm-up $t ($WARMUP)"
     run_wrk "$t" "$WARMUP" "$OUT/wrk/$t.warmup.txt"
 done
-for ((r = 1; r <= ROUNDS; r++)); do
+# In even rounds the policy pair (run back to back) goes in the other order: on this machine whichever of two
+# runs goes first tends to lead, and alternating cancels that from the pair's median ratio.
+round_order() { # ROUND -> the targets in that round's order
+    local r=$1 t
     for t in "${TARGETS[@]}"; do
+        if ((r % 2 == 0)) && [[ $MODE == full ]]; then
+            case $t in
+            mcpgate-modern) t=mcpgate-policies ;;
+            mcpgate-policies) t=mcpgate-modern ;;
+            esac
+        fi
+        echo "$t"
+    done
+}
+for ((r = 1; r <= ROUNDS; r++)); do
+    mapfile -t order < <(round_order "$r")
+    for t in "${order[@]}"; do
         prepare_target "$t"
         log "round $r/$ROUNDS: wrk $t ($DURATION)"
         run_wrk "$t" "$DURATION" "$OUT/wrk/$t.r$r.txt"
