@@ -76,6 +76,7 @@ pub struct AuditLog {
     fsync: bool,
     failures: AtomicU64,
     writes: AtomicU64,
+    lines: AtomicU64,
 }
 
 /// Group-commit queues of an audit log. Each thread queues its calls' lines to its own (while there are no more
@@ -151,6 +152,7 @@ impl AuditLog {
             fsync: config.fsync,
             failures: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            lines: AtomicU64::new(0),
         })))
     }
 
@@ -176,6 +178,11 @@ impl AuditLog {
     /// `write(2)` calls so far (each carries one line or, under load, many).
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Lines written so far.
+    pub fn lines(&self) -> u64 {
+        self.lines.load(Ordering::Relaxed)
     }
 
     /// Append whole lines: one `write` (a regular file takes it whole unless the disk is full).
@@ -218,8 +225,9 @@ impl AuditLog {
                 let mut queue = group.queue.lock();
                 (std::mem::take(&mut queue.lines), queue.queued, queue.ended)
             };
-            if let Err(error) = self.append(&lines) {
-                self.failed(upto - from, &error);
+            match self.append(&lines) {
+                Ok(()) => _ = self.lines.fetch_add(upto - from, Ordering::Relaxed),
+                Err(error) => self.failed(upto - from, &error),
             }
             let again = {
                 let mut queue = group.queue.lock();
@@ -544,7 +552,11 @@ mod tests {
                 settling.await;
             }
         });
-        assert_eq!((log.writes(), lines(&file).len()), (1, 4), "one write for the four lines");
+        assert_eq!(
+            (log.writes(), log.lines(), lines(&file).len()),
+            (1, 4, 4),
+            "one write for the four lines"
+        );
         // A writer abandoned before its write writes on the spot, lines queued behind it included.
         let writer = report(&log, &cxs[0], &ok, None).expect("the writer");
         let behind = report(&log, &cxs[1], &ok, None).expect("waits");
@@ -694,7 +706,7 @@ mod tests {
         let cx = CallContext::detached("r");
         finish(&log, &cx, &Ok(ToolOutcome::text("")), None);
         finish(&log, &cx, &Ok(ToolOutcome::text("")), None);
-        assert_eq!(log.failures(), 2);
+        assert_eq!((log.failures(), log.lines()), (2, 0));
     }
 
     #[test]

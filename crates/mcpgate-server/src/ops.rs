@@ -72,6 +72,21 @@ fn cache_status(gateway: &Gateway, live: &crate::gateway::Live) -> Value {
     }
 }
 
+/// `/status`'s `audit`: the file and what has been written to it (by the log in force since the last reload that
+/// changed the `audit` section).
+fn audit_status(live: &crate::gateway::Live) -> Value {
+    match &live.audit {
+        Some(audit) => json!({
+            "enabled": true,
+            "file": audit.path(),
+            "lines": audit.lines(),
+            "writes": audit.writes(),
+            "failures": audit.failures(),
+        }),
+        None => json!({ "enabled": false }),
+    }
+}
+
 /// Status: version, uptime, a config summary and each backend with its state and tool count.
 pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     let registry = gateway.registry();
@@ -114,6 +129,7 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         "backends": backends,
         "rate_limits": crate::limits::status(&gateway).await,
         "cache": cache_status(&gateway, &live),
+        "audit": audit_status(&live),
         "reloads": gateway.reloads.lock().to_json(),
         "calls": { "fast_path": gateway.fast_path_calls.load(std::sync::atomic::Ordering::Relaxed) },
     }))

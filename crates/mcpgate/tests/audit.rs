@@ -153,6 +153,13 @@ fn sighup_reopens_the_audit_log_after_rotation() {
     let new = lines(&audit);
     assert_eq!((old.len(), new.len()), (1, 1), "{old:?} {new:?}");
     assert_eq!(new[0]["arguments"]["message"], "after");
+    // `/status` counts what the log wrote, across the reopen.
+    let raw = support::http_get(&addr, "/status");
+    let status: Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let audit_status = &status["audit"];
+    assert_eq!(audit_status["file"], audit.to_str().unwrap(), "{status}");
+    assert_eq!((&audit_status["lines"], &audit_status["failures"]), (&json!(2), &json!(0)), "{status}");
+    assert!(audit_status["writes"].as_u64().is_some_and(|w| (1..=2).contains(&w)), "{status}");
 }
 
 #[test]
