@@ -156,13 +156,23 @@ impl Naming {
 
 /// `*` matches any run of characters, `?` any one character; everything else matches itself.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Tool names are ASCII as a rule: match their bytes as they are; otherwise match by characters.
+    if pattern.is_ascii() && text.is_ascii() {
+        wildcard(pattern.as_bytes(), text.as_bytes(), b'?', b'*')
+    } else {
+        let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+        wildcard(&p, &t, '?', '*')
+    }
+}
+
+/// `*` and `?` matching of `text` against `pattern` (greedy, backtracking to the last star only).
+fn wildcard<T: Copy + PartialEq>(p: &[T], t: &[T], one: T, any: T) -> bool {
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == one || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == any {
             star = Some(pi);
             mark = ti;
             pi += 1;
@@ -174,7 +184,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == any)
 }
 
 #[cfg(test)]
@@ -189,6 +199,10 @@ mod tests {
         assert!(!glob("a?c", "ac"));
         assert!(glob("*_file*", "write_file_now"));
         assert!(!glob("read_*", "write_file"));
+        // `?` is one character, not one byte.
+        assert!(glob("h?llo", "héllo"));
+        assert!(!glob("h??llo", "héllo"));
+        assert!(glob("é*", "été"));
     }
 
     #[test]
