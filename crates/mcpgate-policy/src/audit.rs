@@ -14,7 +14,8 @@
 //! queued in one `write` (and one `fsync`). Calls that finish meanwhile, or while that write is under way, queue
 //! their lines and wait; when a write ends with lines left, one of them writes those. Alone, a call pays one
 //! `yield` more than a plain `write`; under load one system call carries the lines of a whole scheduler pass, and
-//! a worker's batch never waits for another worker's pass (the writes of two queues take turns at the file).
+//! a worker's batch never waits for another worker's pass (the writes of two queues take turns at the file, so
+//! lines of calls on different threads may reach it out of time order; each carries its time).
 //!
 //! A line (one per call, keys always in this order, absent values `null`):
 //! `{"time":"2026-11-21T19:30:00.123Z","request_id":"5f0c…","principal":"ci-bot","client_ip":"10.0.0.7",

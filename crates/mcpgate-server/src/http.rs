@@ -140,6 +140,7 @@ impl tower::Service<Request> for McpService {
     }
 }
 
+/// `/mcp`'s protocol layer: rmcp's service, held to the server section's body limit, hosts and origins.
 fn mcp_service(gateway: &Arc<Gateway>, sessions: Arc<Sessions>, streams: CancellationToken) -> McpService {
     let server = &gateway.config.server;
     let mut config = StreamableHttpServerConfig::default()

@@ -78,7 +78,7 @@ fn audit_status(live: &crate::gateway::Live) -> Value {
     match &live.audit {
         Some(audit) => json!({
             "enabled": true,
-            "file": audit.path(),
+            "file": audit.path().display().to_string(),
             "lines": audit.lines(),
             "writes": audit.writes(),
             "failures": audit.failures(),
