@@ -1,7 +1,9 @@
 //! Argument validation: every `tools/call` is checked against the tool's `inputSchema` (JSON Schema draft
-//! 2020-12, formats asserted) before its backend runs. Validators are compiled once, when the catalogue is
-//! built. A violation is a tool error (`isError: true`) naming each failing path, so a model can correct its
+//! 2020-12, formats asserted) before its backend runs. Validators are compiled once: when the catalogue is
+//! built, or at the tool's first call for schemas known good ([`ArgumentSchema::deferred`]). A violation is a tool error (`isError: true`) naming each failing path, so a model can correct its
 //! call.
+
+use std::sync::OnceLock;
 
 use mcpgate_core::JsonObject;
 use serde_json::Value;
@@ -13,7 +15,10 @@ const MAX_VIOLATIONS: usize = 10;
 
 /// A tool's compiled input schema.
 pub struct ArgumentSchema {
-    validator: jsonschema::Validator,
+    /// Set by [`ArgumentSchema::compile`], or at the first check of a [`ArgumentSchema::deferred`] one.
+    validator: OnceLock<Result<jsonschema::Validator, String>>,
+    /// What a deferred schema compiles from.
+    deferred: Option<Value>,
 }
 
 impl std::fmt::Debug for ArgumentSchema {
@@ -26,22 +31,31 @@ impl ArgumentSchema {
     /// Compile `schema` (draft 2020-12 unless it names another with `$schema`). Remote `$ref`s are not
     /// fetched: a schema that needs one fails here.
     pub fn compile(schema: &JsonObject) -> Result<Self, String> {
-        let schema = Value::Object(schema.clone());
-        jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft202012)
-            .should_validate_formats(true)
-            .build(&schema)
-            .map(|validator| Self { validator })
-            .map_err(|e| e.to_string())
+        let validator = build(&Value::Object(schema.clone()))?;
+        Ok(Self { validator: OnceLock::from(Ok(validator)), deferred: None })
+    }
+
+    /// `schema`, compiled at its first check: for schemas known good (the built-in tools', which tests compile),
+    /// so a gateway whose tools go uncalled does not build jsonschema's meta-schema validator (its regexes: ~0.6 MB
+    /// of heap and the code that builds it). One that does not compile then answers every check with the reason.
+    pub fn deferred(schema: &JsonObject) -> Self {
+        Self { validator: OnceLock::new(), deferred: Some(Value::Object(schema.clone())) }
     }
 
     /// `Ok` when `arguments` satisfy the schema; else a message listing each violation with its path.
     pub fn check(&self, arguments: &Value) -> Result<(), String> {
-        if self.validator.is_valid(arguments) {
+        let compiled = self.validator.get_or_init(|| match &self.deferred {
+            Some(schema) => build(schema),
+            None => Err("no schema".to_owned()),
+        });
+        let validator = match compiled {
+            Ok(validator) => validator,
+            Err(e) => return Err(format!("the tool's inputSchema does not compile: {e}")),
+        };
+        if validator.is_valid(arguments) {
             return Ok(());
         }
-        let mut violations: Vec<String> = self
-            .validator
+        let mut violations: Vec<String> = validator
             .iter_errors(arguments)
             .take(MAX_VIOLATIONS + 1)
             .map(|error| {
@@ -62,6 +76,15 @@ impl ArgumentSchema {
         }
         Err(format!("invalid arguments: {}", violations.join("; ")))
     }
+}
+
+/// The validator of `schema`: draft 2020-12 unless it names another, formats asserted, no remote `$ref`.
+fn build(schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(schema)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -99,5 +122,21 @@ mod tests {
         assert!(ArgumentSchema::compile(bad.as_object().unwrap()).is_err());
         let remote = json!({ "$ref": "https://example.com/schema.json" });
         assert!(ArgumentSchema::compile(remote.as_object().unwrap()).is_err());
+        // Deferred, the same schema is refused at each check instead, with the reason.
+        let deferred = ArgumentSchema::deferred(bad.as_object().unwrap());
+        for _ in 0..2 {
+            let e = deferred.check(&json!({ "a": 1 })).unwrap_err();
+            assert!(e.starts_with("the tool's inputSchema does not compile: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_deferred_schema_checks_like_a_compiled_one() {
+        let value =
+            json!({ "type": "object", "properties": { "n": { "type": "integer" } }, "required": ["n"] });
+        let deferred = ArgumentSchema::deferred(value.as_object().unwrap());
+        assert!(deferred.validator.get().is_none(), "not compiled before its first check");
+        assert!(deferred.check(&json!({ "n": 1 })).is_ok());
+        assert_eq!(deferred.check(&json!({ "n": "x" })), schema(value).check(&json!({ "n": "x" })));
     }
 }

@@ -177,7 +177,15 @@ impl Registry {
                                 continue;
                             }
                         };
-                        let arguments = match ArgumentSchema::compile(&def.input_schema) {
+                        // Built-in tools' schemas are ours and known good (a test compiles them all): they compile
+                        // at the tool's first call, so the default config starts without building jsonschema's
+                        // meta-schema validator. Every other schema compiles here, to refuse a bad one at start.
+                        let compiled = if entry.kind == "builtin" {
+                            Ok(ArgumentSchema::deferred(&def.input_schema))
+                        } else {
+                            ArgumentSchema::compile(&def.input_schema)
+                        };
+                        let arguments = match compiled {
                             Ok(schema) => schema,
                             Err(e) => {
                                 problems.push(format!(
@@ -358,6 +366,24 @@ mod tests {
         for bad in [serde_json::json!("object"), serde_json::json!({ "type": "string" })] {
             let problems = build_with(bad).await.err().unwrap();
             assert!(problems[0].contains("inputSchema"), "{problems:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_built_in_tool_schema_compiles() {
+        // The registry defers compiling these on that promise.
+        let builtins: [Arc<dyn Backend>; 2] = [
+            Arc::new(mcpgate_backends::builtin::demo::Demo::new("demo")),
+            Arc::new(mcpgate_backends::builtin::conformance::Conformance::new("conformance")),
+        ];
+        for backend in builtins {
+            let tools = backend.list_tools().await.unwrap();
+            assert!(!tools.is_empty());
+            for tool in tools {
+                if let Err(e) = ArgumentSchema::compile(&tool.input_schema) {
+                    panic!("{} {}: {e}", backend.name(), tool.name);
+                }
+            }
         }
     }
 
