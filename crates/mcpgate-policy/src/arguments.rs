@@ -14,11 +14,14 @@ const MAX_VIOLATION_LEN: usize = 300;
 const MAX_VIOLATIONS: usize = 10;
 
 /// A tool's compiled input schema.
-pub struct ArgumentSchema {
-    /// Set by [`ArgumentSchema::compile`], or at the first check of a [`ArgumentSchema::deferred`] one.
-    validator: OnceLock<Result<jsonschema::Validator, String>>,
-    /// What a deferred schema compiles from.
-    deferred: Option<Value>,
+pub struct ArgumentSchema(Compiled);
+
+/// When a schema's validator is built.
+enum Compiled {
+    /// By [`ArgumentSchema::compile`].
+    Now(jsonschema::Validator),
+    /// At the first check ([`ArgumentSchema::deferred`]): the schema, and its validator or why it has none.
+    Deferred(Value, OnceLock<Result<jsonschema::Validator, String>>),
 }
 
 impl std::fmt::Debug for ArgumentSchema {
@@ -31,8 +34,7 @@ impl ArgumentSchema {
     /// Compile `schema` (draft 2020-12 unless it names another with `$schema`). Remote `$ref`s are not
     /// fetched: a schema that needs one fails here.
     pub fn compile(schema: &JsonObject) -> Result<Self, String> {
-        let validator = build(&Value::Object(schema.clone()))?;
-        Ok(Self { validator: OnceLock::from(Ok(validator)), deferred: None })
+        build(&Value::Object(schema.clone())).map(|validator| Self(Compiled::Now(validator)))
     }
 
     /// `schema`, compiled at its first check: for schemas known good (the built-in tools', which tests compile),
@@ -40,18 +42,17 @@ impl ArgumentSchema {
     /// regexes and the code that builds them: ~4 MB of idle RSS; 2–4 ms, once, at the first check instead). One
     /// that does not compile then answers every check with the reason.
     pub fn deferred(schema: &JsonObject) -> Self {
-        Self { validator: OnceLock::new(), deferred: Some(Value::Object(schema.clone())) }
+        Self(Compiled::Deferred(Value::Object(schema.clone()), OnceLock::new()))
     }
 
     /// `Ok` when `arguments` satisfy the schema; else a message listing each violation with its path.
     pub fn check(&self, arguments: &Value) -> Result<(), String> {
-        let compiled = self.validator.get_or_init(|| match &self.deferred {
-            Some(schema) => build(schema),
-            None => Err("no schema".to_owned()),
-        });
-        let validator = match compiled {
-            Ok(validator) => validator,
-            Err(e) => return Err(format!("the tool's inputSchema does not compile: {e}")),
+        let validator = match &self.0 {
+            Compiled::Now(validator) => validator,
+            Compiled::Deferred(schema, compiled) => match compiled.get_or_init(|| build(schema)) {
+                Ok(validator) => validator,
+                Err(e) => return Err(format!("the tool's inputSchema does not compile: {e}")),
+            },
         };
         if validator.is_valid(arguments) {
             return Ok(());
@@ -136,7 +137,8 @@ mod tests {
         let value =
             json!({ "type": "object", "properties": { "n": { "type": "integer" } }, "required": ["n"] });
         let deferred = ArgumentSchema::deferred(value.as_object().unwrap());
-        assert!(deferred.validator.get().is_none(), "not compiled before its first check");
+        let Compiled::Deferred(_, compiled) = &deferred.0 else { panic!("deferred") };
+        assert!(compiled.get().is_none(), "not compiled before its first check");
         assert!(deferred.check(&json!({ "n": 1 })).is_ok());
         assert_eq!(deferred.check(&json!({ "n": "x" })), schema(value).check(&json!({ "n": "x" })));
     }
