@@ -492,8 +492,21 @@ mod tests {
         })
     }
 
-    fn block_on(settling: Settling<'_>) {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(settling);
+    /// Await what calls left to settle, in order, on one thread (as the calls of one worker).
+    fn settle(settling: Vec<Settling<'_>>) {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+            for settling in settling {
+                settling.await;
+            }
+        });
+    }
+
+    /// A log in a new directory (kept alive by the returned guard) and its file.
+    fn fresh() -> (tempfile::TempDir, Arc<AuditLog>, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), false);
+        let file = dir.path().join("audit.log");
+        (dir, log, file)
     }
 
     /// Report a call and wait until its line is written, as the pipeline does.
@@ -503,9 +516,7 @@ mod tests {
         result: &Result<ToolOutcome, BackendError>,
         args: Option<&JsonObject>,
     ) {
-        if let Some(settling) = report(log, cx, result, args) {
-            block_on(settling);
-        }
+        settle(report(log, cx, result, args).into_iter().collect());
     }
 
     /// Pretend another call is writing (`true`) or has just finished (`false`).
@@ -516,9 +527,7 @@ mod tests {
 
     #[test]
     fn lines_that_finish_during_a_write_go_out_together_in_the_next_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = log(dir.path(), false);
-        let file = dir.path().join("audit.log");
+        let (_dir, log, file) = fresh();
         let ok = Ok(ToolOutcome::text(""));
         finish(&log, &CallContext::detached("alone"), &ok, None);
         assert_eq!((log.writes(), lines(&file).len()), (1, 1), "no write under way: written by its own call");
@@ -527,32 +536,20 @@ mod tests {
         let waiting: Vec<_> = cxs.iter().map(|cx| report(&log, cx, &ok, None).expect("waits")).collect();
         assert_eq!(lines(&file).len(), 1, "queued, not written yet");
         someone_writing(&log, false);
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        runtime.block_on(async {
-            for settling in waiting {
-                settling.await;
-            }
-        });
+        settle(waiting);
         assert_eq!((log.writes(), lines(&file).len()), (2, 4), "the three queued lines in one write");
     }
 
     #[test]
     fn calls_that_finish_while_the_writer_yields_share_its_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = log(dir.path(), false);
-        let file = dir.path().join("audit.log");
+        let (_dir, log, file) = fresh();
         let ok = Ok(ToolOutcome::text(""));
         let cxs: Vec<_> = (0..4).map(|i| CallContext::detached(format!("call-{i}"))).collect();
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        runtime.block_on(async {
-            // Four calls finishing in one pass of the scheduler, as tasks ready together do.
-            let settling: Vec<_> =
-                cxs.iter().map(|cx| report(&log, cx, &ok, None).expect("every call waits")).collect();
-            assert_eq!(lines(&file).len(), 0, "nothing written before the writer's yield is over");
-            for settling in settling {
-                settling.await;
-            }
-        });
+        // Four calls finishing in one pass of the scheduler, as tasks ready together do.
+        let settling: Vec<_> =
+            cxs.iter().map(|cx| report(&log, cx, &ok, None).expect("every call waits")).collect();
+        assert_eq!(lines(&file).len(), 0, "nothing written before the writer's yield is over");
+        settle(settling);
         assert_eq!(
             (log.writes(), log.lines(), lines(&file).len()),
             (1, 4, 4),
@@ -563,15 +560,13 @@ mod tests {
         let behind = report(&log, &cxs[1], &ok, None).expect("waits");
         drop(writer);
         assert_eq!((log.writes(), lines(&file).len()), (2, 6));
-        block_on(behind);
+        settle(vec![behind]);
         assert_eq!(log.groups[0].queue.lock().waiting, 0);
     }
 
     #[test]
     fn a_line_dropped_during_a_write_is_written_by_that_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = log(dir.path(), false);
-        let file = dir.path().join("audit.log");
+        let (_dir, log, file) = fresh();
         let ok = Ok(ToolOutcome::text(""));
         std::thread::scope(|s| {
             // Holding the file keeps the first call, the writer, inside its write.
@@ -593,9 +588,7 @@ mod tests {
 
     #[test]
     fn a_line_whose_call_was_dropped_is_still_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = log(dir.path(), false);
-        let file = dir.path().join("audit.log");
+        let (_dir, log, file) = fresh();
         let ok = Ok(ToolOutcome::text(""));
         // Dropped while a write is under way: it stays queued for the next write.
         someone_writing(&log, true);
@@ -618,8 +611,7 @@ mod tests {
 
     #[test]
     fn each_call_is_one_line_with_who_what_and_how_it_ended() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = log(dir.path(), false);
+        let (_dir, log, file) = fresh();
         let mut cx = CallContext::detached("req-1");
         cx.principal = Arc::new(
             Principal::named("ci", "free", &["*".into()]).with_client_ip(Some([10, 0, 0, 7].into())),
@@ -627,7 +619,7 @@ mod tests {
         finish(&log, &cx, &Ok(ToolOutcome::text("hi")), None);
         finish(&log, &cx, &Ok(ToolOutcome::error("no")), None);
         finish(&log, &cx, &Err(BackendError::Timeout(Duration::from_secs(1))), None);
-        let lines = lines(&dir.path().join("audit.log"));
+        let lines = lines(&file);
         assert_eq!(lines.len(), 3);
         let first = &lines[0];
         assert_eq!(
