@@ -223,12 +223,8 @@ def fmt_mb(kb):
     return "n/a" if kb is None else f"{int(kb)/1024:.1f}"
 
 
-def fmt_us(v):
-    return "n/a" if v is None else f"{v:+.0f}"
-
-
-def fmt_us_unit(v):
-    return "n/a" if v is None else f"{v:+.0f} µs"
+def fmt_us(v, unit=""):
+    return "n/a" if v is None else f"{v:+.0f}{unit}"
 
 
 def fmt_rate(rate):
@@ -381,8 +377,8 @@ def own_share(po, fo, meta):
             notes.append(f"measured at {target_rate(meta, t)} / {target_rate(meta, floor)} req/s")
         note = f" ({'; '.join(notes)})" if notes else ""
         k = fmt_rate(target_rate(meta, t))
-        L.append(f"- `{t}`: p50 added {k} {fmt_us_unit(a)}, minus the floor's (`{floor}`, {fmt_us_unit(b)}) = "
-                 f"**{fmt_us_unit(share)}** of its own{note}")
+        L.append(f"- `{t}`: p50 added {k} {fmt_us(a, ' µs')}, minus the floor's (`{floor}`, {fmt_us(b, ' µs')}) = "
+                 f"**{fmt_us(share, ' µs')}** of its own{note}")
     if L:
         L.append("")
     return L
@@ -494,12 +490,14 @@ def cmd_summarize(args):
 
     for t in targets:
         rounds = []
-        for p in sorted(glob.glob(os.path.join(out, "wrk", f"{t}.r*.txt"))):
+        for p in glob.glob(os.path.join(out, "wrk", f"{t}.r*.txt")):
             d = parse_wrk(p)
             if d:
                 m = re.search(r"\.r(\d+)\.txt$", p)
                 d["round"] = int(m.group(1)) if m else None
                 rounds.append(d)
+        # In round order (as strings r10 would come before r2).
+        rounds.sort(key=lambda d: (d["round"] is None, d["round"] or 0))
         if rounds:
             summary["throughput"][t] = {
                 "rounds": rounds,
