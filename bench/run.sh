@@ -78,6 +78,8 @@ OHA_VERSION=1.16.0
 OHA_ROOT=$CACHE/oha
 OHA=$OHA_ROOT/bin/oha
 
+# The policy cost is this pair's: the baseline (all off) and every policy on, run back to back (full mode).
+POLICY_PAIR=(mcpgate-modern mcpgate-policies)
 # The API key of the mcpgate-policies target (bench/policies.yaml holds its sha256).
 POLICY_BENCH_KEY=mcpgate-bench-key-not-a-secret
 
@@ -524,8 +526,8 @@ fi
 meta targets "$(IFS=,; echo "${TARGETS[*]}")"
 for t in "${TARGETS[@]}"; do meta "rate.$t" "${T_RATE[$t]}"; done
 if [[ $MODE == full ]]; then
-    meta policy_baseline mcpgate-modern
-    meta policy_target mcpgate-policies
+    meta policy_baseline "${POLICY_PAIR[0]}"
+    meta policy_target "${POLICY_PAIR[1]}"
     meta proxy_baseline direct-upstream
     meta proxy_targets mcpgate-proxy-http,mcpgate-proxy-stdio
     meta floor_baseline floor-direct
@@ -552,15 +554,15 @@ for t in "${TARGETS[@]}"; do
     log "warm-up $t ($WARMUP)"
     run_wrk "$t" "$WARMUP" "$OUT/wrk/$t.warmup.txt"
 done
-# In even rounds the policy pair (run back to back) goes in the other order: on this machine whichever of two
+# In even rounds the policy pair (added back to back) goes in the other order: on this machine whichever of two
 # runs goes first tends to lead, and alternating cancels that from the pair's median ratio.
 round_order() { # ROUND -> the targets in that round's order
     local r=$1 t
     for t in "${TARGETS[@]}"; do
-        if ((r % 2 == 0)) && [[ $MODE == full ]]; then
+        if ((r % 2 == 0)); then
             case $t in
-            mcpgate-modern) t=mcpgate-policies ;;
-            mcpgate-policies) t=mcpgate-modern ;;
+            "${POLICY_PAIR[0]}") t=${POLICY_PAIR[1]} ;;
+            "${POLICY_PAIR[1]}") t=${POLICY_PAIR[0]} ;;
             esac
         fi
         echo "$t"
