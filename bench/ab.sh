@@ -11,7 +11,7 @@
 #     policies=target/release/mcpgate,config=bench/policies.yaml,key=mcpgate-bench-key-not-a-secret \
 #     audit=target/release/mcpgate,config=bench/policies.yaml,key=mcpgate-bench-key-not-a-secret,env=AUDIT_LOG_FILE=/tmp/ab-audit.log
 #
-# Needs wrk and the release binaries (bench/run.sh builds them). Servers listen on 127.0.0.1, ports 18301 on.
+# Needs wrk and the release binaries (bench/run.sh builds them). Servers listen on free 127.0.0.1 ports.
 set -euo pipefail
 
 ROUNDS=6
@@ -41,11 +41,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=18301
 for spec in "$@"; do
     IFS=, read -r -a parts <<<"$spec"
     name=${parts[0]%%=*}
     bin=${parts[0]#*=}
+    port=$(python3 "$BENCH/benchlib.py" freeport)
     args=(serve --listen "127.0.0.1:$port")
     envs=(LOG_LEVEL=warn)
     printf '%s\n' "Content-Type: application/json" "Accept: application/json, text/event-stream" \
@@ -62,7 +62,6 @@ for spec in "$@"; do
     PIDS+=($!)
     NAMES+=("$name")
     PORTS+=("$port")
-    port=$((port + 1))
 done
 
 for i in "${!NAMES[@]}"; do
@@ -76,21 +75,26 @@ done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# One wrk run against server I for DURATION: "rps cpu_us_per_call"; non-2xx answers fail the comparison.
+# One wrk run against server I for DURATION (read with benchlib's parse_wrk, as bench/run.sh's are):
+# "rps cpu_us_per_call"; non-2xx answers fail the comparison.
 run() {
-    local i=$1 dur=$2 before after out
+    local i=$1 dur=$2 before after
     before=$(cpu_ticks "${PIDS[$i]}")
-    out=$(BENCH_BODY_FILE=$TMP/body BENCH_HEADERS_FILE=$TMP/${NAMES[$i]}.headers \
-        wrk -t2 -c64 -d"$dur" -s "$BENCH/wrk/mcp.lua" "http://127.0.0.1:${PORTS[$i]}/mcp" | grep '^WRKJSON ')
+    BENCH_BODY_FILE=$TMP/body BENCH_HEADERS_FILE=$TMP/${NAMES[$i]}.headers \
+        wrk -t2 -c64 -d"$dur" -s "$BENCH/wrk/mcp.lua" "http://127.0.0.1:${PORTS[$i]}/mcp" >"$TMP/wrk.txt"
     after=$(cpu_ticks "${PIDS[$i]}")
-    python3 -c '
-import json, os, sys
-d = json.loads(sys.argv[1][len("WRKJSON "):])
+    python3 - "$BENCH" "$TMP/wrk.txt" "$((after - before))" "${NAMES[$i]}" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from benchlib import parse_wrk
+d = parse_wrk(sys.argv[2])
+if d is None:
+    sys.exit(f"ab.sh: {sys.argv[4]}: wrk printed no summary")
 if d["err_status"]:
-    sys.exit("ab.sh: %s answered %d non-2xx (a wrong key?)" % (sys.argv[3], d["err_status"]))
-cpu_us = int(sys.argv[2]) * 1e6 / os.sysconf("SC_CLK_TCK")
-print("%.0f %.2f" % (d["requests"] / (d["duration_us"] / 1e6), cpu_us / d["requests"]))
-' "$out" "$((after - before))" "${NAMES[$i]}"
+    sys.exit(f"ab.sh: {sys.argv[4]} answered {d['err_status']} non-2xx (a wrong key?)")
+cpu_us = int(sys.argv[3]) * 1e6 / os.sysconf("SC_CLK_TCK")
+print(f"{d['rps']:.0f} {cpu_us / d['requests']:.2f}")
+PY
 }
 
 for i in "${!NAMES[@]}"; do run "$i" 1s >/dev/null; done
