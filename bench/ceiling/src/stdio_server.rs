@@ -2,14 +2,15 @@
 //! It reads newline-delimited JSON-RPC on stdin and writes one line per answer
 //! on stdout, with the same [`handle_rpc`] as the HTTP ceiling.
 //!
-//! When stdin and stdout are pipes (as under a proxy) they are read and written
+//! When stdin and stdout are both pipes (as under a proxy) they are read and written
 //! on tokio's event loop (`tokio::net::unix::pipe`), not on blocking threads,
 //! and answers are buffered: everything already readable is answered first,
 //! then written in one go. Anything else (a terminal, a file) goes through
 //! tokio's blocking stdin/stdout, written after each read.
 
 use std::io::{self, ErrorKind};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
 
 use hyper::StatusCode;
 use serde_json::Value;
@@ -26,8 +27,7 @@ const FLUSH_AT: usize = 64 * 1024;
 
 /// Serves stdin until it ends (or stdout is closed).
 pub async fn run() -> io::Result<()> {
-    let mut input = Input::open();
-    let mut output = Output::open();
+    let (mut input, mut output) = open()?;
     let mut lines = Lines::default();
     let mut out = Vec::with_capacity(FLUSH_AT);
     let mut chunk = vec![0u8; READ_BUF];
@@ -132,6 +132,24 @@ fn answer_too_long(out: &mut Vec<u8>) {
     }
 }
 
+/// Stdin and stdout: both pipes on the event loop when both are pipes, else tokio's blocking stdin and stdout.
+/// Both are checked before either is taken over, so the blocking path never meets a descriptor made
+/// non-blocking; a pipe that then cannot be taken over is an error, not a quiet switch to the other path.
+fn open() -> io::Result<(Input, Output)> {
+    let fifo = |fd: &OwnedFd| -> io::Result<bool> {
+        Ok(std::fs::File::from(fd.try_clone()?).metadata()?.file_type().is_fifo())
+    };
+    let stdin = io::stdin().as_fd().try_clone_to_owned()?;
+    let stdout = io::stdout().as_fd().try_clone_to_owned()?;
+    if !fifo(&stdin)? || !fifo(&stdout)? {
+        return Ok((Input::Other(tokio::io::stdin()), Output::Other(tokio::io::stdout())));
+    }
+    Ok((
+        Input::Pipe(pipe::Receiver::from_owned_fd(stdin)?),
+        Output::Pipe(pipe::Sender::from_owned_fd(stdout)?),
+    ))
+}
+
 /// Stdin: a pipe on the event loop, or tokio's blocking stdin.
 enum Input {
     Pipe(pipe::Receiver),
@@ -139,14 +157,6 @@ enum Input {
 }
 
 impl Input {
-    fn open() -> Self {
-        // A duplicate of fd 0; `from_owned_fd` refuses anything but a readable pipe.
-        match io::stdin().as_fd().try_clone_to_owned().and_then(pipe::Receiver::from_owned_fd) {
-            Ok(rx) => Self::Pipe(rx),
-            Err(_) => Self::Other(tokio::io::stdin()),
-        }
-    }
-
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Pipe(rx) => rx.read(buf).await,
@@ -170,13 +180,6 @@ enum Output {
 }
 
 impl Output {
-    fn open() -> Self {
-        match io::stdout().as_fd().try_clone_to_owned().and_then(pipe::Sender::from_owned_fd) {
-            Ok(tx) => Self::Pipe(tx),
-            Err(_) => Self::Other(tokio::io::stdout()),
-        }
-    }
-
     async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         if buf.is_empty() {
             return Ok(());
