@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::rpc::{self, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, Reply};
+use crate::rpc::{self, INTERNAL_ERROR, INVALID_PARAMS, Reply};
 use crate::serve::{self, HttpResponse};
 
 /// How long a relay waits for its upstream's answer before giving up (504).
@@ -65,17 +65,8 @@ pub enum Parsed<'a> {
 /// Parses a client's message. `Err` is the precise JSON-RPC error to answer
 /// (the upstream never sees a message its proxy could not route).
 pub fn parse(body: &[u8]) -> Result<Parsed<'_>, Reply> {
-    let msg: Inbound<'_> = serde_json::from_slice(body).map_err(|e| {
-        rpc::error(StatusCode::BAD_REQUEST, &Value::Null, PARSE_ERROR, &format!("parse error: {e}"))
-    })?;
-    if msg.jsonrpc != "2.0" {
-        return Err(rpc::error(
-            StatusCode::BAD_REQUEST,
-            msg.id(),
-            INVALID_REQUEST,
-            "jsonrpc must be \"2.0\"",
-        ));
-    }
+    let msg: Inbound<'_> = serde_json::from_slice(body).map_err(|e| rpc::parse_error(&e))?;
+    rpc::check_version(&msg.jsonrpc, msg.id())?;
     let Some(id) = msg.id.as_ref() else {
         return Ok(Parsed::Notification);
     };
@@ -187,6 +178,7 @@ impl UpstreamError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rpc::{INVALID_REQUEST, PARSE_ERROR};
 
     fn request(body: &[u8]) -> Inbound<'_> {
         match parse(body) {

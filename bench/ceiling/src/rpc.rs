@@ -109,19 +109,29 @@ pub fn error(status: StatusCode, id: &Value, code: i64, message: &str) -> Reply 
     json(status, &RpcErrorResponse { jsonrpc: "2.0", id, error: RpcError { code, message } })
 }
 
+/// The answer to a message that is not JSON.
+pub fn parse_error(e: &serde_json::Error) -> Reply {
+    error(StatusCode::BAD_REQUEST, &Value::Null, PARSE_ERROR, &format!("parse error: {e}"))
+}
+
+/// `Err` with the answer to give when a message's `jsonrpc` (its `id`: `id`) is not "2.0".
+pub fn check_version(jsonrpc: &str, id: &Value) -> Result<(), Reply> {
+    if jsonrpc == "2.0" {
+        return Ok(());
+    }
+    Err(error(StatusCode::BAD_REQUEST, id, INVALID_REQUEST, "jsonrpc must be \"2.0\""))
+}
+
 /// Answers one JSON-RPC message the way the ceiling does: `tools/call` on
 /// `echo` and `initialize`; a notification is [`Reply::Accepted`]; anything
 /// else a precise JSON-RPC error.
 pub fn handle_rpc(body: &[u8]) -> Reply {
     let req: RpcRequest<'_> = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) => {
-            return error(StatusCode::BAD_REQUEST, &Value::Null, PARSE_ERROR, &format!("parse error: {e}"));
-        }
+        Err(e) => return parse_error(&e),
     };
-    if req.jsonrpc != "2.0" {
-        let id = req.id.as_ref().unwrap_or(&Value::Null);
-        return error(StatusCode::BAD_REQUEST, id, INVALID_REQUEST, "jsonrpc must be \"2.0\"");
+    if let Err(reply) = check_version(&req.jsonrpc, req.id.as_ref().unwrap_or(&Value::Null)) {
+        return reply;
     }
     let Some(id) = req.id.as_ref() else {
         // Notification (e.g. notifications/initialized): accepted, no answer.
