@@ -357,19 +357,28 @@ def overhead_table(po, meta, base):
     return L
 
 
-def own_share(po, fo, meta):
-    """Per mcpgate proxy: its added p50 at the fixed rate minus the floor's for the same transport (FLOOR_OF),
-    in µs — mcpgate's own share of the hop. Stored in po[t]["rate_p50_added_minus_floor_us"]; returns one
-    markdown line per proxy that has a floor in the run."""
-    L = []
+def floor_shares(po, fo):
+    """Per mcpgate proxy with a floor in the run: its added p50 at the fixed rate minus the floor's for the same
+    transport (FLOOR_OF), in µs — mcpgate's own share of the hop — stored in po[t] ("floor",
+    "rate_p50_added_minus_floor_us")."""
     for t, o in po.items():
         floor = FLOOR_OF.get(t)
-        f = fo.get(floor)
-        if not f:
+        if floor in fo:
+            a, b = o["rate_p50_added_us"], fo[floor]["rate_p50_added_us"]
+            o["floor"] = floor
+            o["rate_p50_added_minus_floor_us"] = None if a is None or b is None else a - b
+
+
+def own_share(po, fo, meta):
+    """One markdown line per proxy with a floor share ([`floor_shares`])."""
+    L = []
+    for t, o in po.items():
+        floor = o.get("floor")
+        if not floor:
             continue
+        f = fo[floor]
         a, b = o["rate_p50_added_us"], f["rate_p50_added_us"]
-        share = None if a is None or b is None else a - b
-        o["rate_p50_added_minus_floor_us"] = share
+        share = o["rate_p50_added_minus_floor_us"]
         notes = []
         if share is not None and not (o["rate_sustained"] and f["rate_sustained"]):
             notes.append("rate not sustained")
@@ -385,8 +394,7 @@ def own_share(po, fo, meta):
 
 
 def proxy_overhead_md(summary, meta):
-    po = proxy_overhead(summary, meta)
-    summary["proxy_overhead"] = po
+    po = summary["proxy_overhead"]
     if not po:
         return []
     base = meta.get("proxy_baseline")
@@ -399,7 +407,7 @@ def proxy_overhead_md(summary, meta):
          f"with the proxy and `{base}` both at {rate} req/s. The issue's targets (p50 added at "
          f"{PROXY_TARGET_RATE} req/s: ≤ 100 µs stdio, ≤ 50 µs HTTP) are checked under Targets below.", ""]
     L.extend(overhead_table(po, meta, base))
-    share = own_share(po, proxy_overhead(summary, meta, "floor_baseline", "floor_targets"), meta)
+    share = own_share(po, summary["proxy_floor"], meta)
     if share:
         L.extend(["mcpgate's own share of the hop: each proxy's added p50 minus the floor's for the same "
                   "transport (Proxy floor, below), same run.", ""])
@@ -408,8 +416,7 @@ def proxy_overhead_md(summary, meta):
 
 
 def proxy_floor_md(summary, meta):
-    fo = proxy_overhead(summary, meta, "floor_baseline", "floor_targets")
-    summary["proxy_floor"] = fo
+    fo = summary["proxy_floor"]
     if not fo:
         return []
     base = meta.get("floor_baseline")
@@ -582,6 +589,10 @@ def cmd_summarize(args):
                  f"{ratio} | {per_round} | " + (f"{fmt_k(rates[t])} | " if rate_col else "")
                  + f"{fmt_achieved(fr)} | {fmt_ms(fr.get('p50_ms_median'))} | {fmt_ms(fr.get('p99_ms_median'))} |")
     L.append("")
+    # Computed once, before any section renders them (the JSON gets the same numbers the markdown shows).
+    summary["proxy_overhead"] = proxy_overhead(summary, meta)
+    summary["proxy_floor"] = proxy_overhead(summary, meta, "floor_baseline", "floor_targets")
+    floor_shares(summary["proxy_overhead"], summary["proxy_floor"])
     L.extend(proxy_overhead_md(summary, meta))
     L.extend(proxy_floor_md(summary, meta))
     L.extend(stdio_vs_md(summary, meta))
