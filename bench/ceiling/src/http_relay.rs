@@ -8,7 +8,7 @@ use std::error::Error;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -32,6 +32,16 @@ struct UpstreamAnswer {
     body: Bytes,
 }
 
+/// The client's headers the relay passes on: the body's type, what the client accepts and the 2026-07-28
+/// request headers, as mcpgate's HTTP proxy sends them to its upstream.
+const FORWARDED: [HeaderName; 5] = [
+    CONTENT_TYPE,
+    ACCEPT,
+    HeaderName::from_static("mcp-protocol-version"),
+    HeaderName::from_static("mcp-method"),
+    HeaderName::from_static("mcp-name"),
+];
+
 impl HttpRelay {
     /// A relay to `upstream`, which must be `http://HOST:PORT/PATH` (the floor has no TLS).
     pub fn new(upstream: &str) -> Result<Self, String> {
@@ -50,9 +60,9 @@ impl HttpRelay {
         let mut req = Request::post(self.upstream.clone())
             .body(Full::new(body))
             .map_err(|e| UpstreamError::Internal(e.to_string()))?;
-        for name in [CONTENT_TYPE, ACCEPT] {
-            if let Some(value) = headers.get(&name) {
-                req.headers_mut().insert(name, value.clone());
+        for name in &FORWARDED {
+            if let Some(value) = headers.get(name) {
+                req.headers_mut().insert(name.clone(), value.clone());
             }
         }
         let exchange = async {
