@@ -6,56 +6,69 @@
 //! past which the half of its buckets nearest to full are forgotten — the least a forgotten bucket can cost.
 
 use std::{
-    collections::HashMap,
     hash::{BuildHasher, RandomState},
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
 use async_trait::async_trait;
+use hashbrown::HashTable;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use super::{BucketKey, Check, Decision, RateStore, gcra, untaken};
 
-/// Shards by default: enough that requests of different keys rarely wait for each other.
+/// Shards by default: enough that requests of different keys rarely wait for each other. At most 64, so a
+/// request's shards fit one bitmask.
 const SHARDS: usize = 64;
 /// A shard is not swept before it holds this many buckets.
 const MIN_SWEEP: usize = 64;
 /// Buckets kept at most by default (about 100 bytes each).
 pub const DEFAULT_MAX_BUCKETS: usize = 1 << 20;
 
+/// Checks per request handled without a heap allocation (the edge's global, address and key, or a tool's one).
+const INLINE: usize = 4;
+
+/// One bucket: its key, the key's hash (computed once per request, for the shard and the table alike) and its
+/// TAT in nanoseconds since the store's epoch.
+#[derive(Debug)]
+struct Bucket {
+    key: BucketKey,
+    hash: u64,
+    tat: u64,
+}
+
 #[derive(Debug, Default)]
 struct Shard {
-    /// TAT per bucket, in nanoseconds since the store's epoch.
-    tats: HashMap<BucketKey, u64>,
+    tats: HashTable<Bucket>,
     /// Sweep when a new bucket would make the shard this large.
     sweep_at: usize,
 }
 
 impl Shard {
-    fn stored(&self, key: &BucketKey) -> u64 {
-        self.tats.get(key).copied().unwrap_or(0)
+    fn stored(&self, hash: u64, key: &BucketKey) -> u64 {
+        self.tats.find(hash, |bucket| bucket.key == *key).map_or(0, |bucket| bucket.tat)
     }
 
-    fn put(&mut self, key: &BucketKey, tat: u64, now: u64, cap: usize) {
-        if let Some(stored) = self.tats.get_mut(key) {
-            *stored = tat;
+    fn put(&mut self, hash: u64, key: &BucketKey, tat: u64, now: u64, cap: usize) {
+        if let Some(bucket) = self.tats.find_mut(hash, |bucket| bucket.key == *key) {
+            bucket.tat = tat;
             return;
         }
         if self.tats.len() >= self.sweep_at {
             self.sweep(now, cap);
         }
-        self.tats.insert(key.clone(), tat);
+        self.tats.insert_unique(hash, Bucket { key: key.clone(), hash, tat }, |bucket| bucket.hash);
     }
 
     /// Forget full buckets; at the cap, forget the half nearest to full as well.
     fn sweep(&mut self, now: u64, cap: usize) {
-        self.tats.retain(|_, tat| *tat > now);
+        self.tats.retain(|bucket| bucket.tat > now);
         if self.tats.len() >= cap {
-            let mut tats: Vec<u64> = self.tats.values().copied().collect();
+            let mut tats: Vec<u64> = self.tats.iter().map(|bucket| bucket.tat).collect();
             let middle = tats.len() / 2;
             let cut = *tats.select_nth_unstable(middle).1;
             let before = self.tats.len();
-            self.tats.retain(|_, tat| *tat > cut);
+            self.tats.retain(|bucket| bucket.tat > cut);
             tracing::warn!(
                 forgotten = before - self.tats.len(),
                 cap,
@@ -95,7 +108,7 @@ impl MemoryStore {
     }
 
     fn with_shards(shards: usize, max: usize) -> Self {
-        let shards = shards.max(1).next_power_of_two();
+        let shards = shards.clamp(1, SHARDS).next_power_of_two();
         let cap = max.div_ceil(shards).max(1);
         Self {
             epoch: Instant::now(),
@@ -111,8 +124,10 @@ impl MemoryStore {
         u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn shard_of(&self, key: &BucketKey) -> usize {
-        self.hasher.hash_one(key) as usize & (self.shards.len() - 1)
+    /// The shard of a key's hash: bits the shard's table does not use (it places a bucket by the low bits and
+    /// tags it with the top seven), so the buckets of one shard still spread over its whole table.
+    fn shard_of(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & (self.shards.len() - 1)
     }
 
     fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
@@ -120,25 +135,28 @@ impl MemoryStore {
         self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// [`RateStore::acquire`], synchronously: no lock is held across an await.
+    /// [`RateStore::acquire`], synchronously: no lock is held across an await. Each key is hashed once; the
+    /// shards involved are a bitmask, locked in index order, so two requests sharing shards never wait on each
+    /// other in a cycle; nothing but the answer is allocated for up to [`INLINE`] checks.
     pub fn acquire_now(&self, checks: &[Check], now: Instant) -> Vec<Decision> {
         let now = self.nanos(now);
-        let shard_of: Vec<usize> = checks.iter().map(|c| self.shard_of(&c.key)).collect();
-        let mut order = shard_of.clone();
-        order.sort_unstable();
-        order.dedup();
-        // Shards locked in index order, so two requests sharing shards never wait on each other in a cycle.
-        let mut guards: Vec<MutexGuard<'_, Shard>> = order.iter().map(|&i| self.lock(i)).collect();
-        let at = |shard: usize| order.partition_point(|&i| i < shard);
-        let steps: Vec<(Decision, u64)> = checks
+        let hashes: SmallVec<[u64; INLINE]> = checks.iter().map(|c| self.hasher.hash_one(&c.key)).collect();
+        let locked = hashes.iter().fold(0u64, |mask, &hash| mask | 1 << self.shard_of(hash));
+        let mut guards: SmallVec<[MutexGuard<'_, Shard>; INLINE]> = (0..self.shards.len())
+            .filter(|&shard| locked & 1 << shard != 0)
+            .map(|shard| self.lock(shard))
+            .collect();
+        // A shard's guard comes after those of the locked shards below it.
+        let at = |hash: u64| (locked & ((1 << self.shard_of(hash)) - 1)).count_ones() as usize;
+        let steps: SmallVec<[(Decision, u64); INLINE]> = checks
             .iter()
-            .zip(&shard_of)
-            .map(|(check, &shard)| gcra(guards[at(shard)].stored(&check.key), now, check.limit))
+            .zip(&hashes)
+            .map(|(check, &hash)| gcra(guards[at(hash)].stored(hash, &check.key), now, check.limit))
             .collect();
         let all = steps.iter().all(|(decision, _)| decision.allowed);
         if all {
-            for ((check, &shard), (_, tat)) in checks.iter().zip(&shard_of).zip(&steps) {
-                guards[at(shard)].put(&check.key, *tat, now, self.cap);
+            for ((check, &hash), &(_, tat)) in checks.iter().zip(&hashes).zip(&steps) {
+                guards[at(hash)].put(hash, &check.key, tat, now, self.cap);
             }
         }
         drop(guards);
@@ -174,5 +192,15 @@ impl MemoryStore {
     /// One shard, so a test knows which buckets share it.
     pub(super) fn single_shard(max: usize) -> Self {
         Self::with_shards(1, max)
+    }
+
+    /// `shards` shards (clamped to 1..=64), so a test can make keys share shards or spread over many.
+    pub(super) fn sharded(shards: usize) -> Self {
+        Self::with_shards(shards, DEFAULT_MAX_BUCKETS)
+    }
+
+    /// Shards in use.
+    pub(super) fn shards(&self) -> usize {
+        self.shards.len()
     }
 }

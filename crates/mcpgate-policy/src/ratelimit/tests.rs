@@ -130,6 +130,57 @@ async fn idle_buckets_expire_and_memory_is_capped() {
     assert_eq!(one(&store, &busy).remaining, 49, "the most used bucket was kept");
 }
 
+#[tokio::test(start_paused = true)]
+async fn one_request_over_many_shards_takes_from_all_its_buckets_or_none() {
+    assert_eq!(MemoryStore::sharded(1000).shards(), 64, "a request's shards fit one bitmask");
+    let per = Duration::from_secs(60);
+    // Eight keys over 1, 2, 4 and 64 shards: some share a shard, some do not, and the locks are taken in order.
+    for shards in [1, 2, 4, 64] {
+        let store = MemoryStore::sharded(shards);
+        let keys: Vec<Check> = (0..8).map(|i| check(Scope::Tool, tool(&format!("t{i}")), 3, per)).collect();
+        let last = keys.len() - 1;
+        assert_eq!(one(&store, &keys[last]).remaining, 2);
+        assert_eq!(one(&store, &keys[last]).remaining, 1);
+        assert!(store.acquire_now(&keys, Instant::now()).iter().all(|d| d.allowed));
+        // The last bucket is empty now: the next request of all eight is refused and takes from none.
+        let refused = store.acquire_now(&keys, Instant::now());
+        assert_eq!(refused.iter().filter(|d| !d.allowed).count(), 1, "{shards} shards: {refused:?}");
+        assert!(!refused[last].allowed);
+        assert!(refused[..last].iter().all(|d| d.remaining == 2), "{shards} shards: {refused:?}");
+        assert_eq!(one(&store, &keys[0]).remaining, 1, "{shards} shards: the refusal took nothing");
+        assert_eq!(store.buckets_now(Instant::now()), 8);
+    }
+}
+
+#[test]
+fn requests_of_overlapping_keys_from_many_threads_neither_deadlock_nor_miscount() {
+    // A day's window: a bucket refills one request every 8.64 s, so none refills while the test runs.
+    let per = Duration::from_secs(24 * 3600);
+    let store = std::sync::Arc::new(MemoryStore::sharded(4));
+    let keys: Vec<Check> = (0..6).map(|i| check(Scope::Tool, tool(&format!("k{i}")), 10_000, per)).collect();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (store, keys) = (store.clone(), keys.clone());
+            std::thread::spawn(move || {
+                for n in 0..500 {
+                    // Each thread asks for a different overlapping window of the keys, in a different order.
+                    let mut mine: Vec<Check> =
+                        (0..3).map(|j| keys[(t + n + j) % keys.len()].clone()).collect();
+                    if t % 2 == 1 {
+                        mine.reverse();
+                    }
+                    assert!(store.acquire_now(&mine, Instant::now()).iter().all(|d| d.allowed));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let left: u32 = keys.iter().map(|k| one(&store, k).remaining + 1).sum();
+    assert_eq!(left, 6 * 10_000 - 4 * 500 * 3, "every request took exactly one from each of its buckets");
+}
+
 fn principal(name: &str, tier: Option<&str>, ip: &str) -> Principal {
     let base = match tier {
         Some(tier) => Principal::named(name, tier, &["*".into()]),
