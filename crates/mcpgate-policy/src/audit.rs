@@ -4,7 +4,7 @@
 //! `O_APPEND` before the answer leaves (the pipeline awaits its observers first). Once `write` returns the line
 //! is the kernel's: a crash or SIGKILL of mcpgate cannot lose it, and there is no buffer of ours to flush; only a
 //! crash of the machine can lose it, unless `fsync` is on. `O_APPEND` keeps lines whole when several processes
-//! share the file. A line that cannot be written is counted ([`AuditLog::failures`]) and logged (the first, then
+//! share the file. A line that cannot be written is counted ([`AuditCounters::failures`]) and logged (the first, then
 //! every 1024th), and the call is still answered: the audit log records calls, it does not gate them.
 //! [`AuditLog::reopen`] (SIGHUP) opens the path again, so a rotated file is left behind whole.
 //!
@@ -75,9 +75,33 @@ pub struct AuditLog {
     /// Lower-cased field names whose values are masked.
     redact: Vec<String>,
     fsync: bool,
+    counters: Arc<AuditCounters>,
+}
+
+/// What the audit logs of a process have done, counted across every log it opens (a reload that changes the
+/// `audit` section opens a new one), for `/status` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct AuditCounters {
     failures: AtomicU64,
     writes: AtomicU64,
     lines: AtomicU64,
+}
+
+impl AuditCounters {
+    /// Lines that could not be written.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// `write(2)` calls (each carries one line or, under load, many).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Lines written.
+    pub fn lines(&self) -> u64 {
+        self.lines.load(Ordering::Relaxed)
+    }
 }
 
 /// Group-commit queues of an audit log. Each thread queues its calls' lines to its own (while there are no more
@@ -139,9 +163,9 @@ struct Line<'a> {
 }
 
 impl AuditLog {
-    /// The audit log `config` asks for, its file opened for appending (created if missing); `None` when no file
-    /// is set.
-    pub fn open(config: &AuditConfig) -> std::io::Result<Option<Arc<Self>>> {
+    /// The audit log `config` asks for, its file opened for appending (created if missing), counting into
+    /// `counters`; `None` when no file is set.
+    pub fn open(config: &AuditConfig, counters: Arc<AuditCounters>) -> std::io::Result<Option<Arc<Self>>> {
         let Some(path) = &config.file else { return Ok(None) };
         let file = open_append(path)?;
         Ok(Some(Arc::new(Self {
@@ -151,9 +175,7 @@ impl AuditLog {
             include_arguments: config.include_arguments,
             redact: config.redact.iter().map(|f| f.to_ascii_lowercase()).collect(),
             fsync: config.fsync,
-            failures: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-            lines: AtomicU64::new(0),
+            counters,
         })))
     }
 
@@ -171,25 +193,15 @@ impl AuditLog {
         &self.path
     }
 
-    /// Lines that could not be written so far.
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-
-    /// `write(2)` calls so far (each carries one line or, under load, many).
-    pub fn writes(&self) -> u64 {
-        self.writes.load(Ordering::Relaxed)
-    }
-
-    /// Lines written so far.
-    pub fn lines(&self) -> u64 {
-        self.lines.load(Ordering::Relaxed)
+    /// What this log, and the logs before it that shared its counters, have done.
+    pub fn counters(&self) -> &AuditCounters {
+        &self.counters
     }
 
     /// Append whole lines: one `write` (a regular file takes it whole unless the disk is full).
     fn append(&self, lines: &[u8]) -> std::io::Result<()> {
         let mut file = self.file.lock();
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
         file.write_all(lines)?;
         if self.fsync {
             file.sync_data()?;
@@ -227,7 +239,7 @@ impl AuditLog {
                 (std::mem::take(&mut queue.lines), queue.queued, queue.ended)
             };
             match self.append(&lines) {
-                Ok(()) => _ = self.lines.fetch_add(upto - from, Ordering::Relaxed),
+                Ok(()) => _ = self.counters.lines.fetch_add(upto - from, Ordering::Relaxed),
                 Err(error) => self.failed(upto - from, &error),
             }
             let again = {
@@ -273,7 +285,7 @@ impl AuditLog {
     /// Count `lines` that were not written; log the first failure and then one per 1024 lines, so a full disk
     /// does not flood the log as well.
     fn failed(&self, lines: u64, error: &dyn std::fmt::Display) {
-        let before = self.failures.fetch_add(lines, Ordering::Relaxed);
+        let before = self.counters.failures.fetch_add(lines, Ordering::Relaxed);
         let failures = before + lines;
         if before == 0 || failures / 1024 > before / 1024 {
             tracing::error!(path = %self.path.display(), failures, %error, "audit log line not written");
@@ -467,7 +479,7 @@ mod tests {
     fn log(dir: &Path, include_arguments: bool) -> Arc<AuditLog> {
         let config =
             AuditConfig { file: Some(dir.join("audit.log")), include_arguments, ..AuditConfig::default() };
-        let mut log = AuditLog::open(&config).unwrap().unwrap();
+        let mut log = AuditLog::open(&config, Default::default()).unwrap().unwrap();
         Arc::get_mut(&mut log).unwrap().groups = Box::new([Group::default()]);
         log
     }
@@ -530,14 +542,22 @@ mod tests {
         let (_dir, log, file) = fresh();
         let ok = Ok(ToolOutcome::text(""));
         finish(&log, &CallContext::detached("alone"), &ok, None);
-        assert_eq!((log.writes(), lines(&file).len()), (1, 1), "no write under way: written by its own call");
+        assert_eq!(
+            (log.counters().writes(), lines(&file).len()),
+            (1, 1),
+            "no write under way: written by its own call"
+        );
         someone_writing(&log, true);
         let cxs: Vec<_> = (0..3).map(|i| CallContext::detached(format!("queued-{i}"))).collect();
         let waiting: Vec<_> = cxs.iter().map(|cx| report(&log, cx, &ok, None).expect("waits")).collect();
         assert_eq!(lines(&file).len(), 1, "queued, not written yet");
         someone_writing(&log, false);
         settle(waiting);
-        assert_eq!((log.writes(), lines(&file).len()), (2, 4), "the three queued lines in one write");
+        assert_eq!(
+            (log.counters().writes(), lines(&file).len()),
+            (2, 4),
+            "the three queued lines in one write"
+        );
     }
 
     #[test]
@@ -551,7 +571,7 @@ mod tests {
         assert_eq!(lines(&file).len(), 0, "nothing written before the writer's yield is over");
         settle(settling);
         assert_eq!(
-            (log.writes(), log.lines(), lines(&file).len()),
+            (log.counters().writes(), log.counters().lines(), lines(&file).len()),
             (1, 4, 4),
             "one write for the four lines"
         );
@@ -559,7 +579,7 @@ mod tests {
         let writer = report(&log, &cxs[0], &ok, None).expect("the writer");
         let behind = report(&log, &cxs[1], &ok, None).expect("waits");
         drop(writer);
-        assert_eq!((log.writes(), lines(&file).len()), (2, 6));
+        assert_eq!((log.counters().writes(), lines(&file).len()), (2, 6));
         settle(vec![behind]);
         assert_eq!(log.groups[0].queue.lock().waiting, 0);
     }
@@ -583,7 +603,11 @@ mod tests {
             drop(held);
             writer.join().unwrap();
         });
-        assert_eq!((lines(&file).len(), log.writes()), (2, 2), "the writer went back for the orphaned line");
+        assert_eq!(
+            (lines(&file).len(), log.counters().writes()),
+            (2, 2),
+            "the writer went back for the orphaned line"
+        );
     }
 
     #[test]
@@ -671,7 +695,7 @@ mod tests {
             fsync: true,
             ..AuditConfig::default()
         };
-        let log = AuditLog::open(&config).unwrap().unwrap();
+        let log = AuditLog::open(&config, Default::default()).unwrap().unwrap();
         // Big enough arguments that a line split across writes would show.
         let arguments = json!({ "text": "x".repeat(10_000) });
         std::thread::scope(|s| {
@@ -695,19 +719,28 @@ mod tests {
     fn a_line_that_cannot_be_written_is_counted_and_the_call_goes_on() {
         // `/dev/full` refuses every write with ENOSPC, as a full disk would.
         let config = AuditConfig { file: Some("/dev/full".into()), ..AuditConfig::default() };
-        let log = AuditLog::open(&config).unwrap().unwrap();
+        let log = AuditLog::open(&config, Default::default()).unwrap().unwrap();
         let cx = CallContext::detached("r");
         finish(&log, &cx, &Ok(ToolOutcome::text("")), None);
         finish(&log, &cx, &Ok(ToolOutcome::text("")), None);
-        assert_eq!((log.failures(), log.lines()), (2, 0));
+        assert_eq!((log.counters().failures(), log.counters().lines()), (2, 0));
+        // A log opened later with the same counters (a reload) goes on counting.
+        let dir = tempfile::tempdir().unwrap();
+        let config = AuditConfig { file: Some(dir.path().join("audit.log")), ..AuditConfig::default() };
+        let next = AuditLog::open(&config, log.counters.clone()).unwrap().unwrap();
+        finish(&next, &cx, &Ok(ToolOutcome::text("")), None);
+        assert_eq!((log.counters().failures(), log.counters().lines()), (2, 1));
     }
 
     #[test]
     fn no_file_no_log_and_an_unopenable_file_is_an_error() {
-        assert!(AuditLog::open(&AuditConfig::default()).unwrap().is_none());
+        assert!(AuditLog::open(&AuditConfig::default(), Default::default()).unwrap().is_none());
         let config =
             AuditConfig { file: Some("/nonexistent-dir/audit.log".into()), ..AuditConfig::default() };
-        assert_eq!(AuditLog::open(&config).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(
+            AuditLog::open(&config, Default::default()).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
     }
 
     #[test]
@@ -723,6 +756,6 @@ mod tests {
         finish(&log, &cx, &Ok(ToolOutcome::text("")), None);
         assert_eq!(lines(&dir.path().join("audit.log.1")).len(), 2);
         assert_eq!(lines(&dir.path().join("audit.log")).len(), 1);
-        assert_eq!(log.failures(), 0);
+        assert_eq!(log.counters().failures(), 0);
     }
 }

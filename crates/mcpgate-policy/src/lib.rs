@@ -15,7 +15,7 @@ pub mod retry;
 pub mod tool_rules;
 
 pub use arguments::ArgumentSchema;
-pub use audit::AuditLog;
+pub use audit::{AuditCounters, AuditLog};
 pub use breaker::{Breaker, BreakerPhase, BreakerSnapshot, Permit, Verdict};
 pub use budget::{Budget, BudgetVerdict, ResultSize};
 pub use cache::{CacheStore, CacheUsage, MemoryCache, ResultCache};

@@ -224,7 +224,7 @@ pub(crate) fn pipeline(
     };
     let audit = match kept(|a, b| a.audit == b.audit) {
         Some(live) => live.audit.clone(),
-        None => AuditLog::open(&config.audit).map_err(|e| {
+        None => AuditLog::open(&config.audit, metrics.audit_counters()).map_err(|e| {
             let file = config.audit.file.as_deref().unwrap_or(std::path::Path::new("")).display();
             StartError::Audit(format!("{file}: cannot open for appending: {e}"))
         })?,

@@ -72,16 +72,16 @@ fn cache_status(gateway: &Gateway, live: &crate::gateway::Live) -> Value {
     }
 }
 
-/// `/status`'s `audit`: the file and what has been written to it (by the log in force since the last reload that
-/// changed the `audit` section).
+/// `/status`'s `audit`: the file and what the gateway's audit logs have written since it started (a reload that
+/// opens a new log goes on counting).
 fn audit_status(live: &crate::gateway::Live) -> Value {
     match &live.audit {
         Some(audit) => json!({
             "enabled": true,
             "file": audit.path().display().to_string(),
-            "lines": audit.lines(),
-            "writes": audit.writes(),
-            "failures": audit.failures(),
+            "lines": audit.counters().lines(),
+            "writes": audit.counters().writes(),
+            "failures": audit.counters().failures(),
         }),
         None => json!({ "enabled": false }),
     }

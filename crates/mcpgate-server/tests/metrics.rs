@@ -265,8 +265,8 @@ async fn scrape(gw: &TestGateway) -> (String, Exposition) {
     (text, exposition)
 }
 
-/// Every name DESIGN.md lists, with its type (a counter's samples carry `_total`).
-const NAMES: [(&str, &str); 14] = [
+/// Every name DESIGN.md lists, and the audit log's counts, with its type (a counter's samples carry `_total`).
+const NAMES: [(&str, &str); 16] = [
     ("mcp_requests", "counter"),
     ("mcp_request_duration_seconds", "histogram"),
     ("mcp_tool_executions", "counter"),
@@ -281,6 +281,8 @@ const NAMES: [(&str, &str); 14] = [
     ("mcp_upstream_up", "gauge"),
     ("mcp_rate_limited", "counter"),
     ("mcp_auth_failures", "counter"),
+    ("mcp_audit_lines", "counter"),
+    ("mcp_audit_failures", "counter"),
 ];
 
 #[tokio::test]
@@ -399,9 +401,11 @@ async fn every_metric_is_exposed_and_counts_exactly_the_calls_made() {
     for backend in ["quickjs", "process", "gvisor", "docker"] {
         assert_eq!(after.get("mcp_sandbox_timeouts_total", &[("backend", backend)]), 0.0);
     }
-    for scope in ["global", "tool", "key", "tier"] {
+    for scope in ["global", "ip", "key", "tier", "tool"] {
         assert_eq!(after.get("mcp_rate_limited_total", &[("scope", scope)]), 0.0);
     }
+    // No audit log configured.
+    assert_eq!(after.get("mcp_audit_lines_total", &[]) + after.get("mcp_audit_failures_total", &[]), 0.0);
     for reason in ["missing_key", "invalid_key", "expired_key", "ip_not_allowed"] {
         assert_eq!(after.get("mcp_auth_failures_total", &[("reason", reason)]), 0.0);
     }

@@ -1,6 +1,6 @@
 //! The audit log on the real binary: every answered `tools/call` is in the file even when the process is
 //! SIGKILLed right after the last answer; refusals are recorded with their kind; SIGHUP reopens the file after
-//! rotation.
+//! rotation; a line that cannot be written is counted in `/status` and `/metrics`, and the call still answered.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -160,6 +160,48 @@ fn sighup_reopens_the_audit_log_after_rotation() {
     assert_eq!(audit_status["file"], audit.to_str().unwrap(), "{status}");
     assert_eq!((&audit_status["lines"], &audit_status["failures"]), (&json!(2), &json!(0)), "{status}");
     assert!(audit_status["writes"].as_u64().is_some_and(|w| (1..=2).contains(&w)), "{status}");
+}
+
+/// `/status`'s `audit` section and the `mcp_audit_*_total` samples of `/metrics`.
+fn audit_counts(addr: &str) -> (Value, String) {
+    let raw = support::http_get(addr, "/status");
+    let status: Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let metrics = support::http_get(addr, "/metrics");
+    let samples = metrics.lines().filter(|l| l.starts_with("mcp_audit_")).collect::<Vec<_>>().join("\n");
+    (status["audit"].clone(), samples)
+}
+
+#[test]
+fn lines_that_cannot_be_written_are_counted_across_a_reload_and_calls_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // `/dev/full` refuses every write with ENOSPC, as a full disk would.
+    let file = config(dir.path());
+    let base = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{base}  file: /dev/full\n")).unwrap();
+    let (gateway, addr) = serve_with_env(Some(&file), &dir.path().join("log"), Duration::from_secs(20), &[]);
+    for message in ["one", "two"] {
+        let (_, answer) = call(&addr, "ops-key", "echo", json!({ "message": message }));
+        assert_eq!(answer["result"]["content"][0]["text"], message, "{answer}");
+    }
+    let (status, samples) = audit_counts(&addr);
+    assert_eq!((&status["lines"], &status["failures"]), (&json!(0), &json!(2)), "{status}");
+    assert_eq!(samples, "mcp_audit_lines_total 0\nmcp_audit_failures_total 2");
+
+    // A reload to a file that takes lines opens a new log; the counts go on from where they were.
+    let audit = dir.path().join("audit.log");
+    std::fs::write(&file, format!("{base}  file: {}\n", audit.display())).unwrap();
+    kill(Pid::from_raw(gateway.0.id() as i32), Signal::SIGHUP).unwrap();
+    for _ in 0..250 {
+        if audit.exists() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    call(&addr, "ops-key", "echo", json!({ "message": "three" }));
+    assert_eq!(lines(&audit).len(), 1);
+    let (status, samples) = audit_counts(&addr);
+    assert_eq!((&status["lines"], &status["failures"]), (&json!(1), &json!(2)), "{status}");
+    assert_eq!(samples, "mcp_audit_lines_total 1\nmcp_audit_failures_total 2");
 }
 
 #[test]

@@ -50,7 +50,7 @@ async fn every_exit_is_one_line_and_arguments_are_copied_only_when_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.log");
     let config = AuditConfig { file: Some(file.clone()), include_arguments: true, ..AuditConfig::default() };
-    let audit = AuditLog::open(&config).unwrap().unwrap();
+    let audit = AuditLog::open(&config, Default::default()).unwrap().unwrap();
     let peek = Arc::new(Peek::default());
     let schema = json!({ "type": "object", "properties": { "name": { "type": "string" } } });
     let policy = ToolPolicy {

@@ -1,4 +1,5 @@
-//! What is read at scrape time rather than updated on every change: breaker phases, upstream health, sessions.
+//! What is read at scrape time rather than updated on every change: breaker phases, upstream health, sessions,
+//! the audit log's counts.
 
 use std::{
     fmt,
@@ -6,18 +7,20 @@ use std::{
 };
 
 use mcpgate_core::BackendHealth;
-use mcpgate_policy::BreakerPhase;
+use mcpgate_policy::{AuditCounters, BreakerPhase};
 use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, metrics::MetricType};
 
 use super::names;
 use crate::{catalogue::Catalogue, sessions::Sessions};
 
 /// What is read at scrape time: breaker phases and upstream health from the catalogue in force, live sessions
-/// from the session record.
+/// from the session record, the audit log's counts.
 pub(super) struct Live {
     pub(super) catalogue: Arc<Catalogue>,
     /// The HTTP app's legacy sessions ([`Metrics::watch_sessions`](super::Metrics::watch_sessions)).
     pub(super) sessions: Mutex<Weak<Sessions>>,
+    /// What every audit log of the gateway counts into ([`Metrics::audit_counters`](super::Metrics::audit_counters)).
+    pub(super) audit: Arc<AuditCounters>,
 }
 
 impl fmt::Debug for Live {
@@ -57,6 +60,17 @@ impl Collector for Live {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner).upgrade();
         let help = "Legacy (initialize-based) sessions open";
         let mut gauge = encoder.encode_descriptor(names::ACTIVE_SESSIONS, help, None, MetricType::Gauge)?;
-        gauge.encode_gauge(&(sessions.map_or(0, |s| s.len()) as i64))
+        gauge.encode_gauge(&(sessions.map_or(0, |s| s.len()) as i64))?;
+
+        // Zero while no audit log is configured; a failure is a call whose line is missing from the file.
+        let audit = [
+            (names::AUDIT_LINES, "Audit log lines written", self.audit.lines()),
+            (names::AUDIT_FAILURES, "Audit log lines that could not be written", self.audit.failures()),
+        ];
+        for (name, help, value) in audit {
+            let mut counter = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            counter.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&value, None)?;
+        }
+        Ok(())
     }
 }

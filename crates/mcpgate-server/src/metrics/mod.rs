@@ -34,6 +34,7 @@ use std::{
 
 use http::StatusCode;
 use mcpgate_core::{BackendError, ToolOutcome};
+use mcpgate_policy::AuditCounters;
 use prometheus_client::{
     encoding::text,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -86,6 +87,10 @@ pub mod names {
     pub const UPSTREAM_UP: &str = "mcp_upstream_up";
     /// Gauge `mcp_active_sessions`.
     pub const ACTIVE_SESSIONS: &str = "mcp_active_sessions";
+    /// Counter `mcp_audit_lines_total`: audit lines written.
+    pub const AUDIT_LINES: &str = "mcp_audit_lines";
+    /// Counter `mcp_audit_failures_total`: audit lines that could not be written (a full disk, a removed mount).
+    pub const AUDIT_FAILURES: &str = "mcp_audit_failures";
 }
 
 /// Latency buckets, in seconds: from 100 µs (a fast-path call takes tens of µs) to a minute (past the default
@@ -268,7 +273,7 @@ impl Metrics {
         for failure in AUTH_FAILURE_REASONS {
             auth_failures.get_or_create_owned(&ReasonLabels { reason: failure.as_str() });
         }
-        let live = Arc::new(Live { catalogue, sessions: Mutex::new(Weak::new()) });
+        let live = Arc::new(Live { catalogue, sessions: Mutex::new(Weak::new()), audit: Arc::default() });
         registry.register_collector(Box::new(live.clone()));
         let metrics = Self {
             registry,
@@ -291,6 +296,12 @@ impl Metrics {
         metrics.requests_ok[McpMethod::ToolsCall as usize]
             .get_or_init(|| metrics.request_series(McpMethod::ToolsCall, 200));
         metrics
+    }
+
+    /// Where every audit log of the gateway counts its lines and failures (`mcp_audit_*_total`, `/status`), so
+    /// the counts go on across a reload that opens a new log.
+    pub(crate) fn audit_counters(&self) -> Arc<AuditCounters> {
+        self.live.audit.clone()
     }
 
     /// Count `sessions` in `mcp_active_sessions` (the HTTP app's legacy sessions).
