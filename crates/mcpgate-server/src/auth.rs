@@ -163,6 +163,14 @@ impl Access {
         })
     }
 
+    /// Keep what `previous` (the settings before a reload) has cached and this one would only fetch again: the
+    /// JWT issuer's key set, when it comes from the same place.
+    pub(crate) fn keep_caches(&mut self, previous: &Access) {
+        if let (Some(jwt), Some(kept)) = (&mut self.jwt, &previous.jwt) {
+            jwt.keep_key_set(kept);
+        }
+    }
+
     fn trusted(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }

@@ -59,6 +59,7 @@ pub(crate) struct Jwks {
     client: reqwest::Client,
     ttl: Duration,
     min_refresh: Duration,
+    timeout: Duration,
     current: ArcSwapOption<KeySet>,
     /// When the last fetch began; held while fetching, so fetches happen one at a time.
     last_attempt: Mutex<Option<Instant>>,
@@ -83,9 +84,18 @@ impl Jwks {
             client,
             ttl,
             min_refresh,
+            timeout,
             current: ArcSwapOption::empty(),
             last_attempt: Mutex::new(None),
         })
+    }
+
+    /// Whether `other` fetches the same set the same way: a reload that leaves the settings alone keeps the
+    /// cached set (and its fetch schedule) rather than starting empty, which would make every token after the
+    /// reload wait for a fetch — and fail while the issuer is out of reach.
+    pub(crate) fn same_as(&self, other: &Jwks) -> bool {
+        (&self.url, self.ttl, self.min_refresh, self.timeout)
+            == (&other.url, other.ttl, other.min_refresh, other.timeout)
     }
 
     /// A key set in which to look for the key of `kid` / `alg`: the cached one while fresh and holding such a

@@ -34,7 +34,8 @@ pub(crate) struct JwtAuth {
     secret: Option<DecodingKey>,
     /// The configured public key, for its own kind of algorithm.
     public_key: Option<DecodingKey>,
-    jwks: Option<Jwks>,
+    /// The issuer's key set, shared with the configuration before a reload that left it alone.
+    jwks: Option<Arc<Jwks>>,
     claims: ClaimMap,
 }
 
@@ -91,6 +92,7 @@ impl JwtAuth {
         };
         let jwks = match &jwt.jwks_url {
             Some(url) => Jwks::new(url, jwt.jwks_ttl.0, jwt.jwks_min_refresh.0, jwt.jwks_timeout.0)
+                .map(Arc::new)
                 .map_err(|e| problems.push(e))
                 .ok(),
             None => None,
@@ -120,6 +122,15 @@ impl JwtAuth {
                 default_tools: jwt.default_tools.as_slice().into(),
             },
         })
+    }
+
+    /// Use `previous`'s cached key set when it is fetched from the same place the same way (a reload).
+    pub(crate) fn keep_key_set(&mut self, previous: &JwtAuth) {
+        if let (Some(jwks), Some(kept)) = (&mut self.jwks, &previous.jwks)
+            && jwks.same_as(kept)
+        {
+            *jwks = kept.clone();
+        }
     }
 
     /// Verify `token` and build its principal.
@@ -504,5 +515,26 @@ mod tests {
         let config = JwtConfig { public_key_file: Some("/nonexistent/key.pem".into()), ..Default::default() };
         let problems = JwtAuth::new(&config, None).err().unwrap();
         assert!(problems[0].contains("cannot read /nonexistent/key.pem"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_reload_that_leaves_the_key_set_alone_keeps_its_cache() {
+        let jwks = |url: &str| JwtConfig { jwks_url: Some(url.into()), ..Default::default() };
+        let before = JwtAuth::new(&jwks("https://issuer.example/jwks"), None).unwrap();
+        let same = |auth: &JwtAuth| Arc::ptr_eq(auth.jwks.as_ref().unwrap(), before.jwks.as_ref().unwrap());
+
+        let mut reloaded = JwtAuth::new(&jwks("https://issuer.example/jwks"), None).unwrap();
+        assert!(!same(&reloaded), "built afresh");
+        reloaded.keep_key_set(&before);
+        assert!(same(&reloaded), "the same URL and timings: the cached set is kept");
+
+        let mut moved = JwtAuth::new(&jwks("https://other.example/jwks"), None).unwrap();
+        moved.keep_key_set(&before);
+        assert!(!same(&moved), "another URL starts empty");
+        let mut retimed = jwks("https://issuer.example/jwks");
+        retimed.jwks_ttl = mcpgate_config::HumanDuration::secs(1);
+        let mut retimed = JwtAuth::new(&retimed, None).unwrap();
+        retimed.keep_key_set(&before);
+        assert!(!same(&retimed), "another TTL starts empty");
     }
 }

@@ -1,9 +1,11 @@
 //! Reloading the configuration (SIGHUP) without dropping a call. A new config is checked by the caller (the same
 //! loading and validation as at start); here it is built — backends whose settings did not change are kept
 //! running as they are, new ones started — and then put in force in two atomic swaps: the catalogue, then the
-//! [`Live`] settings (keys, limits, the pipeline). Requests in flight keep the registry and settings they
-//! started with. A config that does not build (a backend fails to start, two backends publish one name) changes
-//! nothing: what was started for it is stopped and the error returned, the old config stays in force.
+//! [`Live`] settings (keys, limits, the pipeline; what a section left unchanged has cached is kept: rate-limit
+//! buckets, cached results, the audit file, the JWT issuer's key set). Requests in flight keep the registry and
+//! settings they started with. A config that does not build (a backend fails to start, two backends publish one
+//! name) changes nothing: what was started for it is stopped and the error returned, the old config stays in
+//! force.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -193,7 +195,9 @@ impl Gateway {
         let _one_at_a_time = self.reloading.lock().await;
         let live = self.live();
         let old_registry = self.registry();
-        let access = Arc::new(crate::auth::Access::new(&config.security).map_err(StartError::Security)?);
+        let mut access = crate::auth::Access::new(&config.security).map_err(StartError::Security)?;
+        access.keep_caches(&live.access);
+        let access = Arc::new(access);
         let (pipeline, audit) = pipeline(&config, &self.metrics, Some(&live))?;
         let entries = build_backends(&config, Some((&live.config, old_registry.backends()))).await?;
         let keep = |entry: &BackendEntry| {
