@@ -7,8 +7,12 @@ use std::{net::IpAddr, sync::Arc};
 /// address (the fields are shared, so the copy costs one allocation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// Stable name: an API key's name, or `anonymous`.
+    /// Stable name: an API key's name, a token's subject, or `anonymous`. What logs and the audit log show.
     pub name: Arc<str>,
+    /// What rate limits and the cache tell principals apart by: the name with the kind of credential that
+    /// proved it (`key:ci-bot`, `jwt:alice`, `anonymous`), so a token whose subject is an API key's name shares
+    /// nothing with that key.
+    pub id: Arc<str>,
     /// Rate-limit tier, when one applies (anonymous callers have none).
     pub tier: Option<Arc<str>>,
     /// Tools the principal may call, as globs (`*`, `search_*`).
@@ -24,6 +28,7 @@ impl Principal {
     pub fn anonymous() -> Self {
         Self {
             name: "anonymous".into(),
+            id: "anonymous".into(),
             tier: None,
             tools: Arc::new(["*".into()]),
             anonymous: true,
@@ -35,8 +40,21 @@ impl Principal {
     pub fn named(name: &str, tier: &str, tools: &[String]) -> Self {
         Self {
             name: name.into(),
+            id: format!("key:{name}").into(),
             tier: Some(tier.into()),
             tools: tools.into(),
+            anonymous: false,
+            client_ip: None,
+        }
+    }
+
+    /// The principal a verified bearer token names by its `subject`, without an address yet.
+    pub fn token(subject: Arc<str>, tier: Arc<str>, tools: Arc<[String]>) -> Self {
+        Self {
+            id: format!("jwt:{subject}").into(),
+            name: subject,
+            tier: Some(tier),
+            tools,
             anonymous: false,
             client_ip: None,
         }
@@ -64,5 +82,15 @@ mod tests {
         );
         let anonymous = Principal::anonymous();
         assert!(anonymous.anonymous && anonymous.tier.is_none() && anonymous.tools[..] == ["*".to_owned()]);
+    }
+
+    #[test]
+    fn a_token_named_like_an_api_key_is_another_principal() {
+        let key = Principal::named("ops", "paid", &["*".into()]);
+        let token = Principal::token("ops".into(), "paid".into(), Arc::new(["*".into()]));
+        assert_eq!((&*key.name, &*token.name), ("ops", "ops"), "both show as ops");
+        assert_eq!((&*key.id, &*token.id), ("key:ops", "jwt:ops"));
+        assert_ne!(key, token);
+        assert_eq!(&*Principal::anonymous().id, "anonymous");
     }
 }

@@ -48,7 +48,7 @@ pub(crate) use peer::WatchedPeer;
 pub struct CacheKey {
     /// The public tool name.
     pub tool: Arc<str>,
-    /// The principal whose call produced the result; `None` for a result anyone may be served.
+    /// The principal ([`Principal::id`]) whose call produced the result; `None` for a result anyone may be served.
     pub principal: Option<Arc<str>>,
     /// The arguments as canonical JSON ([`canonical_json`]).
     pub arguments: Arc<str>,
@@ -178,7 +178,7 @@ impl ResultCache {
         let mut key =
             CacheKey { tool: tool.into(), principal: None, arguments: canonical_arguments(arguments) };
         if rule.per_principal || self.private_kept.load(Ordering::Relaxed) {
-            key.principal = Some(principal.name.clone());
+            key.principal = Some(principal.id.clone());
             if let Some(hit) = self.store.get(&key, now).await {
                 return Lookup::Hit(hit);
             }
@@ -208,7 +208,7 @@ impl ResultCache {
         let (ttl_ms, scope) = (outcome.ttl_ms.take(), outcome.cache_scope.take());
         let ttl = ttl_ms.map_or(rule.ttl, |ms| rule.ttl.min(Duration::from_millis(ms)));
         let private = rule.per_principal || scope == Some(CacheScope::Private);
-        key.principal = private.then(|| principal.name.clone());
+        key.principal = private.then(|| principal.id.clone());
         let size = outcome_size(outcome)
             + key.tool.len()
             + key.arguments.len()

@@ -108,15 +108,16 @@ impl Scope {
     }
 }
 
-/// A bucket's identity. Its `Display` (`global`, `ip:192.0.2.7`, `key:ci-bot`, `tool:search`) is the key a shared
-/// store uses.
+/// A bucket's identity. Its `Display` (`global`, `ip:192.0.2.7`, `key:ci-bot`, `jwt:alice`, `anonymous`,
+/// `tool:search`) is the key a shared store uses.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BucketKey {
     /// The gateway's one bucket.
     Global,
     /// A client address, as [`BucketKey::ip`] normalises it.
     Ip(IpAddr),
-    /// A principal by name (its `per_key` or tier budget: one bucket either way, as a key has one tier).
+    /// A principal by [`Principal::id`] (its `per_key` or tier budget: one bucket either way, as a key has one
+    /// tier).
     Principal(Arc<str>),
     /// A tool by public name.
     Tool(Arc<str>),
@@ -138,7 +139,7 @@ impl fmt::Display for BucketKey {
         match self {
             Self::Global => f.write_str("global"),
             Self::Ip(ip) => write!(f, "ip:{ip}"),
-            Self::Principal(name) => write!(f, "key:{name}"),
+            Self::Principal(id) => f.write_str(id),
             Self::Tool(name) => write!(f, "tool:{name}"),
         }
     }
@@ -319,7 +320,7 @@ impl RateLimits {
             (None, None) => None,
         };
         if let Some((scope, limit)) = key {
-            checks.push(Check { scope, key: BucketKey::Principal(principal.name.clone()), limit });
+            checks.push(Check { scope, key: BucketKey::Principal(principal.id.clone()), limit });
         }
         checks
     }

@@ -291,7 +291,7 @@ impl ClaimMap {
             }
             None => self.default_tools.clone(),
         };
-        Ok(Principal { name, tier: Some(tier), tools, anonymous: false, client_ip: None })
+        Ok(Principal::token(name, tier, tools))
     }
 }
 

@@ -157,6 +157,14 @@ async fn a_private_result_is_served_only_to_its_principal() {
         through(&cache, "mine", &alice(), &q, ToolOutcome::text("z")).await,
         Some(ToolOutcome::text("a"))
     );
+    // A bearer token whose subject is `alice` is not the API key named alice.
+    let token = Principal::token("alice".into(), "default".into(), Arc::new(["*".into()]));
+    assert!(through(&cache, "mine", &token, &q, ToolOutcome::text("t")).await.is_none());
+    assert_eq!(
+        through(&cache, "up__me", &token, &q, ToolOutcome::text("t")).await,
+        Some(ToolOutcome::text("bob's")),
+        "a shared result, not the key's private one"
+    );
 }
 
 #[tokio::test(start_paused = true)]

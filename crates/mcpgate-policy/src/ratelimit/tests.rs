@@ -236,7 +236,7 @@ fn each_request_is_checked_against_every_scope_that_applies() {
     );
     assert_eq!(
         scopes(&principal("x", None, "2001:db8:1:2:3:4:5:6"))[1..],
-        [(Scope::Ip, "ip:2001:db8:1:2::".into(), 100), (Scope::Key, "key:anonymous".into(), 50)]
+        [(Scope::Ip, "ip:2001:db8:1:2::".into(), 100), (Scope::Key, "anonymous".into(), 50)]
     );
     // Off HTTP (stdio) there is no address, and no per-address check.
     let stdio = Principal::anonymous();
