@@ -34,7 +34,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::SystemTime,
 };
@@ -76,6 +76,8 @@ pub struct AuditLog {
     redact: Vec<String>,
     fsync: bool,
     counters: Arc<AuditCounters>,
+    /// Whether a line of this log failed already (its first failure is logged whatever the counters say).
+    failed_before: AtomicBool,
 }
 
 /// What the audit logs of a process have done, counted across every log it opens (a reload that changes the
@@ -176,6 +178,7 @@ impl AuditLog {
             redact: config.redact.iter().map(|f| f.to_ascii_lowercase()).collect(),
             fsync: config.fsync,
             counters,
+            failed_before: AtomicBool::new(false),
         })))
     }
 
@@ -282,12 +285,13 @@ impl AuditLog {
         value
     }
 
-    /// Count `lines` that were not written; log the first failure and then one per 1024 lines, so a full disk
-    /// does not flood the log as well.
+    /// Count `lines` that were not written; log this log's first failure and then one per 1024 lines, so a full
+    /// disk does not flood the log as well.
     fn failed(&self, lines: u64, error: &dyn std::fmt::Display) {
         let before = self.counters.failures.fetch_add(lines, Ordering::Relaxed);
         let failures = before + lines;
-        if before == 0 || failures / 1024 > before / 1024 {
+        let first = !self.failed_before.swap(true, Ordering::Relaxed);
+        if first || failures / 1024 > before / 1024 {
             tracing::error!(path = %self.path.display(), failures, %error, "audit log line not written");
         }
     }

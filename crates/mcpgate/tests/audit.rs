@@ -58,6 +58,18 @@ fn config(dir: &Path) -> std::path::PathBuf {
     file
 }
 
+/// SIGHUP the gateway, then wait until `file` exists: the reload (and the audit log's reopen with it) is done.
+fn reload_until_exists(gateway: &support::Process, file: &Path) {
+    kill(Pid::from_raw(gateway.0.id() as i32), Signal::SIGHUP).unwrap();
+    for _ in 0..250 {
+        if file.exists() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{} did not appear within 5 s of SIGHUP", file.display());
+}
+
 fn lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"))).collect()
@@ -140,14 +152,7 @@ fn sighup_reopens_the_audit_log_after_rotation() {
     call(&addr, "ops-key", "echo", json!({ "message": "before" }));
     let rotated = dir.path().join("audit.log.1");
     std::fs::rename(&audit, &rotated).unwrap();
-    kill(Pid::from_raw(gateway.0.id() as i32), Signal::SIGHUP).unwrap();
-    // The reload (and the reopen with it) is done once the new file exists.
-    for _ in 0..250 {
-        if audit.exists() {
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+    reload_until_exists(&gateway, &audit);
     call(&addr, "ops-key", "echo", json!({ "message": "after" }));
     let old = lines(&rotated);
     let new = lines(&audit);
@@ -190,13 +195,7 @@ fn lines_that_cannot_be_written_are_counted_across_a_reload_and_calls_go_on() {
     // A reload to a file that takes lines opens a new log; the counts go on from where they were.
     let audit = dir.path().join("audit.log");
     std::fs::write(&file, format!("{base}  file: {}\n", audit.display())).unwrap();
-    kill(Pid::from_raw(gateway.0.id() as i32), Signal::SIGHUP).unwrap();
-    for _ in 0..250 {
-        if audit.exists() {
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+    reload_until_exists(&gateway, &audit);
     call(&addr, "ops-key", "echo", json!({ "message": "three" }));
     assert_eq!(lines(&audit).len(), 1);
     let (status, samples) = audit_counts(&addr);

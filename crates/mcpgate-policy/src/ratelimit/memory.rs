@@ -142,10 +142,8 @@ impl MemoryStore {
         let now = self.nanos(now);
         let hashes: SmallVec<[u64; INLINE]> = checks.iter().map(|c| self.hasher.hash_one(&c.key)).collect();
         let locked = hashes.iter().fold(0u64, |mask, &hash| mask | 1 << self.shard_of(hash));
-        let mut guards: SmallVec<[MutexGuard<'_, Shard>; INLINE]> = (0..self.shards.len())
-            .filter(|&shard| locked & 1 << shard != 0)
-            .map(|shard| self.lock(shard))
-            .collect();
+        let mut guards: SmallVec<[MutexGuard<'_, Shard>; INLINE]> =
+            set_bits(locked).map(|shard| self.lock(shard)).collect();
         // A shard's guard comes after those of the locked shards below it.
         let at = |hash: u64| (locked & ((1 << self.shard_of(hash)) - 1)).count_ones() as usize;
         let steps: SmallVec<[(Decision, u64); INLINE]> = checks
@@ -174,6 +172,15 @@ impl MemoryStore {
             })
             .sum()
     }
+}
+
+/// The indexes of the bits set in `mask`, lowest first.
+fn set_bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let bit = (mask != 0).then(|| mask.trailing_zeros() as usize)?;
+        mask &= mask - 1;
+        Some(bit)
+    })
 }
 
 #[async_trait]
