@@ -15,6 +15,12 @@
 //! **Time.** Freshness is decided with `tokio::time::Instant` (paused-clock tests are exact); the store's own
 //! expiry only reclaims memory.
 //!
+//! **One call per key at a time.** Calls that miss on a key another call is already answering wait for it
+//! ([`ResultCache::join`]), then look again: a burst of identical calls on a cold key costs the backend one call,
+//! not one each. A waiting call keeps its own deadline and cancellation; when the first call's result is not
+//! kept (a failure, a result private to another principal, one that asked the client something) the waiting ones
+//! run their own.
+//!
 //! **The store seam.** [`CacheStore`] holds entries; [`MemoryCache`] (moka, bounded by the entries' weight) is
 //! the default, and a shared store (Redis) can stand behind the same trait.
 
@@ -22,6 +28,7 @@ mod memory;
 mod peer;
 
 use std::{
+    collections::HashMap,
     fmt,
     sync::{
         Arc,
@@ -34,7 +41,7 @@ use async_trait::async_trait;
 use mcpgate_config::{CacheConfig, CacheSharing};
 use mcpgate_core::{CacheScope, JsonObject, Principal, ToolOutcome};
 use serde_json::Value;
-use tokio::time::Instant;
+use tokio::{sync::watch, time::Instant};
 
 use crate::tool_rules::{Generation, Resolved, ToolRules};
 
@@ -118,6 +125,8 @@ pub struct ResultCache {
     /// Whether any result was kept per principal: until then a miss needs no second look.
     private_kept: AtomicBool,
     generation: Generation,
+    /// Keys a call is answering now, each with what tells its waiters that it is done ([`ResultCache::join`]).
+    in_flight: parking_lot::Mutex<HashMap<CacheKey, watch::Receiver<()>>>,
 }
 
 /// What a lookup found.
@@ -151,6 +160,7 @@ impl ResultCache {
             store,
             private_kept: AtomicBool::new(false),
             generation: Generation::next(),
+            in_flight: parking_lot::Mutex::default(),
         }
     }
 
@@ -233,6 +243,53 @@ impl ResultCache {
     /// What the store holds.
     pub fn usage(&self) -> CacheUsage {
         self.store.usage()
+    }
+
+    /// Take the call that missed on `key` into the flight of calls on it: the first answers it (until its
+    /// [`Leading`] is dropped, after the result is stored or the call failed), the others wait for that first.
+    pub fn join(&self, key: &CacheKey) -> Flight<'_> {
+        let mut in_flight = self.in_flight.lock();
+        if let Some(done) = in_flight.get(key) {
+            return Flight::Wait(done.clone());
+        }
+        let (sender, done) = watch::channel(());
+        in_flight.insert(key.clone(), done);
+        Flight::Lead(Leading { cache: self, key: key.clone(), _done: sender })
+    }
+}
+
+/// Where a call that missed stands among the calls on its key ([`ResultCache::join`]).
+#[derive(Debug)]
+pub enum Flight<'a> {
+    /// No other call is answering the key: this one does, and holds the key until it is done.
+    Lead(Leading<'a>),
+    /// Another call is answering the key: wait until [`Flight::wait`] returns, then look up again.
+    Wait(watch::Receiver<()>),
+}
+
+impl Flight<'_> {
+    /// Until the call answering the key is done (at once for the one answering it).
+    pub async fn wait(self) {
+        if let Flight::Wait(mut done) = self {
+            // The leader only ever drops its sender: `changed` returns when it does.
+            let _ = done.changed().await;
+        }
+    }
+}
+
+/// The call answering a key while others may wait for it. Dropped (its result stored, or the call failed or was
+/// abandoned), it frees the key and wakes the waiting calls.
+#[derive(Debug)]
+pub struct Leading<'a> {
+    cache: &'a ResultCache,
+    key: CacheKey,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        // Removed before the sender drops (after this body): a call woken up and missing again finds the key free.
+        self.cache.in_flight.lock().remove(&self.key);
     }
 }
 

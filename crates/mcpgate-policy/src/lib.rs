@@ -18,7 +18,7 @@ pub use arguments::ArgumentSchema;
 pub use audit::{AuditCounters, AuditLog};
 pub use breaker::{Breaker, BreakerPhase, BreakerSnapshot, Permit, Verdict};
 pub use budget::{Budget, BudgetVerdict, ResultSize};
-pub use cache::{CacheStore, CacheUsage, MemoryCache, ResultCache};
+pub use cache::{CacheStore, CacheUsage, Flight, Leading, MemoryCache, ResultCache};
 pub use health::{HealthChecker, HealthSnapshot};
 pub use pipeline::{CacheStatus, CallObserver, CallReport, Pipeline, Settling, TokenUsage, ToolPolicy};
 pub use ratelimit::{MemoryStore, RateLimiter, RateLimits, RateStore};

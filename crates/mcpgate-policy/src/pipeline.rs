@@ -12,7 +12,8 @@
 //!    retry): a call the schema refuses cannot succeed, and the model gets a tool error naming what to fix;
 //! 2. cache lookup (tools the `cache` section names) — after validation, so an invalid call gets its tool error
 //!    rather than a stored answer; before the breaker, so a fresh result is served while the backend's breaker
-//!    is open, and a hit costs the backend nothing and teaches the breaker nothing;
+//!    is open, and a hit costs the backend nothing and teaches the breaker nothing; a miss on a key another call
+//!    is answering waits for that call and looks again, so a burst of one call costs the backend one call;
 //! 3. circuit breaker — after validation, so an invalid call never counts against the backend; before the
 //!    retries, so an open breaker fails the call once and at once instead of being retried; admission does not
 //!    wait, and the verdict is taken after the deadline, so a call the deadline cut short counts as a failure;
@@ -41,7 +42,7 @@ use crate::{
     authz,
     breaker::Breaker,
     budget::{Budget, BudgetVerdict},
-    cache::{Lookup, ResultCache, ToolCache, WatchedPeer},
+    cache::{Flight, Lookup, ResultCache, ToolCache, WatchedPeer},
     ratelimit::{RateLimiter, ToolRateLimit},
     retry::{self, Backoff},
 };
@@ -301,22 +302,36 @@ impl Pipeline {
         if let Some(input) = budget.and_then(|budget| budget.count_arguments(&call.arguments)) {
             facts.tokens = Some(TokenUsage { input, output: None });
         }
-        // 2. Cache lookup: a fresh result answers at once, whatever the backend's state.
+        let timeout = cx.timeout.unwrap_or(self.default_timeout);
+        let deadline = started + timeout;
+        // 2. Cache lookup: a fresh result answers at once, whatever the backend's state. A miss on a key another
+        // call is answering waits for that call (once, within this call's deadline), then looks again.
         let mut kept = None;
         if let Some(cache) = self.cache.as_deref()
             && let Some(rule) = cache.rule(&policy.cache, public_name)
         {
-            match cache.lookup(rule, public_name, &cx.principal, &call.arguments, started).await {
-                Lookup::Hit(entry) => {
-                    facts.cache = CacheStatus::Hit;
-                    if let Some(tokens) = &mut facts.tokens {
-                        tokens.output = entry.tokens;
+            let mut waited = false;
+            loop {
+                let lookup = cache.lookup(rule, public_name, &cx.principal, &call.arguments, Instant::now());
+                match lookup.await {
+                    Lookup::Hit(entry) => {
+                        facts.cache = CacheStatus::Hit;
+                        if let Some(tokens) = &mut facts.tokens {
+                            tokens.output = entry.tokens;
+                        }
+                        return Ok(ToolOutcome::clone(&entry.outcome));
                     }
-                    return Ok(ToolOutcome::clone(&entry.outcome));
-                }
-                Lookup::Miss(key) => {
-                    facts.cache = CacheStatus::Miss;
-                    kept = Some((cache, rule, key));
+                    Lookup::Miss(key) => match cache.join(&key) {
+                        flight @ Flight::Wait(_) if !waited => {
+                            waited = true;
+                            wait_for(flight, cx, deadline, timeout).await?;
+                        }
+                        flight => {
+                            facts.cache = CacheStatus::Miss;
+                            kept = Some((cache, rule, key, flight));
+                            break;
+                        }
+                    },
                 }
             }
         }
@@ -326,8 +341,6 @@ impl Pipeline {
         let watched = kept.as_ref().and_then(|_| WatchedPeer::watch(cx));
         let backend_cx = watched.as_ref().map_or(cx, |(watched_cx, _)| watched_cx);
         // 4. Deadline: around everything that waits, so the whole call — retries included — fits the budget.
-        let timeout = cx.timeout.unwrap_or(self.default_timeout);
-        let deadline = started + timeout;
         let finished = tokio::time::timeout_at(deadline, async {
             // 5. Cancellation: the client (or a drain) can stop waiting before the deadline.
             tokio::select! {
@@ -356,7 +369,7 @@ impl Pipeline {
             }
         }
         // 9. Cache store: a success, as sent, that asked the client nothing.
-        if let Some((cache, rule, key)) = kept
+        if let Some((cache, rule, key, _flight)) = kept
             && let Ok(outcome) = &mut result
             && !outcome.is_error
             && !watched.as_ref().is_some_and(|(_, peer)| peer.asked())
@@ -366,6 +379,24 @@ impl Pipeline {
         }
         result
     }
+}
+
+/// Wait for the call answering the same cache key to be done, within this call's deadline and until it is
+/// cancelled.
+async fn wait_for(
+    flight: Flight<'_>,
+    cx: &CallContext,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), BackendError> {
+    let waiting = tokio::time::timeout_at(deadline, async {
+        tokio::select! {
+            biased;
+            _ = cx.cancel.cancelled() => Err(BackendError::Cancelled),
+            () = flight.wait() => Ok(()),
+        }
+    });
+    waiting.await.unwrap_or(Err(BackendError::Timeout(timeout)))
 }
 
 fn record(report: &CallReport<'_>) {

@@ -10,7 +10,7 @@ use super::*;
 use crate::breaker::BreakerPhase;
 
 /// A backend that counts its calls. Arguments: `words` (the answer's length), `fail` (a protocol error), `error`
-/// (a tool error), `ask` (asks the client something first).
+/// (a tool error), `ask` (asks the client something first), `secs` (takes that long).
 #[derive(Default)]
 struct Counting(AtomicUsize);
 
@@ -30,6 +30,8 @@ impl Backend for Counting {
     }
     async fn call_tool(&self, cx: &CallContext, call: ToolCall) -> Result<ToolOutcome, BackendError> {
         let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        let secs = call.arguments.get("secs").and_then(Value::as_u64).unwrap_or(0);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
         let flag = |key: &str| call.arguments.get(key).and_then(Value::as_bool).unwrap_or(false);
         if flag("fail") {
             return Err(BackendError::Unavailable { backend: "counting".into(), reason: "502".into() });
@@ -143,6 +145,52 @@ async fn cache_and_budget_steps_run_in_order() {
     let limited = pipeline.call_tool(&cx, &backend, "c", &policy, long()).await;
     assert!(matches!(limited, Err(BackendError::RateLimited { scope: "tool", .. })), "{limited:?}");
     assert_eq!(seen.last().0, CacheStatus::NotCacheable);
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_missing_on_a_key_another_call_is_answering_wait_for_it() {
+    let backend = Counting::default();
+    let seen = Arc::new(Seen::default());
+    let pipeline =
+        Pipeline::new(Duration::from_secs(5)).with_cache(cached(&["c"], 60)).with_observer(seen.clone());
+    let policy = ToolPolicy::default();
+    let cx = CallContext::detached("t");
+    let call = |arguments: Value| pipeline.call_tool(&cx, &backend, "c", &policy, args(arguments));
+
+    // Four identical calls at once on a cold key, and one with other arguments: two backend calls.
+    let slow = || json!({ "secs": 1 });
+    let (a, b, c, d, other) = tokio::join!(
+        call(slow()),
+        call(slow()),
+        call(slow()),
+        call(slow()),
+        call(json!({ "secs": 1, "words": 2 }))
+    );
+    assert_eq!(backend.calls(), 2);
+    let (a, other) = (a.unwrap(), other.unwrap());
+    assert_eq!([b.unwrap(), c.unwrap(), d.unwrap()], [a.clone(), a.clone(), a.clone()]);
+    assert_ne!(a, other);
+    let told: Vec<CacheStatus> = seen.0.lock().unwrap().iter().map(|t| t.0).collect();
+    assert_eq!(told.iter().filter(|s| **s == CacheStatus::Miss).count(), 2, "{told:?}");
+    assert_eq!(told.iter().filter(|s| **s == CacheStatus::Hit).count(), 3, "{told:?}");
+
+    // The first call fails (nothing kept): the waiting calls then run their own, and all three fail.
+    let failing = || json!({ "secs": 1, "fail": true });
+    let (a, b, c) = tokio::join!(call(failing()), call(failing()), call(failing()));
+    assert!([a, b, c].iter().all(|r| matches!(r, Err(BackendError::Unavailable { .. }))));
+    assert_eq!(backend.calls(), 2 + 3);
+
+    // A waiting call keeps its own deadline: it times out while the first one is still running.
+    let mut hurried = CallContext::detached("h");
+    hurried.timeout = Some(Duration::from_secs(1));
+    let long = || args(json!({ "secs": 3 }));
+    let (first, waiting) = tokio::join!(
+        pipeline.call_tool(&cx, &backend, "c", &policy, long()),
+        pipeline.call_tool(&hurried, &backend, "c", &policy, long()),
+    );
+    assert!(first.is_ok());
+    assert!(matches!(waiting, Err(BackendError::Timeout(t)) if t == Duration::from_secs(1)), "{waiting:?}");
+    assert_eq!(backend.calls(), 6, "the waiting call never reached the backend");
 }
 
 #[tokio::test(start_paused = true)]
