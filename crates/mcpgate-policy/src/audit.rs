@@ -1,11 +1,11 @@
 //! The audit log: one JSON line per `tools/call` — refusals included — appended to a file.
 //!
-//! Each line is serialized into a per-thread buffer and written with `write(2)` to a file opened with
+//! Each line is serialized onto its thread's queue and written with `write(2)` to a file opened with
 //! `O_APPEND` before the answer leaves (the pipeline awaits its observers first). Once `write` returns the line
 //! is the kernel's: a crash or SIGKILL of mcpgate cannot lose it, and there is no buffer of ours to flush; only a
 //! crash of the machine can lose it, unless `fsync` is on. `O_APPEND` keeps lines whole when several processes
-//! share the file. A line that cannot be written is counted ([`AuditCounters::failures`]) and logged (the first, then
-//! every 1024th), and the call is still answered: the audit log records calls, it does not gate them.
+//! share the file. A line that cannot be written is counted ([`AuditCounters::failures`]) and logged (the first,
+//! then every 1024th), and the call is still answered: the audit log records calls, it does not gate them.
 //! [`AuditLog::reopen`] (SIGHUP) opens the path again, so a rotated file is left behind whole.
 //!
 //! **Group commit.** Each thread queues its lines apart. A call that finds no write of its thread's queue under
@@ -27,7 +27,6 @@
 //! `refused`, or `null` when no budget applied.
 
 use std::{
-    cell::RefCell,
     fs::{File, OpenOptions},
     io::Write,
     net::IpAddr,
@@ -54,14 +53,8 @@ use crate::{
 /// What a masked argument value becomes.
 const REDACTED: &str = "[redacted]";
 
-/// A line buffer bigger than this (a call with huge arguments) is not kept for the next line.
+/// A queue buffer bigger than this (a batch of calls with huge arguments) is not kept for the next batch.
 const KEPT_BUFFER: usize = 64 * 1024;
-
-thread_local! {
-    /// Where each thread serializes its lines: reused, so a line costs no allocation, and outside the lock, so
-    /// writers wait on each other only for the `write` itself.
-    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 /// The audit log of a running gateway.
 #[derive(Debug)]
@@ -217,19 +210,25 @@ impl AuditLog {
         &self.groups[GROUP.with(|g| *g) % self.groups.len()]
     }
 
-    /// Queue `line` in `group`: `Ok` when the caller is to write (no write under way), else the line's number to
-    /// wait for.
-    fn enqueue(group: &Group, line: &[u8]) -> Result<(), u64> {
+    /// Serialize `line` onto `group`'s queue (the buffer the next write takes, so a line is neither allocated nor
+    /// copied on its own): `Ok(Ok)` when the caller is to write (no write under way), `Ok(Err)` with the line's
+    /// number to wait for, `Err` (nothing queued) when it does not serialize.
+    fn enqueue(group: &Group, line: &Line<'_>) -> serde_json::Result<Result<(), u64>> {
         let mut queue = group.queue.lock();
-        queue.lines.extend_from_slice(line);
+        let start = queue.lines.len();
+        if let Err(error) = serde_json::to_writer(&mut queue.lines, line) {
+            queue.lines.truncate(start);
+            return Err(error);
+        }
+        queue.lines.push(b'\n');
         queue.queued += 1;
-        if queue.writing {
+        Ok(if queue.writing {
             queue.waiting += 1;
             Err(queue.queued)
         } else {
             queue.writing = true;
             Ok(())
-        }
+        })
     }
 
     /// Write everything queued in `group`, as its one writer (`writing` is set by the caller). Lines queued
@@ -396,19 +395,8 @@ impl Drop for Waiter<'_> {
 impl CallObserver for AuditLog {
     fn call_finished(&self, report: &CallReport<'_>) -> Option<Settling<'_>> {
         let arguments = report.arguments.filter(|_| self.include_arguments).map(|a| self.redacted(a));
-        let line = line(report, arguments);
         let group = self.group();
-        let queued = BUFFER.with_borrow_mut(|buffer| {
-            buffer.clear();
-            let serialized = serde_json::to_writer(&mut *buffer, &line);
-            buffer.push(b'\n');
-            let queued = serialized.map(|()| Self::enqueue(group, buffer));
-            if buffer.capacity() > KEPT_BUFFER {
-                *buffer = Vec::new();
-            }
-            queued
-        });
-        match queued {
+        match Self::enqueue(group, &line(report, arguments)) {
             Ok(Ok(())) => Some(Box::pin(Writer { log: self, group, wrote: false }.write())),
             Ok(Err(number)) => Some(Box::pin(Waiter { log: self, group, number, settled: false }.settle())),
             Err(error) => {
