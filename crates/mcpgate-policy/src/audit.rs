@@ -534,22 +534,14 @@ mod tests {
         let (_dir, log, file) = fresh();
         let ok = Ok(ToolOutcome::text(""));
         finish(&log, &CallContext::detached("alone"), &ok, None);
-        assert_eq!(
-            (log.counters().writes(), lines(&file).len()),
-            (1, 1),
-            "no write under way: written by its own call"
-        );
+        assert_eq!(writes_and_lines(&log, &file), (1, 1), "no write under way: written by its own call");
         someone_writing(&log, true);
         let cxs: Vec<_> = (0..3).map(|i| CallContext::detached(format!("queued-{i}"))).collect();
         let waiting: Vec<_> = cxs.iter().map(|cx| report(&log, cx, &ok, None).expect("waits")).collect();
         assert_eq!(lines(&file).len(), 1, "queued, not written yet");
         someone_writing(&log, false);
         settle(waiting);
-        assert_eq!(
-            (log.counters().writes(), lines(&file).len()),
-            (2, 4),
-            "the three queued lines in one write"
-        );
+        assert_eq!(writes_and_lines(&log, &file), (2, 4), "the three queued lines in one write");
     }
 
     #[test]
@@ -571,7 +563,7 @@ mod tests {
         let writer = report(&log, &cxs[0], &ok, None).expect("the writer");
         let behind = report(&log, &cxs[1], &ok, None).expect("waits");
         drop(writer);
-        assert_eq!((log.counters().writes(), lines(&file).len()), (2, 6));
+        assert_eq!(writes_and_lines(&log, &file), (2, 6));
         settle(vec![behind]);
         assert_eq!(log.groups[0].queue.lock().waiting, 0);
     }
@@ -595,11 +587,7 @@ mod tests {
             drop(held);
             writer.join().unwrap();
         });
-        assert_eq!(
-            (lines(&file).len(), log.counters().writes()),
-            (2, 2),
-            "the writer went back for the orphaned line"
-        );
+        assert_eq!(writes_and_lines(&log, &file), (2, 2), "the writer went back for the orphaned line");
     }
 
     #[test]
@@ -619,6 +607,11 @@ mod tests {
         drop(settling);
         assert_eq!(lines(&file).len(), 2);
         assert_eq!(log.groups[0].queue.lock().waiting, 0);
+    }
+
+    /// `write`s so far, and the lines in `file`.
+    fn writes_and_lines(log: &AuditLog, file: &Path) -> (u64, usize) {
+        (log.counters().writes(), lines(file).len())
     }
 
     fn lines(path: &Path) -> Vec<Value> {
