@@ -261,9 +261,11 @@ def pipeline_cost(summary, meta):
     rps, brps = th.get("rps_median"), bth.get("rps_median")
     # Each round ran the two back to back (order swapped every other round): the cost of each pair, whose
     # median the machine's drift between rounds does not move as it moves the ratio of the two medians.
+    # A round whose partner has no result stays in the list as None (shown as n/a), out of the median.
     base_by_round = {r["round"]: r["rps"] for r in bth.get("rounds", []) if r.get("round") is not None}
-    pairs = [1.0 - r["rps"] / base_by_round[r["round"]] for r in th.get("rounds", [])
-             if base_by_round.get(r.get("round"))]
+    pairs = [1.0 - r["rps"] / base_by_round[r["round"]] if base_by_round.get(r.get("round")) else None
+             for r in th.get("rounds", [])]
+    measured = [c for c in pairs if c is not None]
 
     def diff_us(a, b):
         return None if a is None or b is None else (a - b) * 1000.0
@@ -271,7 +273,7 @@ def pipeline_cost(summary, meta):
     return {
         "baseline": base,
         "target": t,
-        "cost": statistics.median(pairs) if pairs else None,
+        "cost": statistics.median(measured) if measured else None,
         "pair_costs": pairs,
         "cost_of_medians": 1.0 - rps / brps if rps is not None and brps else None,
         "max_p50_added_us": diff_us(th.get("p50_ms_median"), bth.get("p50_ms_median")),
@@ -281,8 +283,7 @@ def pipeline_cost(summary, meta):
 
 
 def pipeline_cost_md(summary, meta):
-    pc = pipeline_cost(summary, meta)
-    summary["pipeline_cost"] = pc
+    pc = summary["pipeline_cost"]
     if not pc:
         return []
     def pct(x):
@@ -448,8 +449,7 @@ def stdio_vs(summary, meta):
 
 
 def stdio_vs_md(summary, meta):
-    sv = stdio_vs(summary, meta)
-    summary["stdio_vs"] = sv
+    sv = summary["stdio_vs"]
     if not sv:
         return []
     base = meta.get("stdio_vs_baseline")
@@ -593,6 +593,8 @@ def cmd_summarize(args):
     summary["proxy_overhead"] = proxy_overhead(summary, meta)
     summary["proxy_floor"] = proxy_overhead(summary, meta, "floor_baseline", "floor_targets")
     floor_shares(summary["proxy_overhead"], summary["proxy_floor"])
+    summary["stdio_vs"] = stdio_vs(summary, meta)
+    summary["pipeline_cost"] = pipeline_cost(summary, meta)
     L.extend(proxy_overhead_md(summary, meta))
     L.extend(proxy_floor_md(summary, meta))
     L.extend(stdio_vs_md(summary, meta))
