@@ -20,6 +20,7 @@ use crate::{ApiKeyConfig, ByteSize, Config, HumanDuration, KeyHash, LogFormat, S
 /// | `MCP_API_KEYS` | adds `security.api_keys` `env-1`, `env-2`, … (comma-separated keys; tier `default`, every tool) |
 /// | `MCP_API_KEY` | adds one `security.api_keys` entry named `env` |
 /// | `API_KEY_SALT` | the HMAC key of `hmac-sha256:` key hashes (environment only) |
+/// | `MCPGATE_SEAL_KEY` | `security.seal_key`: the key that seals `requestState` (at least 32 bytes; environment only; the same on every node) |
 /// | `METRICS_ENABLED` (wins), `ENABLE_METRICS` | `metrics.enabled` (`true` / `false` / `1` / `0`) |
 /// | `PROMETHEUS_PORT` (wins), `METRICS_PORT` | `metrics.port`: metrics on a listener of their own |
 /// | `RATE_LIMIT_MAX_REQUESTS`, `RATE_LIMIT_WINDOW_MS` | `rate_limits.per_ip`: requests per window (milliseconds or `15m`) per client address |
@@ -104,6 +105,15 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
     // Keys from the environment are hashed here, so the config never holds a key in clear.
     if let Some(salt) = get("API_KEY_SALT") {
         config.security.api_key_salt = Some(Secret::new(salt));
+    }
+    if let Some(key) = get("MCPGATE_SEAL_KEY") {
+        if key.len() < crate::security::SEAL_KEY_MIN_BYTES {
+            // Never echo the key: say how long it must be.
+            let min = crate::security::SEAL_KEY_MIN_BYTES;
+            bad("MCPGATE_SEAL_KEY", format!("must be at least {min} bytes (`openssl rand -base64 48`)"));
+        } else {
+            config.security.seal_key = Some(Secret::new(key));
+        }
     }
     let listed = get("MCP_API_KEYS").unwrap_or_default();
     let listed = listed.split(',').map(str::trim).filter(|k| !k.is_empty());
@@ -292,6 +302,19 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].path, "env MCP_API_KEYS");
         assert!(p[0].message.contains("env-2") && !p[0].message.contains("bad key"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn the_seal_key_comes_from_the_environment_and_must_be_long_enough() {
+        let (c, p) = with(&[("MCPGATE_SEAL_KEY", "short-but-secret")]);
+        assert!(c.security.seal_key.is_none());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "env MCPGATE_SEAL_KEY");
+        assert!(p[0].message.contains("at least 32 bytes") && !p[0].message.contains("short-but-secret"));
+        let key = "k".repeat(32);
+        let (c, p) = with(&[("MCPGATE_SEAL_KEY", &key)]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.security.seal_key.as_ref().map(|k| k.expose()), Some(key.as_str()));
     }
 
     #[test]

@@ -76,6 +76,15 @@ pub struct JwtConfig {
     pub scope_tools: BTreeMap<String, Vec<String>>,
     /// The tools of a token without `tools_claim` when `scope_tools` is empty, as globs. Default: every tool.
     pub default_tools: Vec<String>,
+    /// The claim listing the resources the token may list, read and subscribe to, as URI globs (a list, or one
+    /// space-separated string).
+    pub resources_claim: String,
+    /// The resources of a token without `resources_claim`, as URI globs. Default: every resource.
+    pub default_resources: Vec<String>,
+    /// The claim listing the prompts the token may list and get, as name globs.
+    pub prompts_claim: String,
+    /// The prompts of a token without `prompts_claim`, as name globs. Default: every prompt.
+    pub default_prompts: Vec<String>,
     /// `JWT_SECRET` from the environment: the HS* key (at least 32 bytes). Never read from or written to a file.
     #[serde(skip)]
     pub secret: Option<Secret>,
@@ -100,6 +109,10 @@ impl Default for JwtConfig {
             tools_claim: "tools".into(),
             scope_tools: BTreeMap::new(),
             default_tools: vec!["*".into()],
+            resources_claim: "resources".into(),
+            default_resources: vec!["*".into()],
+            prompts_claim: "prompts".into(),
+            default_prompts: vec!["*".into()],
             secret: None,
         }
     }
@@ -341,15 +354,21 @@ fn jwt_problems(jwt: &JwtConfig, problems: &mut Vec<Problem>) {
         (".subject_claim", &jwt.subject_claim),
         (".tier_claim", &jwt.tier_claim),
         (".tools_claim", &jwt.tools_claim),
+        (".resources_claim", &jwt.resources_claim),
+        (".prompts_claim", &jwt.prompts_claim),
         (".default_tier", &jwt.default_tier),
     ] {
         if value.trim().is_empty() {
             problem(field, "must not be empty".into());
         }
     }
-    for (field, list) in
-        [("issuers", &jwt.issuers), ("audiences", &jwt.audiences), ("default_tools", &jwt.default_tools)]
-    {
+    for (field, list) in [
+        ("issuers", &jwt.issuers),
+        ("audiences", &jwt.audiences),
+        ("default_tools", &jwt.default_tools),
+        ("default_resources", &jwt.default_resources),
+        ("default_prompts", &jwt.default_prompts),
+    ] {
         for (i, value) in list.iter().enumerate() {
             if value.trim().is_empty() {
                 problem(&format!(".{field}.{i}"), "must not be empty".into());

@@ -41,6 +41,14 @@ pub struct RateLimitsConfig {
     /// glob over a shorter one.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tools: BTreeMap<String, RateLimit>,
+    /// `resources/read` and `resources/subscribe` of one resource from every caller together, by URI or glob
+    /// (`docs://*`); each resource a glob matches has a budget of its own, chosen as for `tools`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, RateLimit>,
+    /// `prompts/get` of one prompt from every caller together, by name or glob; each prompt a glob matches has
+    /// a budget of its own, chosen as for `tools`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub prompts: BTreeMap<String, RateLimit>,
 }
 
 impl RateLimitsConfig {
@@ -51,6 +59,8 @@ impl RateLimitsConfig {
             && self.per_key.is_none()
             && self.tiers.is_empty()
             && self.tools.is_empty()
+            && self.resources.is_empty()
+            && self.prompts.is_empty()
     }
 }
 
@@ -133,8 +143,15 @@ pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
     for (tier, limit) in &limits.tiers {
         check(format!("rate_limits.tiers.{tier}"), limit);
     }
-    for (tool, limit) in &limits.tools {
-        check(format!("rate_limits.tools.{tool}"), limit);
+    for (section, map) in
+        [("tools", &limits.tools), ("resources", &limits.resources), ("prompts", &limits.prompts)]
+    {
+        for (name, limit) in map {
+            check(format!("rate_limits.{section}.{name}"), limit);
+        }
+    }
+    for pattern in limits.resources.keys().chain(limits.prompts.keys()).filter(|p| p.trim().is_empty()) {
+        problems.push(Problem::new(format!("rate_limits.{pattern}"), "an empty glob matches nothing"));
     }
     for tier in limits.tiers.keys().filter(|t| t.trim().is_empty()) {
         problems.push(Problem::new(format!("rate_limits.tiers.{tier}"), "a tier name must not be empty"));

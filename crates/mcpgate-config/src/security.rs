@@ -46,7 +46,16 @@ pub struct SecurityConfig {
     /// to a file.
     #[serde(skip)]
     pub api_key_salt: Option<Secret>,
+    /// `MCPGATE_SEAL_KEY` from the environment: the key that seals what the gateway hands a client to give back
+    /// (a 2026-07-28 multi-round call's `requestState`), at least 32 bytes. Every node behind one load balancer
+    /// needs the same key, so a retry accepted by one node is accepted by any. Unset: a random key per
+    /// process, which a single node needs no more than. Never read from or written to a file.
+    #[serde(skip)]
+    pub seal_key: Option<Secret>,
 }
+
+/// The shortest `MCPGATE_SEAL_KEY` accepted: as long as the HMAC-SHA256 output it keys.
+pub const SEAL_KEY_MIN_BYTES: usize = 32;
 
 impl SecurityConfig {
     /// Whether requests without a key are served: `allow_anonymous`, or by default only when no key exists
@@ -70,6 +79,13 @@ pub struct ApiKeyConfig {
     /// Tools the key may call, as globs (`*`, `search_*`, `github__*`). Default: every tool.
     #[serde(default = "ApiKeyConfig::every_tool")]
     pub tools: Vec<String>,
+    /// Resources the key may list, read and subscribe to, as URI globs (`docs://*`). Default: every resource.
+    /// One it may not use is answered as an unknown one.
+    #[serde(default = "ApiKeyConfig::every_tool")]
+    pub resources: Vec<String>,
+    /// Prompts the key may list and get, as name globs. Default: every prompt.
+    #[serde(default = "ApiKeyConfig::every_tool")]
+    pub prompts: Vec<String>,
     /// When the key stops working, RFC 3339 (`2027-01-01T00:00:00Z`). Unset: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
@@ -84,13 +100,15 @@ impl ApiKeyConfig {
         vec!["*".into()]
     }
 
-    /// A key with the defaults: tier `default`, every tool, no expiry.
+    /// A key with the defaults: tier `default`, every tool, resource and prompt, no expiry.
     pub fn new(name: impl Into<String>, hash: &KeyHash) -> Self {
         Self {
             name: name.into(),
             hash: hash.to_string(),
             tier: Self::default_tier(),
             tools: Self::every_tool(),
+            resources: Self::every_tool(),
+            prompts: Self::every_tool(),
             expires: None,
         }
     }

@@ -85,6 +85,20 @@ pub trait ClientPeer: Send + Sync {
 
     /// The capabilities the client declared, as JSON (`{}` when unknown).
     fn client_capabilities(&self) -> Value;
+
+    /// The session this way back belongs to, when the client has one that outlives a request (a legacy
+    /// session, stdio): resource subscriptions are kept per session. `None`: the client cannot subscribe.
+    fn session(&self) -> Option<&str> {
+        None
+    }
+
+    /// Tell the client a resource it subscribed to changed (`notifications/resources/updated`).
+    async fn resource_updated(&self, _uri: &str) {}
+
+    /// Whether the way back has closed for good (the session ended), so nothing more can reach it.
+    fn is_closed(&self) -> bool {
+        false
+    }
 }
 
 /// Everything a call carries besides its arguments.

@@ -7,12 +7,14 @@
 mod backend;
 mod context;
 mod error;
+mod operation;
 mod principal;
 mod tool;
 
 pub use backend::{Backend, BackendHealth};
 pub use context::{CallContext, ClientPeer, ClientRequestError, LogLevel};
 pub use error::{BackendError, Blame};
+pub use operation::{Answer, Dispatch, ListKind, Operation, OperationKind};
 pub use principal::Principal;
 pub use tool::{
     CacheScope, CompletionValues, PromptArgument, PromptDef, ResourceDef, ResourceTemplateDef, ToolCall,

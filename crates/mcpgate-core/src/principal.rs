@@ -15,8 +15,12 @@ pub struct Principal {
     pub id: Arc<str>,
     /// Rate-limit tier, when one applies (anonymous callers have none).
     pub tier: Option<Arc<str>>,
-    /// Tools the principal may call, as globs (`*`, `search_*`).
+    /// Tools the principal may see and call, as globs (`*`, `search_*`).
     pub tools: Arc<[String]>,
+    /// Resources the principal may see, read and subscribe to, as URI globs (`*`, `docs://*`).
+    pub resources: Arc<[String]>,
+    /// Prompts the principal may see and get, as name globs.
+    pub prompts: Arc<[String]>,
     /// Whether no credential was presented.
     pub anonymous: bool,
     /// The client's address: the socket peer, or what a trusted proxy forwarded. `None` off HTTP (stdio).
@@ -30,40 +34,58 @@ impl Principal {
             name: "anonymous".into(),
             id: "anonymous".into(),
             tier: None,
-            tools: Arc::new(["*".into()]),
+            tools: everything(),
+            resources: everything(),
+            prompts: everything(),
             anonymous: true,
             client_ip: None,
         }
     }
 
-    /// An authenticated principal (an API key's holder), without an address yet.
+    /// An authenticated principal (an API key's holder) that may use `tools` and every resource and prompt,
+    /// without an address yet.
     pub fn named(name: &str, tier: &str, tools: &[String]) -> Self {
         Self {
             name: name.into(),
             id: format!("key:{name}").into(),
             tier: Some(tier.into()),
             tools: tools.into(),
+            resources: everything(),
+            prompts: everything(),
             anonymous: false,
             client_ip: None,
         }
     }
 
-    /// The principal a verified bearer token names by its `subject`, without an address yet.
+    /// The principal a verified bearer token names by its `subject`, that may use `tools` and every resource and
+    /// prompt, without an address yet.
     pub fn token(subject: Arc<str>, tier: Arc<str>, tools: Arc<[String]>) -> Self {
         Self {
             id: format!("jwt:{subject}").into(),
             name: subject,
             tier: Some(tier),
             tools,
+            resources: everything(),
+            prompts: everything(),
             anonymous: false,
             client_ip: None,
         }
+    }
+
+    /// This principal, limited to the resources and prompts these globs name.
+    pub fn with_grants(self, resources: Arc<[String]>, prompts: Arc<[String]>) -> Self {
+        Self { resources, prompts, ..self }
     }
 
     /// This principal, calling from `ip`.
     pub fn with_client_ip(&self, ip: Option<IpAddr>) -> Self {
         Self { client_ip: ip, ..self.clone() }
     }
+}
+
+/// The globs that name everything: `["*"]`.
+fn everything() -> Arc<[String]> {
+    Arc::new(["*".into()])
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The audit log: one JSON line per `tools/call` — refusals included — appended to a file.
+//! The audit log: one JSON line per operation — `tools/call`, `resources/read`, `prompts/get`,
+//! `completion/complete`, `resources/subscribe` and `resources/unsubscribe`, refusals included — appended to a file.
 //!
 //! Each line is serialized onto its thread's queue and written with `write(2)` to a file opened with
 //! `O_APPEND` before the answer leaves (the pipeline awaits its observers first). Once `write` returns the line
@@ -19,8 +20,10 @@
 //!
 //! A line (one per call, keys always in this order, absent values `null`):
 //! `{"time":"2026-11-21T19:30:00.123Z","request_id":"5f0c…","principal":"ci-bot","client_ip":"10.0.0.7",
-//! "tool":"docs__search","backend":"docs","outcome":"ok","error_kind":null,"duration_ms":12.345,"cache":"miss",
+//! "operation":"tools/call","target":"docs__search","tool":"docs__search","backend":"docs","outcome":"ok","error_kind":null,"duration_ms":12.345,"cache":"miss",
 //! "tokens_in":14,"tokens_out":512,"budget":"within"}`, with `"arguments":{…}` last when configured.
+//! `target` is what the operation named (the tool, the resource URI, the prompt, the completed prompt or
+//! template); `tool` repeats it for `tools/call` and is `null` otherwise.
 //! `outcome`: `ok`, `tool_error` (the tool ran and reported failure, or its arguments did not fit its schema),
 //! `input_required` (a round of a multi-round call), `error` (with `error_kind`: `not_found`, `rate_limited`,
 //! `timeout`, `unavailable`, …). `cache`: `none` (not cached), `miss`, `hit`. `budget`: `within`, `truncated`,
@@ -41,13 +44,13 @@ use std::{
 use tokio::sync::Notify;
 
 use mcpgate_config::AuditConfig;
-use mcpgate_core::{BackendError, JsonObject};
+use mcpgate_core::{BackendError, JsonObject, OperationKind};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::{
     budget::BudgetVerdict,
-    pipeline::{CacheStatus, CallObserver, CallReport, Settling},
+    pipeline::{CacheStatus, CallObserver, CallReport, Outcome, Settling},
 };
 
 /// What a masked argument value becomes.
@@ -144,7 +147,9 @@ struct Line<'a> {
     request_id: &'a str,
     principal: &'a str,
     client_ip: Option<IpAddr>,
-    tool: &'a str,
+    operation: &'static str,
+    target: &'a str,
+    tool: Option<&'a str>,
     backend: &'a str,
     outcome: &'static str,
     error_kind: Option<&'static str>,
@@ -413,11 +418,11 @@ impl CallObserver for AuditLog {
 
 /// The line for `report`.
 fn line<'r>(report: &CallReport<'r>, arguments: Option<Value>) -> Line<'r> {
-    let (outcome, error_kind) = match report.result {
-        Ok(outcome) if outcome.is_error => ("tool_error", None),
-        Ok(_) => ("ok", None),
-        Err(BackendError::InputRequired) => ("input_required", None),
-        Err(error) => ("error", Some(error.kind())),
+    let (outcome, error_kind) = match report.outcome {
+        Outcome::ToolError => ("tool_error", None),
+        Outcome::Ok => ("ok", None),
+        Outcome::Failed(BackendError::InputRequired) => ("input_required", None),
+        Outcome::Failed(error) => ("error", Some(error.kind())),
     };
     let principal = &report.cx.principal;
     Line {
@@ -425,7 +430,9 @@ fn line<'r>(report: &CallReport<'r>, arguments: Option<Value>) -> Line<'r> {
         request_id: &report.cx.request_id,
         principal: &principal.name,
         client_ip: principal.client_ip,
-        tool: report.tool,
+        operation: report.operation.as_str(),
+        target: report.tool,
+        tool: (report.operation == OperationKind::CallTool).then_some(report.tool),
         backend: report.backend,
         outcome,
         error_kind,
@@ -485,10 +492,11 @@ mod tests {
     ) -> Option<Settling<'a>> {
         log.call_finished(&CallReport {
             cx,
+            operation: OperationKind::CallTool,
             tool: "search",
             backend: "docs",
             elapsed: Duration::from_micros(1500),
-            result,
+            outcome: Outcome::of_call(result),
             cache: CacheStatus::Miss,
             tokens: None,
             budget: None,

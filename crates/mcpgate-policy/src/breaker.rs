@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use mcpgate_core::{BackendError, Blame, ToolOutcome};
+use mcpgate_core::{BackendError, Blame};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -89,7 +89,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// Classify a call's result.
-    pub fn of(result: &Result<ToolOutcome, BackendError>) -> Self {
+    pub fn of<T>(result: &Result<T, BackendError>) -> Self {
         match result {
             Ok(_) => Self::Success,
             Err(error) if error.blame() == Blame::Upstream || error.is_retryable() => Self::Failure,
@@ -289,7 +289,7 @@ impl Permit<'_> {
     }
 
     /// Report the call's result.
-    pub fn record(mut self, result: &Result<ToolOutcome, BackendError>) {
+    pub fn record<T>(mut self, result: &Result<T, BackendError>) {
         self.done = true;
         self.breaker.settle(self.probe, Verdict::of(result));
     }
@@ -306,6 +306,7 @@ impl Drop for Permit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcpgate_core::ToolOutcome;
 
     const RESET: Duration = Duration::from_secs(60);
 
@@ -345,16 +346,16 @@ mod tests {
     async fn tool_errors_and_client_errors_do_not_count() {
         let breaker = Breaker::new("b", 1, RESET);
         breaker.try_acquire().unwrap().record(&Ok(ToolOutcome::error("the tool said no")));
-        breaker.try_acquire().unwrap().record(&Err(BackendError::InvalidArguments("x".into())));
-        breaker.try_acquire().unwrap().record(&Err(BackendError::Cancelled));
+        breaker.try_acquire().unwrap().record::<()>(&Err(BackendError::InvalidArguments("x".into())));
+        breaker.try_acquire().unwrap().record::<()>(&Err(BackendError::Cancelled));
         breaker
             .try_acquire()
             .unwrap()
-            .record(&Err(BackendError::NotFound { kind: "tool", name: "nope".into() }));
+            .record::<()>(&Err(BackendError::NotFound { kind: "tool", name: "nope".into() }));
         assert_eq!(breaker.snapshot().phase, BreakerPhase::Closed);
         assert_eq!(breaker.snapshot().consecutive_failures, 0);
         // Timeouts and unavailability do.
-        breaker.try_acquire().unwrap().record(&Err(BackendError::Timeout(Duration::from_secs(1))));
+        breaker.try_acquire().unwrap().record::<()>(&Err(BackendError::Timeout(Duration::from_secs(1))));
         assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
     }
 

@@ -16,10 +16,13 @@ pub mod tool_rules;
 
 pub use arguments::ArgumentSchema;
 pub use audit::{AuditCounters, AuditLog};
+pub use authz::Grant;
 pub use breaker::{Breaker, BreakerPhase, BreakerSnapshot, Permit, Verdict};
 pub use budget::{Budget, BudgetVerdict, ResultSize};
 pub use cache::{CacheStore, CacheUsage, Flight, Leading, MemoryCache, ResultCache};
 pub use health::{HealthChecker, HealthSnapshot};
-pub use pipeline::{CacheStatus, CallObserver, CallReport, Pipeline, Settling, TokenUsage, ToolPolicy};
-pub use ratelimit::{MemoryStore, RateLimiter, RateLimits, RateStore};
+pub use pipeline::{
+    CacheStatus, CallObserver, CallReport, Outcome, Pipeline, Settling, Target, TokenUsage, ToolPolicy,
+};
+pub use ratelimit::{MemoryStore, RateLimiter, RateLimits, RateStore, Scope};
 pub use retry::{Backoff, retries_for};

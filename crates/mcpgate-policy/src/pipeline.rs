@@ -1,8 +1,13 @@
-//! The order of per-call policies. Each step says why it stands where it does; `tests::steps_run_in_order`,
-//! `tests::resilience_steps_run_in_order` and `tests::the_rate_limit_comes_before_validation_and_the_breaker` pin
-//! the order.
+//! The order of per-call policies, for every operation. Each step says why it stands where it does, and marks
+//! itself as reached (`step!`) so `tests::order` pins the whole order per kind of operation; the other tests pin
+//! what each step does to the ones after it (`resilience_steps_run_in_order`,
+//! `the_rate_limit_comes_before_validation_and_the_breaker`, `results::cache_and_budget_steps_run_in_order`).
 //!
-//! Today's steps:
+//! A tool call ([`Pipeline::call_tool`]) takes every step; a resource read, prompt, completion or subscription
+//! ([`Pipeline::run_operation`]) takes those that apply to it — authorization (by its own globs), its rate limit,
+//! the backend's breaker, the deadline and cancellation — and is reported to the same observers.
+//!
+//! A tool call's steps:
 //! 0. authorization — first: a tool the caller's key does not name is answered as an unknown tool, as
 //!    `tools/list` does not show it, so nothing about it leaks (not even whether it is rate-limited);
 //! 0. rate limit (the tool's own, `rate_limits.tools`) — right after authorization, as DESIGN.md orders them:
@@ -33,19 +38,29 @@
 
 use std::{sync::Arc, time::Duration};
 
-use mcpgate_core::{Backend, BackendError, CallContext, JsonObject, ToolCall, ToolOutcome};
+use mcpgate_core::{Backend, BackendError, CallContext, JsonObject, OperationKind, ToolCall, ToolOutcome};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::{
     arguments::ArgumentSchema,
-    authz,
+    authz::{self, Grant},
     breaker::Breaker,
     budget::{Budget, BudgetVerdict},
     cache::{Flight, Lookup, ResultCache, ToolCache, WatchedPeer},
+    ratelimit::Scope,
     ratelimit::{RateLimiter, ToolRateLimit},
     retry::{self, Backoff},
 };
+
+/// Marks that a step was reached. Tests read the marks back (`tests::order`) to pin the order of the steps for
+/// each kind of operation; other builds compile it to nothing.
+macro_rules! step {
+    ($name:literal) => {
+        #[cfg(test)]
+        tests::order::reached($name);
+    };
+}
 
 /// What the pipeline knows of one tool, prepared once when the catalogue is built.
 #[derive(Debug, Default)]
@@ -63,20 +78,22 @@ pub struct ToolPolicy {
     pub cache: ToolCache,
 }
 
-/// What the pipeline learned about one call, handed to every [`CallObserver`] at every exit — success, tool
-/// error, failure and refusal alike.
+/// What the pipeline learned about one operation, handed to every [`CallObserver`] at every exit — success,
+/// tool error, failure and refusal alike.
 #[derive(Debug)]
 pub struct CallReport<'a> {
     /// The call's context: correlation id, principal (name, client address).
     pub cx: &'a CallContext,
-    /// The public tool name the client used.
+    /// What was asked: a tool call, a resource read, a prompt, a completion, a subscription.
+    pub operation: OperationKind,
+    /// What it named, as the client named it: the public tool name, the resource URI, the prompt's name.
     pub tool: &'a str,
-    /// The backend (upstream) that owns the tool.
+    /// The backend (upstream) that serves it; empty when nothing does.
     pub backend: &'a str,
     /// Time from entering the pipeline to leaving it.
     pub elapsed: Duration,
-    /// What goes back to the client.
-    pub result: &'a Result<ToolOutcome, BackendError>,
+    /// How it ended.
+    pub outcome: Outcome<'a>,
     /// What the cache did for the call.
     pub cache: CacheStatus,
     /// Tokens of the call, when the budget counts them (`budget.max_tokens` set, or `budget.count_tokens`).
@@ -86,6 +103,48 @@ pub struct CallReport<'a> {
     pub budget: Option<BudgetVerdict>,
     /// The call's arguments, when an observer asked for them ([`CallObserver::wants_arguments`]).
     pub arguments: Option<&'a JsonObject>,
+}
+
+/// How one operation ended, as observers see it.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    /// It answered.
+    Ok,
+    /// The tool ran and reported failure (`isError: true`).
+    ToolError,
+    /// No answer could be had, or it was refused.
+    Failed(&'a BackendError),
+}
+
+impl<'a> Outcome<'a> {
+    /// The outcome of a tool call's result.
+    pub fn of_call(result: &'a Result<ToolOutcome, BackendError>) -> Self {
+        match result {
+            Ok(outcome) if outcome.is_error => Self::ToolError,
+            other => Self::of(other),
+        }
+    }
+
+    /// The outcome of any other operation's result.
+    pub fn of<T>(result: &'a Result<T, BackendError>) -> Self {
+        match result {
+            Ok(_) => Self::Ok,
+            Err(error) => Self::Failed(error),
+        }
+    }
+}
+
+/// What an operation other than a tool call names, for [`Pipeline::run_operation`].
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The operation.
+    pub operation: OperationKind,
+    /// Which kind of grant allows it.
+    pub grant: Grant,
+    /// What it names: the resource URI, the prompt's name.
+    pub name: &'a str,
+    /// The backend that serves it.
+    pub backend: &'a str,
 }
 
 /// What the cache did for one call.
@@ -228,10 +287,11 @@ impl Pipeline {
         let result = self.run(cx, backend, public_name, policy, call, started, &mut facts).await;
         let report = CallReport {
             cx,
+            operation: OperationKind::CallTool,
             tool: public_name,
             backend: backend.name(),
             elapsed: started.elapsed(),
-            result: &result,
+            outcome: Outcome::of_call(&result),
             cache: facts.cache,
             tokens: facts.tokens,
             budget: facts.budget,
@@ -242,22 +302,128 @@ impl Pipeline {
         result
     }
 
-    /// Tell the observers of a `tools/call` of a tool that does not exist: it runs through none of the steps,
-    /// yet the audit log records it, as refused (`not_found`).
-    pub async fn unknown_tool(&self, cx: &CallContext, tool: &str, arguments: Option<&JsonObject>) {
-        let result = Err(BackendError::NotFound { kind: "tool", name: tool.to_owned() });
+    /// Tell the observers of an operation on something that does not exist (or that the caller may not see,
+    /// which it is answered as): it runs through none of the steps, yet the audit log records it, as refused
+    /// (`not_found`).
+    pub async fn not_found(
+        &self,
+        cx: &CallContext,
+        operation: OperationKind,
+        name: &str,
+        arguments: Option<&JsonObject>,
+    ) {
+        let kind = match operation {
+            OperationKind::CallTool => "tool",
+            OperationKind::GetPrompt => "prompt",
+            _ => "resource",
+        };
+        let error = BackendError::NotFound { kind, name: name.to_owned() };
         let report = CallReport {
             cx,
-            tool,
+            operation,
+            tool: name,
             backend: "",
             elapsed: Duration::ZERO,
-            result: &result,
+            outcome: Outcome::Failed(&error),
             cache: CacheStatus::NotCacheable,
             tokens: None,
             budget: None,
             arguments,
         };
+        record(&report);
         self.report(&report).await;
+    }
+
+    /// Run one operation other than a tool call — a resource read, a prompt, a completion, a subscription —
+    /// through the steps that apply to it, in a tool call's order:
+    /// 0. authorization — first: what the caller may not use is answered as unknown, so nothing leaks;
+    /// 0. rate limit (`rate_limits.resources` / `.prompts`) — before anything costs;
+    /// 3. the backend's circuit breaker — an open one fails at once, and the outcome teaches it;
+    /// 4. deadline and 5. cancellation around 7. the backend's work (`run`);
+    /// then every observer hears of it (metrics, the audit line). Reads and prompts are not retried (a
+    /// resource is not declared idempotent) nor cached (they may differ per caller and per moment).
+    pub async fn run_operation<T, F>(
+        &self,
+        cx: &CallContext,
+        target: Target<'_>,
+        breaker: Option<&Breaker>,
+        run: F,
+    ) -> Result<T, BackendError>
+    where
+        F: std::future::Future<Output = Result<T, BackendError>>,
+    {
+        let started = Instant::now();
+        let result = self.run_steps(cx, target, breaker, started, run).await;
+        let report = CallReport {
+            cx,
+            operation: target.operation,
+            tool: target.name,
+            backend: target.backend,
+            elapsed: started.elapsed(),
+            outcome: Outcome::of(&result),
+            cache: CacheStatus::NotCacheable,
+            tokens: None,
+            budget: None,
+            arguments: None,
+        };
+        record(&report);
+        self.report(&report).await;
+        result
+    }
+
+    async fn run_steps<T, F>(
+        &self,
+        cx: &CallContext,
+        target: Target<'_>,
+        breaker: Option<&Breaker>,
+        started: Instant,
+        run: F,
+    ) -> Result<T, BackendError>
+    where
+        F: std::future::Future<Output = Result<T, BackendError>>,
+    {
+        step!("authorize");
+        // 0. Authorization: what the caller may not use does not exist for it.
+        if !authz::allows(&cx.principal, target.grant, target.name) {
+            let kind = if target.grant == Grant::Prompt { "prompt" } else { "resource" };
+            return Err(BackendError::NotFound { kind, name: target.name.to_owned() });
+        }
+        step!("rate_limit");
+        // 0. Rate limit: over its limit, refused before it costs anything.
+        let scope = match target.grant {
+            Grant::Resource => Some(Scope::Resource),
+            Grant::Prompt => Some(Scope::Prompt),
+            Grant::Tool => None,
+        };
+        if let (Some(limiter), Some(scope)) = (&self.rate_limiter, scope)
+            && matches!(
+                target.operation,
+                OperationKind::ReadResource | OperationKind::Subscribe | OperationKind::GetPrompt
+            )
+        {
+            limiter.check_named(scope, target.name, started).await?;
+        }
+        step!("breaker");
+        // 3. Circuit breaker: an open one fails at once.
+        let permit = breaker.map(Breaker::try_acquire).transpose()?;
+        let timeout = cx.timeout.unwrap_or(self.default_timeout);
+        step!("deadline");
+        // 4. Deadline, 5. cancellation, around 7. the backend's work.
+        let finished = tokio::time::timeout_at(started + timeout, async {
+            tokio::select! {
+                biased;
+                _ = cx.cancel.cancelled() => Err(BackendError::Cancelled),
+                result = run => result,
+            }
+        })
+        .await;
+        let cut_short = finished.is_err() && timeout < self.default_timeout;
+        let result = finished.unwrap_or(Err(BackendError::Timeout(timeout)));
+        step!("breaker_verdict");
+        if let Some(permit) = permit {
+            if cut_short { drop(permit) } else { permit.record(&result) }
+        }
+        result
     }
 
     /// Hand `report` to every observer, waiting for what they have left to settle.
@@ -280,14 +446,17 @@ impl Pipeline {
         started: Instant,
         facts: &mut Facts,
     ) -> Result<ToolOutcome, BackendError> {
+        step!("authorize");
         // 0. Authorization: a tool the caller may not use does not exist for it.
         if !authz::may_use(&cx.principal, public_name) {
             return Err(BackendError::NotFound { kind: "tool", name: public_name.to_owned() });
         }
+        step!("rate_limit");
         // 0. Rate limit: a call over its tool's limit is refused before it costs anything, whatever it carries.
         if let Some(limiter) = &self.rate_limiter {
             limiter.check_tool(&policy.rate_limit, public_name, started).await?;
         }
+        step!("validate");
         // 1. Arguments: refused before anything costs, as a tool error the model can act on.
         if let Some(schema) = &policy.arguments {
             let arguments = Value::Object(std::mem::take(&mut call.arguments));
@@ -304,6 +473,7 @@ impl Pipeline {
         }
         let timeout = cx.timeout.unwrap_or(self.default_timeout);
         let deadline = started + timeout;
+        step!("cache_lookup");
         // 2. Cache lookup: a fresh result answers at once, whatever the backend's state. A miss on a key another
         // call is answering waits for that call (once, within this call's deadline), then looks again.
         let mut kept = None;
@@ -335,11 +505,13 @@ impl Pipeline {
                 }
             }
         }
+        step!("breaker");
         // 3. Circuit breaker: only valid calls count; an open breaker fails at once and is never retried.
         let permit = policy.breaker.as_deref().map(Breaker::try_acquire).transpose()?;
         // A result that may be kept: its way back to the client is watched, for step 9.
         let watched = kept.as_ref().and_then(|_| WatchedPeer::watch(cx));
         let backend_cx = watched.as_ref().map_or(cx, |(watched_cx, _)| watched_cx);
+        step!("deadline");
         // 4. Deadline: around everything that waits, so the whole call — retries included — fits the budget.
         let finished = tokio::time::timeout_at(deadline, async {
             // 5. Cancellation: the client (or a drain) can stop waiting before the deadline.
@@ -355,11 +527,13 @@ impl Pipeline {
         .await;
         let cut_short = finished.is_err() && timeout < self.default_timeout;
         let mut result = finished.unwrap_or(Err(BackendError::Timeout(timeout)));
+        step!("breaker_verdict");
         // 3'. The breaker learns the outcome, the deadline's included; a cancelled call teaches it nothing, nor
         // does one cut by a budget shorter than the gateway's own (the caller's choice, not the backend's fault).
         if let Some(permit) = permit {
             if cut_short { drop(permit) } else { permit.record(&result) }
         }
+        step!("budget");
         // 8. Token/size budget: the result that goes back is held to the limits — sent whole, cut or refused.
         if let (Some(budget), Ok(outcome)) = (budget, &mut result) {
             let applied = budget.apply(outcome);
@@ -368,6 +542,7 @@ impl Pipeline {
                 tokens.output = applied.tokens;
             }
         }
+        step!("cache_store");
         // 9. Cache store: a success, as sent, that asked the client nothing.
         if let Some((cache, rule, key, _flight)) = kept
             && let Ok(outcome) = &mut result
@@ -400,20 +575,21 @@ async fn wait_for(
 }
 
 fn record(report: &CallReport<'_>) {
-    let CallReport { cx, tool, backend, elapsed, result, .. } = *report;
-    let micros = elapsed.as_micros() as u64;
-    match result {
-        Ok(outcome) => tracing::debug!(
-            request_id = %cx.request_id, principal = %cx.principal.name, tool, backend, micros,
-            outcome = if outcome.is_error { "tool_error" } else { "ok" }, "tools/call"
+    let CallReport { cx, operation, tool, backend, elapsed, outcome, .. } = *report;
+    let (micros, operation) = (elapsed.as_micros() as u64, operation.as_str());
+    match outcome {
+        Outcome::Ok | Outcome::ToolError => tracing::debug!(
+            request_id = %cx.request_id, principal = %cx.principal.name, operation, target = tool, backend, micros,
+            outcome = if matches!(outcome, Outcome::ToolError) { "tool_error" } else { "ok" }, "operation done"
         ),
         // Asking the client for input is a normal step of a multi-round call, not a failure.
-        Err(BackendError::InputRequired) => tracing::debug!(
-            request_id = %cx.request_id, tool, backend, micros, outcome = "input_required", "tools/call"
+        Outcome::Failed(BackendError::InputRequired) => tracing::debug!(
+            request_id = %cx.request_id, operation, target = tool, backend, micros, outcome = "input_required",
+            "operation done"
         ),
-        Err(error) => tracing::info!(
-            request_id = %cx.request_id, principal = %cx.principal.name, tool, backend, micros,
-            outcome = "error", kind = error.kind(), %error, "tools/call"
+        Outcome::Failed(error) => tracing::info!(
+            request_id = %cx.request_id, principal = %cx.principal.name, operation, target = tool, backend, micros,
+            outcome = "error", kind = error.kind(), %error, "operation done"
         ),
     }
 }
@@ -429,6 +605,9 @@ mod tests {
 
     /// Steps 2, 8 and 9 (cache lookup, budget, cache store) among the others.
     mod results;
+
+    /// The whole order, step by step, per kind of operation.
+    pub(super) mod order;
 
     /// A backend that sleeps for the requested time and records what happened.
     struct Sleepy(Arc<Mutex<Vec<&'static str>>>);
@@ -520,25 +699,6 @@ mod tests {
             .call_tool(&CallContext::detached("t"), &Sleepy(log.clone()), "sleep", &policy, call(1))
             .await;
         assert_eq!(ok.unwrap(), ToolOutcome::text("done"));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn steps_run_in_order() {
-        // Deadline outside cancellation outside the backend: a call that finishes in time returns its outcome,
-        // and the backend ran exactly once, to completion.
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let result = Pipeline::new(Duration::from_secs(5))
-            .call_tool(
-                &CallContext::detached("t"),
-                &Sleepy(log.clone()),
-                "sleep",
-                &ToolPolicy::default(),
-                call(1),
-            )
-            .await
-            .unwrap();
-        assert_eq!(result, ToolOutcome::text("done"));
-        assert_eq!(*log.lock().unwrap(), ["backend started", "backend finished"]);
     }
 
     /// A backend that logs each attempt, sleeps `secs`, then fails as `Unavailable` (`"fail": true`) or answers.

@@ -93,6 +93,10 @@ pub enum Scope {
     Tier,
     /// One tool, every caller.
     Tool,
+    /// One resource, every caller.
+    Resource,
+    /// One prompt, every caller.
+    Prompt,
 }
 
 impl Scope {
@@ -104,6 +108,8 @@ impl Scope {
             Self::Key => "key",
             Self::Tier => "tier",
             Self::Tool => "tool",
+            Self::Resource => "resource",
+            Self::Prompt => "prompt",
         }
     }
 }
@@ -121,6 +127,10 @@ pub enum BucketKey {
     Principal(Arc<str>),
     /// A tool by public name.
     Tool(Arc<str>),
+    /// A resource by URI.
+    Resource(Arc<str>),
+    /// A prompt by name.
+    Prompt(Arc<str>),
 }
 
 impl BucketKey {
@@ -141,6 +151,8 @@ impl fmt::Display for BucketKey {
             Self::Ip(ip) => write!(f, "ip:{ip}"),
             Self::Principal(id) => f.write_str(id),
             Self::Tool(name) => write!(f, "tool:{name}"),
+            Self::Resource(uri) => write!(f, "resource:{uri}"),
+            Self::Prompt(name) => write!(f, "prompt:{name}"),
         }
     }
 }
@@ -259,6 +271,10 @@ pub struct RateLimits {
     tiers: HashMap<String, Limit>,
     /// By tool name or glob.
     tools: ToolRules<Limit>,
+    /// By resource URI or glob.
+    resources: ToolRules<Limit>,
+    /// By prompt name or glob.
+    prompts: ToolRules<Limit>,
     /// The section as configured, for `/status`.
     config: RateLimitsConfig,
 }
@@ -286,17 +302,25 @@ impl RateLimits {
                 limits.tiers.insert(tier.clone(), limit);
             }
         }
-        limits.tools = (config.tools.iter())
-            .filter_map(|(pattern, limit)| {
-                Some((pattern.clone(), prepare(format!("tools.{pattern}"), limit)?))
-            })
-            .collect();
+        let mut rules = |section: &str, map: &std::collections::BTreeMap<String, RateLimit>| {
+            (map.iter())
+                .filter_map(|(pattern, limit)| {
+                    Some((pattern.clone(), prepare(format!("{section}.{pattern}"), limit)?))
+                })
+                .collect::<ToolRules<Limit>>()
+        };
+        limits.tools = rules("tools", &config.tools);
+        limits.resources = rules("resources", &config.resources);
+        limits.prompts = rules("prompts", &config.prompts);
         if bad.is_empty() { Ok(limits) } else { Err(bad.join("; ")) }
     }
 
     /// Whether no limit is set.
     pub fn is_empty(&self) -> bool {
-        !self.limits_requests() && self.tools.is_empty()
+        !self.limits_requests()
+            && self.tools.is_empty()
+            && self.resources.is_empty()
+            && self.prompts.is_empty()
     }
 
     /// Whether HTTP requests are limited (`global`, `per_ip`, `per_key` or a tier).
@@ -329,6 +353,18 @@ impl RateLimits {
     pub fn tool_check(&self, tool: &str) -> Option<Check> {
         let limit = *self.tools.get(tool)?;
         Some(Check { scope: Scope::Tool, key: BucketKey::Tool(tool.into()), limit })
+    }
+
+    /// The bucket a read or subscription of the resource `uri`, or a get of the prompt `name`, is checked
+    /// against, if any (`scope` is [`Scope::Resource`] or [`Scope::Prompt`]; any other has none).
+    pub fn named_check(&self, scope: Scope, name: &str) -> Option<Check> {
+        let (rules, key): (_, fn(Arc<str>) -> BucketKey) = match scope {
+            Scope::Resource => (&self.resources, BucketKey::Resource),
+            Scope::Prompt => (&self.prompts, BucketKey::Prompt),
+            _ => return None,
+        };
+        let limit = *rules.get(name)?;
+        Some(Check { scope, key: key(name.into()), limit })
     }
 }
 
@@ -392,6 +428,24 @@ impl RateLimiter {
                     scope: Scope::Tool.as_str(),
                     retry_after: decision.retry_after,
                 })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Take one request from the bucket of the resource or prompt `name` (`scope` says which), if it has one:
+    /// `Err(RateLimited)` when it has no room.
+    pub async fn check_named(&self, scope: Scope, name: &str, now: Instant) -> Result<(), BackendError> {
+        let Some(check) = self.limits.named_check(scope, name) else { return Ok(()) };
+        match self.store.acquire(std::slice::from_ref(&check), now).await.first() {
+            Some(decision) if !decision.allowed => {
+                tracing::debug!(
+                    scope = scope.as_str(),
+                    name,
+                    retry_after_ms = decision.retry_after.as_millis() as u64,
+                    "rate limited"
+                );
+                Err(BackendError::RateLimited { scope: scope.as_str(), retry_after: decision.retry_after })
             }
             _ => Ok(()),
         }

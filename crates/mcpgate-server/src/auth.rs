@@ -129,7 +129,8 @@ impl Access {
                     method: hash.method,
                     digest: hash.digest,
                     expires,
-                    principal: Principal::named(&key.name, &key.tier, &key.tools),
+                    principal: Principal::named(&key.name, &key.tier, &key.tools)
+                        .with_grants(key.resources.as_slice().into(), key.prompts.as_slice().into()),
                 }),
                 Err(e) => problems.push(format!("security.api_keys.{i}: {e}")),
             }
@@ -301,7 +302,12 @@ pub(crate) async fn check(access: Arc<Access>, mut request: Request, next: Next)
                 AuthFailure::InvalidToken(why) => Some(why),
                 _ => None,
             };
-            tracing::info!(reason = failure.as_str(), why, client_ip = ?client_ip, "request refused");
+            tracing::info!(
+                reason = failure.as_str(),
+                why,
+                client_ip = client_ip.map(tracing::field::display),
+                "request refused"
+            );
             unauthorized(failure, &access.challenge_params)
         }
     }

@@ -88,8 +88,20 @@ fn is_json(request: &Request) -> bool {
 /// Check a POST body (size, media type, JSON, JSON-RPC shape), serve it on the fast path when it is a plain
 /// stateless `tools/call`, else put it back for the protocol layer; give plain-text rejections from the layers
 /// below a JSON-RPC body.
+/// A `DELETE` that closed its session answers 200, as the reference servers do: rmcp answers 202, which the
+/// official Python SDK logs as "Session termination failed: 202" at every close.
+fn session_closed(mut response: Response) -> Response {
+    if response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::OK;
+    }
+    response
+}
+
 pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Response {
     let max_body = edge.max_body;
+    if request.method() == Method::DELETE {
+        return session_closed(with_jsonrpc_body(next.run(request).await).await);
+    }
     if request.method() != Method::POST {
         return with_jsonrpc_body(next.run(request).await).await;
     }

@@ -35,7 +35,7 @@ use http::{
     header::{CACHE_CONTROL, CONTENT_TYPE},
     request::Parts,
 };
-use mcpgate_core::{CallContext, ClientPeer, JsonObject, ToolCall, ToolOutcome};
+use mcpgate_core::{Answer, CallContext, ClientPeer, JsonObject, Operation, ToolOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -43,15 +43,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth,
+    dispatch::{Door, Retry, Rounds, StatelessClient},
     edge::jsonrpc_error,
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
     metrics::{McpMethod, heard},
     peer::StreamPeer,
-    registry::OwnedRoute,
-    rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
     sessions::Session,
-    telemetry::{self, JsonRpcId, ToolCallTrace},
+    telemetry::JsonRpcId,
 };
 
 const VERSION: &str = "2026-07-28";
@@ -177,7 +176,6 @@ impl FastPath {
             return None;
         }
         heard(McpMethod::ToolsCall);
-        let backend = registry.backend(route.backend).clone();
         let request_id = header(headers, "x-request-id").unwrap_or("");
         let cx = CallContext {
             principal: auth::principal(&parts.extensions),
@@ -188,34 +186,25 @@ impl FastPath {
             log_level: None,
             notify: None,
         };
-        let binding = binding("tools/call", &name, arguments.as_ref());
         let retry = Retry { responses: input_responses, state: request_state };
-        let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
-        let live = self.gateway.live_of(&parts.extensions);
-        let (pipeline, metrics) = (&live.pipeline, &self.gateway.metrics);
-        let (policy, tool) = (&route.policy, route.metrics(metrics));
-        let public = name.as_str();
-        let span = telemetry::tool_span(ToolCallTrace {
-            tool: public,
-            backend: &registry.backends()[route.backend].name,
-            request_id,
-            jsonrpc_id: &JsonRpcId(&request.id),
+        let id = &request.id;
+        let door = Door {
+            live: self.gateway.live_of(&parts.extensions),
+            registry,
+            jsonrpc_id: Some(&JsonRpcId(id)),
             meta: Some(&meta),
             request: None,
-        });
-        let rounds = run_stateless(&self.gateway, cx, &binding, retry, client, |cx| async move {
-            let call = pipeline.call_tool(&cx, &*backend, public, policy, call);
-            metrics.timed_call(tool, telemetry::traced(span, call)).await
-        })
-        .await;
+        };
+        let op = Operation::CallTool { name, arguments: arguments.unwrap_or_default() };
+        let rounds = self.gateway.dispatch_rounds(&door, cx, op, retry, client).await;
         self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
-        let id = &request.id;
         // The call has run: from here on never hand it to rmcp (that would run it again).
         Some(match rounds {
-            Ok(Rounds::Complete(outcome)) => {
+            Ok(Rounds::Complete(Answer::Tool(outcome))) => {
                 let result = CompleteResult { result_type: "complete", outcome: &outcome };
                 reply(StatusCode::OK, id, Ok(result))
             }
+            Ok(Rounds::Complete(_)) => unreachable!("a tools/call is answered with a tool's outcome"),
             Ok(Rounds::InputRequired(input)) => reply(StatusCode::OK, id, Ok(input)),
             Err(error) => reply(stateless_status(error.code), id, Err::<(), _>(error)),
         })
@@ -242,7 +231,8 @@ impl FastPath {
         if !body_fits {
             return None;
         }
-        let route = OwnedRoute::find(self.gateway.registry(), &name)?;
+        let registry = self.gateway.registry();
+        let route = registry.tool(&name)?;
         // A tool that never contacts the client: a progress token leads nowhere, as on rmcp's path. One that may
         // (every upstream tool) only when the client declared nothing it could be asked; what the call sends it
         // — progress, log messages — goes into this request's own response, ahead of the answer.
@@ -260,27 +250,30 @@ impl FastPath {
         let request_id = header(headers, "x-request-id").unwrap_or("");
         let principal = auth::principal(&parts.extensions);
         let cx = CallContext { cancel, principal, peer, progress_token, ..CallContext::detached(request_id) };
-        let call = ToolCall { name: route.original.clone(), arguments: arguments.unwrap_or_default() };
-        let span = telemetry::tool_span(ToolCallTrace {
-            tool: &name,
-            backend: &route.registry().backends()[route.backend].name,
-            request_id,
-            jsonrpc_id: &JsonRpcId(&request.id),
-            meta: meta.as_ref(),
-            request: None,
-        });
+        let op = Operation::CallTool { name, arguments: arguments.unwrap_or_default() };
         let (gateway, live) = (self.gateway.clone(), self.gateway.live_of(&parts.extensions));
-        let answer = async move {
-            let metrics = &gateway.metrics;
-            let backend = route.registry().backend(route.backend);
-            let call = live.pipeline.call_tool(&cx, &**backend, &name, &route.policy, call);
-            let outcome = metrics.timed_call(route.metrics(metrics), telemetry::traced(span, call)).await;
-            gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
-            // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error too (the
-            // client has stopped waiting for it, and a stream ending without a message would say less).
-            outcome.map_err(|error| to_jsonrpc(&error))
-        };
         let id = request.id;
+        let answer = {
+            let id = id.clone();
+            async move {
+                let door = Door {
+                    live,
+                    registry,
+                    jsonrpc_id: Some(&JsonRpcId(&id)),
+                    meta: meta.as_ref(),
+                    request: None,
+                };
+                let answer = gateway.dispatch_at(&door, cx, op).await;
+                gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
+                // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error too (the
+                // client has stopped waiting for it, and a stream ending without a message would say less).
+                match answer {
+                    Ok(Answer::Tool(outcome)) => Ok(outcome),
+                    Ok(_) => unreachable!("a tools/call is answered with a tool's outcome"),
+                    Err(error) => Err(to_jsonrpc(&error)),
+                }
+            }
+        };
         Some(match messages {
             None => reply(StatusCode::OK, &id, answer.await),
             Some(messages) => reply_or_stream(answer, messages, id).await,

@@ -119,12 +119,13 @@ impl Gateway {
         metrics.prime(&catalogue.get());
         let (pipeline, audit) = pipeline(&config, &metrics, None)?;
         let live = Live { config: Arc::new(config.clone()), pipeline, access, audit };
+        let request_state = RequestStateCodec::try_new(seal_key(&config.security))
+            .map_err(|e| StartError::Internal(e.to_string()))?;
         let gateway = Arc::new(Self {
             config,
             catalogue,
             live: ArcSwap::from_pointee(live),
-            request_state: RequestStateCodec::try_new(random_key())
-                .map_err(|e| StartError::Internal(e.to_string()))?,
+            request_state,
             started_at: SystemTime::now(),
             started: Instant::now(),
             shutdown,
@@ -239,6 +240,21 @@ pub(crate) fn pipeline(
         pipeline = pipeline.with_observer(audit.clone());
     }
     Ok((pipeline, audit))
+}
+
+/// The key that seals `requestState`: `MCPGATE_SEAL_KEY`, which every node of one deployment shares, so a
+/// multi-round call's retry may land on any of them; else a random key of this process's own.
+fn seal_key(security: &mcpgate_config::SecurityConfig) -> Vec<u8> {
+    match &security.seal_key {
+        Some(key) => key.expose().as_bytes().to_vec(),
+        None => {
+            tracing::info!(
+                "MCPGATE_SEAL_KEY is unset: multi-round requestState is sealed with a key of this process; set \
+                 the same key on every node when several serve one endpoint"
+            );
+            random_key()
+        }
+    }
 }
 
 /// 32 random bytes from the OS generator (through UUID v4, already a dependency).

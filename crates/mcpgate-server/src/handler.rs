@@ -4,9 +4,9 @@
 
 #![allow(deprecated)] // `SetLevelRequestParams`: see `set_level`.
 
-use std::{borrow::Cow, future::Future, sync::Arc};
+use std::{borrow::Cow, sync::Arc};
 
-use mcpgate_core::{BackendError, CallContext, JsonObject, ToolCall};
+use mcpgate_core::{Answer, CallContext, JsonObject, ListKind, Operation, Principal};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
@@ -21,19 +21,18 @@ use rmcp::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
-use tracing::Instrument;
 
-use mcpgate_policy::authz;
+use mcpgate_policy::{Grant, authz};
 
 use crate::{
     auth,
+    dispatch::{Door, Retry, Rounds, StatelessClient},
     errors::to_jsonrpc,
     gateway::{Gateway, Live},
     peer::SessionPeer,
     registry::page,
-    rounds::{Retry, Rounds, StatelessClient, binding, run_stateless},
     sessions::{ClientLink, SessionState, parse_level},
-    telemetry::{self, ToolCallTrace},
+    telemetry,
 };
 
 /// Protocol revisions served, oldest first.
@@ -136,33 +135,41 @@ impl McpHandler {
         self.gateway.live().config.server.list_ttl.0.as_millis() as u64
     }
 
-    /// Run `op` with a call context. Legacy sessions ask the client in-line; stateless requests run in rounds
-    /// (see [`crate::rounds`]).
-    async fn run<T, F, Fut>(
+    /// Who the HTTP request authenticated as (`auth`); over stdio, anonymous.
+    fn principal(context: &RequestContext<RoleServer>) -> Arc<Principal> {
+        match context.extensions.get::<http::request::Parts>() {
+            Some(parts) => auth::principal(&parts.extensions),
+            None => Arc::new(Principal::anonymous()),
+        }
+    }
+
+    /// Run `op` through the gateway's one door. Legacy sessions ask the client in-line; stateless requests run
+    /// in rounds (see [`Gateway::dispatch_rounds`]).
+    async fn run(
         &self,
         rcx: &RequestContext<RoleServer>,
-        request_id: Arc<str>,
-        binding: String,
+        op: Operation,
         retry: Retry,
-        op: F,
-    ) -> Result<Rounds<T>, ErrorData>
-    where
-        F: FnOnce(CallContext) -> Fut,
-        Fut: Future<Output = Result<T, BackendError>>,
-    {
-        // Who the HTTP request authenticated as (`auth`); over stdio, anonymous.
+    ) -> Result<Rounds<Answer>, ErrorData> {
         let http = rcx.extensions.get::<http::request::Parts>();
+        let door = Door {
+            live: self.live(rcx),
+            registry: self.gateway.registry(),
+            jsonrpc_id: Some(&rcx.id),
+            meta: Some(&rcx.meta.0.0),
+            request: http.and_then(|parts| parts.extensions.get::<telemetry::RequestTrace>()),
+        };
         let mut cx = CallContext {
             cancel: rcx.ct.clone(),
             progress_token: rcx.meta.get_progress_token().and_then(|t| serde_json::to_value(t).ok()),
-            ..CallContext::detached(request_id)
+            principal: Self::principal(rcx),
+            ..CallContext::detached(correlation_id(rcx))
         };
-        if let Some(parts) = http {
-            cx.principal = crate::auth::principal(&parts.extensions);
-        }
         if !is_stateless(rcx) {
-            cx.peer = Some(Arc::new(SessionPeer::new(rcx.peer.clone(), self.session.clone())));
-            return op(cx).await.map(Rounds::Complete).map_err(|e| to_jsonrpc(&e));
+            let peer = SessionPeer::new(rcx.peer.clone(), self.session.clone(), session_key(rcx));
+            cx.peer = Some(Arc::new(peer));
+            let answer = self.gateway.dispatch_at(&door, cx, op).await;
+            return answer.map(Rounds::Complete).map_err(|e| to_jsonrpc(&e));
         }
         let capabilities =
             rcx.meta.client_capabilities().and_then(|c| serde_json::to_value(c).ok()).unwrap_or(json!({}));
@@ -172,8 +179,37 @@ impl McpHandler {
             .and_then(|l| serde_json::to_value(l).ok())
             .and_then(|l| l.as_str().and_then(parse_level));
         let client = StatelessClient { capabilities, log_level, notify: Some(rcx.peer.clone()) };
-        run_stateless(&self.gateway, cx, &binding, retry, client, op).await
+        self.gateway.dispatch_rounds(&door, cx, op, retry, client).await
     }
+
+    /// Run `op`, which needs no rounds (a list, a completion, a subscription), and take its answer.
+    async fn once(&self, rcx: &RequestContext<RoleServer>, op: Operation) -> Result<Answer, ErrorData> {
+        match self.run(rcx, op, Retry { responses: None, state: None }).await? {
+            Rounds::Complete(answer) => Ok(answer),
+            Rounds::InputRequired(_) => Err(ErrorData::internal_error("unexpected input_required", None)),
+        }
+    }
+
+    /// A list result, filtered for the caller, as the protocol's type.
+    async fn listed<T: Serialize>(
+        &self,
+        context: &RequestContext<RoleServer>,
+        list: ListKind,
+        pick: fn(Answer) -> Option<Vec<T>>,
+    ) -> Result<Vec<T>, ErrorData> {
+        let answer = self.once(context, Operation::List(list)).await?;
+        pick(answer).ok_or_else(|| unexpected(list))
+    }
+}
+
+/// The error for an answer of another kind than the operation's (a gateway bug).
+fn unexpected(what: impl std::fmt::Debug) -> ErrorData {
+    ErrorData::internal_error(format!("the gateway answered {what:?} with another kind of result"), None)
+}
+
+/// Whether `principal` sees every item of every list, so lists may be shared between callers.
+fn sees_every_list(principal: &Principal) -> bool {
+    [Grant::Tool, Grant::Resource, Grant::Prompt].into_iter().all(|grant| authz::allows_all(principal, grant))
 }
 
 /// One page of a catalogue list as the protocol's list result: items converted once, the next cursor, and
@@ -186,7 +222,14 @@ macro_rules! list_page {
         let mut result = <$result>::with_all_items($convert(items)?);
         result.next_cursor = next;
         if is_stateless(&$context) {
-            result = result.with_ttl_ms($handler.list_ttl_ms()).with_cache_scope(CacheScope::Public);
+            // What a list holds depends on who asked unless the caller sees everything: then no shared cache
+            // may keep it.
+            let scope = if sees_every_list(&McpHandler::principal(&$context)) {
+                CacheScope::Public
+            } else {
+                CacheScope::Private
+            };
+            result = result.with_ttl_ms($handler.list_ttl_ms()).with_cache_scope(scope);
         }
         Ok(result)
     }};
@@ -261,10 +304,10 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let registry = self.gateway.registry();
-        // A principal sees only the tools it may call (its key's globs).
-        let principal =
-            context.extensions.get::<http::request::Parts>().map(|parts| auth::principal(&parts.extensions));
-        let Some(principal) = principal.filter(|p| !authz::sees_everything(p)) else {
+        // A principal sees only the tools it may call (its key's globs): the filter of the dispatch's own
+        // `tools/list`, over the items converted once.
+        let principal = Self::principal(&context);
+        if authz::sees_everything(&principal) {
             return list_page!(
                 self,
                 ListToolsResult,
@@ -273,20 +316,14 @@ impl ServerHandler for McpHandler {
                 request,
                 context
             );
-        };
+        }
         let visible: Vec<_> = registry
             .wire_tools()
             .iter()
             .filter(|tool| authz::may_use(&principal, &tool.name))
             .cloned()
             .collect();
-        let mut result: ListToolsResult =
-            list_page!(self, ListToolsResult, &visible, Ok::<_, ErrorData>, request, context)?;
-        // What this list holds depends on who asked: no shared cache may keep it.
-        if result.cache_scope.is_some() {
-            result.cache_scope = Some(CacheScope::Private);
-        }
-        Ok(result)
+        list_page!(self, ListToolsResult, &visible, Ok::<_, ErrorData>, request, context)
     }
 
     async fn call_tool(
@@ -294,49 +331,17 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let registry = self.gateway.registry();
-        let Some(route) = registry.tool(&request.name) else {
-            self.gateway.metrics.unknown_tool();
-            let mut cx = CallContext::detached(correlation_id(&context));
-            if let Some(parts) = context.extensions.get::<http::request::Parts>() {
-                cx.principal = crate::auth::principal(&parts.extensions);
-            }
-            let live = self.live(&context);
-            live.pipeline.unknown_tool(&cx, &request.name, request.arguments.as_ref()).await;
-            return Err(to_jsonrpc(&BackendError::NotFound { kind: "tool", name: request.name.to_string() }));
-        };
-        let backend = registry.backend(route.backend).clone();
         let retry = Retry { responses: request.input_responses, state: request.request_state };
-        let binding = binding("tools/call", &request.name, request.arguments.as_ref());
-        let call =
-            ToolCall { name: route.original.clone(), arguments: request.arguments.unwrap_or_default() };
-        let live = self.live(&context);
-        let (pipeline, metrics) = (&live.pipeline, &self.gateway.metrics);
-        let (policy, tool) = (&route.policy, route.metrics(metrics));
-        let public = &request.name;
-        let request_id = correlation_id(&context);
-        let span = tracing::info_span!("tools/call", request_id = %request_id, tool = %public);
-        let http = context.extensions.get::<http::request::Parts>();
-        let traced = telemetry::tool_span(ToolCallTrace {
-            tool: public,
-            backend: &registry.backends()[route.backend].name,
-            request_id: &request_id,
-            jsonrpc_id: &context.id,
-            meta: Some(&context.meta.0.0),
-            request: http.and_then(|parts| parts.extensions.get::<telemetry::RequestTrace>()),
-        });
-        let rounds = self
-            .run(&context, request_id, binding, retry, |cx| async move {
-                let call = pipeline.call_tool(&cx, &*backend, public, policy, call);
-                metrics.timed_call(tool, telemetry::traced(traced, call)).await
-            })
-            .instrument(span)
-            .await?;
-        match rounds {
-            Rounds::Complete(outcome) => {
+        let op = Operation::CallTool {
+            name: request.name.into_owned(),
+            arguments: request.arguments.unwrap_or_default(),
+        };
+        match self.run(&context, op, retry).await? {
+            Rounds::Complete(Answer::Tool(outcome)) => {
                 Ok(CallToolResponse::Complete(wire_result::<CallToolResult>(outcome)?))
             }
             Rounds::InputRequired(input) => Ok(CallToolResponse::InputRequired(wire(input)?)),
+            Rounds::Complete(other) => Err(unexpected(other)),
         }
     }
 
@@ -345,7 +350,8 @@ impl ServerHandler for McpHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let all: Vec<_> = self.gateway.registry().resources().cloned().collect();
+        let pick = |answer| if let Answer::Resources(items) = answer { Some(items) } else { None };
+        let all = self.listed(&context, ListKind::Resources, pick).await?;
         list_page!(self, ListResourcesResult, &all, wire, request, context)
     }
 
@@ -354,7 +360,8 @@ impl ServerHandler for McpHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let all: Vec<_> = self.gateway.registry().templates().cloned().collect();
+        let pick = |answer| if let Answer::ResourceTemplates(items) = answer { Some(items) } else { None };
+        let all = self.listed(&context, ListKind::ResourceTemplates, pick).await?;
         list_page!(self, ListResourceTemplatesResult, &all, wire, request, context)
     }
 
@@ -363,34 +370,19 @@ impl ServerHandler for McpHandler {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let registry = self.gateway.registry();
-        let uri = request.uri.clone();
-        let Some(owner) = registry.resource_owner(&uri).await else {
-            return Err(to_jsonrpc(&BackendError::NotFound { kind: "resource", name: uri }));
-        };
-        let backend = registry.backend(owner).clone();
         let retry = Retry { responses: request.input_responses, state: request.request_state };
-        let uri_ref = &uri;
-        let rounds = self
-            .run(
-                &context,
-                correlation_id(&context),
-                binding("resources/read", &uri, None),
-                retry,
-                |cx| async move { backend.read_resource(&cx, uri_ref).await },
-            )
-            .await?;
-        match rounds {
-            Rounds::Complete(contents) => {
+        match self.run(&context, Operation::ReadResource { uri: request.uri }, retry).await? {
+            Rounds::Complete(Answer::Resource(contents)) => {
                 let mut result: ReadResourceResult = wire_result(contents)?;
                 if is_stateless(&context) {
-                    // Reads may differ per caller once authorization lands: private.
+                    // Reads may differ per caller (authorization) and per moment: private, not kept.
                     result.ttl_ms = Some(0);
                     result.cache_scope = Some(CacheScope::Private);
                 }
                 Ok(ReadResourceResponse::Complete(result))
             }
             Rounds::InputRequired(input) => Ok(ReadResourceResponse::InputRequired(wire(input)?)),
+            Rounds::Complete(other) => Err(unexpected(other)),
         }
     }
 
@@ -400,18 +392,7 @@ impl ServerHandler for McpHandler {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let registry = self.gateway.registry();
-        let Some(owner) = registry.resource_owner(&request.uri).await else {
-            return Err(to_jsonrpc(&BackendError::NotFound { kind: "resource", name: request.uri }));
-        };
-        let (subscriptions, key) = (&self.gateway.subscriptions, session_key(&context));
-        if subscriptions.add(&request.uri, &key, context.peer.clone())
-            && let Err(e) = registry.backend(owner).subscribe(&request.uri).await
-        {
-            subscriptions.remove(&request.uri, &key);
-            return Err(to_jsonrpc(&e));
-        }
-        Ok(())
+        self.once(&context, Operation::Subscribe { uri: request.uri }).await.map(drop)
     }
 
     #[allow(deprecated)]
@@ -420,13 +401,7 @@ impl ServerHandler for McpHandler {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let registry = self.gateway.registry();
-        if self.gateway.subscriptions.remove(&request.uri, &session_key(&context))
-            && let Some(owner) = registry.resource_owner(&request.uri).await
-        {
-            registry.backend(owner).unsubscribe(&request.uri).await.map_err(|e| to_jsonrpc(&e))?;
-        }
-        Ok(())
+        self.once(&context, Operation::Unsubscribe { uri: request.uri }).await.map(drop)
     }
 
     async fn list_prompts(
@@ -434,7 +409,8 @@ impl ServerHandler for McpHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let all: Vec<_> = self.gateway.registry().prompts().cloned().collect();
+        let pick = |answer| if let Answer::Prompts(items) = answer { Some(items) } else { None };
+        let all = self.listed(&context, ListKind::Prompts, pick).await?;
         list_page!(self, ListPromptsResult, &all, wire, request, context)
     }
 
@@ -443,67 +419,41 @@ impl ServerHandler for McpHandler {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let registry = self.gateway.registry();
-        let Some(owner) = registry.prompt_owner(&request.name) else {
-            return Err(to_jsonrpc(&BackendError::NotFound { kind: "prompt", name: request.name }));
-        };
-        let backend = registry.backend(owner).clone();
         let arguments: JsonObject =
-            request.arguments.clone().map(|args| args.into_iter().collect()).unwrap_or_default();
+            request.arguments.map(|args| args.into_iter().collect()).unwrap_or_default();
         let retry = Retry { responses: request.input_responses, state: request.request_state };
-        let name = &request.name;
-        let rounds = self
-            .run(
-                &context,
-                correlation_id(&context),
-                binding("prompts/get", name, Some(&arguments)),
-                retry,
-                |cx| async move { backend.get_prompt(&cx, name, arguments).await },
-            )
-            .await?;
-        match rounds {
-            Rounds::Complete(result) => {
+        match self.run(&context, Operation::GetPrompt { name: request.name, arguments }, retry).await? {
+            Rounds::Complete(Answer::Prompt(result)) => {
                 Ok(GetPromptResponse::Complete(wire_result::<GetPromptResult>(result)?))
             }
             Rounds::InputRequired(input) => Ok(GetPromptResponse::InputRequired(wire(input)?)),
+            Rounds::Complete(other) => Err(unexpected(other)),
         }
     }
 
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
         let request =
             serde_json::to_value(&request).map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
-        let reference = request.get("ref").cloned().unwrap_or(Value::Null);
-        let registry = self.gateway.registry();
-        let owner = match reference.get("type").and_then(Value::as_str) {
-            Some("ref/prompt") => {
-                reference.get("name").and_then(Value::as_str).and_then(|n| registry.prompt_owner(n))
-            }
-            Some("ref/resource") => {
-                reference.get("uri").and_then(Value::as_str).and_then(|u| registry.template_owner(u))
-            }
-            _ => None,
+        let text = |pointer: &str| request.pointer(pointer).and_then(Value::as_str).unwrap_or("").to_owned();
+        let op = Operation::Complete {
+            reference: request.get("ref").cloned().unwrap_or(Value::Null),
+            argument: text("/argument/name"),
+            value: text("/argument/value"),
+            context: request
+                .pointer("/context/arguments")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
         };
-        let arg =
-            |key: &str| request.pointer(&format!("/argument/{key}")).and_then(Value::as_str).unwrap_or("");
-        let context_args: JsonObject =
-            request.pointer("/context/arguments").and_then(Value::as_object).cloned().unwrap_or_default();
-        let values = match owner {
-            Some(index) => registry
-                .backend(index)
-                .complete(&reference, arg("name"), arg("value"), &context_args)
-                .await
-                .map_err(|e| to_jsonrpc(&e))?,
-            None => Default::default(),
+        let Answer::Completion(values) = self.once(&context, op).await? else {
+            return Err(unexpected("completion/complete"));
         };
-        let mut values = values;
-        let has_more = values.has_more || values.values.len() > 100;
-        values.values.truncate(100);
         wire_result(
-            json!({ "completion": { "values": values.values, "total": values.total, "hasMore": has_more } }),
+            json!({ "completion": { "values": values.values, "total": values.total, "hasMore": values.has_more } }),
         )
     }
 }

@@ -49,6 +49,12 @@ struct ClaimMap {
     scope_tools: Vec<(String, Vec<String>)>,
     /// Shared by every principal without a tools claim or a mapped scope.
     default_tools: Arc<[String]>,
+    resources: String,
+    /// Shared by every principal without a resources claim.
+    default_resources: Arc<[String]>,
+    prompts: String,
+    /// Shared by every principal without a prompts claim.
+    default_prompts: Arc<[String]>,
 }
 
 impl JwtAuth {
@@ -120,6 +126,10 @@ impl JwtAuth {
                 tools: jwt.tools_claim.clone(),
                 scope_tools: jwt.scope_tools.iter().map(|(s, g)| (s.clone(), g.clone())).collect(),
                 default_tools: jwt.default_tools.as_slice().into(),
+                resources: jwt.resources_claim.clone(),
+                default_resources: jwt.default_resources.as_slice().into(),
+                prompts: jwt.prompts_claim.clone(),
+                default_prompts: jwt.default_prompts.as_slice().into(),
             },
         })
     }
@@ -291,7 +301,18 @@ impl ClaimMap {
             }
             None => self.default_tools.clone(),
         };
-        Ok(Principal::token(name, tier, tools))
+        let globs = |claim: &str, default: &Arc<[String]>, bad: &'static str| match claims.get(claim) {
+            Some(value) => words(value).map(Arc::from).ok_or(TokenFailure::Invalid(bad)),
+            None => Ok(default.clone()),
+        };
+        let resources = globs(
+            &self.resources,
+            &self.default_resources,
+            "the token's resources claim is not a list of globs",
+        )?;
+        let prompts =
+            globs(&self.prompts, &self.default_prompts, "the token's prompts claim is not a list of globs")?;
+        Ok(Principal::token(name, tier, tools).with_grants(resources, prompts))
     }
 }
 
@@ -379,6 +400,20 @@ mod tests {
         );
         let token = sign(json!({ "sub": "carol", "tools": "add echo", "exp": in_an_hour() }), SECRET);
         assert_eq!(auth.authenticate(&token).await.unwrap().tools.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn resources_and_prompts_come_from_their_claims_else_the_defaults() {
+        let mut config = hs256(SECRET);
+        config.default_prompts = vec!["public_*".into()];
+        let auth = JwtAuth::new(&config, None).unwrap();
+        let token =
+            sign(json!({ "sub": "dana", "resources": "docs://* wiki://*", "exp": in_an_hour() }), SECRET);
+        let principal = auth.authenticate(&token).await.unwrap();
+        assert_eq!(&principal.resources[..], ["docs://*".to_owned(), "wiki://*".to_owned()]);
+        assert_eq!(&principal.prompts[..], ["public_*".to_owned()], "no claim: the default");
+        let token = sign(json!({ "sub": "dana", "prompts": 3, "exp": in_an_hour() }), SECRET);
+        assert!(auth.authenticate(&token).await.is_err(), "a malformed claim is refused");
     }
 
     #[tokio::test]

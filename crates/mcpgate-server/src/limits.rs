@@ -73,7 +73,7 @@ const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 fn refuse(gateway: &Gateway, principal: &Principal, (scope, denied): (Scope, Decision)) -> Response {
     gateway.metrics.rate_limited(metric_scope(scope));
     tracing::debug!(
-        scope = scope.as_str(), principal = %principal.name, client_ip = ?principal.client_ip,
+        scope = scope.as_str(), principal = %principal.name, client_ip = principal.client_ip.map(tracing::field::display),
         retry_after_ms = denied.retry_after.as_millis() as u64, "request rate limited"
     );
     too_many_requests(scope, &denied)
@@ -87,6 +87,8 @@ fn metric_scope(scope: Scope) -> RateLimitScope {
         Scope::Key => RateLimitScope::Key,
         Scope::Tier => RateLimitScope::Tier,
         Scope::Tool => RateLimitScope::Tool,
+        Scope::Resource => RateLimitScope::Resource,
+        Scope::Prompt => RateLimitScope::Prompt,
     }
 }
 

@@ -21,7 +21,8 @@ use rmcp::{
     Peer, RoleServer,
     model::{
         CreateMessageRequestParams, ElicitRequestParams, JsonRpcNotification, JsonRpcVersion2_0,
-        LoggingMessageNotificationParam, Notification, ProgressNotificationParam, ServerNotification,
+        LoggingMessageNotificationParam, Notification, ProgressNotificationParam,
+        ResourceUpdatedNotificationParam, ServerNotification,
     },
 };
 use serde_json::{Value, json};
@@ -88,16 +89,18 @@ async fn send_log(peer: &Peer<RoleServer>, level: LogLevel, logger: Option<&str>
     }
 }
 
-/// A legacy session's way back to its client.
+/// A legacy session's (or the stdio client's) way back to its client.
 pub struct SessionPeer {
     peer: Peer<RoleServer>,
     session: Arc<SessionState>,
+    /// The session's id (`stdio` for the one stdio client): subscriptions are kept under it.
+    id: String,
 }
 
 impl SessionPeer {
-    /// Wrap the session's rmcp peer.
-    pub fn new(peer: Peer<RoleServer>, session: Arc<SessionState>) -> Self {
-        Self { peer, session }
+    /// Wrap the rmcp peer of the session `id`.
+    pub fn new(peer: Peer<RoleServer>, session: Arc<SessionState>, id: String) -> Self {
+        Self { peer, session, id }
     }
 }
 
@@ -137,6 +140,21 @@ impl ClientPeer for SessionPeer {
             .peer_info()
             .and_then(|info| serde_json::to_value(&info.capabilities).ok())
             .unwrap_or_else(|| json!({}))
+    }
+
+    fn session(&self) -> Option<&str> {
+        Some(&self.id)
+    }
+
+    async fn resource_updated(&self, uri: &str) {
+        let params = ResourceUpdatedNotificationParam::new(uri);
+        if let Err(e) = self.peer.notify_resource_updated(params).await {
+            tracing::debug!(error = %e, uri, "resource update not delivered");
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.peer.is_transport_closed()
     }
 }
 

@@ -39,33 +39,6 @@ impl ToolRoute {
     }
 }
 
-/// A tool of a registry together with the registry: a `&ToolRoute` that can be moved into a task.
-pub struct OwnedRoute {
-    registry: RegistryHandle,
-    index: usize,
-}
-
-impl OwnedRoute {
-    /// The tool `name` of `registry`, if it has one.
-    pub fn find(registry: RegistryHandle, name: &str) -> Option<Self> {
-        let index = *registry.tool_index.get(name)?;
-        Some(Self { registry, index })
-    }
-
-    /// The registry the tool is in.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-}
-
-impl std::ops::Deref for OwnedRoute {
-    type Target = ToolRoute;
-
-    fn deref(&self) -> &ToolRoute {
-        &self.registry.tools[self.index]
-    }
-}
-
 /// One backend and what it contributed, for `/status` and `/ready`.
 #[derive(Clone)]
 pub struct BackendEntry {
@@ -258,6 +231,11 @@ impl Registry {
     /// Look up a tool by its public name.
     pub fn tool(&self, name: &str) -> Option<&ToolRoute> {
         self.tool_index.get(name).map(|&i| &self.tools[i])
+    }
+
+    /// Tools in catalogue order, under their public names.
+    pub fn tools(&self) -> impl Iterator<Item = &ToolDef> {
+        self.tools.iter().map(|route| &route.def)
     }
 
     /// `tools/list` items in catalogue order.

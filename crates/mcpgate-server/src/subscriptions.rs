@@ -8,14 +8,14 @@ use std::{
     sync::{Arc, Mutex, Weak},
 };
 
-use rmcp::{Peer, RoleServer, model::ResourceUpdatedNotificationParam};
+use mcpgate_core::ClientPeer;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::BackendEntry;
 
 /// The sessions subscribed to one resource: each its key and its way back.
-type Subscribers = Vec<(String, Peer<RoleServer>)>;
+type Subscribers = Vec<(String, Arc<dyn ClientPeer>)>;
 
 /// Subscribers per resource URI.
 #[derive(Default)]
@@ -26,7 +26,7 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// Subscribe session `key` to `uri`. `true` when it is the resource's first subscriber, so its backend is to
     /// be asked.
-    pub(crate) fn add(&self, uri: &str, key: &str, peer: Peer<RoleServer>) -> bool {
+    pub(crate) fn add(&self, uri: &str, key: &str, peer: Arc<dyn ClientPeer>) -> bool {
         let mut by_uri = self.by_uri.lock().unwrap_or_else(|e| e.into_inner());
         let subscribers = by_uri.entry(uri.to_owned()).or_default();
         let first = subscribers.is_empty();
@@ -52,10 +52,10 @@ impl Subscriptions {
     /// Tell every live subscriber of `uri` that it changed. `true` when no subscriber is left (every one had
     /// closed), so its backend may be told to stop.
     async fn updated(&self, uri: &str) -> bool {
-        let peers: Vec<Peer<RoleServer>> = {
+        let peers: Vec<Arc<dyn ClientPeer>> = {
             let mut by_uri = self.by_uri.lock().unwrap_or_else(|e| e.into_inner());
             let Some(subscribers) = by_uri.get_mut(uri) else { return false };
-            subscribers.retain(|(_, peer)| !peer.is_transport_closed());
+            subscribers.retain(|(_, peer)| !peer.is_closed());
             if subscribers.is_empty() {
                 by_uri.remove(uri);
                 return true;
@@ -63,7 +63,7 @@ impl Subscriptions {
             subscribers.iter().map(|(_, peer)| peer.clone()).collect()
         };
         for peer in peers {
-            let _ = peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await;
+            peer.resource_updated(uri).await;
         }
         false
     }

@@ -142,6 +142,28 @@ async fn multi_round_calls_work_across_paths() {
     assert_eq!(fast.1["error"]["code"], -32602, "{:?}", fast);
 }
 
+#[tokio::test]
+async fn nodes_sharing_a_seal_key_accept_each_others_rounds() {
+    // Two nodes behind one balancer: round one on node A, round two on node B. With the same
+    // MCPGATE_SEAL_KEY, B opens A's requestState; a third node with a key of its own refuses it.
+    let key = ("MCPGATE_SEAL_KEY", "k".repeat(40));
+    let a = common::spawn_with_env(BOTH, &[(key.0, &key.1)], "127.0.0.1:0").await;
+    let b = common::spawn_with_env(BOTH, &[(key.0, &key.1)], "127.0.0.1:0").await;
+    let stranger = spawn(BOTH).await;
+    let tool = "test_input_required_result_multi_round";
+    let mut meta = common::meta();
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({ "elicitation": {} });
+    let (_, r1) = send(&a, json!({ "name": tool, "arguments": {} }), tool, false, Some(meta.clone())).await;
+    let params = json!({ "name": tool, "arguments": {}, "requestState": r1["result"]["requestState"],
+        "inputResponses": { "step1": { "action": "accept", "content": { "name": "Alice" } } } });
+    for slow in [false, true] {
+        let (_, r2) = send(&b, params.clone(), tool, slow, Some(meta.clone())).await;
+        assert!(r2["result"]["inputRequests"]["step2"].is_object(), "slow={slow}: {r2}");
+        let (_, refused) = send(&stranger, params.clone(), tool, slow, Some(meta.clone())).await;
+        assert_eq!(refused["error"]["code"], -32602, "slow={slow}: {refused}");
+    }
+}
+
 /// A `tools/call` in a legacy session: `(status, answer)`. `slow` adds an allowed `Origin`, which the fast
 /// path leaves to the protocol layer.
 async fn send_in_session(

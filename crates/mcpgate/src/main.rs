@@ -181,8 +181,12 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 fn validate(file: &std::path::Path) -> ExitCode {
     match load(Some(file)) {
         Ok(config) => {
-            let enabled = config.backends.values().filter(|b| b.enabled()).count();
-            println!("{}: valid ({enabled} enabled backend(s))", file.display());
+            let backends = config.backends.values().filter(|b| b.enabled()).count();
+            let upstreams = config.upstreams.values().filter(|u| u.enabled).count();
+            println!(
+                "{}: valid ({backends} enabled backend(s), {upstreams} enabled upstream(s))",
+                file.display()
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {

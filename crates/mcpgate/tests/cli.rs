@@ -36,6 +36,16 @@ fn every_example_config_validates() {
 }
 
 #[test]
+fn validate_counts_upstreams_beside_backends() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = mcpgate().current_dir(&root).args(["validate", "examples/federation.yaml"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Before, "valid (0 enabled backend(s))": upstreams were not counted.
+    assert!(stdout.contains("enabled upstream(s)") && !stdout.contains(" 0 enabled upstream"), "{stdout}");
+}
+
+#[test]
 fn validate_prints_every_problem_with_its_path_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");

@@ -65,6 +65,10 @@ label_values! {
         Tier = "tier",
         /// A per-client-address limit.
         Ip = "ip",
+        /// A per-resource limit.
+        Resource = "resource",
+        /// A per-prompt limit.
+        Prompt = "prompt",
     }
 }
 
@@ -233,6 +237,17 @@ pub(super) struct ToolStatusLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct ToolLabels {
     pub(super) tool: Arc<str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct OperationLabels {
+    pub(super) operation: &'static str,
+    pub(super) status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct OperationKindLabels {
+    pub(super) operation: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

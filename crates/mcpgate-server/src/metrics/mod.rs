@@ -45,8 +45,8 @@ use tokio::time::Instant;
 pub(crate) use endpoint::{heard, heard_so_far, routes, serve_apart, track};
 pub(crate) use labels::McpMethod;
 use labels::{
-    BackendLabels, DirectionLabels, KindLabels, ReasonLabels, RequestDurationLabels, RequestLabels,
-    ScopeLabels, ToolLabels, ToolStatusLabels,
+    BackendLabels, DirectionLabels, KindLabels, OperationKindLabels, OperationLabels, ReasonLabels,
+    RequestDurationLabels, RequestLabels, ScopeLabels, ToolLabels, ToolStatusLabels,
 };
 pub use labels::{RateLimitScope, SandboxBackend, TokenDirection};
 
@@ -87,6 +87,11 @@ pub mod names {
     pub const UPSTREAM_UP: &str = "mcp_upstream_up";
     /// Gauge `mcp_active_sessions`.
     pub const ACTIVE_SESSIONS: &str = "mcp_active_sessions";
+    /// Counter `mcp_operations_total{operation,status}`: resource reads, prompts, completions and subscriptions
+    /// (every operation but `tools/call`, which has its own series) by outcome: `ok` or the error kind.
+    pub const OPERATIONS: &str = "mcp_operations";
+    /// Histogram `mcp_operation_duration_seconds{operation}`.
+    pub const OPERATION_DURATION: &str = "mcp_operation_duration_seconds";
     /// Counter `mcp_audit_lines_total`: audit lines written.
     pub const AUDIT_LINES: &str = "mcp_audit_lines";
     /// Counter `mcp_audit_failures_total`: audit lines that could not be written (a full disk, a removed mount).
@@ -185,6 +190,8 @@ pub struct Metrics {
     sandbox_timeouts: [Counter; SandboxBackend::ALL.len()],
     rate_limited: [Counter; RateLimitScope::ALL.len()],
     auth_failures: Family<ReasonLabels, Counter>,
+    operations: Family<OperationLabels, Counter>,
+    operation_duration: Histograms<OperationKindLabels>,
     live: Arc<Live>,
 }
 
@@ -229,6 +236,20 @@ impl Metrics {
             errors_family.clone(),
         );
         let errors = ERROR_KINDS.map(|kind| errors_family.get_or_create_owned(&KindLabels { kind }));
+        // Fed by the pipeline's report of every operation but tools/call, through `call_observer`.
+        let operations = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            OPERATIONS,
+            "Operations other than tools/call (resources/read, prompts/get, completion/complete, \
+             resources/subscribe, resources/unsubscribe) by outcome: ok, or the kind of protocol error",
+            operations.clone(),
+        );
+        let operation_duration = Histograms::<OperationKindLabels>::new_with_constructor(latency);
+        registry.register(
+            OPERATION_DURATION,
+            "Time an operation other than tools/call took through the pipeline, in seconds",
+            operation_duration.clone(),
+        );
         // Fed by the pipeline's cache steps, through `call_observer`.
         let (cache_hits, cache_misses) = (Counter::default(), Counter::default());
         registry.register(CACHE_HITS, "tools/call answered from the cache", cache_hits.clone());
@@ -290,6 +311,8 @@ impl Metrics {
             sandbox_timeouts,
             rate_limited,
             auth_failures,
+            operations,
+            operation_duration,
             live,
         };
         // The series nearly every request feeds, at zero from the start (and the request families with it).
@@ -405,6 +428,9 @@ impl Metrics {
             cache_hits: self.cache_hits.clone(),
             cache_misses: self.cache_misses.clone(),
             tokens_used: self.tokens_used.clone(),
+            operations: self.operations.clone(),
+            operation_duration: self.operation_duration.clone(),
+            rate_limited: self.rate_limited.clone(),
         })
     }
 
