@@ -93,16 +93,6 @@ pub enum OperationKind {
 }
 
 impl OperationKind {
-    /// Every kind that runs through the pipeline (lists are catalogue reads, filtered, not run).
-    pub const PIPELINED: [Self; 6] = [
-        Self::CallTool,
-        Self::ReadResource,
-        Self::GetPrompt,
-        Self::Complete,
-        Self::Subscribe,
-        Self::Unsubscribe,
-    ];
-
     /// The protocol's method name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -200,6 +190,5 @@ mod tests {
         assert_eq!((read.kind().as_str(), read.target()), ("resources/read", "test://x"));
         let list = Operation::List(ListKind::ResourceTemplates);
         assert_eq!((list.kind().as_str(), list.target()), ("resources/templates/list", ""));
-        assert!(!OperationKind::PIPELINED.contains(&list.kind()));
     }
 }

@@ -18,21 +18,16 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use http::{HeaderMap, HeaderValue, StatusCode, header::WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, header::WWW_AUTHENTICATE};
 use ipnet::IpNet;
 use mcpgate_config::{HashMethod, KeyHash, KeyHasher, SecurityConfig, parse_cidr};
 use mcpgate_core::Principal;
 use subtle::ConstantTimeEq;
 
 use crate::{
-    edge::jsonrpc_error,
+    jsonrpc::Rejection,
     jwt::{JwtAuth, TokenFailure, looks_like_jwt},
 };
-
-/// JSON-RPC code of a request refused for want of a valid API key (HTTP 401).
-const UNAUTHORIZED: i32 = -32004;
-/// JSON-RPC "Invalid Request", as for a foreign `Host` or `Origin` (HTTP 403).
-const INVALID_REQUEST: i32 = -32600;
 
 /// Why a request was refused at the door. Put in the refusal's response extensions, so a layer outside (metrics)
 /// can count it without parsing bodies.
@@ -286,10 +281,7 @@ pub(crate) async fn check(access: Arc<Access>, mut request: Request, next: Next)
         let shown = client_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         tracing::info!(reason = AuthFailure::IpNotAllowed.as_str(), client_ip = %shown, "request refused");
         let message = format!("Forbidden: client address {shown} is not allowed");
-        return refused(
-            jsonrpc_error(StatusCode::FORBIDDEN, INVALID_REQUEST, message, None),
-            AuthFailure::IpNotAllowed,
-        );
+        return refused(Rejection::Forbidden(message).into_response(), AuthFailure::IpNotAllowed);
     }
     match access.authenticate(request.headers(), SystemTime::now()).await {
         Ok(mut principal) => {
@@ -344,7 +336,7 @@ fn unauthorized(failure: AuthFailure, params: &str) -> Response {
             format!(r#"Bearer realm="mcpgate"{params}"#),
         ),
     };
-    let mut response = jsonrpc_error(StatusCode::UNAUTHORIZED, UNAUTHORIZED, message, None);
+    let mut response = Rejection::Unauthorized(message).into_response();
     // Every part is ours (static descriptions, validated URL and scopes): always a valid header value.
     if let Ok(challenge) = HeaderValue::from_str(&challenge) {
         response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
@@ -378,6 +370,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::time::Duration;
+
+    use http::StatusCode;
 
     use axum::{Extension, Router, body::Body, routing::post};
     use http_body_util::BodyExt;

@@ -8,16 +8,17 @@ use axum::{
     body::{Body, Bytes},
     extract::Request,
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
-use http::{HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
+use http::{Method, StatusCode, header::CONTENT_TYPE};
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     fast::FastPath,
+    jsonrpc::Rejection,
     sessions::{Refused, Sessions},
 };
 
@@ -43,24 +44,6 @@ struct Cancelled {
 #[serde(rename_all = "camelCase")]
 struct CancelledParams {
     request_id: Value,
-}
-
-/// JSON-RPC "Parse error".
-const PARSE_ERROR: i32 = -32700;
-/// JSON-RPC "Invalid Request".
-const INVALID_REQUEST: i32 = -32600;
-/// Unknown or expired legacy session (as other MCP servers answer it).
-const SESSION_NOT_FOUND: i32 = -32001;
-
-/// A JSON-RPC error response with an HTTP status.
-pub(crate) fn jsonrpc_error(
-    status: StatusCode,
-    code: i32,
-    message: impl Into<String>,
-    id: Option<Value>,
-) -> Response {
-    let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message.into() } });
-    (status, [(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
 }
 
 /// The fields that decide whether a body is a JSON-RPC message at all. Parsing it also checks the whole body
@@ -106,89 +89,58 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
         return with_jsonrpc_body(next.run(request).await).await;
     }
     if !is_json(&request) {
-        return jsonrpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            INVALID_REQUEST,
-            "Content-Type must be application/json",
-            None,
-        );
+        let message = "Content-Type must be application/json".into();
+        return Rejection::Invalid { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, message, id: None }
+            .into_response();
     }
     let (parts, body) = request.into_parts();
     let bytes: Bytes = match Limited::new(body, max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return jsonrpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                INVALID_REQUEST,
-                format!("request body exceeds {max_body} bytes"),
-                None,
-            );
+            let message = format!("request body exceeds {max_body} bytes");
+            return Rejection::Invalid { status: StatusCode::PAYLOAD_TOO_LARGE, message, id: None }
+                .into_response();
         }
         Err(e) => {
-            return jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                INVALID_REQUEST,
-                format!("cannot read body: {e}"),
-                None,
-            );
+            return Rejection::invalid(format!("cannot read body: {e}"), None).into_response();
         }
     };
     // Skipped fields are not checked by the envelope parse: check encoding and depth over the whole body.
     if let Err(e) = std::str::from_utf8(&bytes) {
-        return jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            PARSE_ERROR,
-            format!("Parse error: invalid UTF-8 ({e})"),
-            None,
-        );
+        return Rejection::Parse(format!("Parse error: invalid UTF-8 ({e})")).into_response();
     }
     if nesting_depth(&bytes) > MAX_DEPTH {
         let message = format!("Parse error: JSON nested deeper than {MAX_DEPTH} levels");
-        return jsonrpc_error(StatusCode::BAD_REQUEST, PARSE_ERROR, message, None);
+        return Rejection::Parse(message).into_response();
     }
     let mut in_session = None;
     match serde_json::from_slice::<Envelope<'_>>(&bytes) {
         Err(e) if e.is_data() => {
-            return jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                INVALID_REQUEST,
-                "not a JSON-RPC message: expected an object",
-                None,
-            );
+            return Rejection::invalid("not a JSON-RPC message: expected an object", None).into_response();
         }
         Err(e) => {
-            return jsonrpc_error(StatusCode::BAD_REQUEST, PARSE_ERROR, format!("Parse error: {e}"), None);
+            return Rejection::Parse(format!("Parse error: {e}")).into_response();
         }
         Ok(envelope) => {
             if envelope.jsonrpc.as_deref() != Some("2.0") {
-                return jsonrpc_error(
-                    StatusCode::BAD_REQUEST,
-                    INVALID_REQUEST,
-                    "jsonrpc must be \"2.0\"",
-                    envelope.id,
-                );
+                return Rejection::invalid("jsonrpc must be \"2.0\"", envelope.id).into_response();
             }
             if envelope.method.is_none() && envelope.result.is_none() && envelope.error.is_none() {
-                return jsonrpc_error(
-                    StatusCode::BAD_REQUEST,
-                    INVALID_REQUEST,
-                    "not a JSON-RPC message: no method, result or error",
-                    envelope.id,
-                );
+                let message = "not a JSON-RPC message: no method, result or error";
+                return Rejection::invalid(message, envelope.id).into_response();
             }
             let session = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
             let session = session.and_then(|id| edge.sessions.get(id));
             match (session, envelope.id, envelope.method.as_deref()) {
-                (Some(session), Some(id), Some(_)) => match edge
-                    .sessions
-                    .begin(session.clone(), id.to_string())
-                {
-                    Ok(request) => in_session = Some((session, request)),
-                    Err(Refused::IdInFlight) => {
-                        let message = format!("request id {id} is already in flight in this session");
-                        return jsonrpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, message, Some(id));
+                (Some(session), Some(id), Some(_)) => {
+                    match edge.sessions.begin(session.clone(), id.to_string()) {
+                        Ok(request) => in_session = Some((session, request)),
+                        Err(Refused::IdInFlight) => {
+                            let message = format!("request id {id} is already in flight in this session");
+                            return Rejection::invalid(message, Some(id)).into_response();
+                        }
                     }
-                },
+                }
                 (Some(session), None, Some("notifications/cancelled")) => {
                     if let Ok(cancelled) = serde_json::from_slice::<Cancelled>(&bytes) {
                         session.cancel(&cancelled.params.request_id.to_string());
@@ -198,13 +150,8 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
             }
         }
     }
-    let fast = match &in_session {
-        Some((session, request)) => {
-            let cancel = request.cancel.clone();
-            edge.fast.try_serve_in_session(&parts, &bytes, session, cancel).await
-        }
-        None => edge.fast.try_serve(&parts, &bytes).await,
-    };
+    let session = in_session.as_ref().map(|(session, request)| (&**session, request.cancel.clone()));
+    let fast = edge.fast.serve(&parts, &bytes, session).await;
     if let Some(response) = fast {
         // An answer that streams (a call sending its client messages first) outlives this function: the request
         // stays in its session — cancellable, keeping the session busy — until it is sent.
@@ -277,10 +224,14 @@ async fn with_jsonrpc_body(response: Response) -> Response {
         Ok(body) => String::from_utf8_lossy(&body.to_bytes()).trim().to_owned(),
         Err(_) => String::new(),
     };
-    let code = if status == StatusCode::NOT_FOUND { SESSION_NOT_FOUND } else { INVALID_REQUEST };
     let message =
         if text.is_empty() { status.canonical_reason().unwrap_or("rejected").to_owned() } else { text };
-    jsonrpc_error(status, code, message, None)
+    match status {
+        StatusCode::NOT_FOUND => Rejection::SessionNotFound(message),
+        StatusCode::FORBIDDEN => Rejection::Forbidden(message),
+        status => Rejection::Invalid { status, message, id: None },
+    }
+    .into_response()
 }
 
 #[cfg(test)]

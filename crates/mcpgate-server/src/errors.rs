@@ -6,12 +6,17 @@ use mcpgate_core::BackendError;
 use rmcp::{ErrorData, model::ErrorCode};
 use serde_json::json;
 
-/// JSON-RPC code for a call that ran past its deadline (implementation-defined server error range).
-pub const TIMEOUT: ErrorCode = ErrorCode(-32001);
+/// JSON-RPC code for an unknown or expired legacy session (HTTP 404), as other MCP servers answer it.
+pub const SESSION_NOT_FOUND: ErrorCode = ErrorCode(-32001);
+/// JSON-RPC code for a call that ran past its deadline (implementation-defined server error range). Not -32001,
+/// which other MCP servers use for a missing session.
+pub const TIMEOUT: ErrorCode = ErrorCode(-32006);
 /// JSON-RPC code for a backend that cannot be reached.
 pub const UNAVAILABLE: ErrorCode = ErrorCode(-32002);
 /// JSON-RPC code for a call cancelled by the client or by shutdown.
 pub const CANCELLED: ErrorCode = ErrorCode(-32003);
+/// JSON-RPC code for a request refused for want of a valid credential (HTTP 401).
+pub const UNAUTHORIZED: ErrorCode = ErrorCode(-32004);
 /// JSON-RPC code for a request or call a rate limit refused (HTTP 429 at the edge, 200 inside a `tools/call`);
 /// `data.retryAfterMs` says when to try again. (-32004 is taken by a missing or wrong API key.)
 pub const RATE_LIMITED: ErrorCode = ErrorCode(-32005);

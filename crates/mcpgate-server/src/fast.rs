@@ -20,7 +20,9 @@
 //!   then what the call sends the client (progress, log messages) goes on this request's own response, which
 //!   turns into an event stream when the first message comes, and the answer follows them there.
 //!
-//! `tests/fast_path.rs` holds both paths to the same answers.
+//! [`Classifier::classify`] alone decides, from the headers, the body and what is known of the session and
+//! the tool — no I/O, table-tested here; then [`FastPath::serve`] dispatches the call through the one door
+//! and encodes the answer. `tests/fast_path.rs` holds both paths to the same answers.
 
 use std::{
     borrow::Cow,
@@ -29,26 +31,22 @@ use std::{
 };
 
 use axum::{body::Bytes, response::Response};
-use futures::{Stream, StreamExt};
-use http::{
-    HeaderMap, HeaderValue, StatusCode,
-    header::{CACHE_CONTROL, CONTENT_TYPE},
-    request::Parts,
-};
-use mcpgate_core::{Answer, CallContext, ClientPeer, JsonObject, Operation, ToolOutcome};
-use serde::{Deserialize, Serialize};
+use http::{HeaderMap, StatusCode, request::Parts};
+use mcpgate_core::{Answer, CallContext, ClientPeer, JsonObject, Operation};
+use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth,
     dispatch::{Door, Retry, Rounds, StatelessClient},
-    edge::jsonrpc_error,
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
+    jsonrpc::{CompleteResult, reply, reply_or_stream},
     metrics::{McpMethod, heard},
     peer::StreamPeer,
+    registry::ToolRoute,
     sessions::Session,
     telemetry::JsonRpcId,
 };
@@ -84,41 +82,91 @@ struct CallParams {
     request_state: Option<String>,
 }
 
-/// The answer, serialized straight from the outcome.
-#[derive(Serialize)]
-struct Reply<'a, R: Serialize> {
-    jsonrpc: &'static str,
-    id: &'a Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<R>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<rmcp::ErrorData>,
+impl CallRequest<'_> {
+    /// A JSON-RPC 2.0 `tools/call` with an id of a kind rmcp would accept.
+    fn is_plain_call(&self) -> bool {
+        self.jsonrpc == "2.0"
+            && self.method == "tools/call"
+            && (self.id.is_string() || self.id.is_i64() || self.id.is_u64())
+    }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CompleteResult<'a> {
-    result_type: &'static str,
-    #[serde(flatten)]
-    outcome: &'a ToolOutcome,
+/// What classification needs to know of a legacy session the request names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionView<'a> {
+    /// The version it negotiated, once it is initialized.
+    pub(crate) version: Option<&'a str>,
+    /// Whether its client declared anything a server may ask it (sampling, elicitation, roots); `None` until
+    /// the session knows.
+    pub(crate) askable: Option<bool>,
 }
 
-/// The fast path: the gateway it calls into and the `Host` values it accepts without rmcp's finer rules.
-pub(crate) struct FastPath {
-    gateway: Arc<Gateway>,
-    any_host: bool,
-    hosts: Vec<String>,
+/// What classification needs to know of a tool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ToolView {
+    /// Whether a call may send the client anything before its result.
+    pub(crate) contacts_client: bool,
+    /// Whether its schema declares `x-mcp-header` parameters, which only the protocol layer checks.
+    pub(crate) declares_param_headers: bool,
+}
+
+impl ToolView {
+    fn of(route: &ToolRoute) -> Self {
+        Self { contacts_client: route.contacts_client, declares_param_headers: route.declares_param_headers }
+    }
+}
+
+/// A call this path serves, as [`Classifier::classify`] found it.
+#[derive(Debug, PartialEq)]
+pub(crate) struct DirectCall {
+    /// The JSON-RPC id.
+    pub(crate) id: Value,
+    /// The public tool name.
+    pub(crate) name: String,
+    /// The arguments (empty when none were sent).
+    pub(crate) arguments: JsonObject,
+    /// `params._meta`.
+    pub(crate) meta: Option<JsonObject>,
+    /// Which era, with what that era carries.
+    pub(crate) era: Era,
+}
+
+/// The era of a [`DirectCall`].
+#[derive(Debug, PartialEq)]
+pub(crate) enum Era {
+    /// 2026-07-28: the client's declared capabilities and what it carried back of earlier rounds.
+    Stateless {
+        /// `clientCapabilities` of `_meta`.
+        capabilities: Value,
+        /// `inputResponses`.
+        responses: Option<BTreeMap<String, Value>>,
+        /// `requestState`.
+        state: Option<String>,
+    },
+    /// A legacy session's call. `streams`: the tool may send the client messages, which go on the request's
+    /// own response before the answer (only for a client that declared nothing it could be asked).
+    Legacy {
+        /// Whether the answer may become an event stream.
+        streams: bool,
+    },
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-impl FastPath {
-    pub(crate) fn new(gateway: Arc<Gateway>) -> Self {
-        let hosts: Vec<String> =
-            gateway.config.server.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
-        Self { any_host: hosts.iter().any(|h| h == "*"), hosts, gateway }
+/// The one place that decides whether a request takes the fast path. Pure: headers, body and what is known of
+/// the session and the tool in, a [`DirectCall`] or `None` (rmcp serves it) out.
+pub(crate) struct Classifier {
+    any_host: bool,
+    hosts: Vec<String>,
+}
+
+impl Classifier {
+    /// A classifier admitting the `Host` values of `allowed_hosts` (`*`: any).
+    pub(crate) fn new(allowed_hosts: &[String]) -> Self {
+        let hosts: Vec<String> = allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        Self { any_host: hosts.iter().any(|h| h == "*"), hosts }
     }
 
     /// `Host` exactly as configured: a bare name matches it with any port, an entry with a port matches only
@@ -145,117 +193,103 @@ impl FastPath {
             && self.host_allowed(headers)
     }
 
-    /// Serve a stateless request (`parts` and its `body`) if it is one this path is for; `None` hands it to
-    /// rmcp.
-    pub(crate) async fn try_serve(&self, parts: &Parts, body: &Bytes) -> Option<Response> {
-        let headers = &parts.headers;
-        let headers_fit = header(headers, "mcp-session-id").is_none()
-            && header(headers, "mcp-protocol-version") == Some(VERSION)
-            && header(headers, "mcp-method") == Some("tools/call")
-            && !headers.keys().any(|k| k.as_str().starts_with("mcp-param-"))
-            && self.headers_fit(headers);
-        if !headers_fit {
+    /// The call this path serves, or `None`. `session`: the legacy session the request belongs to (the edge
+    /// found it by its id); `tool`: what the catalogue knows of a tool, by public name.
+    pub(crate) fn classify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        session: Option<SessionView<'_>>,
+        tool: impl Fn(&str) -> Option<ToolView>,
+    ) -> Option<DirectCall> {
+        if !self.headers_fit(headers) {
             return None;
         }
         let request =
             serde_json::from_slice::<CallRequest<'_>>(body).ok().filter(CallRequest::is_plain_call)?;
         let CallParams { name, arguments, meta, input_responses, request_state } = request.params;
-        let meta = meta?;
-        let meta_fits = header(headers, "mcp-name") == Some(name.as_str())
-            && meta.get(META_VERSION).and_then(Value::as_str) == Some(VERSION)
-            && meta.get(META_CAPABILITIES).is_some_and(Value::is_object);
-        if !meta_fits {
-            return None;
-        }
-        // A progress token or a log level asks for notifications, which only a tool that may contact the client
-        // can send (and then the answer is a stream): such calls go to the protocol layer.
-        let wants_notifications = meta.contains_key("progressToken") || meta.contains_key(META_LOG_LEVEL);
+        let view = tool(&name)?;
+        let era = match session {
+            None => {
+                let headers_fit = header(headers, "mcp-session-id").is_none()
+                    && header(headers, "mcp-protocol-version") == Some(VERSION)
+                    && header(headers, "mcp-method") == Some("tools/call")
+                    && header(headers, "mcp-name") == Some(name.as_str())
+                    && !headers.keys().any(|k| k.as_str().starts_with("mcp-param-"));
+                let meta = meta.as_ref()?;
+                let meta_fits = meta.get(META_VERSION).and_then(Value::as_str) == Some(VERSION)
+                    && meta.get(META_CAPABILITIES).is_some_and(Value::is_object);
+                // A progress token or a log level asks for notifications, which only a tool that may contact
+                // the client can send (and then the answer is a stream): such calls go to the protocol layer.
+                let wants_notifications =
+                    meta.contains_key("progressToken") || meta.contains_key(META_LOG_LEVEL);
+                if !headers_fit
+                    || !meta_fits
+                    || view.declares_param_headers
+                    || (wants_notifications && view.contacts_client)
+                {
+                    return None;
+                }
+                let capabilities = meta.get(META_CAPABILITIES).cloned().unwrap_or_default();
+                Era::Stateless { capabilities, responses: input_responses, state: request_state }
+            }
+            Some(session) => {
+                let version = session.version?;
+                let fits = header(headers, "mcp-protocol-version") == Some(version)
+                    && input_responses.is_none()
+                    && request_state.is_none();
+                // A tool that may contact the client (every upstream tool) only when the client declared
+                // nothing it could be asked.
+                if !fits || (view.contacts_client && session.askable != Some(false)) {
+                    return None;
+                }
+                Era::Legacy { streams: view.contacts_client }
+            }
+        };
+        Some(DirectCall { id: request.id, name, arguments: arguments.unwrap_or_default(), meta, era })
+    }
+}
+
+/// The fast path: the classifier, and the gateway whose door the calls go through.
+pub(crate) struct FastPath {
+    gateway: Arc<Gateway>,
+    classifier: Classifier,
+}
+
+impl FastPath {
+    pub(crate) fn new(gateway: Arc<Gateway>) -> Self {
+        Self { classifier: Classifier::new(&gateway.config.server.allowed_hosts), gateway }
+    }
+
+    /// Serve the request (`parts` and its `body`) if it is one this path is for; `None` hands it to rmcp.
+    /// `session`: the legacy session it belongs to, with the request's token in the session record, which
+    /// `notifications/cancelled` fires.
+    pub(crate) async fn serve(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+        session: Option<(&Session, CancellationToken)>,
+    ) -> Option<Response> {
         let registry = self.gateway.registry();
-        let route = registry.tool(&name)?;
-        if route.declares_param_headers || (wants_notifications && route.contacts_client) {
-            return None;
-        }
+        let view = session.as_ref().map(|(session, _)| SessionView {
+            version: session.ready_version(),
+            askable: session.link().map(|link| link.askable),
+        });
+        let call = self
+            .classifier
+            .classify(&parts.headers, body, view, |name| registry.tool(name).map(ToolView::of))?;
         heard(McpMethod::ToolsCall);
-        let request_id = header(headers, "x-request-id").unwrap_or("");
+        let request_id = header(&parts.headers, "x-request-id").unwrap_or("");
         let cx = CallContext {
             principal: auth::principal(&parts.extensions),
             ..CallContext::detached(request_id)
         };
-        let client = StatelessClient {
-            capabilities: meta.get(META_CAPABILITIES).cloned().unwrap_or_default(),
-            log_level: None,
-            notify: None,
-        };
-        let retry = Retry { responses: input_responses, state: request_state };
-        let id = &request.id;
-        let door = Door {
-            live: self.gateway.live_of(&parts.extensions),
-            registry,
-            jsonrpc_id: Some(&JsonRpcId(id)),
-            meta: Some(&meta),
-            request: None,
-        };
-        let op = Operation::CallTool { name, arguments: arguments.unwrap_or_default() };
-        let rounds = self.gateway.dispatch_rounds(&door, cx, op, retry, client).await;
-        self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
-        // The call has run: from here on never hand it to rmcp (that would run it again).
-        Some(match rounds {
-            Ok(Rounds::Complete(Answer::Tool(outcome))) => {
-                let result = CompleteResult { result_type: "complete", outcome: &outcome };
-                reply(StatusCode::OK, id, Ok(result))
-            }
-            Ok(Rounds::Complete(_)) => unreachable!("a tools/call is answered with a tool's outcome"),
-            Ok(Rounds::InputRequired(input)) => reply(StatusCode::OK, id, Ok(input)),
-            Err(error) => reply(stateless_status(error.code), id, Err::<(), _>(error)),
-        })
-    }
-
-    /// Serve a request of a legacy session (`parts` and its `body`) if it is one this path is for; `None` hands
-    /// it to rmcp. `cancel` is the request's token in the session record, which `notifications/cancelled` fires.
-    pub(crate) async fn try_serve_in_session(
-        &self,
-        parts: &Parts,
-        body: &Bytes,
-        session: &Session,
-        cancel: CancellationToken,
-    ) -> Option<Response> {
-        let headers = &parts.headers;
-        let version = session.ready_version()?;
-        if !(header(headers, "mcp-protocol-version") == Some(version) && self.headers_fit(headers)) {
-            return None;
-        }
-        let request =
-            serde_json::from_slice::<CallRequest<'_>>(body).ok().filter(CallRequest::is_plain_call)?;
-        let CallParams { name, arguments, meta, input_responses, request_state } = request.params;
-        let body_fits = input_responses.is_none() && request_state.is_none();
-        if !body_fits {
-            return None;
-        }
-        let registry = self.gateway.registry();
-        let route = registry.tool(&name)?;
-        // A tool that never contacts the client: a progress token leads nowhere, as on rmcp's path. One that may
-        // (every upstream tool) only when the client declared nothing it could be asked; what the call sends it
-        // — progress, log messages — goes into this request's own response, ahead of the answer.
-        let (peer, messages) = if route.contacts_client {
-            let link = session.link().filter(|link| !link.askable)?;
-            let (sender, messages) = mpsc::unbounded_channel();
-            let peer = StreamPeer::new(sender, link.state.clone(), link.capabilities.clone());
-            (Some(Arc::new(peer) as Arc<dyn ClientPeer>), Some(messages))
-        } else {
-            (None, None)
-        };
-        heard(McpMethod::ToolsCall);
-        let progress_token =
-            peer.as_ref().and(meta.as_ref()).and_then(|meta| meta.get("progressToken")).cloned();
-        let request_id = header(headers, "x-request-id").unwrap_or("");
-        let principal = auth::principal(&parts.extensions);
-        let cx = CallContext { cancel, principal, peer, progress_token, ..CallContext::detached(request_id) };
-        let op = Operation::CallTool { name, arguments: arguments.unwrap_or_default() };
-        let (gateway, live) = (self.gateway.clone(), self.gateway.live_of(&parts.extensions));
-        let id = request.id;
-        let answer = {
-            let id = id.clone();
-            async move {
+        let live = self.gateway.live_of(&parts.extensions);
+        let DirectCall { id, name, arguments, meta, era } = call;
+        let op = Operation::CallTool { name, arguments };
+        // The call runs from here on: never hand it to rmcp (that would run it again).
+        match (era, session) {
+            (Era::Stateless { capabilities, responses, state }, _) => {
                 let door = Door {
                     live,
                     registry,
@@ -263,124 +297,380 @@ impl FastPath {
                     meta: meta.as_ref(),
                     request: None,
                 };
-                let answer = gateway.dispatch_at(&door, cx, op).await;
-                gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
-                // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error too (the
-                // client has stopped waiting for it, and a stream ending without a message would say less).
-                match answer {
-                    Ok(Answer::Tool(outcome)) => Ok(outcome),
-                    Ok(_) => unreachable!("a tools/call is answered with a tool's outcome"),
-                    Err(error) => Err(to_jsonrpc(&error)),
-                }
+                let client = StatelessClient { capabilities, log_level: None, notify: None };
+                let rounds =
+                    self.gateway.dispatch_rounds(&door, cx, op, Retry { responses, state }, client).await;
+                self.gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
+                Some(match rounds {
+                    Ok(Rounds::Complete(Answer::Tool(outcome))) => {
+                        reply(StatusCode::OK, &id, Ok(CompleteResult::of(&outcome)))
+                    }
+                    Ok(Rounds::Complete(_)) => unreachable!("a tools/call is answered with a tool's outcome"),
+                    Ok(Rounds::InputRequired(input)) => reply(StatusCode::OK, &id, Ok(input)),
+                    Err(error) => reply(stateless_status(error.code), &id, Err::<(), _>(error)),
+                })
             }
+            (Era::Legacy { streams }, Some((session, cancel))) => {
+                // What the call sends the client — progress, log messages — goes into this request's own
+                // response, ahead of the answer; a tool that never contacts the client has nowhere to send a
+                // progress token, as on rmcp's path.
+                let (peer, messages) = match session.link().filter(|_| streams) {
+                    Some(link) => {
+                        let (sender, messages) = mpsc::unbounded_channel();
+                        let peer = StreamPeer::new(sender, link.state.clone(), link.capabilities.clone());
+                        (Some(Arc::new(peer) as Arc<dyn ClientPeer>), Some(messages))
+                    }
+                    None => (None, None),
+                };
+                let progress_token =
+                    peer.as_ref().and(meta.as_ref()).and_then(|meta| meta.get("progressToken")).cloned();
+                let cx = CallContext { cancel, peer, progress_token, ..cx };
+                let gateway = self.gateway.clone();
+                let answer = {
+                    let id = id.clone();
+                    async move {
+                        let jsonrpc_id = JsonRpcId(&id);
+                        let door = Door {
+                            live,
+                            registry,
+                            jsonrpc_id: Some(&jsonrpc_id),
+                            meta: meta.as_ref(),
+                            request: None,
+                        };
+                        let answer = gateway.dispatch_at(&door, cx, op).await;
+                        gateway.fast_path_calls.fetch_add(1, Ordering::Relaxed);
+                        // Legacy sessions answer every JSON-RPC error with 200; a cancelled call gets its error
+                        // too (the client has stopped waiting for it, and a stream ending without a message would
+                        // say less).
+                        match answer {
+                            Ok(Answer::Tool(outcome)) => Ok(outcome),
+                            Ok(_) => unreachable!("a tools/call is answered with a tool's outcome"),
+                            Err(error) => Err(to_jsonrpc(&error)),
+                        }
+                    }
+                };
+                Some(match messages {
+                    None => reply(StatusCode::OK, &id, answer.await),
+                    Some(messages) => reply_or_stream(answer, messages, id).await,
+                })
+            }
+            (Era::Legacy { .. }, None) => unreachable!("classified as legacy only with a session"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const QUIET: ToolView = ToolView { contacts_client: false, declares_param_headers: false };
+    const TALKS: ToolView = ToolView { contacts_client: true, declares_param_headers: false };
+    const PARAMS: ToolView = ToolView { contacts_client: false, declares_param_headers: true };
+
+    fn tools(name: &str) -> Option<ToolView> {
+        match name {
+            "quiet" => Some(QUIET),
+            "talks" => Some(TALKS),
+            "params" => Some(PARAMS),
+            _ => None,
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    /// The headers of a stateless call of `tool`, with `extra` over them (an empty value removes one).
+    fn stateless(tool: &str, extra: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = headers(&[
+            ("host", "localhost:8000"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", VERSION),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ]);
+        for (name, value) in extra {
+            match *value {
+                "" => drop(map.remove(*name)),
+                value => drop(map.insert(*name, value.parse().unwrap())),
+            }
+        }
+        map
+    }
+
+    fn body(tool: &str, meta: Value, extra: Value) -> Vec<u8> {
+        let mut params = json!({ "name": tool, "arguments": { "x": 1 }, "_meta": meta });
+        params.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+        json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params })
+            .to_string()
+            .into_bytes()
+    }
+
+    fn meta() -> Value {
+        json!({ META_VERSION: VERSION, META_CAPABILITIES: {} })
+    }
+
+    const READY: SessionView<'static> = SessionView { version: Some("2025-11-25"), askable: Some(false) };
+
+    #[test]
+    fn classification_table() {
+        let classifier = Classifier::new(&["localhost".into(), "127.0.0.1:8000".into()]);
+        let legacy = |extra: &[(&'static str, &str)]| {
+            let mut map = headers(&[
+                ("host", "127.0.0.1:8000"),
+                ("accept", "application/json, text/event-stream"),
+                ("mcp-protocol-version", "2025-11-25"),
+                ("mcp-session-id", "s1"),
+            ]);
+            for (name, value) in extra {
+                map.insert(*name, value.parse().unwrap());
+            }
+            map
         };
-        Some(match messages {
-            None => reply(StatusCode::OK, &id, answer.await),
-            Some(messages) => reply_or_stream(answer, messages, id).await,
-        })
+        let with_token = json!({ META_VERSION: VERSION, META_CAPABILITIES: {}, "progressToken": "p" });
+        let with_level = json!({ META_VERSION: VERSION, META_CAPABILITIES: {}, META_LOG_LEVEL: "debug" });
+        let plain_legacy = |tool: &str| body(tool, json!({}), json!({}));
+        // (what, headers, body, session, expected era: None for "rmcp serves it")
+        type Case<'a> = (&'a str, HeaderMap, Vec<u8>, Option<SessionView<'a>>, Option<Era>);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "a plain stateless call",
+                stateless("quiet", &[]),
+                body("quiet", meta(), json!({})),
+                None,
+                Some(Era::Stateless { capabilities: json!({}), responses: None, state: None }),
+            ),
+            (
+                "a retry with its state",
+                stateless("quiet", &[]),
+                body("quiet", meta(), json!({ "requestState": "s", "inputResponses": { "k": 1 } })),
+                None,
+                Some(Era::Stateless {
+                    capabilities: json!({}),
+                    responses: Some([("k".to_owned(), json!(1))].into()),
+                    state: Some("s".into()),
+                }),
+            ),
+            (
+                "an Origin",
+                stateless("quiet", &[("origin", "http://localhost")]),
+                body("quiet", meta(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "a foreign Host",
+                stateless("quiet", &[("host", "evil.example")]),
+                body("quiet", meta(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "a foreign port of a Host named with its port",
+                stateless("quiet", &[("host", "127.0.0.1:9")]),
+                body("quiet", meta(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "a bare Host name on any port",
+                stateless("quiet", &[("host", "LOCALHOST:1234")]),
+                body("quiet", meta(), json!({})),
+                None,
+                Some(Era::Stateless { capabilities: json!({}), responses: None, state: None }),
+            ),
+            ("no Host", stateless("quiet", &[("host", "")]), body("quiet", meta(), json!({})), None, None),
+            (
+                "Accept without SSE",
+                stateless("quiet", &[("accept", "application/json")]),
+                body("quiet", meta(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "Accept refusing one",
+                stateless("quiet", &[("accept", "application/json, text/event-stream;q=0")]),
+                body("quiet", meta(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "Mcp-Name naming another tool",
+                stateless("other", &[]),
+                body("quiet", meta(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "Mcp-Method of another method",
+                stateless("quiet", &[("mcp-method", "tools/list")]),
+                body("quiet", meta(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "an older protocol header",
+                stateless("quiet", &[("mcp-protocol-version", "2025-11-25")]),
+                body("quiet", meta(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "an Mcp-Param header",
+                stateless("quiet", &[("mcp-param-x", "1")]),
+                body("quiet", meta(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "a tool declaring param headers",
+                stateless("params", &[]),
+                body("params", meta(), json!({})),
+                None,
+                None,
+            ),
+            ("an unknown tool", stateless("nope", &[]), body("nope", meta(), json!({})), None, None),
+            ("no _meta", stateless("quiet", &[]), body("quiet", Value::Null, json!({})), None, None),
+            (
+                "_meta without capabilities",
+                stateless("quiet", &[]),
+                body("quiet", json!({ META_VERSION: VERSION }), json!({})),
+                None,
+                None,
+            ),
+            (
+                "an unknown params field",
+                stateless("quiet", &[]),
+                body("quiet", meta(), json!({ "task": {} })),
+                None,
+                None,
+            ),
+            (
+                "a progress token to a tool that may send progress",
+                stateless("talks", &[]),
+                body("talks", with_token.clone(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "a log level to a tool that may log",
+                stateless("talks", &[]),
+                body("talks", with_level, json!({})),
+                None,
+                None,
+            ),
+            (
+                "a progress token to a quiet tool",
+                stateless("quiet", &[]),
+                body("quiet", with_token, json!({})),
+                None,
+                Some(Era::Stateless { capabilities: json!({}), responses: None, state: None }),
+            ),
+            (
+                "a session id without a known session",
+                stateless("quiet", &[("mcp-session-id", "gone")]),
+                body("quiet", meta(), json!({})),
+                None,
+                None,
+            ),
+            (
+                "a legacy call of a quiet tool",
+                legacy(&[]),
+                plain_legacy("quiet"),
+                Some(READY),
+                Some(Era::Legacy { streams: false }),
+            ),
+            (
+                "a legacy call of a talking tool, client asks nothing",
+                legacy(&[]),
+                plain_legacy("talks"),
+                Some(READY),
+                Some(Era::Legacy { streams: true }),
+            ),
+            (
+                "a legacy call of a talking tool, client may be asked",
+                legacy(&[]),
+                plain_legacy("talks"),
+                Some(SessionView { askable: Some(true), ..READY }),
+                None,
+            ),
+            (
+                "a legacy call of a talking tool, client not known yet",
+                legacy(&[]),
+                plain_legacy("talks"),
+                Some(SessionView { askable: None, ..READY }),
+                None,
+            ),
+            (
+                "a legacy call before initialized",
+                legacy(&[]),
+                plain_legacy("quiet"),
+                Some(SessionView { version: None, ..READY }),
+                None,
+            ),
+            (
+                "a legacy call with another version",
+                legacy(&[("mcp-protocol-version", "2025-06-18")]),
+                plain_legacy("quiet"),
+                Some(READY),
+                None,
+            ),
+            (
+                "a legacy call carrying 2026 rounds",
+                legacy(&[]),
+                body("quiet", json!({}), json!({ "requestState": "s" })),
+                Some(READY),
+                None,
+            ),
+        ];
+        for (what, headers, body, session, expected) in cases {
+            let found = classifier.classify(&headers, &body, session, tools);
+            assert_eq!(found.map(|call| call.era), expected, "{what}");
+        }
     }
-}
 
-/// The answer of a call that may send the client messages first: plain JSON when it sent none before its
-/// result; otherwise an event stream of those messages, in order, then the answer, streamed as they come.
-async fn reply_or_stream(
-    answer: impl Future<Output = Result<ToolOutcome, rmcp::ErrorData>> + Send + 'static,
-    mut messages: mpsc::UnboundedReceiver<Vec<u8>>,
-    id: Value,
-) -> Response {
-    let mut answer = Box::pin(answer);
-    let first = tokio::select! {
-        biased;
-        outcome = &mut answer => {
-            // Whatever the call sent was queued before it returned.
-            let mut events: Vec<Vec<u8>> = std::iter::from_fn(|| messages.try_recv().ok()).collect();
-            if events.is_empty() {
-                return reply(StatusCode::OK, &id, outcome);
+    #[test]
+    fn what_is_classified_is_what_was_sent() {
+        let classifier = Classifier::new(&["*".into()]);
+        let call = classifier.classify(
+            &stateless("quiet", &[("host", "anything")]),
+            &body("quiet", meta(), json!({})),
+            None,
+            tools,
+        );
+        let call = call.unwrap();
+        assert_eq!((call.id, call.name.as_str()), (json!(7), "quiet"));
+        assert_eq!(Value::Object(call.arguments), json!({ "x": 1 }));
+        assert_eq!(call.meta.map(Value::Object), Some(meta()));
+        // The same body, one thing wrong at a time: only the exact shape is served here.
+        let good: Value = serde_json::from_slice(&body("quiet", meta(), json!({}))).unwrap();
+        let headers = stateless("quiet", &[]);
+        assert!(classifier.classify(&headers, good.to_string().as_bytes(), None, tools).is_some());
+        for (pointer, wrong) in [
+            ("/jsonrpc", json!("1.0")),
+            ("/id", Value::Null),
+            ("/id", json!(1.5)),
+            ("/method", json!("tools/list")),
+            ("/extra", json!(1)),
+            ("/params/arguments", json!([1])),
+        ] {
+            let mut bad = good.clone();
+            match bad.pointer_mut(pointer) {
+                Some(slot) => *slot = wrong.clone(),
+                None => drop(bad.as_object_mut().unwrap().insert("extra".into(), wrong.clone())),
             }
-            events.push(encode(&id, outcome));
-            return event_stream(futures::stream::iter(events));
+            let bytes = bad.to_string();
+            assert!(
+                classifier.classify(&headers, bytes.as_bytes(), None, tools).is_none(),
+                "{pointer}: {wrong}"
+            );
         }
-        Some(first) = messages.recv() => first,
-    };
-    // The call goes on in a task of its own, and ends early if the client leaves (the stream is dropped).
-    let (done, answered) = oneshot::channel();
-    tokio::spawn(async move {
-        let mut done = done;
-        tokio::select! {
-            outcome = answer => drop(done.send(encode(&id, outcome))),
-            () = done.closed() => {}
-        }
-    });
-    // Messages before the answer: all of the call's were queued by the time the answer is, and the queue is
-    // read first.
-    let rest = futures::stream::unfold(Some((messages, answered)), |state| async move {
-        let (mut messages, mut answered) = state?;
-        tokio::select! {
-            biased;
-            Some(message) = messages.recv() => Some((message, Some((messages, answered)))),
-            answer = &mut answered => answer.ok().map(|answer| (answer, None)),
-        }
-    });
-    event_stream(futures::stream::once(async { first }).chain(rest))
-}
-
-/// An SSE response carrying each JSON-RPC message of `messages` as one event.
-fn event_stream(messages: impl Stream<Item = Vec<u8>> + Send + 'static) -> Response {
-    let events = messages.map(|message| {
-        let mut event = Vec::with_capacity(message.len() + 8);
-        event.extend_from_slice(b"data: ");
-        event.extend_from_slice(&message);
-        event.extend_from_slice(b"\n\n");
-        Ok::<_, std::convert::Infallible>(Bytes::from(event))
-    });
-    let mut response = Response::new(axum::body::Body::from_stream(events));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
-}
-
-impl CallRequest<'_> {
-    /// A JSON-RPC 2.0 `tools/call` with an id of a kind rmcp would accept.
-    fn is_plain_call(&self) -> bool {
-        self.jsonrpc == "2.0"
-            && self.method == "tools/call"
-            && (self.id.is_string() || self.id.is_i64() || self.id.is_u64())
-    }
-}
-
-/// The JSON-RPC answer to request `id`: its result, or its error.
-fn encode_answer<R: Serialize>(
-    id: &Value,
-    outcome: Result<R, rmcp::ErrorData>,
-) -> serde_json::Result<Vec<u8>> {
-    let (result, error) = match outcome {
-        Ok(result) => (Some(result), None),
-        Err(error) => (None, Some(error)),
-    };
-    serde_json::to_vec(&Reply { jsonrpc: "2.0", id, result, error })
-}
-
-/// [`encode_answer`], or the error saying the result does not serialize.
-fn encode<R: Serialize>(id: &Value, outcome: Result<R, rmcp::ErrorData>) -> Vec<u8> {
-    encode_answer(id, outcome).unwrap_or_else(|e| {
-        let error = rmcp::ErrorData::internal_error(format!("result does not serialize: {e}"), None);
-        encode_answer(id, Err::<(), _>(error)).unwrap_or_default()
-    })
-}
-
-/// A JSON response carrying the result or the error for request `id`.
-fn reply<R: Serialize>(status: StatusCode, id: &Value, outcome: Result<R, rmcp::ErrorData>) -> Response {
-    match encode_answer(id, outcome) {
-        Ok(body) => {
-            let mut response = Response::new(axum::body::Body::from(body));
-            *response.status_mut() = status;
-            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
-        Err(e) => {
-            let message = format!("result does not serialize: {e}");
-            jsonrpc_error(StatusCode::INTERNAL_SERVER_ERROR, -32603, message, Some(id.clone()))
-        }
+        assert!(classifier.classify(&headers, b"not json", None, tools).is_none());
     }
 }

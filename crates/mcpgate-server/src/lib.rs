@@ -12,6 +12,7 @@ mod fast;
 mod gateway;
 mod handler;
 mod http;
+mod jsonrpc;
 mod jwks;
 mod jwt;
 mod limits;

@@ -8,14 +8,14 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{extract::Request, middleware::Next, response::Response};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header::RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use mcpgate_core::Principal;
 use mcpgate_policy::ratelimit::{Decision, Scope, Verdict, status_json};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::{errors, gateway::Gateway, metrics::RateLimitScope};
+use crate::{errors, gateway::Gateway, jsonrpc::Rejection, metrics::RateLimitScope};
 
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -107,21 +107,8 @@ fn too_many_requests(scope: Scope, denied: &Decision) -> Response {
         scope.as_str(),
         limit.requests()
     );
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": Value::Null,
-        "error": {
-            "code": errors::RATE_LIMITED.0,
-            "message": message,
-            "data": errors::rate_limited_data(scope.as_str(), denied.retry_after),
-        },
-    });
-    let mut response = Response::new(body.to_string().into());
-    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-    let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(RETRY_AFTER, HeaderValue::from(retry));
-    response
+    let data = errors::rate_limited_data(scope.as_str(), denied.retry_after);
+    Rejection::RateLimited { message, data, retry_after_secs: retry }.into_response()
 }
 
 /// `RateLimit-Policy: "global";q=1000;w=60, "key";q=100;w=60` and `RateLimit: "global";r=998;t=1, "key";r=0;t=36`:
@@ -166,8 +153,10 @@ pub(crate) async fn status(gateway: &Gateway) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use http::{StatusCode, header::RETRY_AFTER};
     use mcpgate_core::Principal;
     use mcpgate_policy::{MemoryStore, RateLimiter, RateLimits};
+    use serde_json::json;
 
     use super::*;
 

@@ -368,3 +368,47 @@ pub fn parse_level(name: &str) -> Option<LogLevel> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Let the reaper run its passes up to now.
+    async fn settle() {
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_expire_and_busy_ones_do_not() {
+        let sessions = Sessions::start(Duration::from_secs(1));
+        let (idle, _) = sessions.create_session().await.unwrap();
+        let (working, _) = sessions.create_session().await.unwrap();
+        let (listening, _) = sessions.create_session().await.unwrap();
+        // A request in flight and an open listening stream keep their sessions busy.
+        let request = sessions.begin(sessions.get(&working).unwrap(), "1".into()).ok().unwrap();
+        let stream = sessions.hold(&listening, futures::stream::pending::<ServerSseMessage>());
+        tokio::time::advance(Duration::from_millis(900)).await;
+        settle().await;
+        assert_eq!(sessions.len(), 3, "nothing is idle for longer than the timeout yet");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        settle().await;
+        assert!(sessions.get(&idle).is_none(), "idle for 1.5 s: closed");
+        assert!(sessions.get(&working).is_some() && sessions.get(&listening).is_some());
+        // Ten timeouts later, still busy, still there.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        settle().await;
+        assert_eq!(sessions.len(), 2);
+        // Once the request is answered and the stream closed, each is idle from that moment.
+        drop(request);
+        drop(stream);
+        tokio::time::advance(Duration::from_millis(900)).await;
+        settle().await;
+        assert_eq!(sessions.len(), 2, "activity ended 0.9 s ago");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        settle().await;
+        assert_eq!(sessions.len(), 0);
+        assert!(!sessions.has_session(&working).await.unwrap(), "rmcp's session is closed too");
+    }
+}

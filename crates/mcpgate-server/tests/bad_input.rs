@@ -146,11 +146,26 @@ async fn unknown_session_id_is_404() {
 #[tokio::test]
 async fn foreign_host_is_403() {
     let gw = spawn(DEMO).await;
-    let (mut headers, body) = modern("tools/list", None, json!({}));
-    headers.push(("Host", "evil.example.com".to_owned()));
-    let (status, m) = rejected(&gw, &headers, body.to_string()).await;
-    assert_eq!(status, 403, "{m}");
-    assert!(m["error"]["message"].as_str().unwrap().contains("Host"), "{m}");
+    // A list goes to the protocol layer; a plain call is the fast path's shape, and its Host check refuses it
+    // too (it hands it to the protocol layer, which answers 403), in both eras.
+    let call = json!({ "name": "echo", "arguments": { "message": "hi" } });
+    let (session, _) = common::initialize(&gw, "2025-11-25").await;
+    let legacy = json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": call });
+    let legacy_headers = vec![("Mcp-Session-Id", session), ("MCP-Protocol-Version", "2025-11-25".to_owned())];
+    let cases = [
+        modern("tools/list", None, json!({})),
+        modern("tools/call", Some("echo"), call.clone()),
+        (legacy_headers, legacy),
+    ];
+    for (mut headers, body) in cases {
+        headers.push(("Host", "evil.example.com".to_owned()));
+        let (status, m) = rejected(&gw, &headers, body.to_string()).await;
+        assert_eq!(status, 403, "{body}: {m}");
+        assert!(m["error"]["message"].as_str().unwrap().contains("Host"), "{m}");
+    }
+    let status: Value =
+        gw.http.get(format!("{}/status", gw.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["calls"]["fast_path"], 0, "no call ran: {status}");
     gw.assert_serving().await;
 }
 

@@ -139,7 +139,7 @@ async fn request_timeout_from_the_environment_cuts_a_slow_call_short() {
     let started = tokio::time::Instant::now();
     let answer = gw.call("sleep", json!({ "ms": 5_000 })).await;
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    assert_eq!(answer["error"]["code"], -32006, "{answer}");
     assert_eq!(answer["error"]["data"]["kind"], "timeout", "{answer}");
     // A quick call is unaffected.
     let quick = gw.call("sleep", json!({ "ms": 10 })).await;

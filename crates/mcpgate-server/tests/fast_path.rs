@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{DEMO, TestGateway, event_stream, in_session, initialize, messages, modern, spawn};
+use common::{TestGateway, event_stream, in_session, initialize, messages, modern, spawn};
 use serde_json::{Value, json};
 
 const BOTH: &str = "backends:\n  demo:\n    kind: builtin\n    builtin: demo\n  c:\n    kind: builtin\n    builtin: conformance\n";
@@ -260,26 +260,7 @@ async fn legacy_fast_calls_keep_the_session_alive_and_can_be_cancelled() {
     let answer =
         tokio::time::timeout(Duration::from_secs(5), call).await.expect("cancel ends the call").unwrap();
     assert_eq!(answer["error"]["code"], -32003, "{answer}");
-    // With nothing going on the session expires.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let params = json!({ "name": "echo", "arguments": { "message": "late" } });
-    let (status, _) = send_in_session(&gw, &session, "2025-11-25", 99, params, false).await;
-    assert_eq!(status, 404);
-}
-
-#[tokio::test]
-async fn an_open_event_stream_keeps_a_session_alive() {
-    let gw = spawn(&format!("server:\n  session_idle_timeout: 1s\n{DEMO}")).await;
-    let (session, _) = initialize(&gw, "2025-11-25").await;
-    let stream = event_stream(&gw, &session).await;
-    assert_eq!(stream.status(), 200);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, m) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;
-    assert_eq!(status, 200, "{m}");
-    drop(stream);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, _) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;
-    assert_eq!(status, 404);
+    // Expiry once nothing goes on: `sessions::tests`, under a paused clock.
 }
 
 /// Log messages of the session's listening stream, read for `wait`.

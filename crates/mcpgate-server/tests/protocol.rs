@@ -82,17 +82,6 @@ async fn delete_ends_a_session_and_its_id_then_answers_404() {
 }
 
 #[tokio::test]
-async fn idle_sessions_expire() {
-    let gw = spawn(&format!("server:\n  session_idle_timeout: 1s\n{DEMO}")).await;
-    let (session, _) = initialize(&gw, "2025-11-25").await;
-    let (status, _) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;
-    assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, _) = in_session(&gw, &session, "2025-11-25", "tools/list", json!({})).await;
-    assert_eq!(status, 404);
-}
-
-#[tokio::test]
 async fn get_opens_a_session_event_stream() {
     let gw = spawn(DEMO).await;
     let (session, _) = initialize(&gw, "2025-11-25").await;
