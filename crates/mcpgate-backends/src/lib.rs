@@ -1,12 +1,14 @@
 //! mcpgate backends: every source of tools behind the one [`Backend`] trait.
 //!
-//! [`build`] is the one place that turns a [`BackendConfig`] into a running backend — an exhaustive match, so a
-//! new kind is one variant, one module and one arm. [`check`] finds what the config schema cannot: templates
+//! [`start`] is the one place that turns a configured [`Source`] — a `backends` entry or an upstream MCP server —
+//! into a running backend, and [`Facts::of`] says what the gateway needs to know of it besides (its kind, health
+//! checks, retries, whether readiness waits for it): exhaustive matches, so a new kind is one variant, one module
+//! and one arm. [`check`] finds what the config schema cannot: templates
 //! reading unknown variables, programs not found, database files missing — without starting anything.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use mcpgate_config::{BackendConfig, BuiltinSet, Problem};
+use mcpgate_config::{BackendConfig, BuiltinSet, Problem, Source};
 use mcpgate_core::Backend;
 
 pub mod builtin;
@@ -27,19 +29,86 @@ pub struct BuildError {
     pub message: String,
 }
 
-/// Build the backend a config entry describes.
-pub async fn build(name: &str, config: &BackendConfig) -> Result<Arc<dyn Backend>, BuildError> {
+/// The kinds of backend, as `/status` and metrics name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// Tools compiled into mcpgate.
+    Builtin,
+    /// HTTP API calls declared in the config.
+    Http,
+    /// Commands declared in the config.
+    Command,
+    /// SQL queries declared in the config.
+    Sql,
+    /// An upstream MCP server.
+    Upstream,
+}
+
+impl BackendKind {
+    /// Its name: the config's `kind`, or `upstream`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::Http => "http",
+            Self::Command => "command",
+            Self::Sql => "sql",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
+/// What the gateway needs to know of a source besides the running backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// Its kind.
+    pub kind: BackendKind,
+    /// How often its health is checked; `None`: never (it is up while it runs).
+    pub health_check_interval: Option<Duration>,
+    /// Retries of a failed call to one of its idempotent tools.
+    pub max_retries: u32,
+    /// Whether readiness fails while it is down.
+    pub required: bool,
+}
+
+impl Facts {
+    /// The facts of `source`.
+    pub fn of(source: Source<'_>) -> Self {
+        let local = |kind| Self { kind, health_check_interval: None, max_retries: 0, required: true };
+        match source {
+            Source::Backend(BackendConfig::Builtin(_)) => local(BackendKind::Builtin),
+            Source::Backend(BackendConfig::Http(_)) => local(BackendKind::Http),
+            Source::Backend(BackendConfig::Command(_)) => local(BackendKind::Command),
+            Source::Backend(BackendConfig::Sql(_)) => local(BackendKind::Sql),
+            Source::Upstream(upstream) => Self {
+                kind: BackendKind::Upstream,
+                health_check_interval: Some(upstream.health_check_interval.0),
+                max_retries: upstream.max_retries,
+                required: upstream.required,
+            },
+        }
+    }
+}
+
+/// Start the backend `source` describes: every kind, upstreams included.
+pub async fn start(name: &str, source: Source<'_>) -> Result<Arc<dyn Backend>, BuildError> {
     let failed = |message: String| BuildError { name: name.to_owned(), message };
-    Ok(match config {
-        BackendConfig::Builtin(builtin) => match builtin.builtin {
+    Ok(match source {
+        Source::Backend(BackendConfig::Builtin(builtin)) => match builtin.builtin {
             BuiltinSet::Demo => Arc::new(builtin::demo::Demo::new(name)),
             BuiltinSet::Conformance => Arc::new(builtin::conformance::Conformance::new(name)),
         },
-        BackendConfig::Http(http) => Arc::new(http::HttpTools::new(name, http).map_err(failed)?),
-        BackendConfig::Command(command) => {
+        Source::Backend(BackendConfig::Http(http)) => {
+            Arc::new(http::HttpTools::new(name, http).map_err(failed)?)
+        }
+        Source::Backend(BackendConfig::Command(command)) => {
             Arc::new(command::CommandTools::new(name, command).map_err(failed)?)
         }
-        BackendConfig::Sql(sql) => Arc::new(sql::SqlTools::connect(name, sql).await.map_err(failed)?),
+        Source::Backend(BackendConfig::Sql(sql)) => {
+            Arc::new(sql::SqlTools::connect(name, sql).await.map_err(failed)?)
+        }
+        Source::Upstream(upstream) => {
+            Arc::new(upstream::Upstream::start(name, upstream).await.map_err(failed)?)
+        }
     })
 }
 

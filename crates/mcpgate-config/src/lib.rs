@@ -36,7 +36,7 @@ pub use load::{
 };
 pub use metrics::MetricsConfig;
 pub use model::{
-    BackendConfig, BuiltinBackend, BuiltinSet, Config, LogFormat, LoggingConfig, ServerConfig, schema,
+    BackendConfig, BuiltinBackend, BuiltinSet, Config, LogFormat, LoggingConfig, ServerConfig, Source, schema,
 };
 pub use resilience::{BreakerConfig, ResilienceConfig};
 pub use security::{

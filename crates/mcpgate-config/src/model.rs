@@ -52,6 +52,31 @@ impl Config {
     pub fn all_upstreams(&self) -> impl Iterator<Item = (&String, &UpstreamConfig)> {
         self.upstreams.iter().chain(&self.mcp_servers)
     }
+
+    /// Every source of tools the config switches on — the `backends` entries, then the upstreams — by name.
+    pub fn sources(&self) -> impl Iterator<Item = (&String, Source<'_>)> {
+        let backends =
+            self.backends.iter().filter(|(_, b)| b.enabled()).map(|(n, b)| (n, Source::Backend(b)));
+        backends.chain(self.all_upstreams().filter(|(_, u)| u.enabled).map(|(n, u)| (n, Source::Upstream(u))))
+    }
+
+    /// The source named `name`, enabled or not.
+    pub fn source(&self, name: &str) -> Option<Source<'_>> {
+        match self.backends.get(name) {
+            Some(backend) => Some(Source::Backend(backend)),
+            None => self.all_upstreams().find(|(n, _)| *n == name).map(|(_, u)| Source::Upstream(u)),
+        }
+    }
+}
+
+/// One source of tools as configured: a `backends` entry or an upstream MCP server. The closed set the gateway
+/// builds from, by one exhaustive match (`mcpgate_backends::start`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Source<'a> {
+    /// A `backends` entry (built-in, HTTP, command or SQL tools).
+    Backend(&'a BackendConfig),
+    /// An upstream MCP server (`upstreams` or `mcpServers`).
+    Upstream(&'a UpstreamConfig),
 }
 
 /// Listener and protocol settings.

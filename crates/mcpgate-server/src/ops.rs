@@ -99,7 +99,7 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         .map(|((index, entry), check)| {
             json!({
                 "name": entry.name,
-                "kind": entry.kind,
+                "kind": entry.kind.as_str(),
                 "state": check["status"],
                 "reason": check["reason"],
                 "tools": registry.tool_count(index),

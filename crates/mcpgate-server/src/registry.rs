@@ -6,6 +6,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
+use mcpgate_backends::{BackendKind, Facts};
 use mcpgate_config::ResilienceConfig;
 use mcpgate_core::{Backend, BackendError, PromptDef, ResourceDef, ResourceTemplateDef, ToolDef};
 use mcpgate_policy::{ArgumentSchema, Breaker, HealthChecker, ToolPolicy, retries_for};
@@ -44,8 +45,8 @@ impl ToolRoute {
 pub struct BackendEntry {
     /// The configured name.
     pub name: String,
-    /// The config kind (`builtin`, …).
-    pub kind: &'static str,
+    /// Its kind.
+    pub kind: BackendKind,
     /// The running backend.
     pub backend: Arc<dyn Backend>,
     /// Its circuit breaker, shared by its tools and its health checker; kept across catalogue rebuilds.
@@ -59,10 +60,27 @@ pub struct BackendEntry {
 }
 
 impl BackendEntry {
+    /// A backend the config describes, running: a breaker of its own, and the retries, health checks (sharing
+    /// the breaker) and readiness rule its `facts` give.
+    pub fn started(
+        name: &str,
+        facts: Facts,
+        backend: Arc<dyn Backend>,
+        resilience: &ResilienceConfig,
+    ) -> Self {
+        let mut entry = Self::new(name, facts.kind, backend, resilience);
+        entry.max_retries = facts.max_retries;
+        entry.required = facts.required;
+        entry.health = facts
+            .health_check_interval
+            .map(|interval| HealthChecker::new(entry.backend.clone(), interval, Some(entry.breaker.clone())));
+        entry
+    }
+
     /// A backend with a breaker of its own, no retries, no periodic health checks, required for readiness.
     pub fn new(
         name: &str,
-        kind: &'static str,
+        kind: BackendKind,
         backend: Arc<dyn Backend>,
         resilience: &ResilienceConfig,
     ) -> Self {
@@ -153,7 +171,7 @@ impl Registry {
                         // Built-in tools' schemas are ours and known good (a test compiles them all): they compile
                         // at the tool's first call, so the default config starts without building jsonschema's
                         // meta-schema validator. Every other schema compiles here, to refuse a bad one at start.
-                        let compiled = if entry.kind == "builtin" {
+                        let compiled = if entry.kind == BackendKind::Builtin {
                             Ok(ArgumentSchema::deferred(&def.input_schema))
                         } else {
                             ArgumentSchema::compile(&def.input_schema)
@@ -333,8 +351,12 @@ mod tests {
     }
 
     async fn build_with(schema: serde_json::Value) -> Result<Registry, Vec<String>> {
-        let entry =
-            BackendEntry::new("one", "builtin", Arc::new(OneTool(schema)), &ResilienceConfig::default());
+        let entry = BackendEntry::new(
+            "one",
+            BackendKind::Builtin,
+            Arc::new(OneTool(schema)),
+            &ResilienceConfig::default(),
+        );
         Registry::build(vec![entry]).await
     }
 

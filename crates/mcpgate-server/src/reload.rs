@@ -9,8 +9,8 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use mcpgate_backends::Facts;
 use mcpgate_config::Config;
-use mcpgate_policy::HealthChecker;
 
 use crate::{
     gateway::{Gateway, Live, StartError, pipeline},
@@ -45,46 +45,19 @@ pub(crate) async fn build_backends(
     let mut entries = Vec::new();
     let mut started: Vec<BackendEntry> = Vec::new();
     let result = async {
-        for (name, backend) in config.backends.iter().filter(|(_, b)| b.enabled()) {
-            let unchanged = previous.is_some_and(|(old, _)| old.backends.get(name) == Some(backend));
-            match running.get(name.as_str()).filter(|_| unchanged) {
-                Some(entry) if same_resilience => entries.push((*entry).clone()),
-                Some(entry) => {
-                    entries.push(BackendEntry::new(name, entry.kind, entry.backend.clone(), resilience))
-                }
-                None => {
-                    let built = mcpgate_backends::build(name, backend).await?;
-                    let entry = BackendEntry::new(name, backend.kind(), built, resilience);
-                    started.push(entry.clone());
-                    entries.push(entry);
-                }
-            }
-        }
-        for (name, upstream) in config.all_upstreams().filter(|(_, u)| u.enabled) {
-            let unchanged =
-                previous.is_some_and(|(old, _)| old.all_upstreams().any(|(n, u)| n == name && u == upstream));
+        for (name, source) in config.sources() {
+            let unchanged = previous.is_some_and(|(old, _)| old.source(name) == Some(source));
             let kept = running.get(name.as_str()).filter(|_| unchanged);
             if let (Some(entry), true) = (kept, same_resilience) {
                 entries.push((*entry).clone());
                 continue;
             }
+            // Unchanged itself but not the resilience settings: the same connection under a new breaker.
             let backend = match kept {
                 Some(entry) => entry.backend.clone(),
-                None => {
-                    let upstream = mcpgate_backends::upstream::Upstream::start(name, upstream)
-                        .await
-                        .map_err(|message| mcpgate_backends::BuildError { name: name.clone(), message })?;
-                    Arc::new(upstream)
-                }
+                None => mcpgate_backends::start(name, source).await?,
             };
-            let mut entry = BackendEntry::new(name, "upstream", backend, resilience);
-            entry.health = Some(HealthChecker::new(
-                entry.backend.clone(),
-                upstream.health_check_interval.0,
-                Some(entry.breaker.clone()),
-            ));
-            entry.max_retries = upstream.max_retries;
-            entry.required = upstream.required;
+            let entry = BackendEntry::started(name, Facts::of(source), backend, resilience);
             if kept.is_none() {
                 started.push(entry.clone());
             }

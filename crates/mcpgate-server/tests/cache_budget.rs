@@ -61,10 +61,17 @@ async fn spawn(yaml: &str, vars: &[(&str, &str)]) -> (TestGateway, Arc<Library>)
     problems.extend(validate(&config));
     assert!(problems.is_empty(), "{problems:?}");
     let library = Arc::new(Library::default());
-    let demo = mcpgate_backends::build("demo", &config.backends["demo"]).await.unwrap();
+    let demo = mcpgate_backends::start("demo", mcpgate_config::Source::Backend(&config.backends["demo"]))
+        .await
+        .unwrap();
     let entries = vec![
-        BackendEntry::new("demo", "builtin", demo, &config.resilience),
-        BackendEntry::new("library", "upstream", library.clone(), &config.resilience),
+        BackendEntry::new("demo", mcpgate_backends::BackendKind::Builtin, demo, &config.resilience),
+        BackendEntry::new(
+            "library",
+            mcpgate_backends::BackendKind::Upstream,
+            library.clone(),
+            &config.resilience,
+        ),
     ];
     let gateway = Gateway::with_backends(config, entries).await.unwrap();
     let server = Server::spawn(gateway, "127.0.0.1:0").await.unwrap();

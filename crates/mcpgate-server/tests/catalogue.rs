@@ -66,7 +66,12 @@ async fn a_changed_backend_catalogue_is_served_and_announced() {
     let backend =
         Arc::new(Shifting { tools: Mutex::new(vec!["first".into()]), changes: watch::channel(0).0 });
     let config = mcpgate_config::Config::default();
-    let entry = BackendEntry::new("shifting", "test", backend.clone(), &config.resilience);
+    let entry = BackendEntry::new(
+        "shifting",
+        mcpgate_backends::BackendKind::Builtin,
+        backend.clone(),
+        &config.resilience,
+    );
     let gateway = Gateway::with_backends(config, vec![entry]).await.unwrap();
     let server = Server::spawn(gateway, "127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", server.local_addr);

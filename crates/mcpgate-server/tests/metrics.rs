@@ -237,13 +237,19 @@ async fn gateway() -> (TestGateway, Vec<Arc<HealthChecker>>) {
     let mut config = Config::default();
     config.resilience.circuit_breaker.failure_threshold = 3.try_into().unwrap();
     let demo_config = BackendConfig::Builtin(BuiltinBackend { builtin: BuiltinSet::Demo, enabled: true });
-    let demo = mcpgate_backends::build("demo", &demo_config).await.unwrap();
-    let mut entries = vec![BackendEntry::new("demo", "builtin", demo, &config.resilience)];
+    let demo = mcpgate_backends::start("demo", mcpgate_config::Source::Backend(&demo_config)).await.unwrap();
+    let mut entries =
+        vec![BackendEntry::new("demo", mcpgate_backends::BackendKind::Builtin, demo, &config.resilience)];
     let mut checkers = Vec::new();
     for (name, backend) in
         [("down", Arc::new(Down::default()) as Arc<dyn Backend>), ("steady", Arc::new(Steady))]
     {
-        let mut entry = BackendEntry::new(name, "upstream", backend.clone(), &config.resilience);
+        let mut entry = BackendEntry::new(
+            name,
+            mcpgate_backends::BackendKind::Upstream,
+            backend.clone(),
+            &config.resilience,
+        );
         let checker = HealthChecker::new(backend, Duration::from_secs(3600), Some(entry.breaker.clone()));
         entry.health = Some(checker.clone());
         checkers.push(checker);

@@ -292,7 +292,12 @@ async fn the_principal_reaches_the_call_on_both_paths() {
     // protocol layer's must carry the one authentication established.
     let yaml = tiered("  per_key: { requests: 100, per: 1m }");
     let config = mcpgate_config::parse_str(&yaml, mcpgate_config::Format::Yaml, "test").unwrap();
-    let entry = BackendEntry::new("who", "test", Arc::new(Whoami), &config.resilience);
+    let entry = BackendEntry::new(
+        "who",
+        mcpgate_backends::BackendKind::Builtin,
+        Arc::new(Whoami),
+        &config.resilience,
+    );
     let gateway = Gateway::with_backends(config, vec![entry]).await.unwrap();
     let server = Server::spawn(gateway, V4).await.unwrap();
     let base = format!("http://{}", server.local_addr);

@@ -16,7 +16,12 @@ async fn a_failing_backend_opens_its_breaker_and_readiness_says_so() {
     let mut config = mcpgate_config::Config::default();
     config.resilience.circuit_breaker.failure_threshold = 3.try_into().unwrap();
     let backend = Arc::new(Down::default());
-    let entry = BackendEntry::new("down", "test", backend.clone(), &config.resilience);
+    let entry = BackendEntry::new(
+        "down",
+        mcpgate_backends::BackendKind::Builtin,
+        backend.clone(),
+        &config.resilience,
+    );
     let gateway = Gateway::with_backends(config, vec![entry]).await.unwrap();
     let server = Server::spawn(gateway, "127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", server.local_addr);

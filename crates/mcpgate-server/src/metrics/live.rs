@@ -46,7 +46,12 @@ impl Collector for Live {
         // before the first check.
         let help = "Upstream MCP servers: 1 up, 0 down (last health check, or an open circuit breaker)";
         let mut family = encoder.encode_descriptor(names::UPSTREAM_UP, help, None, MetricType::Gauge)?;
-        for (entry, phase) in registry.backends().iter().zip(&phases).filter(|(e, _)| e.kind == "upstream") {
+        for (entry, phase) in registry
+            .backends()
+            .iter()
+            .zip(&phases)
+            .filter(|(e, _)| e.kind == mcpgate_backends::BackendKind::Upstream)
+        {
             let last = entry.health.as_ref().and_then(|health| health.last());
             let up = match (phase, last) {
                 (BreakerPhase::Open, _) => false,

@@ -489,7 +489,8 @@ mod tests {
     async fn metrics() -> Metrics {
         let config = mcpgate_config::ResilienceConfig::default();
         let demo = mcpgate_backends::builtin::demo::Demo::new("demo");
-        let entry = BackendEntry::new("demo", "builtin", Arc::new(demo), &config);
+        let entry =
+            BackendEntry::new("demo", mcpgate_backends::BackendKind::Builtin, Arc::new(demo), &config);
         let registry = Registry::build(vec![entry]).await.unwrap();
         Metrics::new(Arc::new(Catalogue::new(registry)))
     }
