@@ -97,6 +97,11 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
 
     /// What the store holds.
     fn usage(&self) -> CacheUsage;
+
+    /// Whether the store answers. One in this process always does.
+    async fn health(&self) -> crate::ratelimit::StoreHealth {
+        crate::ratelimit::StoreHealth::Up
+    }
 }
 
 // === Rules ===
@@ -142,7 +147,14 @@ pub enum Lookup {
 impl ResultCache {
     /// The cache `config` asks for, with entries in memory; `None` when no tool is cached.
     pub fn from_config(config: &CacheConfig) -> Option<Arc<Self>> {
-        let store = || Arc::new(MemoryCache::new(config.max_size.0)) as Arc<dyn CacheStore>;
+        Self::with_store(config, || Arc::new(MemoryCache::new(config.max_size.0)))
+    }
+
+    /// The cache `config` asks for (`None` when no tool is cached), its entries in the store `store` gives.
+    pub fn with_store(
+        config: &CacheConfig,
+        store: impl FnOnce() -> Arc<dyn CacheStore>,
+    ) -> Option<Arc<Self>> {
         config.is_active().then(|| Arc::new(Self::new(config, store())))
     }
 

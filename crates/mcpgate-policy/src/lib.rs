@@ -24,5 +24,5 @@ pub use health::{HealthChecker, HealthSnapshot};
 pub use pipeline::{
     CacheStatus, CallObserver, CallReport, Outcome, Pipeline, Settling, Target, TokenUsage, ToolPolicy,
 };
-pub use ratelimit::{MemoryStore, RateLimiter, RateLimits, RateStore, Scope};
+pub use ratelimit::{MemoryStore, RateLimiter, RateLimits, RateStore, Scope, StoreHealth};
 pub use retry::{Backoff, retries_for};

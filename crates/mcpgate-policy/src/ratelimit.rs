@@ -258,6 +258,20 @@ pub trait RateStore: Send + Sync + fmt::Debug {
 
     /// Buckets that hold state at `now` (not yet full again), forgetting the others.
     async fn buckets(&self, now: Instant) -> usize;
+
+    /// Whether the store answers. One in this process always does.
+    async fn health(&self) -> StoreHealth {
+        StoreHealth::Up
+    }
+}
+
+/// Whether a store answers, for `/ready` and `/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// It answers.
+    Up,
+    /// It cannot be reached, and why.
+    Down(String),
 }
 
 // === The limiter ===
@@ -388,8 +402,21 @@ impl RateLimiter {
 
     /// The limiter for `config` with in-memory buckets, or `None` when it sets no limit (nothing to check).
     pub fn from_config(config: &RateLimitsConfig) -> Result<Option<Arc<Self>>, String> {
+        Self::with_store(config, || Arc::new(MemoryStore::new()))
+    }
+
+    /// The limiter `config` asks for (`None` when it sets no limit), its buckets in the store `store` gives.
+    pub fn with_store(
+        config: &RateLimitsConfig,
+        store: impl FnOnce() -> Arc<dyn RateStore>,
+    ) -> Result<Option<Arc<Self>>, String> {
         let limits = RateLimits::from_config(config)?;
-        Ok((!limits.is_empty()).then(|| Arc::new(Self::new(limits, Arc::new(MemoryStore::new())))))
+        Ok((!limits.is_empty()).then(|| Arc::new(Self::new(limits, store()))))
+    }
+
+    /// Whether its store answers.
+    pub async fn health(&self) -> StoreHealth {
+        self.store.health().await
     }
 
     /// The limits in force.

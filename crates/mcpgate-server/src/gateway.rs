@@ -9,6 +9,7 @@ use std::{
 use arc_swap::ArcSwap;
 use mcpgate_config::Config;
 use mcpgate_policy::{AuditLog, Backoff, Pipeline, RateLimiter};
+use mcpgate_state::StateBackend;
 use rmcp::model::RequestStateCodec;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -72,8 +73,10 @@ pub struct Gateway {
     pub catalogue: Arc<Catalogue>,
     /// The configuration in force and what is prepared from it; replaced whole by a reload.
     pub(crate) live: ArcSwap<Live>,
-    /// Seals `requestState` of multi-round calls so a client cannot forge it.
+    /// Seals `requestState` of multi-round calls so a client cannot forge it (with the state's sealing key).
     pub request_state: RequestStateCodec,
+    /// Where rate-limit buckets and cached results live, chosen once from the config.
+    pub state: StateBackend,
     /// When the process started serving.
     pub started_at: SystemTime,
     /// Monotonic start, for uptime.
@@ -117,15 +120,17 @@ impl Gateway {
         let subscriptions = Arc::new(Subscriptions::default());
         let metrics = Metrics::new(catalogue.clone());
         metrics.prime(&catalogue.get());
-        let (pipeline, audit) = pipeline(&config, &metrics, None)?;
+        let state = StateBackend::from_config(&config);
+        let (pipeline, audit) = pipeline(&config, &state, &metrics, None)?;
         let live = Live { config: Arc::new(config.clone()), pipeline, access, audit };
-        let request_state = RequestStateCodec::try_new(seal_key(&config.security))
+        let request_state = RequestStateCodec::try_new(state.seal_key().bytes().to_vec())
             .map_err(|e| StartError::Internal(e.to_string()))?;
         let gateway = Arc::new(Self {
             config,
             catalogue,
             live: ArcSwap::from_pointee(live),
             request_state,
+            state,
             started_at: SystemTime::now(),
             started: Instant::now(),
             shutdown,
@@ -206,6 +211,7 @@ impl Drop for BackendWatch {
 /// results, the loaded tokenizer, the open file).
 pub(crate) fn pipeline(
     config: &Config,
+    state: &StateBackend,
     metrics: &Metrics,
     previous: Option<&Live>,
 ) -> Result<(Pipeline, Option<Arc<AuditLog>>), StartError> {
@@ -213,11 +219,12 @@ pub(crate) fn pipeline(
     let kept = |same: fn(&Config, &Config) -> bool| previous.filter(|live| same(&live.config, config));
     let rate_limiter = match kept(|a, b| a.rate_limits == b.rate_limits) {
         Some(live) => live.pipeline.rate_limiter().cloned(),
-        None => RateLimiter::from_config(&config.rate_limits).map_err(StartError::Internal)?,
+        None => RateLimiter::with_store(&config.rate_limits, || state.rate_store())
+            .map_err(StartError::Internal)?,
     };
     let cache = match kept(|a, b| a.cache == b.cache) {
         Some(live) => live.pipeline.cache().cloned(),
-        None => mcpgate_policy::ResultCache::from_config(&config.cache),
+        None => mcpgate_policy::ResultCache::with_store(&config.cache, || state.cache_store(&config.cache)),
     };
     let budget = match kept(|a, b| a.budget == b.budget) {
         Some(live) => live.pipeline.budget().cloned(),
@@ -240,27 +247,4 @@ pub(crate) fn pipeline(
         pipeline = pipeline.with_observer(audit.clone());
     }
     Ok((pipeline, audit))
-}
-
-/// The key that seals `requestState`: `MCPGATE_SEAL_KEY`, which every node of one deployment shares, so a
-/// multi-round call's retry may land on any of them; else a random key of this process's own.
-fn seal_key(security: &mcpgate_config::SecurityConfig) -> Vec<u8> {
-    match &security.seal_key {
-        Some(key) => key.expose().as_bytes().to_vec(),
-        None => {
-            tracing::info!(
-                "MCPGATE_SEAL_KEY is unset: multi-round requestState is sealed with a key of this process; set \
-                 the same key on every node when several serve one endpoint"
-            );
-            random_key()
-        }
-    }
-}
-
-/// 32 random bytes from the OS generator (through UUID v4, already a dependency).
-fn random_key() -> Vec<u8> {
-    let mut key = Vec::with_capacity(32);
-    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use mcpgate_core::BackendHealth;
-use mcpgate_policy::BreakerPhase;
+use mcpgate_policy::{BreakerPhase, StoreHealth};
 use serde_json::{Value, json};
 
 use crate::{gateway::Gateway, handler::SUPPORTED};
@@ -42,12 +42,28 @@ async fn backend_checks(gateway: &Gateway) -> Vec<Value> {
 pub async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     let mut checks = vec![json!({ "name": "config", "status": "up", "required": true })];
     checks.extend(backend_checks(&gateway).await);
+    // The stores behind rate limits and the cache: a node whose store is out of reach is not ready.
+    for (concern, health) in gateway.state.health().await {
+        let name = format!("state.{concern}");
+        checks.push(match health {
+            StoreHealth::Up => json!({ "name": name, "status": "up", "required": true }),
+            StoreHealth::Down(reason) => {
+                json!({ "name": name, "status": "down", "required": true, "reason": reason })
+            }
+        });
+    }
     if gateway.shutdown.is_cancelled() {
         checks.push(json!({ "name": "shutdown", "status": "down", "required": true, "reason": "draining" }));
     }
     let ready = checks.iter().all(|c| c["status"] == "up" || c["required"] == false);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks })))
+}
+
+/// `/status`'s `state`: where buckets and cached results live, and whether the sealing key is shared by the nodes.
+fn state_status(gateway: &Gateway) -> Value {
+    let seal_key = if gateway.state.seal_key().is_shared() { "configured" } else { "per-process" };
+    json!({ "backend": gateway.state.kind().as_str(), "seal_key": seal_key })
 }
 
 /// `/status`'s `cache`: whether results are cached, the default TTL, what the store holds and the hit counts.
@@ -128,6 +144,7 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         },
         "backends": backends,
         "rate_limits": crate::limits::status(&gateway).await,
+        "state": state_status(&gateway),
         "cache": cache_status(&gateway, &live),
         "audit": audit_status(&live),
         "reloads": gateway.reloads.lock().to_json(),

@@ -171,7 +171,7 @@ impl Gateway {
         let mut access = crate::auth::Access::new(&config.security).map_err(StartError::Security)?;
         access.keep_caches(&live.access);
         let access = Arc::new(access);
-        let (pipeline, audit) = pipeline(&config, &self.metrics, Some(&live))?;
+        let (pipeline, audit) = pipeline(&config, &self.state, &self.metrics, Some(&live))?;
         let entries = build_backends(&config, Some((&live.config, old_registry.backends()))).await?;
         let keep = |entry: &BackendEntry| {
             old_registry.backends().iter().any(|old| Arc::ptr_eq(&old.backend, &entry.backend))
