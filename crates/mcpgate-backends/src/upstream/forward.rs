@@ -277,16 +277,9 @@ impl GatewayClient {
             return Err(ErrorData::internal_error("the call has ended", None));
         }
         tokio::select! {
-            answer = answer => answer.unwrap_or_else(|_| Err(ClientRequestError::Failed("the call has ended".into()))).map_err(|e| match e {
-                ClientRequestError::Deferred => ErrorData::internal_error(
-                    "the client answers in a later round; forwarding over several rounds is not supported yet",
-                    None,
-                ),
-                ClientRequestError::Unsupported(what) => {
-                    ErrorData::new(ErrorCode::METHOD_NOT_FOUND, format!("the client does not support {what}"), None)
-                }
-                ClientRequestError::Failed(message) => ErrorData::internal_error(message, None),
-            }),
+            answer = answer => answer
+                .unwrap_or_else(|_| Err(ClientRequestError::Failed("the call has ended".into())))
+                .map_err(refusal),
             () = ctx.ct.cancelled() => Err(ErrorData::internal_error("cancelled", None)),
             () = slot.cancel.cancelled() => Err(ErrorData::internal_error("the call was cancelled", None)),
         }
@@ -323,6 +316,20 @@ impl GatewayClient {
                 Err(_) => tracing::warn!(upstream = %name, ?list, "list changed but fetching it timed out"),
             },
         }
+    }
+}
+
+/// What the upstream is told when the caller's client gives no answer to its request.
+pub(super) fn refusal(error: ClientRequestError) -> ErrorData {
+    match error {
+        ClientRequestError::Deferred => ErrorData::internal_error(
+            "the client answers in a later round; forwarding over several rounds is not supported yet",
+            None,
+        ),
+        ClientRequestError::Unsupported(what) => {
+            ErrorData::new(ErrorCode::METHOD_NOT_FOUND, format!("the client does not support {what}"), None)
+        }
+        ClientRequestError::Failed(message) => ErrorData::internal_error(message, None),
     }
 }
 
