@@ -4,10 +4,14 @@
 //!   JSON-RPC id and progress token rmcp gave its upstream request (rmcp always sets its own token), for as
 //!   long as it runs. A message from the upstream is related to a call through them.
 //! - **Progress** with a known token goes to that call's client (nothing when the client asked for none);
-//!   unknown tokens are dropped. rmcp handles each notification in its own task, so order is not kept: a
-//!   value not above the last one forwarded is dropped, and the client sees increasing progress.
+//!   unknown tokens are dropped. A value not above the last one forwarded is dropped, so the client sees
+//!   increasing progress.
 //! - **Log messages** carry nothing that ties them to a request: with exactly one call in flight they go to
 //!   its client, otherwise to the gateway's own log under the upstream's name.
+//! - **Order.** The transport's reader queues the log messages and progress of a registered call itself, in
+//!   the order they come and so before the answer that follows them ([`Ordered`](super::ordered::Ordered));
+//!   only those that come before their call is registered take rmcp's path (a task per notification) to the
+//!   handler below.
 //! - **Sampling, elicitation, roots.** Over Streamable HTTP rmcp says on which request's stream the request
 //!   came; over stdio nothing does, so it goes to the one call in flight, and with none or several the
 //!   upstream gets an error. A client that can only answer in a later round (stateless 2026-07-28) gets the
@@ -33,7 +37,7 @@ use rmcp::{
         ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
         ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorCode, ErrorData, Implementation,
         ListRootsResult, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam,
-        ProgressToken, RequestId, RequestMetaObject,
+        ProgressToken, RequestId, RequestMetaObject, ServerNotification,
     },
     service::{InboundStreamOrigin, NotificationContext, RequestContext},
 };
@@ -133,6 +137,20 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// Queue a log message for the call's client.
+    fn log(&self, params: &LoggingMessageNotificationParam) {
+        let (level, logger, data) = (log_level(params.level), params.logger.clone(), params.data.clone());
+        let _ = self.deliveries.send(Delivery::Log { level, logger, data });
+    }
+
+    /// Queue progress for the call's client, unless it is not above what was forwarded already.
+    fn progress(&self, params: &ProgressNotificationParam) {
+        if self.advance(params.progress) {
+            let (progress, total, message) = (params.progress, params.total, params.message.clone());
+            let _ = self.deliveries.send(Delivery::Progress { progress, total, message });
+        }
+    }
+
     /// Whether `progress` is above everything forwarded so far (and remember it if so).
     fn advance(&self, progress: f64) -> bool {
         let mut last = self.last_progress.lock();
@@ -218,6 +236,30 @@ impl Calls {
     /// Whether no call is in flight, once [`REGISTRATION_GRACE`] has passed without one.
     async fn idle(&self) -> bool {
         self.wait_for(|slots| Ok((!slots.is_empty()).then_some(()))).await.is_err()
+    }
+
+    /// Put a log message or progress on the queue of the call it is for, if that call is in flight now (see
+    /// [`Ordered`](super::ordered::Ordered)); `false` when it is something else, or for no call registered yet,
+    /// and goes on to rmcp.
+    pub(super) fn deliver_now(&self, notification: &ServerNotification) -> bool {
+        let inner = self.inner.lock();
+        match notification {
+            ServerNotification::LoggingMessageNotification(log) => {
+                let mut slots = inner.slots.values();
+                let (Some(slot), None) = (slots.next(), slots.next()) else { return false };
+                slot.log(&log.params);
+                true
+            }
+            ServerNotification::ProgressNotification(progress) => {
+                let token = &progress.params.progress_token;
+                let Some(slot) = inner.slots.values().find(|s| &s.progress_token == token) else {
+                    return false;
+                };
+                slot.progress(&progress.params);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The only call in flight; an error when there are several.
@@ -437,13 +479,7 @@ impl ClientHandler for GatewayClient {
             tracing::debug!(upstream = %self.name, token = ?params.progress_token, "progress for no call in flight");
             return;
         };
-        if slot.advance(params.progress) {
-            let _ = slot.deliveries.send(Delivery::Progress {
-                progress: params.progress,
-                total: params.total,
-                message: params.message,
-            });
-        }
+        slot.progress(&params);
     }
 
     async fn on_logging_message(
@@ -452,11 +488,7 @@ impl ClientHandler for GatewayClient {
         _context: NotificationContext<RoleClient>,
     ) {
         match self.calls.single().await {
-            Ok(slot) => {
-                let level = log_level(params.level);
-                let _ =
-                    slot.deliveries.send(Delivery::Log { level, logger: params.logger, data: params.data });
-            }
+            Ok(slot) => slot.log(&params),
             Err(_) => tracing::info!(
                 upstream = %self.name,
                 level = ?params.level,

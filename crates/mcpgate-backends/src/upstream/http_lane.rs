@@ -207,7 +207,14 @@ impl HttpLane {
 
     /// Answer one request the upstream sent on a call's stream: put it to the caller's client (under the
     /// upstream's name and the request's id, as over rmcp) and POST the answer — or why there is none — back.
-    async fn answer(&self, upstream: &str, cx: &CallContext, method: String, id: Value, params: Option<Value>) {
+    async fn answer(
+        &self,
+        upstream: &str,
+        cx: &CallContext,
+        method: String,
+        id: Value,
+        params: Option<Value>,
+    ) {
         let outcome = match method.as_str() {
             "ping" => Ok(json!({})),
             "sampling/createMessage" | "elicitation/create" | "roots/list" => {
