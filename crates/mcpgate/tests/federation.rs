@@ -338,7 +338,8 @@ fn every_upstream_log_message_reaches_its_caller_in_order_before_the_answer_unde
     let dir = tempfile::tempdir().unwrap();
     let upstream = conformance_upstream(dir.path());
     let expected = ["Tool execution started", "Tool processing data", "Tool execution completed"];
-    let callers: Vec<_> = (0..CALLERS)
+    // Started one after the other: each takes its free port before the next looks for one.
+    let gateways: Vec<(Process, String)> = (0..CALLERS)
         .map(|n| {
             let folder = dir.path().join(format!("caller{n}"));
             std::fs::create_dir(&folder).unwrap();
@@ -349,9 +350,25 @@ fn every_upstream_log_message_reaches_its_caller_in_order_before_the_answer_unde
                     upstream.display()
                 ),
             );
+            serve(Some(&config), &folder.join("gateway.log"))
+        })
+        .collect();
+    let callers: Vec<_> = (gateways.iter().map(|(_, addr)| addr.clone()).enumerate())
+        .map(|(n, addr)| {
             std::thread::spawn(move || {
-                let (_gateway, addr) = serve(Some(&config), &folder.join("gateway.log"));
                 let session = open_session(&addr, json!({}));
+                // The session's calls take the fast path (their messages on the call's own stream) once the
+                // gateway has handled `notifications/initialized`, which it does in a task of its own after
+                // answering it: until then a call answers on rmcp's event stream, and its log messages go to
+                // the session's GET stream. Wait for the fast path: an upstream call that sends nothing
+                // answers plain JSON there.
+                let warm_up = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": { "name": "conf__test_simple_text", "arguments": {} } });
+                let fast = (0..200).any(|_| {
+                    let (head, _) = legacy_post(&addr, Some(&session), &warm_up);
+                    head.contains("content-type: application/json")
+                });
+                assert!(fast, "caller {n}: the session's calls never took the fast path");
                 let mut lost = Vec::new();
                 for round in 0..ROUNDS {
                     let call = json!({ "jsonrpc": "2.0", "id": 2 + round, "method": "tools/call",
