@@ -6,7 +6,8 @@
 //!
 //! Issue 13, item 5: the gateway's direct lane for such upstreams read the stream for progress, log messages
 //! and the answer only; the upstream's request was ignored, the upstream waited for an answer that never came,
-//! and the call timed out.
+//! and the call timed out. Over stdio the same upstream asks on the pipe while the lane's `tools/call` is in
+//! flight; rmcp, which sees no request of its own in flight there, refused such a request (SEP-2260).
 
 use std::{
     collections::HashMap,
@@ -234,5 +235,76 @@ async fn a_client_that_cannot_sample_gets_the_2026_upstream_an_error_answer_not_
     let text = outcome.content[0]["text"].as_str().unwrap();
     assert!(text.starts_with("refused: ") && text.contains("-32601"), "{text}");
     assert!(text.contains("the client does not support sampling"), "{text}");
+    upstream.shutdown().await;
+}
+
+// === the same upstream over stdio ===
+
+/// The upstream above as a child process on stdin / stdout (Python, one JSON-RPC message per line).
+const STDIO_UPSTREAM: &str = r#"
+import json, sys
+
+def send(message):
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+def complete(id, result):
+    send({"jsonrpc": "2.0", "id": id, "result": dict(result, resultType="complete")})
+
+for line in sys.stdin:
+    message = json.loads(line)
+    method, id = message.get("method"), message.get("id")
+    if id is None:
+        continue
+    if method == "server/discover":
+        complete(id, {"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}, "ttlMs": 0,
+                      "cacheScope": "private",
+                      "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "relay-test", "version": "1"}}})
+    elif method == "tools/list":
+        complete(id, {"tools": [{"name": "ask", "description": "Asks the client's model",
+                                 "inputSchema": {"type": "object"}}], "ttlMs": 0, "cacheScope": "private"})
+    elif method == "tools/call":
+        prompt = message["params"]["arguments"]["prompt"]
+        send({"jsonrpc": "2.0", "method": "notifications/message",
+              "params": {"level": "info", "data": "about to ask"}})
+        send({"jsonrpc": "2.0", "id": "ask-1", "method": "sampling/createMessage",
+              "params": {"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}],
+                         "maxTokens": 100}})
+        for reply in sys.stdin:
+            answer = json.loads(reply)
+            if answer.get("id") == "ask-1" and "method" not in answer:
+                break
+        if "result" in answer:
+            text = "sampled: " + answer["result"]["content"]["text"]
+        else:
+            text = "refused: " + json.dumps(answer["error"])
+        complete(id, {"content": [{"type": "text", "text": text}]})
+    else:
+        send({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "Method not found"}})
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_from_a_2026_stdio_upstream_during_a_call_reaches_the_caller_and_its_answer_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("upstream.py");
+    std::fs::write(&script, STDIO_UPSTREAM).unwrap();
+    let config: UpstreamConfig = serde_json::from_value(
+        json!({ "command": "python3", "args": ["-u", script.to_str().unwrap()], "timeout": "5s" }),
+    )
+    .unwrap();
+    let upstream = Upstream::start("up", &config).await.unwrap();
+    let tools = upstream.list_tools().await.unwrap();
+    assert_eq!(tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["up__ask"]);
+    let client = Arc::new(Client { capabilities: json!({ "sampling": {} }), ..Client::default() });
+    let (cx, request) = call(&client);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), upstream.call_tool(&cx, request))
+        .await
+        .expect("the call ended")
+        .unwrap_or_else(|e| panic!("the call failed: {e}"));
+    assert_eq!(outcome.content[0]["text"], "sampled: hello from the client", "{outcome:?}");
+    assert_eq!(
+        *client.seen.lock().unwrap(),
+        ["log \"about to ask\"", "request up:ask-1 sampling/createMessage \"say hello\""]
+    );
     upstream.shutdown().await;
 }

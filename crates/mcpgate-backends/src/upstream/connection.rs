@@ -397,7 +397,7 @@ async fn connect(
                 }
             });
             let (transport, lane) = PipeTransport::new(name, stdout, stdin);
-            let transport = Ordered::new(transport, calls);
+            let transport = Ordered::new(transport, calls).asking_the_only_call(name);
             let running = serve_client_with_lifecycle(handler, transport, lifecycle)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;

@@ -262,6 +262,24 @@ impl Calls {
         }
     }
 
+    /// Put a request of the upstream's to the client of the only call in flight now, if there is exactly one
+    /// (see [`Ordered`](super::ordered::Ordered)); where its answer will come, or `None` when there is no such
+    /// call.
+    pub(super) fn ask_now(
+        &self,
+        key: String,
+        method: &str,
+        params: Value,
+    ) -> Option<oneshot::Receiver<Result<Value, ClientRequestError>>> {
+        let inner = self.inner.lock();
+        let mut slots = inner.slots.values();
+        let (Some(slot), None) = (slots.next(), slots.next()) else { return None };
+        let (reply, answer) = oneshot::channel();
+        let request = Delivery::Request { key, method: method.to_owned(), params, reply };
+        slot.deliveries.send(request).ok()?;
+        Some(answer)
+    }
+
     /// The only call in flight; an error when there are several.
     async fn single(&self) -> Result<Arc<Slot>, String> {
         self.wait_for(|slots| match slots {
