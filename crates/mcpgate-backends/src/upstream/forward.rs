@@ -13,11 +13,12 @@
 //!   only those that come before their call is registered take rmcp's path (a task per notification) to the
 //!   handler below.
 //! - **Sampling, elicitation, roots.** Over Streamable HTTP rmcp says on which request's stream the request
-//!   came; over stdio nothing does, so it goes to the one call in flight, and with none or several the
-//!   upstream gets an error. A client that can only answer in a later round (stateless 2026-07-28) gets the
-//!   upstream an error too: such a request, sent while the call runs, cannot be replayed. (An upstream that
-//!   itself speaks 2026-07-28 asks with `input_required` instead, which is forwarded round by round:
-//!   `Upstream::with_input`.)
+//!   came (and a `tools/call` on the [HTTP lane](super::http_lane) reads its own stream); over stdio nothing
+//!   does, so it goes to the one call in flight — put there by the pipe's reader ([`Ordered`](super::ordered::Ordered)), since a lane
+//!   call is no request of rmcp's — and with none or several the upstream gets an error. A client that can
+//!   only answer in a later round (stateless 2026-07-28) gets the upstream an error too: such a request, sent
+//!   while the call runs, cannot be replayed. (An upstream may instead ask with `input_required`, which is
+//!   forwarded round by round: `Upstream::with_input`.)
 //! - **`list_changed`** refetches that list over the live connection and republishes the catalogue.
 //!
 //! A message may come a moment before its call is registered (the request is on the wire before rmcp hands
