@@ -22,6 +22,11 @@
 #   CONFORMANCE_PROXY    if 1, the suite talks to a front mcpgate whose one upstream (stdio, prefix off) is
 #                        `mcpgate serve --stdio --config CONFORMANCE_CONFIG`: federation must pass the same
 #                        scenarios as the backend served directly
+#   CONFORMANCE_UPSTREAM if `typescript`, the suite talks to a front mcpgate whose one upstream (Streamable HTTP,
+#                        prefix off) is tests/upstream-ts/server.mjs, a server on the official TypeScript SDK
+#                        (installed by scripts/upstreams.sh) that negotiates 2026-07-28 with mcpgate and asks for
+#                        sampling and elicitation on its tool calls' own streams. Only the 0.1.16 suite runs, and
+#                        every scenario of TS_EXPECTED below must pass through mcpgate (the run fails otherwise)
 #   CONFORMANCE_OUT      results directory (default: a new mktemp -d directory)
 #   CONFORMANCE_VERBOSE  if 1, stream the full suite output to the terminal
 set -euo pipefail
@@ -91,7 +96,64 @@ log "node $("$NODE" --version) at $NODE"
 
 OUT=${CONFORMANCE_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/mcpgate-conformance.XXXXXX")}
 mkdir -p "$OUT"
-if [[ ${CONFORMANCE_PROXY:-0} == 1 ]]; then
+UPSTREAM=${CONFORMANCE_UPSTREAM:-}
+case $UPSTREAM in
+    "" | typescript) ;;
+    *)
+        echo "error: CONFORMANCE_UPSTREAM=$UPSTREAM: the only upstream known here is 'typescript'" >&2
+        exit 2
+        ;;
+esac
+if [[ -n $UPSTREAM && ${CONFORMANCE_PROXY:-0} == 1 ]]; then
+    echo "error: CONFORMANCE_PROXY and CONFORMANCE_UPSTREAM each choose the upstream: set one of them" >&2
+    exit 2
+fi
+# The 0.1.16 scenarios that must pass through mcpgate fronting the TypeScript SDK server: all of its active
+# (default) suite. The four that ask the client something (sampling, elicitation) are the ones that failed while
+# mcpgate ignored the requests a 2026-07-28 upstream sends on a tool call's stream.
+TS_EXPECTED=(
+    server-initialize logging-set-level ping completion-complete tools-list tools-call-simple-text
+    tools-call-image tools-call-audio tools-call-embedded-resource tools-call-mixed-content
+    tools-call-with-logging tools-call-error tools-call-with-progress tools-call-sampling
+    tools-call-elicitation elicitation-sep1034-defaults server-sse-multiple-streams elicitation-sep1330-enums
+    resources-list resources-read-text resources-read-binary resources-templates-read resources-subscribe
+    resources-unsubscribe prompts-list prompts-get-simple prompts-get-with-args prompts-get-embedded-resource
+    prompts-get-with-image dns-rebinding-protection
+)
+UPSTREAM_PID=
+if [[ $UPSTREAM == typescript ]]; then
+    upstreams_env=$("$ROOT/scripts/upstreams.sh") # an assignment, so that a failure stops the run (set -e)
+    eval "$upstreams_env"
+    log "starting the TypeScript SDK upstream: $MCPGATE_TEST_UPSTREAM_TS (log: $OUT/upstream-ts.log)"
+    # Port 0: the server takes a free port and names its URL on its first line of output.
+    "$MCPGATE_TEST_NODE" "$MCPGATE_TEST_UPSTREAM_TS" 0 >"$OUT/upstream-ts.log" 2>&1 &
+    UPSTREAM_PID=$!
+    UPSTREAM_URL=
+    for _ in $(seq 1 200); do
+        UPSTREAM_URL=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$OUT/upstream-ts.log" | head -n 1)
+        [[ -n $UPSTREAM_URL ]] && break
+        if ! kill -0 "$UPSTREAM_PID" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    if [[ -z $UPSTREAM_URL ]]; then
+        echo "error: the TypeScript SDK upstream did not start; its log follows:" >&2
+        tail -n 30 "$OUT/upstream-ts.log" >&2 || true
+        kill "$UPSTREAM_PID" 2>/dev/null || true
+        exit 1
+    fi
+    cat >"$OUT/front-ts.yaml" <<YAML
+server:
+  request_timeout: 60s
+upstreams:
+  typescript:
+    url: $UPSTREAM_URL
+    prefix: false
+    timeout: 60s
+YAML
+    CONFIG=$OUT/front-ts.yaml
+elif [[ ${CONFORMANCE_PROXY:-0} == 1 ]]; then
     # JSON strings are YAML scalars: paths quoted safely.
     q() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
     cat >"$OUT/proxy.yaml" <<YAML
@@ -117,16 +179,21 @@ BASE=http://127.0.0.1:$PORT
 URL=$BASE/mcp
 
 SERVER_PID=
-cleanup() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
+stop_process() { # PID: SIGTERM, then SIGKILL after 5 s
+    local pid=$1
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     fi
+}
+cleanup() {
+    stop_process "$SERVER_PID"
+    stop_process "$UPSTREAM_PID"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -225,6 +292,24 @@ EOF
         verdict="FAIL (exit $rc)"
         OVERALL=1
     fi
+    # With an expected list (EXPECTED: scenario names), each of them must be among the passed.
+    local missing=()
+    if ((${#EXPECTED[@]} > 0)); then
+        # Scenario lines of the final summary: "✓ NAME: N passed, 0 failed".
+        read -r -a missing <<<"$(python3 - "$logf" "${EXPECTED[@]}" <<'EOF'
+import sys
+lines = open(sys.argv[1], encoding="utf-8", errors="replace").read().splitlines()
+starts = [i for i, l in enumerate(lines) if l.strip() == "=== SUMMARY ==="]
+summary = lines[starts[-1] + 1:] if starts else []
+passed = {l[2:].split(":")[0] for l in summary if l.startswith("\u2713 ")}
+print(" ".join(s for s in sys.argv[2:] if s not in passed))
+EOF
+)"
+        if ((${#missing[@]} > 0)); then
+            verdict="FAIL (${#missing[@]} expected scenarios did not pass)"
+            OVERALL=1
+        fi
+    fi
     local line
     line=$(printf '%-40s %-14s scored: %3d passed, %3d failed' "$label" "$verdict" "$np" "$nf")
     if ((nsp + nsf > 0)); then
@@ -234,14 +319,24 @@ EOF
     if [[ $failed_list != - ]]; then
         SUMMARY+=("    failed: ${failed_list//,/, }")
     fi
+    if ((${#missing[@]} > 0)); then
+        SUMMARY+=("    expected to pass but did not: ${missing[*]}")
+    fi
     if ((rc != 0)) && [[ $np == 0 && $nf == 0 ]]; then
         SUMMARY+=("    (no summary produced; see $logf)")
     fi
 }
 
-run_suite "conformance-$CONF_OLD_VERSION" "$CONF_OLD_DIR"
-run_suite "conformance-$CONF_NEW_VERSION@2025-11-25" "$CONF_NEW_DIR" --requirements 2025-11-25
-run_suite "conformance-$CONF_NEW_VERSION@2026-07-28" "$CONF_NEW_DIR" --requirements 2026-07-28
+EXPECTED=()
+if [[ $UPSTREAM == typescript ]]; then
+    # The TypeScript SDK server has the 0.1.16 surface only (none of the 0.2.0 suites' 2026-07-28 tools).
+    EXPECTED=("${TS_EXPECTED[@]}")
+    run_suite "conformance-$CONF_OLD_VERSION-via-typescript-upstream" "$CONF_OLD_DIR"
+else
+    run_suite "conformance-$CONF_OLD_VERSION" "$CONF_OLD_DIR"
+    run_suite "conformance-$CONF_NEW_VERSION@2025-11-25" "$CONF_NEW_DIR" --requirements 2025-11-25
+    run_suite "conformance-$CONF_NEW_VERSION@2026-07-28" "$CONF_NEW_DIR" --requirements 2026-07-28
+fi
 
 echo
 echo "=== MCP conformance summary (results: $OUT) ==="

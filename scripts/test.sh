@@ -5,7 +5,8 @@
 #   - federation of real third-party MCP servers (server-everything, server-filesystem, mcp-server-time), pinned and
 #     installed under .cache/upstreams and .venv by scripts/upstreams.sh; crates/mcpgate/tests/real_upstreams.rs;
 #   - the official MCP conformance suite (Node 22 and the suite, pinned, under .cache; see scripts/conformance.sh),
-#     against the conformance backend directly and through a front mcpgate that federates it;
+#     against the conformance backend directly, through a front mcpgate that federates it, and through a front
+#     mcpgate federating a server on the official TypeScript SDK (tests/upstream-ts);
 #   - for the sql tools, a throw-away PostgreSQL cluster on a free port, owned by this run and stopped at its
 #     end (scripts/postgres.sh; the `postgresql` package is installed when missing); for the command tools'
 #     example, `ip` (iproute2) and `uptime` (procps).
@@ -83,6 +84,10 @@ if [[ ${SKIP_CONFORMANCE:-0} != 1 ]]; then
     scripts/conformance.sh "$BIN"
     step "conformance through federation: mcpgate fronting mcpgate (stdio upstream, prefix off)"
     CONFORMANCE_PROXY=1 scripts/conformance.sh "$BIN"
+    step "conformance through federation: mcpgate fronting the TypeScript SDK server (Streamable HTTP, prefix off)"
+    # tests/upstream-ts (its pinned packages installed by scripts/upstreams.sh, with npm ci) speaks 2026-07-28 to
+    # mcpgate and asks for sampling and elicitation on its tool calls' streams; all 30 0.1.16 scenarios must pass.
+    CONFORMANCE_UPSTREAM=typescript scripts/conformance.sh "$BIN"
 fi
 
 step "all tests passed"

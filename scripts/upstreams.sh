@@ -9,8 +9,11 @@
 #   MCPGATE_TEST_EVERYTHING  @modelcontextprotocol/server-everything's entry point (its package.json `bin`)
 #   MCPGATE_TEST_FILESYSTEM  @modelcontextprotocol/server-filesystem's entry point (its package.json `bin`)
 #   MCPGATE_TEST_TIME        the `mcp-server-time` console script of .venv (pinned in tests/interop/requirements.txt)
+#   MCPGATE_TEST_UPSTREAM_TS tests/upstream-ts/server.mjs, a Streamable HTTP server on the official TypeScript SDK
+#                            (pinned in tests/upstream-ts/package.json and its lock file; `node server.mjs PORT`)
 #
-# Versions are pinned here; everything lands under .cache/ and .venv/ at the repository root (git-ignored).
+# Versions are pinned here (tests/upstream-ts: in its package-lock.json); everything lands under .cache/ and .venv/
+# at the repository root, and tests/upstream-ts/node_modules (all git-ignored).
 # Progress goes to stderr; only the export lines go to stdout.
 set -euo pipefail
 
@@ -59,6 +62,24 @@ if [[ $(installed_version "$EVERYTHING_PKG") != "$EVERYTHING_VERSION" ]] ||
         fi
     done
 fi
+# The TypeScript SDK server of tests/upstream-ts: exactly its lock file, from the registry (`npm ci`).
+TS_DIR=$ROOT/tests/upstream-ts
+TS_SDK=@modelcontextprotocol/sdk
+ts_wanted=$("$NODE" -p "require(process.argv[1]).dependencies[process.argv[2]]" "$TS_DIR/package.json" "$TS_SDK")
+ts_installed() {
+    local pj=$TS_DIR/node_modules/$TS_SDK/package.json
+    [[ -f $pj ]] || return 0
+    "$NODE" -p "require(process.argv[1]).version" "$pj" 2>/dev/null || true
+}
+if [[ $(ts_installed) != "$ts_wanted" ]]; then
+    log "installing $TS_DIR (npm ci: $TS_SDK@$ts_wanted)"
+    PATH="$(dirname "$NODE"):$PATH" npm ci --prefix "$TS_DIR" --no-audit --no-fund >&2
+    if [[ $(ts_installed) != "$ts_wanted" ]]; then
+        echo "error: $TS_SDK@$ts_wanted not installed correctly in $TS_DIR" >&2
+        exit 1
+    fi
+fi
+
 EVERYTHING=$(entry_point "$EVERYTHING_PKG")
 FILESYSTEM=$(entry_point "$FILESYSTEM_PKG")
 
@@ -77,7 +98,7 @@ if [[ ! -x $TIME ]]; then
     exit 1
 fi
 
-for file in "$EVERYTHING" "$FILESYSTEM"; do
+for file in "$EVERYTHING" "$FILESYSTEM" "$TS_DIR/server.mjs"; do
     [[ -f $file ]] || {
         echo "error: entry point $file does not exist" >&2
         exit 1
@@ -87,3 +108,4 @@ printf 'export MCPGATE_TEST_NODE=%q\n' "$NODE"
 printf 'export MCPGATE_TEST_EVERYTHING=%q\n' "$EVERYTHING"
 printf 'export MCPGATE_TEST_FILESYSTEM=%q\n' "$FILESYSTEM"
 printf 'export MCPGATE_TEST_TIME=%q\n' "$TIME"
+printf 'export MCPGATE_TEST_UPSTREAM_TS=%q\n' "$TS_DIR/server.mjs"

@@ -45,7 +45,15 @@ import anyio
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import CallToolResult, DiscoverResult, TextContent
+from mcp.types import (
+    CallToolResult,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    DiscoverResult,
+    ElicitRequestParams,
+    ElicitResult,
+    TextContent,
+)
 
 MODES = ["auto", "legacy", "2026-07-28"]
 MODERN_VERSION = "2026-07-28"
@@ -328,3 +336,116 @@ def test_stdio_tools(mcpgate_bin: str, mode: str, tmp_path: Path) -> None:
     except BaseException:
         print(f"--- mcpgate --stdio stderr ---\n{_tail(stderr_log)}")
         raise
+
+
+# --------------------------------------------------------------------------- federation
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"mcpgate exited early with code {proc.returncode}; log:\n{_tail(log)}", pytrace=False)
+        try:
+            with opener.open(f"{base}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{base}/health not ready within {HEALTH_TIMEOUT_S}s; log:\n{_tail(log)}", pytrace=False)
+        time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def typescript_federation(mcpgate_bin: str, tmp_path: Path) -> Iterator[str]:
+    """mcpgate fronting tests/upstream-ts/server.mjs (the official TypeScript SDK) over Streamable HTTP, prefix
+    off; the gateway's /mcp URL. The server and node come from `eval "$(scripts/upstreams.sh)"`."""
+    node, server = os.environ.get("MCPGATE_TEST_NODE"), os.environ.get("MCPGATE_TEST_UPSTREAM_TS")
+    if not (node and server):
+        message = 'MCPGATE_TEST_NODE / MCPGATE_TEST_UPSTREAM_TS unset: run `eval "$(scripts/upstreams.sh)"` first'
+        if os.environ.get("MCPGATE_REQUIRE_UPSTREAMS") == "1":
+            pytest.fail(f"MCPGATE_REQUIRE_UPSTREAMS=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    upstream_log = tmp_path / "upstream-ts.log"
+    with open(upstream_log, "wb") as logf:
+        # Port 0: the server takes a free port and names its URL on its first line.
+        upstream = subprocess.Popen([node, server, "0"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf)
+    gateway: subprocess.Popen[bytes] | None = None
+    try:
+        assert upstream.stdout is not None
+        line = upstream.stdout.readline().decode()
+        match = re.match(r"listening on (http://\S+)", line)
+        if not match:
+            pytest.fail(f"the TypeScript upstream did not start ({line!r}); log:\n{_tail(upstream_log)}", pytrace=False)
+        config = tmp_path / "gateway.yaml"
+        config.write_text(f"upstreams:\n  typescript:\n    url: {match.group(1)}\n    prefix: false\n    timeout: 30s\n")
+        port = _free_port()
+        log = tmp_path / "gateway.log"
+        with open(log, "wb") as logf:
+            gateway = subprocess.Popen(
+                [mcpgate_bin, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "LOG_LEVEL": "info"},
+            )
+        _wait_healthy(gateway, f"http://127.0.0.1:{port}", log)
+        yield f"http://127.0.0.1:{port}/mcp"
+        assert 'protocol="2026-07-28"' in _tail(log, 1_000_000), (
+            f"the gateway did not speak 2026-07-28 to the TypeScript upstream; log:\n{_tail(log)}"
+        )
+    finally:
+        if gateway is not None:
+            _stop(gateway)
+        _stop(upstream)
+
+
+def test_sampling_and_elicitation_of_a_2026_typescript_upstream_reach_a_legacy_client(
+    typescript_federation: str,
+) -> None:
+    """Issue 13, item 5: an upstream that speaks 2026-07-28 with mcpgate asks for sampling and elicitation on its
+    tool calls' own event streams (the TypeScript SDK's `extra.sendRequest`); mcpgate relays each request to the
+    calling client's callbacks and each answer back, instead of leaving the upstream waiting."""
+    asked: list[tuple[str, str]] = []
+
+    async def sampling(_context: Any, params: CreateMessageRequestParams) -> CreateMessageResult:
+        content = params.messages[0].content
+        asked.append(("sampling", content.text if isinstance(content, TextContent) else repr(content)))
+        return CreateMessageResult(
+            role="assistant", content=TextContent(type="text", text="sampled by python"), model="python-test"
+        )
+
+    async def elicitation(_context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(("elicitation", params.message))
+        return ElicitResult(action="accept", content={"response": "elicited by python"})
+
+    async def main() -> None:
+        with anyio.fail_after(TEST_TIMEOUT_S):
+            async with Client(
+                typescript_federation,
+                mode="legacy",
+                read_timeout_seconds=READ_TIMEOUT_S,
+                sampling_callback=sampling,
+                elicitation_callback=elicitation,
+            ) as client:
+                sampled = await client.call_tool("test_sampling", {"prompt": "What is 2+2?"})
+                assert single_text(sampled) == "LLM response: sampled by python"
+                elicited = await client.call_tool("test_elicitation", {"message": "Your name?"})
+                assert single_text(elicited) == (
+                    'User response: action=accept, content={"response":"elicited by python"}'
+                )
+
+    anyio.run(main)
+    assert asked == [("sampling", "What is 2+2?"), ("elicitation", "Your name?")]

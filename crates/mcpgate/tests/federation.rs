@@ -288,19 +288,26 @@ fn progress_on_a_stateless_http_upstreams_event_stream_reaches_a_legacy_session_
     progress_reaches_a_legacy_session(dir.path(), &format!("url: http://{upstream_addr}/mcp"));
 }
 
-/// A legacy session calls a tool of upstream `conf` (reached as `reach` says) that reports progress.
-fn progress_reaches_a_legacy_session(dir: &Path, reach: &str) {
-    let config = write_config(dir, &format!("upstreams:\n  conf:\n    {reach}\n"));
-    let (_gateway, addr) = serve(Some(&config), &dir.join("gateway.log"));
+/// Open a legacy (2025-11-25) session whose client declares `capabilities`; its id.
+fn open_session(addr: &str, capabilities: Value) -> String {
     let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } } });
-    let (head, _) = legacy_post(&addr, None, &initialize);
+        "protocolVersion": "2025-11-25", "capabilities": capabilities,
+        "clientInfo": { "name": "test", "version": "1" } } });
+    let (head, _) = legacy_post(addr, None, &initialize);
     let session = head
         .lines()
         .find_map(|l| l.strip_prefix("mcp-session-id:"))
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|| panic!("no session id: {head}"));
-    legacy_post(&addr, Some(&session), &json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }));
+    legacy_post(addr, Some(&session), &json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }));
+    session
+}
+
+/// A legacy session calls a tool of upstream `conf` (reached as `reach` says) that reports progress.
+fn progress_reaches_a_legacy_session(dir: &Path, reach: &str) {
+    let config = write_config(dir, &format!("upstreams:\n  conf:\n    {reach}\n"));
+    let (_gateway, addr) = serve(Some(&config), &dir.join("gateway.log"));
+    let session = open_session(&addr, json!({}));
     let call = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "conf__test_tool_with_progress", "arguments": {}, "_meta": { "progressToken": "downstream-token" } } });
     let (_, messages) = legacy_post(&addr, Some(&session), &call);
@@ -315,6 +322,82 @@ fn progress_reaches_a_legacy_session(dir: &Path, reach: &str) {
     let last = messages.last().unwrap();
     assert_eq!(last["id"], 2, "the result comes after the progress: {messages:?}");
     assert!(last["result"]["content"].is_array(), "{last}");
+}
+
+/// Issue 13, item 5: once, under a full test run, one of the three log messages of the conformance logging
+/// tool ("Tool execution completed", sent just before the answer) never reached the client through a stdio
+/// upstream. The upstream's reader routed the answer at once while rmcp handled the log message in a task of
+/// its own, which could come after the call had stopped reading its queue. Here several gateways at once, each
+/// fronting a stdio upstream of its own (a log message names no request: only a call alone on its connection
+/// can have it), are called round after round from legacy sessions, and every answer must come after all three
+/// messages, in order, on the call's own response stream.
+#[test]
+fn every_upstream_log_message_reaches_its_caller_in_order_before_the_answer_under_concurrent_load() {
+    const CALLERS: usize = 4;
+    const ROUNDS: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = conformance_upstream(dir.path());
+    let expected = ["Tool execution started", "Tool processing data", "Tool execution completed"];
+    // Started one after the other: each takes its free port before the next looks for one.
+    let gateways: Vec<(Process, String)> = (0..CALLERS)
+        .map(|n| {
+            let folder = dir.path().join(format!("caller{n}"));
+            std::fs::create_dir(&folder).unwrap();
+            let config = write_config(
+                &folder,
+                &format!(
+                    "upstreams:\n  conf:\n    command: {BIN}\n    args: [serve, --stdio, --config, {}]\n",
+                    upstream.display()
+                ),
+            );
+            serve(Some(&config), &folder.join("gateway.log"))
+        })
+        .collect();
+    let callers: Vec<_> = (gateways.iter().map(|(_, addr)| addr.clone()).enumerate())
+        .map(|(n, addr)| {
+            std::thread::spawn(move || {
+                let session = open_session(&addr, json!({}));
+                // The session's calls take the fast path (their messages on the call's own stream) once the
+                // gateway has handled `notifications/initialized`, which it does in a task of its own after
+                // answering it: until then a call answers on rmcp's event stream, and its log messages go to
+                // the session's GET stream. Wait for the fast path: an upstream call that sends nothing
+                // answers plain JSON there.
+                let warm_up = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": { "name": "conf__test_simple_text", "arguments": {} } });
+                let fast = (0..200).any(|_| {
+                    let (head, _) = legacy_post(&addr, Some(&session), &warm_up);
+                    head.contains("content-type: application/json")
+                });
+                assert!(fast, "caller {n}: the session's calls never took the fast path");
+                let mut lost = Vec::new();
+                for round in 0..ROUNDS {
+                    let call = json!({ "jsonrpc": "2.0", "id": 2 + round, "method": "tools/call",
+                        "params": { "name": "conf__test_tool_with_logging", "arguments": {} } });
+                    let (_, messages) = legacy_post(&addr, Some(&session), &call);
+                    let logs: Vec<&str> = messages
+                        .iter()
+                        .filter(|m| m["method"] == "notifications/message")
+                        .filter_map(|m| m["params"]["data"].as_str())
+                        .collect();
+                    let last = messages.last().cloned().unwrap_or_default();
+                    let answered = last["id"] == 2 + round
+                        && last["result"]["content"][0]["text"] == "Tool with logging executed successfully";
+                    if logs != expected || !answered {
+                        lost.push(format!("caller {n} round {round}: {messages:?}"));
+                    }
+                }
+                lost
+            })
+        })
+        .collect();
+    let lost: Vec<String> = callers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} calls did not get their three log messages in order before the answer; first: {}",
+        lost.len(),
+        CALLERS * ROUNDS,
+        lost.first().map(String::as_str).unwrap_or_default()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -215,7 +215,9 @@ impl Upstream {
 
     /// Wait for `response` while delivering what the upstream sends for the caller (registered under the
     /// request's id and progress token), failing at once when the connection dies or the caller cancels
-    /// (which also cancels upstream).
+    /// (which also cancels upstream). Deliveries go one at a time, in the order queued; one under way when the
+    /// response comes is finished (a request to the client is dropped instead: its call is over), then what
+    /// is still queued follows — all before the result is returned.
     async fn attend<T>(
         &self,
         cx: Option<&CallContext>,
@@ -232,30 +234,35 @@ impl Upstream {
             }
             None => (None, None),
         };
+        let mut response = std::pin::pin!(response);
         // What the upstream sends for the caller is delivered from this task, the downstream request's own.
-        let deliver = async {
-            match (cx, queue.as_mut()) {
-                (Some(cx), Some(queue)) => {
-                    while let Some(delivery) = queue.recv().await {
-                        delivery.deliver(cx).await;
-                    }
-                    std::future::pending::<()>().await
+        let mut delivering: Option<(bool, DeliveryFuture<'_>)> = None;
+        let result = loop {
+            tokio::select! {
+                () = async { delivering.as_mut().map(|(_, d)| d).expect("guarded").await }, if delivering.is_some() => {
+                    delivering = None;
                 }
-                _ => std::future::pending::<()>().await,
+                Some(delivery) = async { queue.as_mut().expect("guarded").recv().await },
+                    if delivering.is_none() && queue.is_some() =>
+                {
+                    let is_request = matches!(delivery, forward::Delivery::Request { .. });
+                    let cx = cx.expect("a queue comes with its caller");
+                    delivering = Some((is_request, Box::pin(delivery.deliver(cx))));
+                }
+                result = &mut response => break result,
+                () = link.dead.cancelled() => {
+                    break Err(self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason())));
+                }
+                () = cancel.cancelled() => {
+                    let notice = CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
+                    let _ = link.peer.notify_cancelled(notice).await;
+                    break Err(BackendError::Cancelled);
+                }
             }
         };
-        let result = tokio::select! {
-            result = response => result,
-            () = deliver => unreachable!("delivery never ends"),
-            () = link.dead.cancelled() => {
-                Err(self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason())))
-            }
-            () = cancel.cancelled() => {
-                let notice = CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
-                let _ = link.peer.notify_cancelled(notice).await;
-                Err(BackendError::Cancelled)
-            }
-        };
+        if let Some((false, delivery)) = delivering {
+            delivery.await;
+        }
         if let (Some(cx), Some(queue)) = (cx, queue.as_mut()) {
             forward::Delivery::drain(queue, cx).await;
         }
@@ -269,6 +276,9 @@ impl Upstream {
         self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason()))
     }
 }
+
+/// A delivery to the caller's client under way.
+type DeliveryFuture<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// A lane request on its way: on a pipe its answer arrives through `pending`; over HTTP it is the POST's own
 /// response.

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     forward::{Calls, GatewayClient},
     http_lane::HttpLane,
+    ordered::Ordered,
     pipe::{PipeLane, PipeTransport},
     sse::SseTransport,
 };
@@ -366,6 +367,8 @@ async fn connect(
         preferred_versions: vec![ProtocolVersion::LATEST],
         legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
     };
+    // What the upstream says about a call reaches the call in the order it was said.
+    let calls = handler.calls.clone();
     let (running, child, lane) = match launch {
         Launch::Stdio { command, args, env, cwd } => {
             let mut cmd = Command::new(command);
@@ -394,6 +397,7 @@ async fn connect(
                 }
             });
             let (transport, lane) = PipeTransport::new(name, stdout, stdin);
+            let transport = Ordered::new(transport, calls).asking_the_only_call(name);
             let running = serve_client_with_lifecycle(handler, transport, lifecycle)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
@@ -404,6 +408,7 @@ async fn connect(
             let config =
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers.clone());
             let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
+            let transport = Ordered::new(transport, calls);
             let running = serve_client_with_lifecycle(handler, transport, lifecycle)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
@@ -412,7 +417,7 @@ async fn connect(
             (running, None, lane)
         }
         Launch::Sse { url, client, headers } => {
-            let transport = SseTransport::connect(name, client, url, headers).await?;
+            let transport = Ordered::new(SseTransport::connect(name, client, url, headers).await?, calls);
             // An SSE server predates `server/discover`: no probe, straight to `initialize`.
             let running = serve_client_with_lifecycle(handler, transport, ClientLifecycleMode::Initialize)
                 .await

@@ -4,16 +4,21 @@
 //!   JSON-RPC id and progress token rmcp gave its upstream request (rmcp always sets its own token), for as
 //!   long as it runs. A message from the upstream is related to a call through them.
 //! - **Progress** with a known token goes to that call's client (nothing when the client asked for none);
-//!   unknown tokens are dropped. rmcp handles each notification in its own task, so order is not kept: a
-//!   value not above the last one forwarded is dropped, and the client sees increasing progress.
+//!   unknown tokens are dropped. A value not above the last one forwarded is dropped, so the client sees
+//!   increasing progress.
 //! - **Log messages** carry nothing that ties them to a request: with exactly one call in flight they go to
 //!   its client, otherwise to the gateway's own log under the upstream's name.
+//! - **Order.** The transport's reader queues the log messages and progress of a registered call itself, in
+//!   the order they come and so before the answer that follows them ([`Ordered`](super::ordered::Ordered));
+//!   only those that come before their call is registered take rmcp's path (a task per notification) to the
+//!   handler below.
 //! - **Sampling, elicitation, roots.** Over Streamable HTTP rmcp says on which request's stream the request
-//!   came; over stdio nothing does, so it goes to the one call in flight, and with none or several the
-//!   upstream gets an error. A client that can only answer in a later round (stateless 2026-07-28) gets the
-//!   upstream an error too: such a request, sent while the call runs, cannot be replayed. (An upstream that
-//!   itself speaks 2026-07-28 asks with `input_required` instead, which is forwarded round by round:
-//!   `Upstream::with_input`.)
+//!   came (and a `tools/call` on the [HTTP lane](super::http_lane) reads its own stream); over stdio nothing
+//!   does, so it goes to the one call in flight — put there by the pipe's reader ([`Ordered`](super::ordered::Ordered)), since a lane
+//!   call is no request of rmcp's — and with none or several the upstream gets an error. A client that can
+//!   only answer in a later round (stateless 2026-07-28) gets the upstream an error too: such a request, sent
+//!   while the call runs, cannot be replayed. (An upstream may instead ask with `input_required`, which is
+//!   forwarded round by round: `Upstream::with_input`.)
 //! - **`list_changed`** refetches that list over the live connection and republishes the catalogue.
 //!
 //! A message may come a moment before its call is registered (the request is on the wire before rmcp hands
@@ -33,7 +38,7 @@ use rmcp::{
         ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
         ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorCode, ErrorData, Implementation,
         ListRootsResult, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam,
-        ProgressToken, RequestId, RequestMetaObject,
+        ProgressToken, RequestId, RequestMetaObject, ServerNotification,
     },
     service::{InboundStreamOrigin, NotificationContext, RequestContext},
 };
@@ -133,6 +138,20 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// Queue a log message for the call's client.
+    fn log(&self, params: &LoggingMessageNotificationParam) {
+        let (level, logger, data) = (log_level(params.level), params.logger.clone(), params.data.clone());
+        let _ = self.deliveries.send(Delivery::Log { level, logger, data });
+    }
+
+    /// Queue progress for the call's client, unless it is not above what was forwarded already.
+    fn progress(&self, params: &ProgressNotificationParam) {
+        if self.advance(params.progress) {
+            let (progress, total, message) = (params.progress, params.total, params.message.clone());
+            let _ = self.deliveries.send(Delivery::Progress { progress, total, message });
+        }
+    }
+
     /// Whether `progress` is above everything forwarded so far (and remember it if so).
     fn advance(&self, progress: f64) -> bool {
         let mut last = self.last_progress.lock();
@@ -220,6 +239,48 @@ impl Calls {
         self.wait_for(|slots| Ok((!slots.is_empty()).then_some(()))).await.is_err()
     }
 
+    /// Put a log message or progress on the queue of the call it is for, if that call is in flight now (see
+    /// [`Ordered`](super::ordered::Ordered)); `false` when it is something else, or for no call registered yet,
+    /// and goes on to rmcp.
+    pub(super) fn deliver_now(&self, notification: &ServerNotification) -> bool {
+        let inner = self.inner.lock();
+        match notification {
+            ServerNotification::LoggingMessageNotification(log) => {
+                let mut slots = inner.slots.values();
+                let (Some(slot), None) = (slots.next(), slots.next()) else { return false };
+                slot.log(&log.params);
+                true
+            }
+            ServerNotification::ProgressNotification(progress) => {
+                let token = &progress.params.progress_token;
+                let Some(slot) = inner.slots.values().find(|s| &s.progress_token == token) else {
+                    return false;
+                };
+                slot.progress(&progress.params);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Put a request of the upstream's to the client of the only call in flight now, if there is exactly one
+    /// (see [`Ordered`](super::ordered::Ordered)); where its answer will come, or `None` when there is no such
+    /// call.
+    pub(super) fn ask_now(
+        &self,
+        key: String,
+        method: &str,
+        params: Value,
+    ) -> Option<oneshot::Receiver<Result<Value, ClientRequestError>>> {
+        let inner = self.inner.lock();
+        let mut slots = inner.slots.values();
+        let (Some(slot), None) = (slots.next(), slots.next()) else { return None };
+        let (reply, answer) = oneshot::channel();
+        let request = Delivery::Request { key, method: method.to_owned(), params, reply };
+        slot.deliveries.send(request).ok()?;
+        Some(answer)
+    }
+
     /// The only call in flight; an error when there are several.
     async fn single(&self) -> Result<Arc<Slot>, String> {
         self.wait_for(|slots| match slots {
@@ -277,16 +338,9 @@ impl GatewayClient {
             return Err(ErrorData::internal_error("the call has ended", None));
         }
         tokio::select! {
-            answer = answer => answer.unwrap_or_else(|_| Err(ClientRequestError::Failed("the call has ended".into()))).map_err(|e| match e {
-                ClientRequestError::Deferred => ErrorData::internal_error(
-                    "the client answers in a later round; forwarding over several rounds is not supported yet",
-                    None,
-                ),
-                ClientRequestError::Unsupported(what) => {
-                    ErrorData::new(ErrorCode::METHOD_NOT_FOUND, format!("the client does not support {what}"), None)
-                }
-                ClientRequestError::Failed(message) => ErrorData::internal_error(message, None),
-            }),
+            answer = answer => answer
+                .unwrap_or_else(|_| Err(ClientRequestError::Failed("the call has ended".into())))
+                .map_err(refusal),
             () = ctx.ct.cancelled() => Err(ErrorData::internal_error("cancelled", None)),
             () = slot.cancel.cancelled() => Err(ErrorData::internal_error("the call was cancelled", None)),
         }
@@ -323,6 +377,20 @@ impl GatewayClient {
                 Err(_) => tracing::warn!(upstream = %name, ?list, "list changed but fetching it timed out"),
             },
         }
+    }
+}
+
+/// What the upstream is told when the caller's client gives no answer to its request.
+pub(super) fn refusal(error: ClientRequestError) -> ErrorData {
+    match error {
+        ClientRequestError::Deferred => ErrorData::internal_error(
+            "the client answers in a later round; forwarding over several rounds is not supported yet",
+            None,
+        ),
+        ClientRequestError::Unsupported(what) => {
+            ErrorData::new(ErrorCode::METHOD_NOT_FOUND, format!("the client does not support {what}"), None)
+        }
+        ClientRequestError::Failed(message) => ErrorData::internal_error(message, None),
     }
 }
 
@@ -430,13 +498,7 @@ impl ClientHandler for GatewayClient {
             tracing::debug!(upstream = %self.name, token = ?params.progress_token, "progress for no call in flight");
             return;
         };
-        if slot.advance(params.progress) {
-            let _ = slot.deliveries.send(Delivery::Progress {
-                progress: params.progress,
-                total: params.total,
-                message: params.message,
-            });
-        }
+        slot.progress(&params);
     }
 
     async fn on_logging_message(
@@ -445,11 +507,7 @@ impl ClientHandler for GatewayClient {
         _context: NotificationContext<RoleClient>,
     ) {
         match self.calls.single().await {
-            Ok(slot) => {
-                let level = log_level(params.level);
-                let _ =
-                    slot.deliveries.send(Delivery::Log { level, logger: params.logger, data: params.data });
-            }
+            Ok(slot) => slot.log(&params),
             Err(_) => tracing::info!(
                 upstream = %self.name,
                 level = ?params.level,

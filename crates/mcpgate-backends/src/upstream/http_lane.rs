@@ -1,7 +1,8 @@
 //! The direct lane of a Streamable HTTP upstream that speaks 2026-07-28: stateless, so a `tools/call` is one
 //! POST that needs nothing from the connection but its pooled HTTP client. The caller's task sends it and
 //! reads the answer — plain JSON, or an event stream whose progress and log messages go straight to the
-//! caller's client, since they can only be about this request. rmcp's client would route the same POST
+//! caller's client, since they can only be about this request, and whose requests (sampling, elicitation,
+//! roots) are put to that client, their answers POSTed back. rmcp's client would route the same POST
 //! through its service task, a spawned send task and its transport worker, and type the result twice.
 //! Older (session) upstreams keep using rmcp, which owns their session.
 //!
@@ -11,15 +12,18 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::StreamExt;
+use futures::{StreamExt, stream::FuturesUnordered};
 use mcpgate_core::{BackendError, Blame, CallContext};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use rmcp::{
     Peer, RoleClient,
-    model::{LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken, RequestMetaObject},
+    model::{
+        ErrorCode, ErrorData, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken,
+        RequestMetaObject,
+    },
 };
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sse_stream::SseStream;
 
 use super::{MAX_MESSAGE, call::read_answer, forward, sse::EventSize};
@@ -132,7 +136,10 @@ impl HttpLane {
         }
     }
 
-    /// Read an event stream to the answer, forwarding the progress and log messages before it.
+    /// Read an event stream to the answer, forwarding the progress and log messages before it, in the order
+    /// they come, and relaying the upstream's own requests on it (sampling, elicitation, roots: SEP-2260 lets a
+    /// 2026-07-28 server ask on the stream of the request it is serving) to the caller's client, each answer
+    /// POSTed back as it comes while the stream is read on.
     async fn read_events(
         &self,
         upstream: &str,
@@ -148,7 +155,13 @@ impl HttpLane {
             Err(e) => Err(std::io::Error::other(e.without_url())),
         });
         let mut events = SseStream::from_bytes_stream(body);
-        while let Some(event) = events.next().await {
+        let mut asked = FuturesUnordered::new();
+        loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                Some(()) = asked.next(), if !asked.is_empty() => continue,
+            };
+            let Some(event) = event else { break };
             let event = event.map_err(|e| BackendError::Unavailable {
                 backend: upstream.to_owned(),
                 reason: format!("upstream {upstream}: the answer's event stream broke: {e}"),
@@ -158,11 +171,14 @@ impl HttpLane {
                 tracing::warn!(upstream = %upstream, "ignored a malformed message in an answer's event stream");
                 continue;
             };
-            match (message.method.as_deref(), message.id) {
+            match (message.method, message.id) {
                 (None, Some(Value::String(answered))) if answered == id => {
                     return read_answer(upstream, data.as_bytes());
                 }
-                (Some("notifications/progress"), _) => {
+                (Some(method), Some(asked_id)) => {
+                    asked.push(self.answer(upstream, cx, method, asked_id, message.params));
+                }
+                (Some(method), None) if method == "notifications/progress" => {
                     let progress = message
                         .params
                         .and_then(|p| serde_json::from_value::<ProgressNotificationParam>(p).ok());
@@ -170,7 +186,7 @@ impl HttpLane {
                         cx.progress(p.progress, p.total, p.message).await;
                     }
                 }
-                (Some("notifications/message"), _) => {
+                (Some(method), None) if method == "notifications/message" => {
                     let log = message
                         .params
                         .and_then(|p| serde_json::from_value::<LoggingMessageNotificationParam>(p).ok());
@@ -187,6 +203,48 @@ impl HttpLane {
             backend: upstream.to_owned(),
             reason: format!("upstream {upstream}: the answer's event stream ended without the answer"),
         })
+    }
+
+    /// Answer one request the upstream sent on a call's stream: put it to the caller's client (under the
+    /// upstream's name and the request's id, as over rmcp) and POST the answer — or why there is none — back.
+    async fn answer(
+        &self,
+        upstream: &str,
+        cx: &CallContext,
+        method: String,
+        id: Value,
+        params: Option<Value>,
+    ) {
+        let outcome = match method.as_str() {
+            "ping" => Ok(json!({})),
+            "sampling/createMessage" | "elicitation/create" | "roots/list" => {
+                let key = match &id {
+                    Value::String(id) => format!("{upstream}:{id}"),
+                    other => format!("{upstream}:{other}"),
+                };
+                let params = params.unwrap_or_else(|| json!({}));
+                cx.request_client(&key, &method, params).await.map_err(forward::refusal)
+            }
+            _ => Err(ErrorData::new(ErrorCode::METHOD_NOT_FOUND, format!("{method} is not supported"), None)),
+        };
+        let reply = match outcome {
+            Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+            Err(error) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
+        };
+        // An answer is no request: no Mcp-Method (nor Mcp-Name) header.
+        let mut headers = self.headers.clone();
+        headers.remove(HeaderName::from_static("mcp-method"));
+        super::trace::add_to_headers(&mut headers);
+        match self.client.post(&self.url).headers(headers).body(reply.to_string()).send().await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                let status = response.status();
+                tracing::warn!(upstream = %upstream, %method, %status, "the upstream refused the answer to its request");
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %upstream, %method, "cannot send the answer to its request: {}", e.without_url());
+            }
+        }
     }
 }
 

@@ -27,6 +27,7 @@ mod connection;
 mod convert;
 mod forward;
 mod http_lane;
+mod ordered;
 mod pipe;
 mod sse;
 mod trace;
