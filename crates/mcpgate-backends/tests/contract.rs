@@ -275,3 +275,134 @@ async fn every_kind_passes_the_whole_contract_in_one_run() {
         mcpgate_testkit::contract::run_contract(&subject).await;
     }
 }
+
+// === sql: PostgreSQL, when a server is configured ===
+
+/// A TCP relay between the backend and the PostgreSQL server, which the test can take down: every
+/// connection through it is cut and new ones are refused — the database is gone for the backend.
+struct Relay {
+    addr: std::net::SocketAddr,
+    tasks: Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let spawned = Arc::clone(&tasks);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                spawned.lock().push(relay);
+            }
+        });
+        tasks.lock().push(accept);
+        Self { addr, tasks }
+    }
+
+    /// Cut every connection and stop listening.
+    fn take_down(&self) {
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.take_down();
+    }
+}
+
+/// The PostgreSQL server of `MCPGATE_TEST_POSTGRES_URL`, reached through a [`Relay`]; `None` (after a loud
+/// message) when it is not set, unless `MCPGATE_REQUIRE_POSTGRES=1`.
+async fn postgres() -> Option<Subject> {
+    let url = match std::env::var("MCPGATE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var("MCPGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "MCPGATE_REQUIRE_POSTGRES=1 but MCPGATE_TEST_POSTGRES_URL is not set"
+            );
+            eprintln!(
+                "\n!!! SKIPPED the PostgreSQL contract: MCPGATE_TEST_POSTGRES_URL is not set. \
+                 Run: eval \"$(scripts/postgres.sh start)\" !!!\n"
+            );
+            return None;
+        }
+    };
+    // postgres://user@host:port/db → the same through the relay.
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user, rest) = rest.rsplit_once('@').map_or(("", rest), |(user, rest)| (user, rest));
+    let (host_port, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let relay = Arc::new(Relay::start(host_port.to_owned()).await);
+    let at = if user.is_empty() { String::new() } else { format!("{user}@") };
+    let relayed = format!("{scheme}://{at}{}/{path}", relay.addr);
+    let backend = start(
+        "pg",
+        json!({
+            "kind": "sql",
+            "url": relayed,
+            "database_tools": true,
+            // One connection: the next call is served only if the cut statement really stopped.
+            "max_connections": 1,
+            "statement_timeout": "60s"
+        }),
+    )
+    .await;
+    let query = |sql: &str| call("read_query", json!({ "query": sql }));
+    let gone = Arc::clone(&relay);
+    Some(
+        Subject::new(
+            "sql",
+            backend,
+            query("SELECT 1 AS one"),
+            query("SELECT pg_sleep(30)"),
+            query("SELECT * FROM mcpgate_contract_no_such_table"),
+        )
+        // The server goes away: connections cut, new ones refused.
+        .outage(Outage::unavailable(query("SELECT 1 AS one")).caused_by(move |_| {
+            gone.take_down();
+            Box::pin(async {})
+        }))
+        .keep(relay),
+    )
+}
+
+mod pg {
+    /// One test per rule, each skipped when no server is configured.
+    macro_rules! rules {
+        ($($(#[$attr:meta])* $rule:ident),* $(,)?) => {$(
+            #[tokio::test]
+            $(#[$attr])*
+            async fn $rule() {
+                if let Some(subject) = super::postgres().await {
+                    mcpgate_testkit::contract::$rule(&subject).await;
+                }
+            }
+        )*};
+    }
+
+    rules!(
+        lists_object_schemas_and_is_up,
+        a_quick_call_answers,
+        a_failing_tool_is_an_outcome,
+        #[ignore = "defect: a statement cut by the deadline keeps running on the server (no cancel request is \
+                    sent when PgDb::run's future is dropped, sql/postgres.rs:89) and its connection is not \
+                    free until it ends: with max_connections 1 the next call waits for it"]
+        the_deadline_is_honoured,
+        #[ignore = "defect: as the_deadline_is_honoured, for a call cancelled by the client"]
+        cancellation_ends_the_call,
+        #[ignore = "defect: with the server gone (connections cut, connects refused) a call does not fail at \
+                    once: it waits the whole acquire_timeout = max(statement_timeout, 5 s) (sql/mod.rs:161), \
+                    then says \"no database connection free in time\"; under a 5 s deadline it ends as Timeout"]
+        an_unreachable_dependency_is_an_error,
+        shutdown_leaves_no_process,
+    );
+}
