@@ -128,8 +128,10 @@ impl Gateway {
                 });
                 let call = ToolCall { name: route.original.clone(), arguments };
                 let run = pipeline.call_tool(&cx, &*entry.backend, &name, &route.policy, call);
-                let timed =
-                    self.metrics.timed_call(route.metrics(&self.metrics), telemetry::traced(traced, run));
+                let timed = self.metrics.timed_call(
+                    route.metrics_or(|name| self.metrics.tool(name)),
+                    telemetry::traced(traced, run),
+                );
                 timed.instrument(span).await.map(Answer::Tool)
             }
             Operation::ReadResource { uri } => {

@@ -6,6 +6,34 @@ use mcpgate_core::BackendError;
 use rmcp::{ErrorData, model::ErrorCode};
 use serde_json::json;
 
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A backend could not be built.
+    #[error(transparent)]
+    Backend(#[from] mcpgate_backends::BuildError),
+    /// The merged catalogue is inconsistent (collisions).
+    #[error("catalogue problems:\n  {}", .0.join("\n  "))]
+    Catalogue(Vec<String>),
+    /// An internal component failed to initialise.
+    #[error("internal: {0}")]
+    Internal(String),
+    /// The `security` section cannot be used (a config that skipped validation).
+    #[error("security: {0}")]
+    Security(String),
+    /// The audit log's file cannot be opened for appending (`audit.file`: the path and why).
+    #[error("audit.file {0}")]
+    Audit(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
 /// JSON-RPC code for an unknown or expired legacy session (HTTP 404), as other MCP servers answer it.
 pub const SESSION_NOT_FOUND: ErrorCode = ErrorCode(-32001);
 /// JSON-RPC code for a call that ran past its deadline (implementation-defined server error range). Not -32001,

@@ -44,7 +44,7 @@ use crate::{
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
     jsonrpc::{CompleteResult, reply, reply_or_stream},
-    metrics::{McpMethod, heard},
+    metrics::labels::{McpMethod, heard},
     peer::StreamPeer,
     registry::ToolRoute,
     sessions::Session,

@@ -14,40 +14,17 @@ use rmcp::model::RequestStateCodec;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use mcpgate_backends::BackendKind;
+use mcpgate_core::BackendHealth;
+use mcpgate_policy::BreakerPhase;
+
 use crate::{
     catalogue::{Catalogue, watch_backend},
-    metrics::Metrics,
+    errors::StartError,
+    metrics::{BackendReading, Metrics, Readings},
     registry::{BackendEntry, Registry, RegistryHandle},
     subscriptions::{Subscriptions, watch_updates},
 };
-
-/// Why a gateway could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A backend could not be built.
-    #[error(transparent)]
-    Backend(#[from] mcpgate_backends::BuildError),
-    /// The merged catalogue is inconsistent (collisions).
-    #[error("catalogue problems:\n  {}", .0.join("\n  "))]
-    Catalogue(Vec<String>),
-    /// An internal component failed to initialise.
-    #[error("internal: {0}")]
-    Internal(String),
-    /// The `security` section cannot be used (a config that skipped validation).
-    #[error("security: {0}")]
-    Security(String),
-    /// The audit log's file cannot be opened for appending (`audit.file`: the path and why).
-    #[error("audit.file {0}")]
-    Audit(String),
-    /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-}
 
 /// What a reload replaces as one piece: the configuration and everything prepared from it that applies per
 /// request. A request takes the `Live` of the moment ([`Gateway::live`]) and keeps it, so it never sees half of
@@ -88,7 +65,7 @@ pub struct Gateway {
     /// Calls answered on the stateless fast path (shown in `/status`).
     pub fast_path_calls: AtomicU64,
     /// Prometheus metrics, recorded whether or not they are served.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Legacy sessions' resource subscriptions.
     pub subscriptions: Arc<Subscriptions>,
     /// The tasks that watch each backend (catalogue changes, resource updates, health checks), by backend name;
@@ -97,7 +74,7 @@ pub struct Gateway {
     /// One reload at a time.
     pub(crate) reloading: tokio::sync::Mutex<()>,
     /// Reloads so far, for `/status`.
-    pub(crate) reloads: parking_lot::Mutex<crate::reload::ReloadLog>,
+    pub(crate) reloads: parking_lot::Mutex<ReloadLog>,
     /// The legacy sessions of the HTTP server, once it serves.
     pub(crate) sessions: std::sync::OnceLock<std::sync::Weak<crate::sessions::Sessions>>,
 }
@@ -105,7 +82,7 @@ pub struct Gateway {
 impl Gateway {
     /// Build every enabled backend and the catalogue.
     pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
-        let entries = crate::reload::build_backends(&config, None).await?;
+        let entries = crate::backends::build(&config, None).await?;
         Self::with_backends(config, entries).await
     }
 
@@ -113,13 +90,13 @@ impl Gateway {
     /// tests. The config's own `backends` and `upstreams` are not built.
     pub async fn with_backends(config: Config, backends: Vec<BackendEntry>) -> Result<Arc<Self>, StartError> {
         let registry = Registry::build(backends).await.map_err(StartError::Catalogue)?;
-        let server_info = crate::handler::server_info(&config.server).map_err(StartError::Internal)?;
+        let server_info = crate::protocol::server_info(&config.server).map_err(StartError::Internal)?;
         let access = Arc::new(crate::auth::Access::new(&config.security).map_err(StartError::Security)?);
         let shutdown = CancellationToken::new();
         let catalogue = Arc::new(Catalogue::new(registry));
         let subscriptions = Arc::new(Subscriptions::default());
-        let metrics = Metrics::new(catalogue.clone());
-        metrics.prime(&catalogue.get());
+        let metrics = Arc::new(Metrics::new());
+        catalogue.get().prime_metrics(|name| metrics.tool(name));
         let state = StateBackend::from_config(&config);
         let (pipeline, audit) = pipeline(&config, &state, &metrics, None)?;
         let live = Live { config: Arc::new(config.clone()), pipeline, access, audit };
@@ -146,6 +123,8 @@ impl Gateway {
         for entry in gateway.registry().backends() {
             gateway.watch(entry);
         }
+        let readings: std::sync::Weak<Gateway> = Arc::downgrade(&gateway);
+        gateway.metrics.read_from(readings);
         Ok(gateway)
     }
 
@@ -187,6 +166,61 @@ impl Gateway {
         for entry in self.registry().backends() {
             entry.backend.shutdown().await;
         }
+    }
+}
+
+/// Reloads so far, for `/status`.
+#[derive(Debug, Default)]
+pub(crate) struct ReloadLog {
+    succeeded: u64,
+    failed: u64,
+    last: Option<(std::time::SystemTime, Result<(), String>)>,
+}
+
+impl ReloadLog {
+    /// Count a reload that ended with `result`, now.
+    pub(crate) fn record(&mut self, result: Result<(), String>) {
+        match &result {
+            Ok(()) => self.succeeded += 1,
+            Err(_) => self.failed += 1,
+        }
+        self.last = Some((std::time::SystemTime::now(), result));
+    }
+
+    /// `/status`'s `reloads`.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let last = self.last.as_ref().map(|(at, result)| {
+            serde_json::json!({
+                "at": humantime::format_rfc3339_seconds(*at).to_string(),
+                "ok": result.is_ok(),
+                "error": result.as_ref().err(),
+            })
+        });
+        serde_json::json!({ "succeeded": self.succeeded, "failed": self.failed, "last": last })
+    }
+}
+
+/// What `/metrics` reads when scraped: the backends of the catalogue in force, as `/status` shows them, and the
+/// legacy sessions open.
+impl Readings for Gateway {
+    fn backends(&self) -> Vec<BackendReading> {
+        let registry = self.registry();
+        let readings = registry.backends().iter().map(|entry| {
+            let phase = entry.breaker.snapshot().phase;
+            let up = (entry.kind == BackendKind::Upstream)
+                .then(|| match (phase, entry.health.as_ref().and_then(|health| health.last())) {
+                    (BreakerPhase::Open, _) => Some(false),
+                    (_, Some(last)) => Some(last.health == BackendHealth::Up),
+                    (_, None) => None,
+                })
+                .flatten();
+            BackendReading { name: entry.name.clone(), phase, up }
+        });
+        readings.collect()
+    }
+
+    fn sessions(&self) -> usize {
+        self.sessions.get().and_then(std::sync::Weak::upgrade).map_or(0, |sessions| sessions.len())
     }
 }
 

@@ -30,18 +30,11 @@ use crate::{
     errors::to_jsonrpc,
     gateway::{Gateway, Live},
     peer::SessionPeer,
+    protocol::SUPPORTED,
     registry::page,
     sessions::{ClientLink, SessionState, parse_level},
     telemetry,
 };
-
-/// Protocol revisions served, oldest first.
-pub(crate) const SUPPORTED: &[ProtocolVersion] = &[
-    ProtocolVersion::V_2025_03_26,
-    ProtocolVersion::V_2025_06_18,
-    ProtocolVersion::V_2025_11_25,
-    ProtocolVersion::V_2026_07_28,
-];
 
 /// One handler per legacy session (or per stateless request); cheap to create.
 #[derive(Clone)]
@@ -55,23 +48,6 @@ impl McpHandler {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway, session: Arc::new(SessionState::default()) }
     }
-}
-
-/// What `initialize` and `server/discover` say about this server; built once, at startup.
-pub(crate) fn server_info(server: &mcpgate_config::ServerConfig) -> Result<ServerConfig, String> {
-    let info = json!({
-        "protocolVersion": ProtocolVersion::LATEST_WITH_INITIALIZE,
-        "capabilities": {
-            "tools": { "listChanged": true },
-            "resources": { "subscribe": true, "listChanged": true },
-            "prompts": { "listChanged": true },
-            "logging": {},
-            "completions": {}
-        },
-        "serverInfo": { "name": server.name, "version": env!("CARGO_PKG_VERSION") },
-        "instructions": server.instructions,
-    });
-    serde_json::from_value(info).map_err(|e| format!("server info does not fit the protocol: {e}"))
 }
 
 /// Convert between our types and rmcp's through their shared wire form.

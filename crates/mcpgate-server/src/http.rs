@@ -170,7 +170,6 @@ fn mcp_service(gateway: &Arc<Gateway>, sessions: Arc<Sessions>, streams: Cancell
 fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
     let sessions = Sessions::start(gateway.config.server.session_idle_timeout.0);
     let _ = gateway.sessions.set(Arc::downgrade(&sessions));
-    gateway.metrics.watch_sessions(&sessions);
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,
         fast: FastPath::new(gateway.clone()),
@@ -178,14 +177,14 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
     });
     let access = gateway.clone();
     let cors_origins = gateway.config.server.allowed_origins.clone();
-    let metered = gateway.clone();
+    let metered = gateway.metrics.clone();
     let limited = gateway.clone();
     let mcp = ServiceBuilder::new()
         // Outermost: every request to /mcp is counted and timed, refusals at the door included.
         .layer(axum::middleware::from_fn(move |req, next| crate::metrics::track(metered.clone(), req, next)))
         // With telemetry on, a span around the rest (refusals included), inside `track` to learn the method.
         .option_layer(
-            crate::telemetry::enabled(&gateway)
+            crate::telemetry::enabled(&gateway.config.telemetry)
                 .then(|| axum::middleware::from_fn(crate::telemetry::trace_request)),
         )
         // Address and key before the guard reads the body: a refused client gets nothing buffered or parsed.
@@ -207,7 +206,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/status", get(ops::status))
-        .merge(crate::metrics::routes(&gateway))
+        .merge(crate::metrics::routes(&gateway.config.metrics, &gateway.metrics))
         .merge(crate::resource_metadata::routes())
         // Large answers gzip-encoded (event streams never), around every route, `/metrics` included.
         .layer(crate::compression::layer(&gateway.config.server.compression))
@@ -237,7 +236,10 @@ pub async fn serve_http(
 ) -> std::io::Result<()> {
     let drain_timeout: Duration = gateway.config.server.drain_timeout.0;
     // Metrics on a port of their own (`metrics.port`), bound first so a port in use stops the start.
-    let metrics_apart = crate::metrics::serve_apart(&gateway, listener.local_addr()?.ip()).await?;
+    let (metrics, stop) = (&gateway.metrics, gateway.shutdown.clone());
+    let metrics_apart =
+        crate::metrics::serve_apart(&gateway.config.metrics, metrics, stop, listener.local_addr()?.ip())
+            .await?;
     let in_flight = InFlight::default();
     let streams = gateway.shutdown.child_token();
     let app = app(gateway.clone(), in_flight.clone(), streams.clone());

@@ -2,6 +2,7 @@
 //! the HTTP edge with its ops endpoints, and stdio.
 
 mod auth;
+mod backends;
 mod catalogue;
 mod compression;
 mod cors;
@@ -19,6 +20,7 @@ mod limits;
 pub mod metrics;
 mod ops;
 mod peer;
+mod protocol;
 pub mod registry;
 mod reload;
 mod resource_metadata;
@@ -28,8 +30,8 @@ pub mod subscriptions;
 pub mod telemetry;
 
 pub use catalogue::Catalogue;
-pub use errors::to_jsonrpc;
-pub use gateway::{Gateway, StartError};
+pub use errors::{StartError, to_jsonrpc};
+pub use gateway::Gateway;
 pub use handler::McpHandler;
 pub use http::{Server, serve_http};
 pub use reload::Reloaded;

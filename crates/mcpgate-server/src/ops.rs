@@ -7,7 +7,7 @@ use mcpgate_core::BackendHealth;
 use mcpgate_policy::{BreakerPhase, StoreHealth};
 use serde_json::{Value, json};
 
-use crate::{gateway::Gateway, handler::SUPPORTED};
+use crate::{gateway::Gateway, protocol::SUPPORTED};
 
 /// Liveness: 200 while the process serves.
 pub async fn health() -> impl IntoResponse {

@@ -12,7 +12,7 @@ use mcpgate_core::{Backend, BackendError, PromptDef, ResourceDef, ResourceTempla
 use mcpgate_policy::{ArgumentSchema, Breaker, HealthChecker, ToolPolicy, retries_for};
 use rmcp::model::Tool;
 
-use crate::metrics::{Metrics, ToolMetrics};
+use crate::metrics::series::ToolMetrics;
 
 /// Where a public tool name leads.
 pub struct ToolRoute {
@@ -34,9 +34,9 @@ pub struct ToolRoute {
 }
 
 impl ToolRoute {
-    /// Its metric series: looked up once, then a plain load on every call.
-    pub(crate) fn metrics(&self, metrics: &Metrics) -> &ToolMetrics {
-        self.metrics.get_or_init(|| metrics.tool(&self.def.name))
+    /// Its metric series: made by `make` (from the tool's public name) once, then a plain load on every call.
+    pub(crate) fn metrics_or(&self, make: impl FnOnce(&str) -> ToolMetrics) -> &ToolMetrics {
+        self.metrics.get_or_init(|| make(&self.def.name))
     }
 }
 
@@ -249,6 +249,14 @@ impl Registry {
     /// Look up a tool by its public name.
     pub fn tool(&self, name: &str) -> Option<&ToolRoute> {
         self.tool_index.get(name).map(|&i| &self.tools[i])
+    }
+
+    /// Resolve the metric series of every tool, so they exist at zero before the first call (a dashboard shows
+    /// a tool that was never called).
+    pub(crate) fn prime_metrics(&self, make: impl Fn(&str) -> ToolMetrics) {
+        for route in &self.tools {
+            route.metrics_or(&make);
+        }
     }
 
     /// Tools in catalogue order, under their public names.

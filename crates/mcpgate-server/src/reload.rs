@@ -7,13 +7,13 @@
 //! name) changes nothing: what was started for it is stopped and the error returned, the old config stays in
 //! force.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use mcpgate_backends::Facts;
 use mcpgate_config::Config;
 
 use crate::{
-    gateway::{Gateway, Live, StartError, pipeline},
+    errors::StartError,
+    gateway::{Gateway, Live, pipeline},
     registry::{BackendEntry, Registry},
 };
 
@@ -28,57 +28,6 @@ pub struct Reloaded {
     pub stopped: Vec<String>,
     /// Settings that changed but take effect only after a restart.
     pub need_restart: Vec<&'static str>,
-}
-
-/// The backends `config` enables, as registry entries. With `previous` (the config in force and its entries), a
-/// backend whose settings and the resilience settings are unchanged is kept as it is (same connection, breaker,
-/// health checker); one whose own settings are unchanged keeps its connection under a new breaker.
-pub(crate) async fn build_backends(
-    config: &Config,
-    previous: Option<(&Config, &[BackendEntry])>,
-) -> Result<Vec<BackendEntry>, StartError> {
-    let resilience = &config.resilience;
-    let same_resilience = previous.is_some_and(|(old, _)| old.resilience == *resilience);
-    let running: HashMap<&str, &BackendEntry> = previous
-        .map(|(_, entries)| entries.iter().map(|e| (e.name.as_str(), e)).collect())
-        .unwrap_or_default();
-    let mut entries = Vec::new();
-    let mut started: Vec<BackendEntry> = Vec::new();
-    let result = async {
-        for (name, source) in config.sources() {
-            let unchanged = previous.is_some_and(|(old, _)| old.source(name) == Some(source));
-            let kept = running.get(name.as_str()).filter(|_| unchanged);
-            if let (Some(entry), true) = (kept, same_resilience) {
-                entries.push((*entry).clone());
-                continue;
-            }
-            // Unchanged itself but not the resilience settings: the same connection under a new breaker.
-            let backend = match kept {
-                Some(entry) => entry.backend.clone(),
-                None => mcpgate_backends::start(name, source).await?,
-            };
-            let entry = BackendEntry::started(name, Facts::of(source), backend, resilience);
-            if kept.is_none() {
-                started.push(entry.clone());
-            }
-            entries.push(entry);
-        }
-        Ok::<_, StartError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(entries),
-        Err(error) => {
-            stop(started.iter().map(|e| e.backend.clone())).await;
-            Err(error)
-        }
-    }
-}
-
-async fn stop(backends: impl Iterator<Item = Arc<dyn mcpgate_core::Backend>>) {
-    for backend in backends {
-        backend.shutdown().await;
-    }
 }
 
 /// The settings read once at start that a reload cannot change, each with the config path an operator edits;
@@ -101,28 +50,6 @@ fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("server.compression", o.compression != n.compression),
     ];
     checks.into_iter().filter(|(_, changed)| *changed).map(|(path, _)| path).collect()
-}
-
-/// Reloads so far, for `/status`.
-#[derive(Debug, Default)]
-pub(crate) struct ReloadLog {
-    succeeded: u64,
-    failed: u64,
-    last: Option<(std::time::SystemTime, Result<(), String>)>,
-}
-
-impl ReloadLog {
-    /// `/status`'s `reloads`.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
-        let last = self.last.as_ref().map(|(at, result)| {
-            serde_json::json!({
-                "at": humantime::format_rfc3339_seconds(*at).to_string(),
-                "ok": result.is_ok(),
-                "error": result.as_ref().err(),
-            })
-        });
-        serde_json::json!({ "succeeded": self.succeeded, "failed": self.failed, "last": last })
-    }
 }
 
 impl Gateway {
@@ -153,12 +80,7 @@ impl Gateway {
         {
             tracing::warn!(settings = ?r.need_restart, "changed settings take effect only after a restart");
         }
-        let mut log = self.reloads.lock();
-        match &result {
-            Ok(_) => log.succeeded += 1,
-            Err(_) => log.failed += 1,
-        }
-        log.last = Some((std::time::SystemTime::now(), result.as_ref().map(|_| ()).map_err(Clone::clone)));
+        self.reloads.lock().record(result.as_ref().map(|_| ()).map_err(Clone::clone));
         result
     }
 
@@ -172,7 +94,7 @@ impl Gateway {
         access.keep_caches(&live.access);
         let access = Arc::new(access);
         let (pipeline, audit) = pipeline(&config, &self.state, &self.metrics, Some(&live))?;
-        let entries = build_backends(&config, Some((&live.config, old_registry.backends()))).await?;
+        let entries = crate::backends::build(&config, Some((&live.config, old_registry.backends()))).await?;
         let keep = |entry: &BackendEntry| {
             old_registry.backends().iter().any(|old| Arc::ptr_eq(&old.backend, &entry.backend))
         };
@@ -199,11 +121,11 @@ impl Gateway {
         let replaced = match self.catalogue.replace(entries).await {
             Ok(replaced) => replaced,
             Err(problems) => {
-                stop(fresh.iter().map(|e| e.backend.clone())).await;
+                crate::backends::stop(fresh.iter().map(|e| e.backend.clone())).await;
                 return Err(StartError::Catalogue(problems));
             }
         };
-        self.metrics.prime(&self.registry());
+        self.registry().prime_metrics(|name| self.metrics.tool(name));
         self.live.store(Arc::new(Live { config: Arc::new(config), pipeline, access, audit }));
         {
             let mut watchers = self.watchers.lock();

@@ -32,7 +32,7 @@ use rmcp::{
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{McpMethod, heard};
+use crate::metrics::labels::{McpMethod, heard};
 
 /// What the gateway knows of one legacy session.
 #[derive(Debug, Default)]

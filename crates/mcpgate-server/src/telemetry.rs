@@ -31,16 +31,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     errors::to_jsonrpc,
-    gateway::Gateway,
-    metrics::{McpMethod, heard_so_far},
+    metrics::labels::{McpMethod, heard_so_far},
 };
 
 /// The `tracing` target of every span meant for OpenTelemetry.
 pub const TARGET: &str = mcpgate_core::TELEMETRY_TARGET;
 
 /// The `/mcp` request layer is wanted: telemetry is on (read at start, like the exporter).
-pub(crate) fn enabled(gateway: &Gateway) -> bool {
-    gateway.config.telemetry.active()
+pub(crate) fn enabled(config: &mcpgate_config::TelemetryConfig) -> bool {
+    config.active()
 }
 
 /// The trace context of the `/mcp` request, put in its extensions: the protocol layer runs handlers in tasks of

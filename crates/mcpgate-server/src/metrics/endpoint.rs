@@ -22,29 +22,19 @@ use http::{HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
 use http_body::{Frame, SizeHint};
 use tokio::{net::TcpListener, task::JoinHandle, time::Instant};
 
-use super::{CONTENT_TYPE_OPENMETRICS, McpMethod};
-use crate::{auth::AuthFailure, gateway::Gateway};
+use mcpgate_config::MetricsConfig;
+use tokio_util::sync::CancellationToken;
 
-tokio::task_local! {
-    /// The method of the `/mcp` request this task is answering, once code below [`track`] has parsed it.
-    static HEARD: Cell<Option<McpMethod>>;
-}
-
-/// Tell [`track`] the method of the `/mcp` request being answered. Does nothing outside one (stdio).
-pub(crate) fn heard(method: McpMethod) {
-    let _ = HEARD.try_with(|heard| heard.set(Some(method)));
-}
-
-/// The method [`heard`] so far for the `/mcp` request this task is answering (the telemetry span reads it).
-pub(crate) fn heard_so_far() -> Option<McpMethod> {
-    HEARD.try_with(Cell::get).ok().flatten()
-}
+use super::{CONTENT_TYPE_OPENMETRICS, McpMethod, Metrics, labels::HEARD};
+use crate::auth::AuthFailure;
 
 /// The metrics route of the main listener: `GET {metrics.path}` when metrics are served there, else nothing.
-pub(crate) fn routes(gateway: &Gateway) -> Router<Arc<Gateway>> {
-    let config = &gateway.config.metrics;
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
+    config: &MetricsConfig,
+    metrics: &Arc<Metrics>,
+) -> Router<S> {
     if config.enabled && config.port.is_none() {
-        Router::new().route(&config.path, get(scrape))
+        Router::new().route(&config.path, get(scrape).with_state(metrics.clone()))
     } else {
         Router::new()
     }
@@ -53,25 +43,25 @@ pub(crate) fn routes(gateway: &Gateway) -> Router<Arc<Gateway>> {
 /// When `metrics.port` is set (and metrics are on): a listener of their own on `ip` and that port, serving only
 /// the metrics path, until the gateway shuts down (after the main listener has drained).
 pub(crate) async fn serve_apart(
-    gateway: &Arc<Gateway>,
+    config: &MetricsConfig,
+    metrics: &Arc<Metrics>,
+    stop: CancellationToken,
     ip: IpAddr,
 ) -> io::Result<Option<JoinHandle<io::Result<()>>>> {
-    let config = &gateway.config.metrics;
     let Some(port) = config.port.filter(|_| config.enabled) else { return Ok(None) };
     let addr = SocketAddr::new(ip, port);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen for metrics on {addr}: {e}")))?;
     tracing::info!(%addr, path = %config.path, "serving metrics on a port of their own");
-    let app = Router::new().route(&config.path, get(scrape)).with_state(gateway.clone());
-    let stop = gateway.shutdown.clone();
+    let app = Router::new().route(&config.path, get(scrape)).with_state(metrics.clone());
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
     Ok(Some(tokio::spawn(async move { serve.await })))
 }
 
 /// `GET /metrics`.
-pub(crate) async fn scrape(State(gateway): State<Arc<Gateway>>) -> Response {
-    match gateway.metrics.encode() {
+pub(crate) async fn scrape(State(metrics): State<Arc<Metrics>>) -> Response {
+    match metrics.encode() {
         Ok(text) => {
             ([(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_OPENMETRICS))], text).into_response()
         }
@@ -82,7 +72,7 @@ pub(crate) async fn scrape(State(gateway): State<Arc<Gateway>>) -> Response {
 /// Count and time every `/mcp` request under its method and HTTP status, and count refusals at the door by
 /// reason. A POST answered as an SSE stream is timed to its end, when the result went out; a GET stream (which
 /// only listens) to its start.
-pub(crate) async fn track(gateway: Arc<Gateway>, request: Request, next: Next) -> Response {
+pub(crate) async fn track(metrics: Arc<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let verb = request.method().clone();
     let declared =
@@ -101,7 +91,7 @@ pub(crate) async fn track(gateway: Arc<Gateway>, request: Request, next: Next) -
         McpMethod::Unknown
     });
     if let Some(failure) = response.extensions().get::<AuthFailure>() {
-        gateway.metrics.auth_failure(*failure);
+        metrics.auth_failure(*failure);
     }
     let status = response.status();
     let streamed = verb == Method::POST
@@ -110,16 +100,16 @@ pub(crate) async fn track(gateway: Arc<Gateway>, request: Request, next: Next) -
             .get(CONTENT_TYPE)
             .is_some_and(|ct| ct.as_bytes().starts_with(b"text/event-stream"));
     if !streamed {
-        gateway.metrics.request(method, status, started.elapsed());
+        metrics.request(method, status, started.elapsed());
         return response;
     }
-    let pending = Some(Pending { gateway, method, status, started });
+    let pending = Some(Pending { metrics, method, status, started });
     response.map(|body| Body::new(TimedBody { body, pending }))
 }
 
 /// A request whose answer is still streaming.
 struct Pending {
-    gateway: Arc<Gateway>,
+    metrics: Arc<Metrics>,
     method: McpMethod,
     status: StatusCode,
     started: Instant,
@@ -134,7 +124,7 @@ struct TimedBody {
 impl TimedBody {
     fn finish(&mut self) {
         if let Some(p) = self.pending.take() {
-            p.gateway.metrics.request(p.method, p.status, p.started.elapsed());
+            p.metrics.request(p.method, p.status, p.started.elapsed());
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Label values from closed lists: a client can never mint one.
 
-use std::sync::Arc;
+use std::{cell::Cell, sync::Arc};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use rmcp::model::{ClientJsonRpcMessage, ClientNotification, JsonRpcMessage};
@@ -273,4 +273,19 @@ pub(super) struct ScopeLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct ReasonLabels {
     pub(super) reason: &'static str,
+}
+
+tokio::task_local! {
+    /// The method of the `/mcp` request this task is answering, once code below [`track`] has parsed it.
+    pub(super) static HEARD: Cell<Option<McpMethod>>;
+}
+
+/// Tell [`track`] the method of the `/mcp` request being answered. Does nothing outside one (stdio).
+pub(crate) fn heard(method: McpMethod) {
+    let _ = HEARD.try_with(|heard| heard.set(Some(method)));
+}
+
+/// The method [`heard`] so far for the `/mcp` request this task is answering (the telemetry span reads it).
+pub(crate) fn heard_so_far() -> Option<McpMethod> {
+    HEARD.try_with(Cell::get).ok().flatten()
 }

@@ -6,19 +6,37 @@ use std::{
     sync::{Arc, Mutex, PoisonError, Weak},
 };
 
-use mcpgate_core::BackendHealth;
 use mcpgate_policy::{AuditCounters, BreakerPhase};
 use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, metrics::MetricType};
 
 use super::names;
-use crate::{catalogue::Catalogue, sessions::Sessions};
 
-/// What is read at scrape time: breaker phases and upstream health from the catalogue in force, live sessions
-/// from the session record, the audit log's counts.
+/// One backend as a scrape sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct BackendReading {
+    /// Its name.
+    pub(crate) name: String,
+    /// Its breaker's phase.
+    pub(crate) phase: BreakerPhase,
+    /// For an upstream, whether it is up (down while its breaker is open, else what its last health check
+    /// found); `None` for other backends, and for an upstream before its first check.
+    pub(crate) up: Option<bool>,
+}
+
+/// What the gateway tells the metrics when they are scraped: the metrics read no gateway, catalogue or session
+/// record themselves, so those may name the metrics without a circle.
+pub(crate) trait Readings: Send + Sync {
+    /// Every backend of the catalogue in force.
+    fn backends(&self) -> Vec<BackendReading>;
+    /// Legacy sessions open.
+    fn sessions(&self) -> usize;
+}
+
+/// What is read at scrape time: breaker phases, upstream health and live sessions from the gateway's
+/// [`Readings`], the audit log's counts.
 pub(super) struct Live {
-    pub(super) catalogue: Arc<Catalogue>,
-    /// The HTTP app's legacy sessions ([`Metrics::watch_sessions`](super::Metrics::watch_sessions)).
-    pub(super) sessions: Mutex<Weak<Sessions>>,
+    /// Set once the gateway exists ([`Metrics::read_from`](super::Metrics::read_from)).
+    pub(super) readings: Mutex<Option<Weak<dyn Readings>>>,
     /// What every audit log of the gateway counts into ([`Metrics::audit_counters`](super::Metrics::audit_counters)).
     pub(super) audit: Arc<AuditCounters>,
 }
@@ -31,41 +49,32 @@ impl fmt::Debug for Live {
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let registry = self.catalogue.get();
-        let phases: Vec<BreakerPhase> =
-            registry.backends().iter().map(|entry| entry.breaker.snapshot().phase).collect();
+        let readings = self.readings.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let readings = readings.and_then(|weak| weak.upgrade());
+        let (backends, sessions) =
+            readings.map_or_else(|| (Vec::new(), 0), |readings| (readings.backends(), readings.sessions()));
 
         let help = "Circuit breaker of each backend: 0 closed, 1 half-open, 2 open";
         let mut family = encoder.encode_descriptor(names::BREAKER_STATE, help, None, MetricType::Gauge)?;
-        for (entry, phase) in registry.backends().iter().zip(&phases) {
-            let labels = [("upstream", entry.name.as_str())];
-            family.encode_family(&labels)?.encode_gauge(&i64::from(phase.metric_value()))?;
+        for backend in &backends {
+            let labels = [("upstream", backend.name.as_str())];
+            family.encode_family(&labels)?.encode_gauge(&i64::from(backend.phase.metric_value()))?;
         }
 
         // As `/status` says it: down while the breaker is open, else what the last health check found; no sample
         // before the first check.
         let help = "Upstream MCP servers: 1 up, 0 down (last health check, or an open circuit breaker)";
         let mut family = encoder.encode_descriptor(names::UPSTREAM_UP, help, None, MetricType::Gauge)?;
-        for (entry, phase) in registry
-            .backends()
-            .iter()
-            .zip(&phases)
-            .filter(|(e, _)| e.kind == mcpgate_backends::BackendKind::Upstream)
-        {
-            let last = entry.health.as_ref().and_then(|health| health.last());
-            let up = match (phase, last) {
-                (BreakerPhase::Open, _) => false,
-                (_, Some(last)) => last.health == BackendHealth::Up,
-                (_, None) => continue,
-            };
-            let labels = [("upstream", entry.name.as_str())];
-            family.encode_family(&labels)?.encode_gauge(&i64::from(up))?;
+        for backend in &backends {
+            if let Some(up) = backend.up {
+                let labels = [("upstream", backend.name.as_str())];
+                family.encode_family(&labels)?.encode_gauge(&i64::from(up))?;
+            }
         }
 
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner).upgrade();
         let help = "Legacy (initialize-based) sessions open";
         let mut gauge = encoder.encode_descriptor(names::ACTIVE_SESSIONS, help, None, MetricType::Gauge)?;
-        gauge.encode_gauge(&(sessions.map_or(0, |s| s.len()) as i64))?;
+        gauge.encode_gauge(&(sessions as i64))?;
 
         // Zero while no audit log is configured; a failure is a call whose line is missing from the file.
         let audit = [

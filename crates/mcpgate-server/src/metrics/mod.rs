@@ -22,8 +22,9 @@
 
 mod calls;
 mod endpoint;
-mod labels;
+pub(crate) mod labels;
 mod live;
+pub(crate) mod series;
 
 use std::{
     fmt,
@@ -42,15 +43,17 @@ use prometheus_client::{
 };
 use tokio::time::Instant;
 
-pub(crate) use endpoint::{heard, heard_so_far, routes, serve_apart, track};
+pub(crate) use endpoint::{routes, serve_apart, track};
 pub(crate) use labels::McpMethod;
 use labels::{
     BackendLabels, DirectionLabels, KindLabels, OperationKindLabels, OperationLabels, ReasonLabels,
     RequestDurationLabels, RequestLabels, ScopeLabels, ToolLabels, ToolStatusLabels,
 };
 pub use labels::{RateLimitScope, SandboxBackend, TokenDirection};
+pub(crate) use live::{BackendReading, Readings};
+use series::{Histograms, ToolMetrics, latency};
 
-use crate::{auth::AuthFailure, catalogue::Catalogue, registry::Registry, sessions::Sessions};
+use crate::auth::AuthFailure;
 use live::Live;
 
 /// Content type of the exposition: OpenMetrics 1.0 text, what `prometheus-client` writes.
@@ -98,17 +101,6 @@ pub mod names {
     pub const AUDIT_FAILURES: &str = "mcp_audit_failures";
 }
 
-/// Latency buckets, in seconds: from 100 µs (a fast-path call takes tens of µs) to a minute (past the default
-/// 30 s request timeout and the sandbox's time limit).
-const LATENCY_BUCKETS: [f64; 18] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    30.0, 60.0,
-];
-
-fn latency() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS)
-}
-
 /// The only route measured today; the REST facade will add its own.
 const MCP_ROUTE: &str = "/mcp";
 
@@ -154,17 +146,6 @@ const AUTH_FAILURE_REASONS: [AuthFailure; 5] = [
     AuthFailure::KeysUnavailable,
 ];
 
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
-
-/// The series of one tool, resolved once ([`ToolRoute::metrics`](crate::registry::ToolRoute::metrics)).
-#[derive(Debug)]
-pub(crate) struct ToolMetrics {
-    tool: Arc<str>,
-    success: Counter,
-    error: Counter,
-    duration: Histogram,
-}
-
 /// The series of one (method, status) pair of `/mcp` requests.
 #[derive(Debug, Clone)]
 struct RequestSeries {
@@ -204,9 +185,9 @@ impl fmt::Debug for Metrics {
 // === impl Metrics ===
 
 impl Metrics {
-    /// Register every metric; breaker phases, upstream health and sessions are read from `catalogue` (and the
-    /// sessions [`watch_sessions`](Self::watch_sessions) names) when scraped.
-    pub(crate) fn new(catalogue: Arc<Catalogue>) -> Self {
+    /// Register every metric; breaker phases, upstream health and sessions are read, when scraped, from what
+    /// [`read_from`](Self::read_from) names.
+    pub(crate) fn new() -> Self {
         use names::*;
         let mut registry = PromRegistry::default();
         let requests = Family::<RequestLabels, Counter>::default();
@@ -294,7 +275,7 @@ impl Metrics {
         for failure in AUTH_FAILURE_REASONS {
             auth_failures.get_or_create_owned(&ReasonLabels { reason: failure.as_str() });
         }
-        let live = Arc::new(Live { catalogue, sessions: Mutex::new(Weak::new()), audit: Arc::default() });
+        let live = Arc::new(Live { readings: Mutex::new(None), audit: Arc::default() });
         registry.register_collector(Box::new(live.clone()));
         let metrics = Self {
             registry,
@@ -327,24 +308,15 @@ impl Metrics {
         self.live.audit.clone()
     }
 
-    /// Count `sessions` in `mcp_active_sessions` (the HTTP app's legacy sessions).
-    pub(crate) fn watch_sessions(&self, sessions: &Arc<Sessions>) {
-        *self.live.sessions.lock().unwrap_or_else(PoisonError::into_inner) = Arc::downgrade(sessions);
+    /// Read breaker phases, upstream health and sessions from `readings` at every scrape (the gateway, once it
+    /// exists).
+    pub(crate) fn read_from(&self, readings: Weak<dyn Readings>) {
+        *self.live.readings.lock().unwrap_or_else(PoisonError::into_inner) = Some(readings);
     }
 
     /// The series of a tool of the catalogue, created at zero.
     pub(crate) fn tool(&self, name: &str) -> ToolMetrics {
         ToolMetrics::new(name.into(), &self.tool_executions, &self.tool_duration)
-    }
-
-    /// Resolve the series of every tool `registry` serves, so they exist at zero before the first call (a
-    /// series born at 1 hides its first call from `rate()`).
-    pub(crate) fn prime(&self, registry: &Registry) {
-        for tool in registry.wire_tools() {
-            if let Some(route) = registry.tool(&tool.name) {
-                route.metrics(self);
-            }
-        }
     }
 
     /// Run one `tools/call` (`call`: the pipeline) and record its outcome and duration under `tool`.
@@ -457,26 +429,6 @@ impl Metrics {
     }
 }
 
-// === impl ToolMetrics ===
-
-impl ToolMetrics {
-    fn new(
-        tool: Arc<str>,
-        executions: &Family<ToolStatusLabels, Counter>,
-        durations: &Histograms<ToolLabels>,
-    ) -> Self {
-        let status = |status: &'static str| {
-            executions.get_or_create_owned(&ToolStatusLabels { tool: tool.clone(), status })
-        };
-        Self {
-            success: status("success"),
-            error: status("error"),
-            duration: durations.get_or_create_owned(&ToolLabels { tool: tool.clone() }),
-            tool,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -484,15 +436,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::registry::BackendEntry;
 
     async fn metrics() -> Metrics {
-        let config = mcpgate_config::ResilienceConfig::default();
-        let demo = mcpgate_backends::builtin::demo::Demo::new("demo");
-        let entry =
-            BackendEntry::new("demo", mcpgate_backends::BackendKind::Builtin, Arc::new(demo), &config);
-        let registry = Registry::build(vec![entry]).await.unwrap();
-        Metrics::new(Arc::new(Catalogue::new(registry)))
+        Metrics::new()
     }
 
     #[tokio::test]
