@@ -177,3 +177,41 @@ async fn a_restricted_key_sees_and_uses_only_what_it_is_granted_and_every_operat
         modern(&gw, OPEN_KEY, "tools/call", Some("test_simple_text"), json!({ "name": "test_simple_text" }));
     assert!(echo.await["result"]["content"].is_array(), "still serving");
 }
+
+/// Another crate's surface (code mode's inner calls, the REST facade) holds the gateway as a `Dispatch` and
+/// calls it with its caller's principal: the same grants, limits and audit apply as on `/mcp`.
+#[tokio::test]
+async fn the_dispatch_trait_is_the_same_door() {
+    use std::sync::Arc;
+
+    use mcpgate_core::{Answer, BackendError, CallContext, Dispatch, ListKind, Operation, Principal};
+
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let config = mcpgate_config::parse_str(&config(&audit), mcpgate_config::Format::Yaml, "t").unwrap();
+    let gateway = mcpgate_server::Gateway::build(config).await.unwrap();
+    let door: &dyn Dispatch = &*gateway;
+    let docs = Principal::named("docs", "default", &["*".into()])
+        .with_grants(Arc::new(["test://static-*".into()]), Arc::new([]));
+    let cx = || CallContext { principal: Arc::new(docs.clone()), ..CallContext::detached("inner-1") };
+
+    let call = Operation::CallTool { name: "test_simple_text".into(), arguments: Default::default() };
+    let Ok(Answer::Tool(outcome)) = door.dispatch(cx(), call).await else { panic!("a tool outcome") };
+    assert!(!outcome.is_error, "{outcome:?}");
+    let Ok(Answer::Resources(listed)) = door.dispatch(cx(), Operation::List(ListKind::Resources)).await
+    else {
+        panic!("a resource list")
+    };
+    let uris: Vec<&str> = listed.iter().map(|r| r.uri.as_str()).collect();
+    assert_eq!(uris, ["test://static-text", "test://static-binary"]);
+    let forbidden =
+        door.dispatch(cx(), Operation::ReadResource { uri: "test://watched-resource".into() }).await;
+    assert!(matches!(forbidden, Err(BackendError::NotFound { kind: "resource", .. })), "{forbidden:?}");
+    let prompt = Operation::GetPrompt { name: "test_simple_prompt".into(), arguments: Default::default() };
+    assert!(matches!(door.dispatch(cx(), prompt).await, Err(BackendError::NotFound { kind: "prompt", .. })));
+
+    let lines = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "a call, a refused read and a refused prompt: {lines:#?}");
+    assert!(lines.iter().all(|l| l["request_id"] == "inner-1" && l["principal"] == "docs"), "{lines:#?}");
+}
