@@ -317,7 +317,8 @@ impl FastPath {
                 let (peer, messages) = match session.link().filter(|_| streams) {
                     Some(link) => {
                         let (sender, messages) = mpsc::unbounded_channel();
-                        let peer = StreamPeer::new(sender, link.state.clone(), link.capabilities.clone());
+                        let peer =
+                            StreamPeer::new(sender, session.state().clone(), link.capabilities.clone());
                         (Some(Arc::new(peer) as Arc<dyn ClientPeer>), Some(messages))
                     }
                     None => (None, None),

@@ -32,7 +32,7 @@ use crate::{
     peer::SessionPeer,
     protocol::SUPPORTED,
     registry::page,
-    sessions::{ClientLink, SessionState, parse_level},
+    sessions::{SessionState, parse_level},
     telemetry,
 };
 
@@ -103,6 +103,17 @@ impl McpHandler {
         }
     }
 
+    /// The session's protocol state: the gateway's record of the HTTP session holds it (the fast path reads
+    /// it too); stdio's one client keeps its own.
+    fn state(&self, context: &RequestContext<RoleServer>) -> Arc<SessionState> {
+        let id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-session-id"));
+        let session = id.and_then(|id| id.to_str().ok()).and_then(|id| self.gateway.session(id));
+        session.map_or_else(|| self.session.clone(), |session| session.state().clone())
+    }
+
     fn page_size(&self) -> usize {
         self.gateway.live().config.server.page_size
     }
@@ -142,7 +153,7 @@ impl McpHandler {
             ..CallContext::detached(correlation_id(rcx))
         };
         if !is_stateless(rcx) {
-            let peer = SessionPeer::new(rcx.peer.clone(), self.session.clone(), session_key(rcx));
+            let peer = SessionPeer::new(rcx.peer.clone(), self.state(rcx), session_key(rcx));
             cx.peer = Some(Arc::new(peer));
             let answer = self.gateway.dispatch_at(&door, cx, op).await;
             return answer.map(Rounds::Complete).map_err(|e| to_jsonrpc(&e));
@@ -216,22 +227,8 @@ impl ServerHandler for McpHandler {
         self.gateway.server_info.clone()
     }
 
-    /// A legacy session (or stdio client) is ready: tell it when the catalogue changes, and give the session's
-    /// record what the fast path needs of the client.
+    /// A legacy session (or stdio client) is ready: tell it when the catalogue changes.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        let id = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get("mcp-session-id"));
-        if let Some(session) = id.and_then(|id| id.to_str().ok()).and_then(|id| self.gateway.session(id))
-            && let Some(info) = context.peer.peer_info()
-        {
-            let declared = &info.capabilities;
-            let askable =
-                declared.sampling.is_some() || declared.elicitation.is_some() || declared.roots.is_some();
-            let capabilities = serde_json::to_value(declared).unwrap_or_default();
-            session.set_link(ClientLink { state: self.session.clone(), capabilities, askable });
-        }
         self.gateway.catalogue.listen(context.peer);
     }
 
@@ -263,14 +260,14 @@ impl ServerHandler for McpHandler {
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let name = serde_json::to_value(request.level).ok().and_then(|v| v.as_str().map(str::to_owned));
         let level = name
             .as_deref()
             .and_then(parse_level)
             .ok_or_else(|| ErrorData::invalid_params("unknown level", None))?;
-        self.session.set_log_level(level);
+        self.state(&context).set_log_level(level);
         Ok(())
     }
 

@@ -48,16 +48,17 @@ pub(crate) struct Session {
     /// Requests being answered, by JSON-RPC id (its JSON text), each with a token that cancels the call when
     /// it runs on the fast path.
     requests: Mutex<HashMap<String, CancellationToken>>,
-    /// What the fast path needs of the client, set once the protocol layer has seen
-    /// `notifications/initialized`.
+    /// What the fast path needs of the client, set from its `initialize` request (before the answer leaves,
+    /// so the first call after `notifications/initialized` finds it).
     link: OnceLock<ClientLink>,
+    /// The session's protocol state (the client's log level), shared by the protocol layer's handler and the
+    /// fast path.
+    state: Arc<SessionState>,
 }
 
 /// What the fast path needs to serve a session's calls to tools that may contact the client.
 #[derive(Debug)]
 pub(crate) struct ClientLink {
-    /// The session's protocol state (its log level).
-    pub(crate) state: Arc<SessionState>,
     /// What the client declared at `initialize`.
     pub(crate) capabilities: serde_json::Value,
     /// Whether the client declared anything a server may ask it (sampling, elicitation, roots): its answer
@@ -76,9 +77,19 @@ impl Session {
         self.link.get()
     }
 
-    /// Record what the fast path needs of the client (the first one wins).
-    pub(crate) fn set_link(&self, link: ClientLink) {
-        let _ = self.link.set(link);
+    /// The session's protocol state (the client's log level).
+    pub(crate) fn state(&self) -> &Arc<SessionState> {
+        &self.state
+    }
+
+    /// Record what the client declared in its `initialize` request (the first one wins).
+    fn learn_client(&self, initialize: &ClientJsonRpcMessage) {
+        let declared = serde_json::to_value(initialize)
+            .ok()
+            .and_then(|message| message.pointer("/params/capabilities").filter(|c| c.is_object()).cloned());
+        let Some(capabilities) = declared else { return };
+        let askable = ["sampling", "elicitation", "roots"].iter().any(|cap| capabilities.get(cap).is_some());
+        let _ = self.link.set(ClientLink { capabilities, askable });
     }
 
     /// Cancel the request with this id, if it is being answered on the fast path (the protocol layer cancels
@@ -270,6 +281,9 @@ impl SessionManager for Sessions {
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
         heard(McpMethod::of_message(&message));
+        if let Some(session) = self.get(id) {
+            session.learn_client(&message);
+        }
         let response = self.inner.initialize_session(id, message).await?;
         if let (Some(session), Some(version)) = (self.touch_id(id), negotiated_version(&response)) {
             let _ = session.version.set(version);

@@ -185,6 +185,29 @@ async fn send_in_session(
 }
 
 #[tokio::test]
+async fn the_first_call_after_initialized_already_takes_the_fast_path() {
+    // What the fast path needs of the client is learnt from `initialize` itself: once
+    // `notifications/initialized` is answered, a call of a tool that may contact the client is served here.
+    // (It was learnt in the protocol layer's task after that answer, so such a call could race it, take the
+    // protocol layer, and have its log messages sent to a listening stream the client may not have.)
+    let gw = spawn(BOTH).await;
+    for round in 0..10 {
+        let (session, _) = initialize(&gw, "2025-11-25").await;
+        let before = fast_calls(&gw).await;
+        let params = json!({ "name": "test_simple_text", "arguments": {} });
+        let (status, m) = send_in_session(&gw, &session, "2025-11-25", 1, params, false).await;
+        assert_eq!(status, 200, "{m}");
+        assert_eq!(fast_calls(&gw).await - before, 1, "round {round}: the call took the protocol layer");
+    }
+    // A client that may be asked something still goes to the protocol layer.
+    let (session, _) = common::initialize_with(&gw, "2025-11-25", json!({ "sampling": {} })).await;
+    let before = fast_calls(&gw).await;
+    let params = json!({ "name": "test_simple_text", "arguments": {} });
+    send_in_session(&gw, &session, "2025-11-25", 1, params, false).await;
+    assert_eq!(fast_calls(&gw).await, before);
+}
+
+#[tokio::test]
 async fn legacy_session_calls_match_the_protocol_layer() {
     let gw = spawn(BOTH).await;
     let (session, _) = initialize(&gw, "2025-11-25").await;
