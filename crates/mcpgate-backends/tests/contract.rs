@@ -393,15 +393,8 @@ mod pg {
         lists_object_schemas_and_is_up,
         a_quick_call_answers,
         a_failing_tool_is_an_outcome,
-        #[ignore = "defect: a statement cut by the deadline keeps running on the server (no cancel request is \
-                    sent when PgDb::run's future is dropped, sql/postgres.rs:89) and its connection is not \
-                    free until it ends: with max_connections 1 the next call waits for it"]
         the_deadline_is_honoured,
-        #[ignore = "defect: as the_deadline_is_honoured, for a call cancelled by the client"]
         cancellation_ends_the_call,
-        #[ignore = "defect: with the server gone (connections cut, connects refused) a call does not fail at \
-                    once: it waits the whole acquire_timeout = max(statement_timeout, 5 s) (sql/mod.rs:161), \
-                    then says \"no database connection free in time\"; under a 5 s deadline it ends as Timeout"]
         an_unreachable_dependency_is_an_error,
         shutdown_leaves_no_process,
     );

@@ -478,6 +478,113 @@ async fn values_are_decoded(db: TestDb) {
     db.drop_schema().await;
 }
 
+// === PostgreSQL only ===
+
+/// Regression: a call cut while its statement ran (by the deadline, or cancelled: its future dropped) sent
+/// the server no cancel request, so the statement ran on and held the pool's only connection — cutting
+/// `pg_sleep(8)` at 500 ms made the next `SELECT 1` wait 7.5 s.
+#[tokio::test]
+async fn a_cut_statement_kept_running_and_held_the_only_connection() {
+    let Some(db) = postgres("cut_statement").await else { return };
+    let tools =
+        db.tools(json!({ "max_connections": 1, "statement_timeout": "60s", "database_tools": true })).await;
+    // Text of its own, to find it among the server's activity.
+    let sleep = "SELECT pg_sleep(8) AS cut_statement_regression";
+    let cut = tokio::time::timeout(
+        Duration::from_millis(300),
+        call(&tools, "read_query", json!({ "query": sleep })),
+    )
+    .await;
+    assert!(cut.is_err(), "pg_sleep(8) answered within 300 ms: {cut:?}");
+
+    let next = tokio::time::timeout(
+        Duration::from_secs(2),
+        call(&tools, "read_query", json!({ "query": "SELECT 1 AS one" })),
+    )
+    .await;
+    let out = next.expect("the call after the cut one did not answer within 2 s").unwrap();
+    assert_eq!(structured(&out)["rows"], json!([{ "one": 1 }]));
+    // The slot was freed once the server had stopped the statement, not merely forgotten.
+    let running = db
+        .count(&format!(
+            "pg_stat_activity WHERE state = 'active' AND query = '{sleep}' AND pid <> pg_backend_pid()"
+        ))
+        .await;
+    assert_eq!(running, 0, "the cut statement still runs on the server");
+    tools.shutdown().await;
+    db.drop_schema().await;
+}
+
+/// A TCP relay to the PostgreSQL server that the test takes down: connections through it cut, new ones
+/// refused.
+struct Relay {
+    addr: std::net::SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+    connections: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let spawned = std::sync::Arc::clone(&connections);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                spawned.lock().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Self { addr, accept, connections }
+    }
+
+    /// Stop listening (the listener is closed when this returns), then cut every connection.
+    async fn take_down(self) {
+        self.accept.abort();
+        let _ = self.accept.await;
+        for task in self.connections.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Regression: with the server gone, a call waited the whole acquire timeout (here 30 s, the statement
+/// timeout) and then said only "no database connection free in time"; it fails at once, saying why.
+#[tokio::test]
+async fn a_gone_server_waited_the_whole_acquire_timeout() {
+    let Some(db) = postgres("gone_server").await else { return };
+    // postgres://user@host:port/db → the same through the relay.
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let (user, rest) = rest.rsplit_once('@').map_or(("", rest), |(user, rest)| (user, rest));
+    let (host_port, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let relay = Relay::start(host_port.to_owned()).await;
+    let at = if user.is_empty() { String::new() } else { format!("{user}@") };
+    let url = format!("{scheme}://{at}{}/{path}", relay.addr);
+    let tools = db.tools(json!({ "url": url, "statement_timeout": "30s", "database_tools": true })).await;
+    let out = outcome(&tools, "read_query", json!({ "query": "SELECT 1 AS one" })).await;
+    assert_eq!(structured(&out)["rows"], json!([{ "one": 1 }]));
+
+    relay.take_down().await;
+    let gone = tokio::time::timeout(
+        Duration::from_secs(2),
+        call(&tools, "read_query", json!({ "query": "SELECT 1 AS one" })),
+    )
+    .await
+    .expect("a call to a gone server did not fail within 2 s");
+    match gone {
+        Err(BackendError::Unavailable { reason, .. }) => {
+            assert!(reason.to_lowercase().contains("refused"), "{reason}");
+        }
+        other => panic!("a call to a gone server: {other:?}"),
+    }
+    tools.shutdown().await;
+    db.drop_schema().await;
+}
+
 // === SQLite only ===
 
 /// `sqlite::memory:` is one database for every call: a table one call creates, the next one sees.

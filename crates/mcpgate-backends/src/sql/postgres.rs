@@ -1,6 +1,7 @@
 //! PostgreSQL: read-only mode and the statement timeout are the server's own settings on every connection
 //! (`default_transaction_read_only`, `statement_timeout`), so the server enforces them and cancels a
-//! statement that runs too long (SQLSTATE 57014).
+//! statement that runs too long (SQLSTATE 57014). A statement whose call is cut sooner (the call's deadline,
+//! a cancellation) is cancelled on the server by the pool ([`pool`]) before its connection is freed.
 //!
 //! Parameters: sqlx sends binary values with declared types, and caches a prepared statement by its text, so
 //! arguments are bound as the types the server inferred for each placeholder: booleans, integers, floats,
@@ -20,18 +21,20 @@ use serde_json::Value;
 use sqlx::{
     Arguments, AssertSqlSafe, Column, Connection, Decode, Either, Executor, Postgres, Row, SqlSafeStr,
     Statement, TypeInfo, ValueRef,
-    pool::PoolConnection,
     postgres::{
-        PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgTypeInfo, PgTypeKind,
-        PgValueRef, types::PgInterval,
+        PgArguments, PgConnectOptions, PgConnection, PgRow, PgTypeInfo, PgTypeKind, PgValueRef,
+        types::PgInterval,
     },
     types::Json,
 };
 
+use self::pool::{Lease, Pool};
 use super::{
     Access, DbError, Limits,
     render::{Output, Rows},
 };
+
+mod pool;
 
 /// Time the client waits past `statement_timeout` for the server's own cancellation before giving up on the
 /// connection.
@@ -39,7 +42,7 @@ const GRACE: Duration = Duration::from_secs(2);
 
 /// The pool of one PostgreSQL backend.
 pub struct PgDb {
-    pool: PgPool,
+    pool: Pool,
     limits: Limits,
 }
 
@@ -54,42 +57,29 @@ impl PgDb {
             settings.push(("default_transaction_read_only", "on".to_owned()));
         }
         let options = options.application_name("mcpgate").options(settings);
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(limits.acquire_timeout())
-            .connect_with(options)
+        let pool = Pool::open(options, config.max_connections, limits.acquire_timeout())
             .await
             .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
         Ok(Self { pool, limits })
     }
 
-    async fn acquire(&self) -> Result<PoolConnection<Postgres>, DbError> {
-        self.pool.acquire().await.map_err(classify)
-    }
-
-    /// Run `work` on `conn`, waiting a little past the statement timeout for the server to cancel; a
-    /// connection the server did not free in time is closed, not returned to the pool.
+    /// Run `work` on `lease`, waiting a little past the statement timeout for the server to cancel; work the
+    /// server did not stop in time is cut, and the lease stops it.
     async fn timed<T>(
         &self,
-        conn: &mut PoolConnection<Postgres>,
+        lease: &mut Lease,
         work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let limit = self.limits.statement_timeout;
-        match tokio::time::timeout(limit + GRACE, work(&mut *conn)).await {
-            Ok(result) => result,
-            Err(_) => {
-                conn.close_on_drop();
-                Err(DbError::Timeout(limit))
-            }
-        }
+        tokio::time::timeout(limit + GRACE, lease.run(work)).await.unwrap_or(Err(DbError::Timeout(limit)))
     }
 
     /// Run one statement with `args` bound to its placeholders. [`Access::ReadOnly`] runs it in a
     /// `READ ONLY` transaction that is rolled back, so not even a setting it changes survives.
     pub async fn run(&self, sql: &str, args: &[Value], access: Access) -> Result<Output, DbError> {
         let max_rows = self.limits.max_rows;
-        let mut conn = self.acquire().await?;
-        self.timed(&mut conn, async |conn: &mut PgConnection| {
+        let mut lease = self.pool.acquire().await?;
+        self.timed(&mut lease, async |conn: &mut PgConnection| {
             if access == Access::Configured {
                 return run_statement(conn, sql, args, max_rows).await;
             }
@@ -151,8 +141,8 @@ impl PgDb {
 
     /// How many parameters the statement takes, as the server sees it.
     pub async fn parameter_count(&self, sql: &str) -> Result<usize, DbError> {
-        let mut conn = self.acquire().await?;
-        self.timed(&mut conn, async |conn: &mut PgConnection| {
+        let mut lease = self.pool.acquire().await?;
+        self.timed(&mut lease, async |conn: &mut PgConnection| {
             let statement =
                 conn.prepare(AssertSqlSafe(sql.to_owned()).into_sql_str()).await.map_err(classify)?;
             Ok(parameter_types(&statement).len())
@@ -164,8 +154,12 @@ impl PgDb {
     pub async fn ping(&self) -> Result<(), DbError> {
         let limit = self.limits.statement_timeout.min(Duration::from_secs(5));
         tokio::time::timeout(limit, async {
-            let mut conn = self.acquire().await?;
-            conn.execute("SELECT 1").await.map(drop).map_err(classify)
+            let mut lease = self.pool.acquire().await?;
+            lease
+                .run(async |conn: &mut PgConnection| {
+                    conn.execute("SELECT 1").await.map(drop).map_err(classify)
+                })
+                .await
         })
         .await
         .unwrap_or(Err(DbError::Timeout(limit)))
