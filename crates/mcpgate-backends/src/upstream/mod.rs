@@ -21,6 +21,16 @@
 //! - **Calls** carry the upstream `timeout` (expiry sends `notifications/cancelled` upstream and is
 //!   [`BackendError::Timeout`]); the caller's cancellation cancels upstream too. Results pass through serde, so
 //!   content, `structuredContent`, `isError` and `_meta` arrive unchanged.
+//!
+//! **Files**, each importing only files below it, so none imports another in a circle: `call` (a request, from the
+//! caller's task; it adds its methods to [`Upstream`]) and `connection` (the supervisor); `forward` (the
+//! `ClientHandler`); `state` (what the supervisor publishes and callers read); `lane` (one `Lane::call` for both
+//! direct lanes); `pipe`, `http_lane`, `ordered` and `sse` (lanes and transports); `calls` (the calls in flight);
+//! then `wire` (the wire format), over the leaves `convert` and `trace`. A lane call is two steps — `Lane::call`
+//! fixes the request's id, `Sent::answer` sends it — because the call must be registered under that id before
+//! anything is sent. What several files need sits in the lowest file it fits (the message size limit and the
+//! refusal of a client's answer in `wire`, `read_result` in `convert`, `can_subscribe` in `connection`), not here,
+//! so that no file but `call` reaches back into this one.
 
 mod call;
 mod calls;

@@ -1,5 +1,5 @@
 //! The wire format every other file of `upstream/` writes and reads, and nothing else: a leaf that imports no
-//! sibling but [`convert`](super::convert) and [`trace`](super::trace). The lane's request line and the reading
+//! sibling but [`convert`] and [`trace`](super::trace). The lane's request line and the reading
 //! of its answer, the `_meta` the gateway puts on requests (the connection's, the caller's), what it tells
 //! upstreams it is as a client, and how the caller's client's answers (or refusals) are put to an upstream.
 //!
