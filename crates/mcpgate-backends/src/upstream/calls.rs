@@ -14,7 +14,7 @@
 //!
 //! A message may come a moment before its call is registered (the request is on the wire before rmcp hands
 //! back its id): lookups wait up to [`REGISTRATION_GRACE`] for it. Those that cannot wait — the transport's
-//! reader ([`Ordered`](super::ordered::Ordered)) — look once ([`Calls::deliver_now`], [`Calls::ask_now`]).
+//! reader (`Ordered`) — look once ([`Calls::deliver_now`], [`Calls::ask_now`]).
 //!
 //! rmcp marks logging deprecated (SEP-2577, a revision after 2026-07-28); the revisions served here still
 //! have it, so the deprecation is allowed in this file.
@@ -225,7 +225,7 @@ impl Calls {
     }
 
     /// Put a log message or progress on the queue of the call it is for, if that call is in flight now (see
-    /// [`Ordered`](super::ordered::Ordered)); `false` when it is something else, or for no call registered yet,
+    /// `Ordered`); `false` when it is something else, or for no call registered yet,
     /// and goes on to rmcp.
     pub(super) fn deliver_now(&self, notification: &ServerNotification) -> bool {
         let inner = self.inner.lock();
@@ -249,7 +249,7 @@ impl Calls {
     }
 
     /// Put a request of the upstream's to the client of the only call in flight now, if there is exactly one
-    /// (see [`Ordered`](super::ordered::Ordered)); where its answer will come, or `None` when there is no such
+    /// (see `Ordered`); where its answer will come, or `None` when there is no such
     /// call.
     pub(super) fn ask_now(
         &self,

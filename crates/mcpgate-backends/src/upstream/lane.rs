@@ -1,10 +1,10 @@
 //! The direct lane for `tools/call`: a stdio upstream's pipes ([`PipeLane`]) or a stateless Streamable HTTP
-//! upstream's POST ([`HttpLane`]), both behind one [`Lane::call`], so the caller
-//! ([`Upstream::with_input`](super::Upstream::with_input)) never asks which it has.
+//! upstream's POST ([`HttpLane`]), both behind one [`Lane::call`], so the caller (`Upstream::with_input`) never
+//! asks which it has.
 //!
 //! A call on a lane is two steps, because the call must be registered (under its id and progress token, see
-//! [`Calls`](super::calls::Calls)) before anything is sent: [`Lane::call`] fixes the id and writes the request
-//! line, [`Sent::answer`] sends it and waits for its `result`.
+//! `Calls`) before anything is sent: [`Lane::call`] fixes the id and writes the request line, [`Sent::answer`]
+//! sends it and waits for its `result`.
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! What the supervisor and the callers share about one upstream: the live connection ([`Link`]) or why there is
 //! none ([`State`]), and the catalogue last published ([`Shared`]). The supervisor
-//! ([`connection`](super::connection)) writes it; the backend and the calls read it.
+//! (`connection`) writes it; the backend and the calls read it.
 
 use std::sync::{Arc, OnceLock};
 
