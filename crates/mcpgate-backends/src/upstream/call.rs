@@ -1,5 +1,5 @@
-//! One request to an upstream, from the caller's task: sent through rmcp, or for `tools/call` on a stdio
-//! upstream through the direct [lane](super::pipe); either way attended the same — what the upstream sends
+//! One request to an upstream, from the caller's task: sent through rmcp, or for `tools/call` through the
+//! connection's direct [lane](super::lane) when it has one; either way attended the same — what the upstream sends
 //! about it reaches the caller's client, and it fails at once when the connection dies or the caller cancels.
 
 use std::time::Duration;
@@ -7,22 +7,19 @@ use std::time::Duration;
 use mcpgate_core::{BackendError, Blame, CallContext, ClientRequestError};
 use rmcp::{
     ServiceError,
-    model::{
-        CancelledNotificationParam, ClientRequest, ErrorData, NumberOrString, ProgressToken, RequestId,
-        RequestMetaObject, ServerResult,
-    },
+    model::{CancelledNotificationParam, ClientRequest, ProgressToken, RequestId, ServerResult},
     service::PeerRequestOptions,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Link, Upstream,
-    connection::Lane,
-    convert, forward,
-    http_lane::HttpLane,
-    pipe::{Pending, PipeLane},
-    read_result,
+    Upstream,
+    calls::Delivery,
+    convert::{self, read_result},
+    lane::Lane,
+    state::Link,
+    wire::caller_meta,
 };
 
 /// Most `input_required` rounds one call may take with an upstream before it is given up.
@@ -144,7 +141,7 @@ impl Upstream {
     ) -> Result<ServerResult, BackendError> {
         let link = self.link()?;
         let options = match cx {
-            Some(cx) => PeerRequestOptions::with_timeout(self.timeout).with_meta(forward::caller_meta(cx)),
+            Some(cx) => PeerRequestOptions::with_timeout(self.timeout).with_meta(caller_meta(cx)),
             None => PeerRequestOptions::with_timeout(self.timeout),
         };
         let handle = (link.peer.send_request_with_option(request, options).await)
@@ -167,38 +164,9 @@ impl Upstream {
         lane: &Lane,
         params: &Value,
     ) -> Result<Value, BackendError> {
-        let (mut sent, id, mut meta) = match lane {
-            Lane::Pipe(pipe) => {
-                let pending = pipe.expect();
-                let id = pending.id();
-                (Sent::Pipe(pipe, pending), id, pipe.base_meta())
-            }
-            Lane::Http(http) => (Sent::Http(http), http.next_id(), http.base_meta()),
-        };
-        let request_id = RequestId::String(id.as_str().into());
-        let token = ProgressToken(NumberOrString::String(id.as_str().into()));
-        meta.extend(forward::caller_meta(cx));
-        meta.set_progress_token(token.clone());
-        let line = LaneRequest::new(&id, "tools/call", params, &meta).to_line().map_err(|e| {
-            BackendError::InvalidArguments(format!("{}: cannot write the request: {e}", self.name))
-        })?;
-        let exchange = async {
-            match &mut sent {
-                Sent::Pipe(pipe, pending) => {
-                    if let Err(e) = pipe.write(line).await {
-                        return Err(self.unavailable(format!("upstream {}: cannot send: {e}", self.name)));
-                    }
-                    match (&mut pending.answer).await {
-                        Ok(answer) => read_answer(&self.name, &answer),
-                        Err(_) => Err(self.gone(link).await),
-                    }
-                }
-                Sent::Http(http) => {
-                    let tool = params.get("name").and_then(Value::as_str).unwrap_or_default();
-                    http.call(&self.name, cx, &id, &token, tool, line).await
-                }
-            }
-        };
+        let sent = lane.call(&self.name, cx, params)?;
+        let (request_id, token) = (sent.request_id(), sent.progress_token().clone());
+        let exchange = sent.answer(&self.name, cx, self.gone(link));
         let response = async {
             match tokio::time::timeout(self.timeout, exchange).await {
                 Ok(result) => result,
@@ -210,7 +178,7 @@ impl Upstream {
                 }
             }
         };
-        self.attend(Some(cx), link, request_id.clone(), token.clone(), response).await
+        self.attend(Some(cx), link, request_id.clone(), token, response).await
     }
 
     /// Wait for `response` while delivering what the upstream sends for the caller (registered under the
@@ -245,7 +213,7 @@ impl Upstream {
                 Some(delivery) = async { queue.as_mut().expect("guarded").recv().await },
                     if delivering.is_none() && queue.is_some() =>
                 {
-                    let is_request = matches!(delivery, forward::Delivery::Request { .. });
+                    let is_request = matches!(delivery, Delivery::Request { .. });
                     let cx = cx.expect("a queue comes with its caller");
                     delivering = Some((is_request, Box::pin(delivery.deliver(cx))));
                 }
@@ -264,7 +232,7 @@ impl Upstream {
             delivery.await;
         }
         if let (Some(cx), Some(queue)) = (cx, queue.as_mut()) {
-            forward::Delivery::drain(queue, cx).await;
+            Delivery::drain(queue, cx).await;
         }
         result
     }
@@ -279,91 +247,3 @@ impl Upstream {
 
 /// A delivery to the caller's client under way.
 type DeliveryFuture<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-
-/// A lane request on its way: on a pipe its answer arrives through `pending`; over HTTP it is the POST's own
-/// response.
-enum Sent<'a> {
-    Pipe(&'a PipeLane, Pending<'a>),
-    Http(&'a HttpLane),
-}
-
-/// A request line written on the lane.
-#[derive(Serialize)]
-struct LaneRequest<'a> {
-    jsonrpc: &'static str,
-    id: &'a str,
-    method: &'static str,
-    params: LaneParams<'a>,
-}
-
-#[derive(Serialize)]
-struct LaneParams<'a> {
-    #[serde(flatten)]
-    params: &'a Value,
-    #[serde(rename = "_meta")]
-    meta: &'a RequestMetaObject,
-}
-
-impl<'a> LaneRequest<'a> {
-    fn new(id: &'a str, method: &'static str, params: &'a Value, meta: &'a RequestMetaObject) -> Self {
-        Self { jsonrpc: "2.0", id, method, params: LaneParams { params, meta } }
-    }
-
-    fn to_line(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut line = serde_json::to_vec(self)?;
-        line.push(b'\n');
-        Ok(line)
-    }
-}
-
-/// The `result` of an answer line, or its `error` as the caller should see it.
-pub(super) fn read_answer(name: &str, line: &[u8]) -> Result<Value, BackendError> {
-    #[derive(Deserialize)]
-    struct Reply {
-        result: Option<Value>,
-        error: Option<ErrorData>,
-    }
-    let unreadable = |why: String| BackendError::Failed {
-        backend: name.to_owned(),
-        message: format!("cannot read the upstream's answer: {why}"),
-        blame: Blame::Upstream,
-    };
-    match serde_json::from_slice::<Reply>(line).map_err(|e| unreadable(e.to_string()))? {
-        Reply { error: Some(error), .. } => Err(convert::service_error(name, ServiceError::McpError(error))),
-        Reply { result: Some(result), .. } => Ok(result),
-        Reply { result: None, error: None } => Err(unreadable("neither a result nor an error".to_owned())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lane_request_is_one_json_rpc_line_with_its_meta() {
-        let mut meta = RequestMetaObject::default();
-        meta.set_progress_token(ProgressToken(NumberOrString::String("~5".into())));
-        let params = json!({ "name": "echo", "arguments": { "message": "hi" } });
-        let line = LaneRequest::new("~5", "tools/call", &params, &meta).to_line().unwrap();
-        assert_eq!(line.last(), Some(&b'\n'));
-        let sent: Value = serde_json::from_slice(&line).unwrap();
-        assert_eq!(
-            sent,
-            json!({ "jsonrpc": "2.0", "id": "~5", "method": "tools/call", "params": {
-                "name": "echo", "arguments": { "message": "hi" }, "_meta": { "progressToken": "~5" } } })
-        );
-    }
-
-    #[test]
-    fn answers_are_results_or_the_upstreams_errors() {
-        let ok = read_answer("up", br#"{"jsonrpc":"2.0","id":"~1","result":{"content":[]}}"#).unwrap();
-        assert_eq!(ok, json!({ "content": [] }));
-        let bad_params =
-            read_answer("up", br#"{"jsonrpc":"2.0","id":"~1","error":{"code":-32602,"message":"no"}}"#);
-        assert!(matches!(bad_params, Err(BackendError::InvalidArguments(m)) if m.contains("upstream up")));
-        let failed =
-            read_answer("up", br#"{"jsonrpc":"2.0","id":"~1","error":{"code":-32000,"message":"boom"}}"#);
-        assert!(matches!(failed, Err(BackendError::Failed { message, .. }) if message.contains("boom")));
-        assert!(read_answer("up", br#"{"jsonrpc":"2.0","id":"~1"}"#).is_err());
-    }
-}

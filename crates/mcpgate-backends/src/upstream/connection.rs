@@ -11,11 +11,10 @@ use std::{
 };
 
 use mcpgate_config::{UpstreamConfig, UpstreamTransport};
-use parking_lot::{Mutex, RwLock};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::{
     ClientCacheConfig, ClientLifecycleMode, Peer, RoleClient,
-    model::{Prompt, ProtocolVersion, Resource, ResourceTemplate, Tool},
+    model::ProtocolVersion,
     serve_client_with_lifecycle,
     service::RunningService,
     transport::{StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig},
@@ -29,11 +28,14 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    forward::{Calls, GatewayClient},
+    forward::GatewayClient,
     http_lane::HttpLane,
+    lane::Lane,
     ordered::Ordered,
-    pipe::{PipeLane, PipeTransport},
+    pipe::PipeTransport,
     sse::SseTransport,
+    state::{Catalogue, Link, Shared},
+    wire::connection_meta,
 };
 use crate::template::expand_env;
 
@@ -137,108 +139,6 @@ impl Launch {
     }
 }
 
-/// Where a `tools/call` can go without rmcp's client.
-#[derive(Clone)]
-pub(super) enum Lane {
-    /// The child's pipes (stdio).
-    Pipe(Arc<PipeLane>),
-    /// One POST per call (stateless Streamable HTTP).
-    Http(Arc<HttpLane>),
-}
-
-/// The raw catalogue an upstream offered on connection, under its own names.
-#[derive(Debug, Default, Clone)]
-pub(super) struct Catalogue {
-    /// Tools.
-    pub tools: Vec<Tool>,
-    /// Resources.
-    pub resources: Vec<Resource>,
-    /// Resource templates.
-    pub templates: Vec<ResourceTemplate>,
-    /// Prompts.
-    pub prompts: Vec<Prompt>,
-}
-
-/// A live connection as callers see it: the peer to send on, and the token the supervisor cancels (after
-/// setting `reason`) the moment the connection dies, so calls in flight fail at once.
-#[derive(Clone)]
-pub(super) struct Link {
-    /// Sends requests upstream.
-    pub peer: Peer<RoleClient>,
-    /// The direct lane for `tools/call`, when the transport has one.
-    pub lane: Option<Lane>,
-    /// Cancelled when the connection is gone.
-    pub dead: CancellationToken,
-    /// Why it is gone; set before `dead` is cancelled.
-    pub reason: Arc<OnceLock<String>>,
-    /// The calls in flight on it, for what the upstream sends back.
-    pub calls: Arc<Calls>,
-}
-
-impl Link {
-    /// Why the connection ended.
-    pub(super) fn reason(&self) -> String {
-        self.reason.get().cloned().unwrap_or_else(|| "connection closed".to_owned())
-    }
-}
-
-/// What the supervisor publishes and callers read. The lock is never held across an await.
-pub(super) struct State {
-    /// The live connection, if any.
-    pub link: Option<Link>,
-    /// Why there is none.
-    pub down: String,
-}
-
-/// Shared between the supervisor and the backend.
-pub(super) struct Shared {
-    /// Upstream name.
-    pub name: String,
-    /// Connection state.
-    pub state: RwLock<State>,
-    /// Called with each new catalogue.
-    pub on_catalogue: Box<dyn Fn(Catalogue) + Send + Sync>,
-    /// The catalogue last published, under upstream names. Its lock also orders publications.
-    pub catalogue: Mutex<Catalogue>,
-    /// Moves on each publication ([`Backend::catalogue_changes`](mcpgate_core::Backend::catalogue_changes)).
-    pub changes: watch::Sender<u64>,
-    /// Keep the last catalogue listed while down (`when_down: error`) instead of hiding it.
-    pub keep_listed: bool,
-    /// URIs the upstream reported changed (`notifications/resources/updated`).
-    pub updates: tokio::sync::broadcast::Sender<String>,
-    /// URIs subscribed to, subscribed again on each new connection.
-    pub subscribed: Mutex<std::collections::BTreeSet<String>>,
-}
-
-impl Shared {
-    fn set(&self, link: Option<Link>, down: String) {
-        let mut state = self.state.write();
-        state.link = link;
-        state.down = down;
-    }
-
-    /// Publish a whole new catalogue (after a connection), or an empty one (the upstream is down and its tools
-    /// are hidden rather than listed and failing, unless `keep_listed`).
-    pub(super) fn publish(&self, catalogue: Catalogue) {
-        let mut current = self.catalogue.lock();
-        *current = catalogue.clone();
-        (self.on_catalogue)(catalogue);
-        self.changes.send_modify(|n| *n += 1);
-    }
-
-    /// Change part of the catalogue (a list the upstream said changed) unless the connection that fetched it
-    /// is gone by now, so a late refetch never brings back a dead upstream's tools.
-    pub(super) fn update(&self, connection: &CancellationToken, change: impl FnOnce(&mut Catalogue)) {
-        let mut current = self.catalogue.lock();
-        if connection.is_cancelled() {
-            return;
-        }
-        change(&mut current);
-        (self.on_catalogue)(current.clone());
-        self.changes.send_modify(|n| *n += 1);
-    }
-}
-
 /// One established connection, owned by the supervisor.
 struct Connected {
     running: RunningService<RoleClient, GatewayClient>,
@@ -328,10 +228,18 @@ pub(super) async fn supervise(
     shared.set(None, "the gateway is shutting down".to_owned());
 }
 
+/// Whether the upstream takes legacy `resources/subscribe`: it says so, and speaks a revision that has it.
+pub(super) fn can_subscribe(peer: &rmcp::Peer<rmcp::RoleClient>) -> bool {
+    peer.peer_info().is_some_and(|info| {
+        info.protocol_version.has_initialize()
+            && info.capabilities.resources.as_ref().is_some_and(|r| r.subscribe == Some(true))
+    })
+}
+
 /// Subscribe a new connection to every URI subscribed so far, in the background (a refusal is logged).
 fn resubscribe(shared: &Shared, peer: &Peer<RoleClient>) {
     let uris: Vec<String> = shared.subscribed.lock().iter().cloned().collect();
-    if uris.is_empty() || !super::can_subscribe(peer) {
+    if uris.is_empty() || !can_subscribe(peer) {
         return;
     }
     let (peer, name) = (peer.clone(), shared.name.clone());
@@ -401,7 +309,7 @@ async fn connect(
             let running = serve_client_with_lifecycle(handler, transport, lifecycle)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
-            lane.set_base_meta(super::forward::connection_meta(running.peer()));
+            lane.set_base_meta(connection_meta(running.peer()));
             (running, Some(child), Some(Lane::Pipe(lane)))
         }
         Launch::Http { url, client, headers } => {

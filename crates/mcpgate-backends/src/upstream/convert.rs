@@ -46,6 +46,18 @@ pub(super) fn service_error(name: &str, error: ServiceError) -> BackendError {
     }
 }
 
+/// An upstream result in another shape (our types, or plain JSON) through its wire form.
+pub(super) fn read_result<T: serde::Serialize, U: serde::de::DeserializeOwned>(
+    name: &str,
+    value: &T,
+) -> Result<U, BackendError> {
+    retype(value).map_err(|e| BackendError::Failed {
+        backend: name.to_owned(),
+        message: format!("cannot read the upstream's result: {e}"),
+        blame: Blame::Upstream,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use rmcp::model::{CallToolResult, ContentBlock, ErrorData};

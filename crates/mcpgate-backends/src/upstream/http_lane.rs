@@ -26,7 +26,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_stream::SseStream;
 
-use super::{MAX_MESSAGE, call::read_answer, forward, sse::EventSize};
+use super::{
+    sse::EventSize,
+    wire::{self, MAX_MESSAGE, read_answer},
+};
 
 /// `tools/call` straight to a stateless Streamable HTTP upstream.
 pub(super) struct HttpLane {
@@ -69,7 +72,7 @@ impl HttpLane {
             client: client.clone(),
             url: url.to_owned(),
             headers,
-            meta: forward::connection_meta(peer),
+            meta: wire::connection_meta(peer),
             next: AtomicU64::new(1),
         })
     }
@@ -191,7 +194,7 @@ impl HttpLane {
                         .params
                         .and_then(|p| serde_json::from_value::<LoggingMessageNotificationParam>(p).ok());
                     if let Some(log) = log {
-                        cx.log(forward::log_level(log.level), log.logger.as_deref(), log.data).await;
+                        cx.log(wire::log_level(log.level), log.logger.as_deref(), log.data).await;
                     }
                 }
                 (method, _) => {
@@ -223,7 +226,7 @@ impl HttpLane {
                     other => format!("{upstream}:{other}"),
                 };
                 let params = params.unwrap_or_else(|| json!({}));
-                cx.request_client(&key, &method, params).await.map_err(forward::refusal)
+                cx.request_client(&key, &method, params).await.map_err(wire::refusal)
             }
             _ => Err(ErrorData::new(ErrorCode::METHOD_NOT_FOUND, format!("{method} is not supported"), None)),
         };

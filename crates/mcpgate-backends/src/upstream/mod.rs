@@ -21,16 +21,30 @@
 //! - **Calls** carry the upstream `timeout` (expiry sends `notifications/cancelled` upstream and is
 //!   [`BackendError::Timeout`]); the caller's cancellation cancels upstream too. Results pass through serde, so
 //!   content, `structuredContent`, `isError` and `_meta` arrive unchanged.
+//!
+//! **Files**, each importing only files below it, so none imports another in a circle: `call` (a request, from the
+//! caller's task; it adds its methods to [`Upstream`]) and `connection` (the supervisor); `forward` (the
+//! `ClientHandler`); `state` (what the supervisor publishes and callers read); `lane` (one `Lane::call` for both
+//! direct lanes); `pipe`, `http_lane`, `ordered` and `sse` (lanes and transports); `calls` (the calls in flight);
+//! then `wire` (the wire format), over the leaves `convert` and `trace`. A lane call is two steps — `Lane::call`
+//! fixes the request's id, `Sent::answer` sends it — because the call must be registered under that id before
+//! anything is sent. What several files need sits in the lowest file it fits (the message size limit and the
+//! refusal of a client's answer in `wire`, `read_result` in `convert`, `can_subscribe` in `connection`), not here,
+//! so that no file but `call` reaches back into this one.
 
 mod call;
+mod calls;
 mod connection;
 mod convert;
 mod forward;
 mod http_lane;
+mod lane;
 mod ordered;
 mod pipe;
 mod sse;
+mod state;
 mod trace;
+mod wire;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -48,11 +62,11 @@ use tokio_util::sync::CancellationToken;
 
 use self::{
     call::{Answer, Via},
-    connection::{Catalogue, Launch, Link, Shared, State},
+    connection::{Launch, can_subscribe},
+    convert::read_result,
+    state::{Catalogue, Link, Shared, State},
 };
 
-/// Largest message read from an upstream, on any transport (rmcp's own limit for stdio and Streamable HTTP).
-const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Shortest and longest wait for the first connection at start (the upstream `timeout`, within these bounds):
 /// the catalogue is read once at start, so a short call timeout must not cut a slow child's start short.
 const FIRST_CONNECTION_WAIT: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(10));
@@ -246,14 +260,6 @@ impl Upstream {
     }
 }
 
-/// Whether the upstream takes legacy `resources/subscribe`: it says so, and speaks a revision that has it.
-fn can_subscribe(peer: &rmcp::Peer<rmcp::RoleClient>) -> bool {
-    peer.peer_info().is_some_and(|info| {
-        info.protocol_version.has_initialize()
-            && info.capabilities.resources.as_ref().is_some_and(|r| r.subscribe == Some(true))
-    })
-}
-
 /// Whether `uri` is one a URI template (RFC 6570) can expand to: every `{…}` expression stands for any text.
 fn template_matches(template: &str, uri: &str) -> bool {
     let mut pattern = String::with_capacity(template.len());
@@ -283,18 +289,6 @@ fn unexpected(name: &str, what: &str) -> BackendError {
 /// A request's params from JSON, so every field the protocol allows passes through.
 fn params<T: serde::de::DeserializeOwned>(name: &str, value: Value) -> Result<T, BackendError> {
     serde_json::from_value(value).map_err(|e| BackendError::InvalidArguments(format!("{name}: {e}")))
-}
-
-/// An upstream result in another shape (our types, or plain JSON) through its wire form.
-fn read_result<T: serde::Serialize, U: serde::de::DeserializeOwned>(
-    name: &str,
-    value: &T,
-) -> Result<U, BackendError> {
-    convert::retype(value).map_err(|e| BackendError::Failed {
-        backend: name.to_owned(),
-        message: format!("cannot read the upstream's result: {e}"),
-        blame: mcpgate_core::Blame::Upstream,
-    })
 }
 
 #[async_trait]

@@ -28,7 +28,7 @@ use rmcp::{
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::forward::{self, Calls};
+use super::{calls::Calls, wire::refusal};
 
 /// A transport whose reader delivers the log messages and progress of calls in flight, in order.
 pub(super) struct Ordered<T> {
@@ -134,7 +134,7 @@ impl Asks {
             let answer = answer.await.unwrap_or_else(|_| {
                 Err(mcpgate_core::ClientRequestError::Failed("the call has ended".into()))
             });
-            let _ = answered.send(reply(id, answer.map_err(forward::refusal)));
+            let _ = answered.send(reply(id, answer.map_err(refusal)));
         });
         true
     }

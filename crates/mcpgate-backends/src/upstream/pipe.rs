@@ -32,7 +32,7 @@ use tokio::{
     sync::oneshot,
 };
 
-use super::MAX_MESSAGE;
+use super::wire::MAX_MESSAGE;
 
 /// The prefix of a lane request's id.
 const LANE_ID: &str = "~";

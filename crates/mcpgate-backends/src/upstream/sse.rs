@@ -25,7 +25,7 @@ use rmcp::{
 use sse_stream::{Sse, SseStream};
 use tokio_util::sync::CancellationToken;
 
-use super::MAX_MESSAGE;
+use super::wire::MAX_MESSAGE;
 
 /// Why the event stream or a POST failed, causes included (rmcp logs only the message). Never carries a URL:
 /// it may hold a secret (`?token=…`).
