@@ -143,7 +143,17 @@ mod tests {
             .env(MARKER_VARIABLE, marker.value())
             .spawn()
             .unwrap();
-        let found = marker.processes();
+        // Until the child has exec'd, /proc shows the environment it forked with, without the marker.
+        let found = (0..5000)
+            .find_map(|_| {
+                let found = marker.processes();
+                if found.is_empty() {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    return None;
+                }
+                Some(found)
+            })
+            .expect("the marked child did not show within 5 s");
         assert_eq!(found.iter().map(|p| p.pid).collect::<Vec<_>>(), [child.id()]);
         child.kill().unwrap();
         // Killed but not reaped: a zombie child of ours still lingers.
