@@ -125,6 +125,45 @@ impl Budget {
         }
     }
 
+    /// Hold a `resources/read` result (`contents`) or a `prompts/get` result (`messages`) to the limits, as a
+    /// tool result is held: what the client sees is measured the same way (text as text, blobs by size), a
+    /// result over a limit is cut (what fits, then a marker item saying what was cut) or refused. `Err` carries
+    /// the refusal, which for these operations is a protocol error (they have no `isError` result).
+    pub fn apply_contents(&self, result: &mut JsonObject, kind: Contents) -> Result<Applied, String> {
+        let field = kind.field();
+        let Some(Value::Array(items)) = result.get_mut(field) else {
+            return Ok(Applied { verdict: BudgetVerdict::Within, tokens: None });
+        };
+        // Seen as a tool result's content: an embedded resource per resource item, a prompt message's content.
+        let originals = std::mem::take(items);
+        let content = originals.iter().map(|item| kind.as_content(item)).collect();
+        let mut outcome = ToolOutcome { content, ..ToolOutcome::default() };
+        let applied = self.apply(&mut outcome);
+        let kept = match applied.verdict {
+            BudgetVerdict::Within => originals,
+            BudgetVerdict::Refused(_) => {
+                *items = originals;
+                let refusal =
+                    outcome.content.first().and_then(|item| item["text"].as_str()).unwrap_or_default();
+                return Err(refusal.to_owned());
+            }
+            BudgetVerdict::Truncated(_) => {
+                // What fits, in order (the last maybe cut), then the marker.
+                let mut pieces = outcome.content;
+                let marker = pieces.pop().unwrap_or(Value::Null);
+                let mut kept: Vec<Value> = pieces
+                    .into_iter()
+                    .zip(&originals)
+                    .map(|(piece, original)| kind.restore(original, piece))
+                    .collect();
+                kept.push(kind.marker(marker, &originals));
+                kept
+            }
+        };
+        *items = kept;
+        Ok(applied)
+    }
+
     fn over(&self, size: ResultSize) -> bool {
         let tokens_over = matches!((size.tokens, self.max_tokens), (Some(t), Some(max)) if t > max);
         tokens_over || self.max_bytes.is_some_and(|max| size.bytes > max)
@@ -345,6 +384,57 @@ fn view(item: &Value) -> View<'_> {
         _ => None,
     };
     found.unwrap_or(View::Json(item))
+}
+
+/// Results held to the budget besides a tool's: what their items are, and how each is seen as a tool result's
+/// content item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contents {
+    /// `resources/read`: `contents`, each `{uri, mimeType, text | blob}`.
+    Resource,
+    /// `prompts/get`: `messages`, each `{role, content}`.
+    Prompt,
+}
+
+impl Contents {
+    fn field(self) -> &'static str {
+        match self {
+            Self::Resource => "contents",
+            Self::Prompt => "messages",
+        }
+    }
+
+    /// An item as a tool result's content item.
+    fn as_content(self, item: &Value) -> Value {
+        match self {
+            Self::Resource => json!({ "type": "resource", "resource": item }),
+            Self::Prompt => item.get("content").cloned().unwrap_or(Value::Null),
+        }
+    }
+
+    /// The item a kept (maybe cut) content item stands for: `original`, with its text as `piece` has it.
+    fn restore(self, original: &Value, piece: Value) -> Value {
+        match self {
+            Self::Resource => piece.get("resource").cloned().unwrap_or_else(|| original.clone()),
+            Self::Prompt => {
+                let mut message = original.clone();
+                message["content"] = piece;
+                message
+            }
+        }
+    }
+
+    /// The marker saying what was cut, as an item of this kind: a text resource under the first item's URI, a
+    /// user message.
+    fn marker(self, piece: Value, originals: &[Value]) -> Value {
+        match self {
+            Self::Resource => {
+                let uri = originals.first().and_then(|item| item.get("uri")).cloned().unwrap_or(json!(""));
+                json!({ "uri": uri, "mimeType": "text/plain", "text": piece.get("text").cloned().unwrap_or_default() })
+            }
+            Self::Prompt => json!({ "role": "user", "content": piece }),
+        }
+    }
 }
 
 /// The text of a text item or an embedded text resource, to cut.

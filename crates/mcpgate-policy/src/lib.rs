@@ -18,11 +18,12 @@ pub use arguments::ArgumentSchema;
 pub use audit::{AuditCounters, AuditLog};
 pub use authz::Grant;
 pub use breaker::{Breaker, BreakerPhase, BreakerSnapshot, Permit, Verdict};
-pub use budget::{Budget, BudgetVerdict, ResultSize};
+pub use budget::{Applied, Budget, BudgetVerdict, Contents, ResultSize};
 pub use cache::{CacheStore, CacheUsage, Flight, Leading, MemoryCache, ResultCache};
 pub use health::{HealthChecker, HealthSnapshot};
 pub use pipeline::{
-    CacheStatus, CallObserver, CallReport, Outcome, Pipeline, Settling, Target, TokenUsage, ToolPolicy,
+    Answered, CacheStatus, CallObserver, CallReport, Outcome, Pipeline, Settling, Target, TokenUsage,
+    ToolPolicy,
 };
 pub use ratelimit::{MemoryStore, RateLimiter, RateLimits, RateStore, Scope, StoreHealth};
 pub use retry::{Backoff, retries_for};

@@ -46,7 +46,7 @@ use crate::{
     arguments::ArgumentSchema,
     authz::{self, Grant},
     breaker::Breaker,
-    budget::{Budget, BudgetVerdict},
+    budget::{Applied, Budget, BudgetVerdict, Contents},
     cache::{Flight, Lookup, ResultCache, ToolCache, WatchedPeer},
     ratelimit::Scope,
     ratelimit::{RateLimiter, ToolRateLimit},
@@ -131,6 +131,28 @@ impl<'a> Outcome<'a> {
             Ok(_) => Self::Ok,
             Err(error) => Self::Failed(error),
         }
+    }
+}
+
+/// An operation's answer, as the budget step sees it.
+pub trait Answered {
+    /// Hold it to `budget`: `None` when the budget has nothing to say about this kind of answer; else what the
+    /// budget did, or the refusal.
+    fn hold(&mut self, _budget: &Budget) -> Option<Result<Applied, String>> {
+        None
+    }
+}
+
+/// A subscription change carries nothing to hold.
+impl Answered for () {}
+
+/// Completion values are short by the protocol (at most 100).
+impl Answered for mcpgate_core::CompletionValues {}
+
+/// A resource read (`contents`) or a prompt (`messages`).
+impl Answered for (JsonObject, Contents) {
+    fn hold(&mut self, budget: &Budget) -> Option<Result<Applied, String>> {
+        Some(budget.apply_contents(&mut self.0, self.1))
     }
 }
 
@@ -340,6 +362,7 @@ impl Pipeline {
     /// 0. rate limit (`rate_limits.resources` / `.prompts`) — before anything costs;
     /// 3. the backend's circuit breaker — an open one fails at once, and the outcome teaches it;
     /// 4. deadline and 5. cancellation around 7. the backend's work (`run`);
+    /// 8. the token/size budget, on a resource's contents or a prompt's messages ([`Answered`]);
     /// then every observer hears of it (metrics, the audit line). Reads and prompts are not retried (a
     /// resource is not declared idempotent) nor cached (they may differ per caller and per moment).
     pub async fn run_operation<T, F>(
@@ -350,10 +373,12 @@ impl Pipeline {
         run: F,
     ) -> Result<T, BackendError>
     where
+        T: Answered,
         F: std::future::Future<Output = Result<T, BackendError>>,
     {
         let started = Instant::now();
-        let result = self.run_steps(cx, target, breaker, started, run).await;
+        let mut budget = None;
+        let result = self.run_steps(cx, target, breaker, started, run, &mut budget).await;
         let report = CallReport {
             cx,
             operation: target.operation,
@@ -363,7 +388,7 @@ impl Pipeline {
             outcome: Outcome::of(&result),
             cache: CacheStatus::NotCacheable,
             tokens: None,
-            budget: None,
+            budget,
             arguments: None,
         };
         record(&report);
@@ -378,8 +403,10 @@ impl Pipeline {
         breaker: Option<&Breaker>,
         started: Instant,
         run: F,
+        verdict: &mut Option<BudgetVerdict>,
     ) -> Result<T, BackendError>
     where
+        T: Answered,
         F: std::future::Future<Output = Result<T, BackendError>>,
     {
         step!("authorize");
@@ -418,10 +445,21 @@ impl Pipeline {
         })
         .await;
         let cut_short = finished.is_err() && timeout < self.default_timeout;
-        let result = finished.unwrap_or(Err(BackendError::Timeout(timeout)));
+        let mut result = finished.unwrap_or(Err(BackendError::Timeout(timeout)));
         step!("breaker_verdict");
         if let Some(permit) = permit {
             if cut_short { drop(permit) } else { permit.record(&result) }
+        }
+        // 8. Token/size budget: a resource's contents or a prompt's messages can blow a context as a tool
+        // result can; held to the same limits (after the breaker's verdict: the backend did answer).
+        step!("budget");
+        if let (Some(budget), Ok(answer)) = (self.budget.as_deref(), &mut result)
+            && let Some(held) = answer.hold(budget)
+        {
+            match held {
+                Ok(applied) => *verdict = Some(applied.verdict),
+                Err(refusal) => result = Err(BackendError::InvalidArguments(refusal)),
+            }
         }
         result
     }

@@ -12,7 +12,7 @@ use mcpgate_core::{
     Answer, BackendError, CallContext, ClientPeer, Dispatch, JsonObject, ListKind, LogLevel, Operation,
     OperationKind, ToolCall,
 };
-use mcpgate_policy::{Grant, Target, authz};
+use mcpgate_policy::{Contents, Grant, Target, authz};
 use rmcp::{ErrorData, Peer, RoleServer, model::SealOptions};
 use serde_json::{Value, json};
 use tracing::Instrument;
@@ -142,8 +142,9 @@ impl Gateway {
                 let entry = &registry.backends()[owner];
                 let target =
                     Target { operation: kind, grant: Grant::Resource, name: &uri, backend: &entry.name };
-                let read = entry.backend.read_resource(&cx, &uri);
-                pipeline.run_operation(&cx, target, Some(&entry.breaker), read).await.map(Answer::Resource)
+                let read = async { Ok((entry.backend.read_resource(&cx, &uri).await?, Contents::Resource)) };
+                let read = pipeline.run_operation(&cx, target, Some(&entry.breaker), read).await;
+                read.map(|(contents, _)| Answer::Resource(contents))
             }
             Operation::GetPrompt { name, arguments } => {
                 let Some(owner) = registry.prompt_owner(&name) else {
@@ -153,8 +154,10 @@ impl Gateway {
                 let entry = &registry.backends()[owner];
                 let target =
                     Target { operation: kind, grant: Grant::Prompt, name: &name, backend: &entry.name };
-                let get = entry.backend.get_prompt(&cx, &name, arguments);
-                pipeline.run_operation(&cx, target, Some(&entry.breaker), get).await.map(Answer::Prompt)
+                let get =
+                    async { Ok((entry.backend.get_prompt(&cx, &name, arguments).await?, Contents::Prompt)) };
+                let got = pipeline.run_operation(&cx, target, Some(&entry.breaker), get).await;
+                got.map(|(messages, _)| Answer::Prompt(messages))
             }
             Operation::Complete { reference, argument, value, context } => {
                 let by_prompt = reference.get("type").and_then(Value::as_str) == Some("ref/prompt");

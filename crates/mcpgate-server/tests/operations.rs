@@ -215,3 +215,37 @@ async fn the_dispatch_trait_is_the_same_door() {
     assert_eq!(lines.len(), 3, "a call, a refused read and a refused prompt: {lines:#?}");
     assert!(lines.iter().all(|l| l["request_id"] == "inner-1" && l["principal"] == "docs"), "{lines:#?}");
 }
+
+/// A resource's contents and a prompt's messages are held to the token/size budget as tool results are: cut
+/// with a marker, or refused as invalid params naming the size.
+#[tokio::test]
+async fn reads_and_prompts_are_held_to_the_budget() {
+    let config = |on_exceed: &str| {
+        let hash = KeyHash::sha256(OPEN_KEY);
+        format!(
+            "security:\n  api_keys:\n    - {{ name: ops, hash: \"{hash}\" }}\nbudget:\n  max_bytes: 1KiB\n  on_exceed: {on_exceed}\n{CONFORMANCE}"
+        )
+    };
+    // A template resource whose text carries its id, and a prompt whose text carries its argument: 2 KB each.
+    let uri = format!("test://template/{}/data", "x".repeat(2000));
+    let read = json!({ "uri": uri });
+    let prompt = json!({ "name": "test_prompt_with_arguments", "arguments": { "arg1": "y".repeat(2000), "arg2": "z" } });
+    let gw = spawn_with_env(&config("truncate"), &[], "127.0.0.1:0").await;
+    let cut = modern(&gw, OPEN_KEY, "resources/read", Some(&uri), read.clone()).await;
+    let contents = cut["result"]["contents"].as_array().unwrap();
+    assert!(contents[0]["text"].as_str().unwrap().len() <= 1024, "{cut}");
+    let marker = contents.last().unwrap()["text"].as_str().unwrap();
+    assert!(marker.starts_with("[truncated by mcpgate:"), "{cut}");
+    let got = modern(&gw, OPEN_KEY, "prompts/get", Some("test_prompt_with_arguments"), prompt.clone()).await;
+    let messages = got["result"]["messages"].as_array().unwrap();
+    let last = messages.last().unwrap()["content"]["text"].as_str().unwrap();
+    assert!(last.starts_with("[truncated by mcpgate:"), "{got}");
+
+    let gw = spawn_with_env(&config("refuse"), &[], "127.0.0.1:0").await;
+    let refused = modern(&gw, OPEN_KEY, "resources/read", Some(&uri), read).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("result refused by mcpgate:") && message.contains("limit 1024"), "{refused}");
+    let refused = modern(&gw, OPEN_KEY, "prompts/get", Some("test_prompt_with_arguments"), prompt).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+}

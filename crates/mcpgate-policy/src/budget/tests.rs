@@ -191,3 +191,65 @@ fn counting_100_kb_is_deterministic() {
     let per_count = started.elapsed() / 5;
     eprintln!("o200k: load + first count {loaded:?}; count of {} bytes: {per_count:?}", text.len());
 }
+
+#[test]
+fn a_resource_read_is_held_to_the_budget_as_a_tool_result_is() {
+    let long = prose(8);
+    let contents = || {
+        json!({ "contents": [
+            { "uri": "docs://a", "mimeType": "text/plain", "text": "short" },
+            { "uri": "docs://b", "mimeType": "text/plain", "text": long },
+            { "uri": "docs://c", "mimeType": "image/png", "blob": "aGVsbG8=" },
+        ] })
+        .as_object()
+        .cloned()
+        .unwrap()
+    };
+    // Within: untouched.
+    let mut whole = contents();
+    let within =
+        budget(None, Some(64 << 10), OnExceed::Truncate).apply_contents(&mut whole, Contents::Resource);
+    assert_eq!(within.unwrap().verdict, BudgetVerdict::Within);
+    assert_eq!(whole, contents());
+    // Over: the first item whole, the second cut, the third dropped, then the marker as a text resource.
+    let mut cut = contents();
+    let applied =
+        budget(None, Some(1024), OnExceed::Truncate).apply_contents(&mut cut, Contents::Resource).unwrap();
+    assert!(matches!(applied.verdict, BudgetVerdict::Truncated(_)), "{applied:?}");
+    let items = cut["contents"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{items:#?}");
+    assert_eq!(items[0], contents()["contents"][0]);
+    let kept = items[1]["text"].as_str().unwrap();
+    assert!(kept.len() < 1024 && long.starts_with(kept) && items[1]["uri"] == "docs://b", "{items:#?}");
+    assert_eq!(items[2]["uri"], "docs://a");
+    assert!(items[2]["text"].as_str().unwrap().starts_with("[truncated by mcpgate:"), "{items:#?}");
+    assert!(serde_json::to_string(&cut).unwrap().len() < 1600);
+    // Refused: the result stays as it was for nobody; the refusal says why.
+    let mut refused = contents();
+    let refusal = budget(None, Some(1024), OnExceed::Refuse).apply_contents(&mut refused, Contents::Resource);
+    assert!(refusal.unwrap_err().starts_with("result refused by mcpgate:"));
+}
+
+#[test]
+fn a_prompts_messages_are_held_to_the_budget_and_keep_their_roles() {
+    let long = prose(4);
+    let mut prompt = json!({ "description": "d", "messages": [
+        { "role": "user", "content": { "type": "text", "text": "You are terse." } },
+        { "role": "assistant", "content": { "type": "text", "text": long } },
+    ] })
+    .as_object()
+    .cloned()
+    .unwrap();
+    let applied =
+        budget(None, Some(512), OnExceed::Truncate).apply_contents(&mut prompt, Contents::Prompt).unwrap();
+    assert!(matches!(applied.verdict, BudgetVerdict::Truncated(_)));
+    let messages = prompt["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert_eq!(
+        (&messages[0]["role"], &messages[1]["role"], &messages[2]["role"]),
+        (&json!("user"), &json!("assistant"), &json!("user"))
+    );
+    assert!(messages[1]["content"]["text"].as_str().unwrap().len() < 512);
+    assert!(messages[2]["content"]["text"].as_str().unwrap().starts_with("[truncated by mcpgate:"));
+    assert_eq!(prompt["description"], "d");
+}

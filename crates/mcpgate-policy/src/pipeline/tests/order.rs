@@ -122,7 +122,7 @@ async fn every_other_operation_goes_through_its_steps_in_order() {
         pipeline.run_operation(&cx, target, Some(&breaker), work).await.unwrap();
         assert_eq!(
             take(),
-            ["authorize", "rate_limit", "breaker", "deadline", "backend", "breaker_verdict"],
+            ["authorize", "rate_limit", "breaker", "deadline", "backend", "breaker_verdict", "budget"],
             "{operation:?}"
         );
     }
