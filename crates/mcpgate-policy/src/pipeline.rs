@@ -436,20 +436,10 @@ impl Pipeline {
         let timeout = cx.timeout.unwrap_or(self.default_timeout);
         step!("deadline");
         // 4. Deadline, 5. cancellation, around 7. the backend's work.
-        let finished = tokio::time::timeout_at(started + timeout, async {
-            tokio::select! {
-                biased;
-                _ = cx.cancel.cancelled() => Err(BackendError::Cancelled),
-                result = run => result,
-            }
-        })
-        .await;
-        let cut_short = finished.is_err() && timeout < self.default_timeout;
-        let mut result = finished.unwrap_or(Err(BackendError::Timeout(timeout)));
+        let (mut result, cut_short) = self.bounded(cx, started + timeout, timeout, run).await;
         step!("breaker_verdict");
-        if let Some(permit) = permit {
-            if cut_short { drop(permit) } else { permit.record(&result) }
-        }
+        // 3'. The breaker learns the outcome (see `call_tool`'s step).
+        settle(permit, cut_short, &result);
         // 8. Token/size budget: a resource's contents or a prompt's messages can blow a context as a tool
         // result can; held to the same limits (after the breaker's verdict: the backend did answer).
         step!("budget");
@@ -550,27 +540,17 @@ impl Pipeline {
         let watched = kept.as_ref().and_then(|_| WatchedPeer::watch(cx));
         let backend_cx = watched.as_ref().map_or(cx, |(watched_cx, _)| watched_cx);
         step!("deadline");
-        // 4. Deadline: around everything that waits, so the whole call — retries included — fits the budget.
-        let finished = tokio::time::timeout_at(deadline, async {
-            // 5. Cancellation: the client (or a drain) can stop waiting before the deadline.
-            tokio::select! {
-                biased;
-                _ = cx.cancel.cancelled() => Err(BackendError::Cancelled),
-                // 6. Retries, each one 7. a backend call.
-                result = retry::run(backend_cx, policy.retries, &self.backoff, deadline, call, |call| {
-                    backend.call_tool(backend_cx, call)
-                }) => result,
-            }
-        })
-        .await;
-        let cut_short = finished.is_err() && timeout < self.default_timeout;
-        let mut result = finished.unwrap_or(Err(BackendError::Timeout(timeout)));
+        // 4. Deadline: around everything that waits, so the whole call — retries included — fits the budget;
+        // 5. cancellation: the client (or a drain) can stop waiting before the deadline.
+        // 6. Retries, each one 7. a backend call.
+        let attempts = retry::run(backend_cx, policy.retries, &self.backoff, deadline, call, |call| {
+            backend.call_tool(backend_cx, call)
+        });
+        let (mut result, cut_short) = self.bounded(cx, deadline, timeout, attempts).await;
         step!("breaker_verdict");
         // 3'. The breaker learns the outcome, the deadline's included; a cancelled call teaches it nothing, nor
         // does one cut by a budget shorter than the gateway's own (the caller's choice, not the backend's fault).
-        if let Some(permit) = permit {
-            if cut_short { drop(permit) } else { permit.record(&result) }
-        }
+        settle(permit, cut_short, &result);
         step!("budget");
         // 8. Token/size budget: the result that goes back is held to the limits — sent whole, cut or refused.
         if let (Some(budget), Ok(outcome)) = (budget, &mut result) {
@@ -591,6 +571,36 @@ impl Pipeline {
             cache.store(rule, key, outcome, tokens, &cx.principal, Instant::now()).await;
         }
         result
+    }
+}
+
+impl Pipeline {
+    /// `work` under the deadline (steps 4 and 5): its result, `Timeout` at `deadline`, or `Cancelled` when the
+    /// caller's token fires first; and whether the deadline cut it while shorter than the gateway's own.
+    async fn bounded<T>(
+        &self,
+        cx: &CallContext,
+        deadline: Instant,
+        timeout: Duration,
+        work: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> (Result<T, BackendError>, bool) {
+        let finished = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                biased;
+                _ = cx.cancel.cancelled() => Err(BackendError::Cancelled),
+                result = work => result,
+            }
+        })
+        .await;
+        let cut_short = finished.is_err() && timeout < self.default_timeout;
+        (finished.unwrap_or(Err(BackendError::Timeout(timeout))), cut_short)
+    }
+}
+
+/// Step 3': the breaker's permit learns `result`, unless a deadline shorter than the gateway's cut the call.
+fn settle<T>(permit: Option<crate::breaker::Permit<'_>>, cut_short: bool, result: &Result<T, BackendError>) {
+    if let Some(permit) = permit {
+        if cut_short { drop(permit) } else { permit.record(result) }
     }
 }
 
