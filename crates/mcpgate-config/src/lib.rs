@@ -48,5 +48,5 @@ pub use tools::{
     SqlCall, ToolConfig,
 };
 pub use units::{ByteSize, HumanDuration};
-pub use upstreams::{Naming, UpstreamConfig, UpstreamTransport, WhenDown, glob};
+pub use upstreams::{Naming, UpstreamConfig, UpstreamProtocol, UpstreamTransport, WhenDown, glob};
 pub use validate::{Problem, validate};

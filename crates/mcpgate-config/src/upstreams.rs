@@ -69,6 +69,11 @@ pub struct UpstreamConfig {
     /// Which of its prompts are published, and under what names.
     #[serde(default)]
     pub prompts: Naming,
+    /// Which protocol era to speak to it: `auto` (the default) asks `server/discover` and speaks 2026-07-28 when
+    /// offered, else `initialize`; `legacy` goes straight to `initialize`, for a server whose 2026-07-28 side
+    /// lacks what its legacy side does (sampling or elicitation during a call, say). SSE servers are always legacy.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
 }
 
 impl UpstreamConfig {
@@ -103,6 +108,17 @@ pub enum WhenDown {
     Hide,
     /// Its last catalogue stays listed; calls fail with an error naming the upstream.
     Error,
+}
+
+/// Which protocol era the gateway speaks to an upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamProtocol {
+    /// The newest both sides speak: `server/discover` first, `initialize` when the server is legacy.
+    #[default]
+    Auto,
+    /// The legacy revisions only: `initialize` and a session.
+    Legacy,
 }
 
 /// How the gateway reaches an upstream.

@@ -494,3 +494,33 @@ fn a_call_larger_than_the_pipe_buffer_reaches_a_stdio_upstream_whole_and_the_nex
     let answer = call(&addr, "stdio__echo", json!({ "message": "small" }));
     assert_eq!(answer["result"]["content"][0]["text"], "small", "{answer}");
 }
+
+/// `protocol: legacy` speaks `initialize` to an upstream that would otherwise be met in the 2026-07-28 era (the
+/// conformance repo's reference server answers sampling only on its legacy side); `auto` takes the newest.
+#[test]
+fn an_upstream_can_be_held_to_the_legacy_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = |name: &str, protocol: &str| {
+        format!(
+            "  {name}:\n    command: {BIN}\n    args: [serve, --stdio]\n    env: {{ LOG_LEVEL: warn }}\n    protocol: {protocol}\n"
+        )
+    };
+    let yaml = format!("upstreams:\n{}{}", upstream("old", "legacy"), upstream("new", "auto"));
+    let config = write_config(dir.path(), &yaml);
+    let log = dir.path().join("gateway.log");
+    let (_gateway, addr) = serve(Some(&config), &log);
+    // Both serve; the log says which era each speaks.
+    for tool in ["old__echo", "new__echo"] {
+        let answer = call(&addr, tool, json!({ "message": tool }));
+        assert_eq!(answer["result"]["content"][0]["text"], tool, "{answer}");
+    }
+    let said = std::fs::read_to_string(&log).unwrap();
+    let era = |name: &str| {
+        said.lines()
+            .find(|line| line.contains("connected") && line.contains(&format!("upstream={name}")))
+            .unwrap_or_else(|| panic!("no connected line for {name}:\n{said}"))
+            .to_owned()
+    };
+    assert!(era("old").contains("protocol=\"2025-11-25\""), "{}", era("old"));
+    assert!(era("new").contains("protocol=\"2026-07-28\""), "{}", era("new"));
+}

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use mcpgate_config::{UpstreamConfig, UpstreamTransport};
+use mcpgate_config::{UpstreamConfig, UpstreamProtocol, UpstreamTransport};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::{
     ClientCacheConfig, ClientLifecycleMode, Peer, RoleClient,
@@ -150,6 +150,7 @@ struct Connected {
 pub(super) async fn supervise(
     shared: Arc<Shared>,
     launch: Launch,
+    protocol: UpstreamProtocol,
     connect_timeout: Duration,
     stop: CancellationToken,
     ready: watch::Sender<bool>,
@@ -167,7 +168,7 @@ pub(super) async fn supervise(
         let (calls, dead) = (handler.calls.clone(), handler.dead.clone());
         let attempt = tokio::select! {
             () = stop.cancelled() => break,
-            attempt = tokio::time::timeout(connect_timeout, connect(&name, &launch, handler)) => attempt,
+            attempt = tokio::time::timeout(connect_timeout, connect(&name, &launch, protocol, handler)) => attempt,
         };
         let connected = match attempt {
             Ok(Ok(connected)) => Some(connected),
@@ -265,15 +266,19 @@ async fn exited(child: &mut Option<Child>) -> String {
 }
 
 /// One connection attempt: transport, handshake (`server/discover`, falling back to `initialize`; straight to
-/// `initialize` over SSE), catalogue.
+/// `initialize` over SSE or when the config says `protocol: legacy`), catalogue.
 async fn connect(
     name: &str,
     launch: &Launch,
+    protocol: UpstreamProtocol,
     handler: GatewayClient,
 ) -> Result<(Connected, Catalogue), String> {
-    let lifecycle = ClientLifecycleMode::Auto {
-        preferred_versions: vec![ProtocolVersion::LATEST],
-        legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+    let lifecycle = match protocol {
+        UpstreamProtocol::Auto => ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::LATEST],
+            legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+        },
+        UpstreamProtocol::Legacy => ClientLifecycleMode::Initialize,
     };
     // What the upstream says about a call reaches the call in the order it was said.
     let calls = handler.calls.clone();

@@ -221,6 +221,7 @@ impl Upstream {
         let supervisor = tokio::spawn(connection::supervise(
             shared.clone(),
             launch,
+            config.protocol,
             timeout.max(MIN_CONNECT_TIMEOUT),
             stop.clone(),
             ready_tx,
