@@ -323,20 +323,7 @@ impl Drop for Relay {
 /// The PostgreSQL server of `MCPGATE_TEST_POSTGRES_URL`, reached through a [`Relay`]; `None` (after a loud
 /// message) when it is not set, unless `MCPGATE_REQUIRE_POSTGRES=1`.
 async fn postgres() -> Option<Subject> {
-    let url = match std::env::var("MCPGATE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var("MCPGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "MCPGATE_REQUIRE_POSTGRES=1 but MCPGATE_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!(
-                "\n!!! SKIPPED the PostgreSQL contract: MCPGATE_TEST_POSTGRES_URL is not set. \
-                 Run: eval \"$(scripts/postgres.sh start)\" !!!\n"
-            );
-            return None;
-        }
-    };
+    let url = mcpgate_testkit::postgres_url("the PostgreSQL contract")?;
     // postgres://user@host:port/db → the same through the relay.
     let (scheme, rest) = url.split_once("://").unwrap();
     let (user, rest) = rest.rsplit_once('@').map_or(("", rest), |(user, rest)| (user, rest));

@@ -125,20 +125,7 @@ async fn sqlite() -> TestDb {
 /// A fresh schema named after the test on the PostgreSQL server, with `schema.users`; `None` (after a loud
 /// message) when no server is configured.
 async fn postgres(test: &str) -> Option<TestDb> {
-    let url = match std::env::var("MCPGATE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var("MCPGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "MCPGATE_REQUIRE_POSTGRES=1 but MCPGATE_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!(
-                "\n!!! SKIPPED {test}: MCPGATE_TEST_POSTGRES_URL is not set. \
-                 Run: eval \"$(scripts/postgres.sh start)\" !!!\n"
-            );
-            return None;
-        }
-    };
+    let url = mcpgate_testkit::postgres_url(test)?;
     let admin = PgPool::connect(&url).await.unwrap();
     let schema = format!("mcpgate_{test}_{}", std::process::id());
     admin.execute(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).await.unwrap();

@@ -38,3 +38,22 @@ pub async fn eventually(what: &str, within: Duration, mut condition: impl FnMut(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The PostgreSQL server the tests may use: `MCPGATE_TEST_POSTGRES_URL` (set by `scripts/test.sh`). Without it,
+/// `None` after a loud message saying `what` was skipped — unless `MCPGATE_REQUIRE_POSTGRES=1`, which makes a
+/// missing server a failure, so CI cannot pass by skipping.
+pub fn postgres_url(what: &str) -> Option<String> {
+    match std::env::var("MCPGATE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("MCPGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "MCPGATE_REQUIRE_POSTGRES=1 but MCPGATE_TEST_POSTGRES_URL is not set"
+            );
+            eprintln!(
+                "\n!!! SKIPPED {what}: MCPGATE_TEST_POSTGRES_URL is not set. Run: eval \"$(scripts/postgres.sh start)\" !!!\n"
+            );
+            None
+        }
+    }
+}
