@@ -103,6 +103,12 @@ pub struct ServerConfig {
     pub request_timeout: HumanDuration,
     /// Legacy (pre-2026-07-28) sessions idle for longer than this are closed; their id then answers 404.
     pub session_idle_timeout: HumanDuration,
+    /// Legacy sessions open at once, for everyone together; an `initialize` past it is refused (HTTP 429) until
+    /// sessions close (DELETE) or expire. Bounds what idle sessions can cost a node.
+    pub max_sessions: usize,
+    /// Legacy sessions open at once for one client: one API key or token holder, or one anonymous client address
+    /// (IPv6 by /64, as rate limits count it). An `initialize` past it is refused (HTTP 429).
+    pub max_sessions_per_client: usize,
     /// On SIGTERM / SIGINT, how long in-flight requests may take to finish before the process exits anyway.
     pub drain_timeout: HumanDuration,
     /// Items per page of `tools/list`, `resources/list` and `prompts/list`.
@@ -127,6 +133,8 @@ impl Default for ServerConfig {
             max_request_size: ByteSize(1 << 20),
             request_timeout: HumanDuration::secs(30),
             session_idle_timeout: HumanDuration::secs(30 * 60),
+            max_sessions: 10_000,
+            max_sessions_per_client: 1_000,
             drain_timeout: HumanDuration::secs(30),
             page_size: 100,
             list_ttl: HumanDuration::secs(60),

@@ -44,6 +44,14 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
     if let Err(e) = server.listen.parse::<SocketAddr>() {
         problems.push(Problem::new("server.listen", format!("{:?} is not IP:PORT ({e})", server.listen)));
     }
+    for (path, value) in [
+        ("server.max_sessions", server.max_sessions),
+        ("server.max_sessions_per_client", server.max_sessions_per_client),
+    ] {
+        if value == 0 {
+            problems.push(Problem::new(path, "must be at least 1"));
+        }
+    }
     if server.page_size == 0 {
         problems.push(Problem::new("server.page_size", "must be at least 1"));
     }

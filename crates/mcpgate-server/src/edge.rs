@@ -19,7 +19,8 @@ use serde_json::Value;
 use crate::{
     fast::FastPath,
     jsonrpc::Rejection,
-    sessions::{Refused, Sessions},
+    metrics::Metrics,
+    sessions::{Full, Refused, Sessions},
 };
 
 /// What the `/mcp` edge needs: the body limit, the fast path and the record of legacy sessions.
@@ -32,6 +33,8 @@ pub(crate) struct Edge {
     /// the first of two in-flight requests sharing an id and never complete its response) and a
     /// `notifications/cancelled` reaches calls on the fast path.
     pub(crate) sessions: Arc<Sessions>,
+    /// Where refused `initialize` requests are counted.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// `notifications/cancelled`: which request to stop.
@@ -114,6 +117,7 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
         return Rejection::Parse(message).into_response();
     }
     let mut in_session = None;
+    let mut seat = None;
     match serde_json::from_slice::<Envelope<'_>>(&bytes) {
         Err(e) if e.is_data() => {
             return Rejection::invalid("not a JSON-RPC message: expected an object", None).into_response();
@@ -129,8 +133,16 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
                 let message = "not a JSON-RPC message: no method, result or error";
                 return Rejection::invalid(message, envelope.id).into_response();
             }
-            let session = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
-            let session = session.and_then(|id| edge.sessions.get(id));
+            let named = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+            // A new legacy session takes a seat: none left for this client, or for anyone, and it is refused.
+            if named.is_none() && envelope.method.as_deref() == Some("initialize") {
+                let client = seat_holder(&crate::auth::principal(&parts.extensions));
+                match edge.sessions.admit(client) {
+                    Ok(taken) => seat = Some(taken),
+                    Err(full) => return too_many_sessions(&edge, full, envelope.id),
+                }
+            }
+            let session = named.and_then(|id| edge.sessions.get(id));
             match (session, envelope.id, envelope.method.as_deref()) {
                 (Some(session), Some(id), Some(_)) => {
                     match edge.sessions.begin(session.clone(), id.to_string()) {
@@ -162,10 +174,42 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
         };
     }
     let response = with_jsonrpc_body(next.run(Request::from_parts(parts, Body::from(bytes))).await).await;
+    // The `initialize` opened a session: the seat is its (else it is given back as `seat` drops).
+    if let (Some(seat), Some(id)) =
+        (seat, response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()))
+    {
+        seat.bind(id);
+    }
     match in_session {
         Some((_, request)) => hold_until_sent(response, request),
         None => response,
     }
+}
+
+/// Who a new session's seat is counted against: the key or token holder, or an anonymous client's address (IPv6
+/// by its /64, as rate limits count it).
+fn seat_holder(principal: &mcpgate_core::Principal) -> Arc<str> {
+    match principal.client_ip.filter(|_| principal.anonymous) {
+        Some(ip) => mcpgate_policy::ratelimit::BucketKey::ip(ip).to_string().into(),
+        None => principal.id.clone(),
+    }
+}
+
+/// 429 for an `initialize` past a session cap, counted and logged.
+fn too_many_sessions(edge: &Edge, full: Full, id: Option<Value>) -> Response {
+    let (scope, message) = match full {
+        Full::Gateway => {
+            ("gateway", "Too many sessions: the gateway's limit (server.max_sessions) is reached")
+        }
+        Full::Client => (
+            "client",
+            "Too many sessions: this client's limit (server.max_sessions_per_client) is reached; close sessions \
+             (DELETE) or let idle ones expire",
+        ),
+    };
+    tracing::info!(scope, "initialize refused: too many sessions");
+    edge.metrics.session_refused(scope);
+    Rejection::TooManySessions { message: message.to_owned(), scope, id }.into_response()
 }
 
 /// Keep `guard` alive until the response body has been sent (or dropped): an answer may be an SSE stream that

@@ -23,7 +23,12 @@ use tower_http::{
 };
 
 use crate::{
-    auth, edge, fast::FastPath, gateway::Gateway, handler::McpHandler, limits, ops, sessions::Sessions,
+    auth, edge,
+    fast::FastPath,
+    gateway::Gateway,
+    handler::McpHandler,
+    limits, ops,
+    sessions::{SessionCaps, Sessions},
 };
 
 /// A running HTTP server, for tests and embedding.
@@ -168,12 +173,15 @@ fn mcp_service(gateway: &Arc<Gateway>, sessions: Arc<Sessions>, streams: Cancell
 
 /// The application: `/mcp` and the ops endpoints, behind the edge layers.
 fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
-    let sessions = Sessions::start(gateway.config.server.session_idle_timeout.0);
+    let server = &gateway.config.server;
+    let caps = SessionCaps { total: server.max_sessions, per_client: server.max_sessions_per_client };
+    let sessions = Sessions::start(server.session_idle_timeout.0, caps);
     let _ = gateway.sessions.set(Arc::downgrade(&sessions));
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,
         fast: FastPath::new(gateway.clone()),
         sessions: sessions.clone(),
+        metrics: gateway.metrics.clone(),
     });
     let access = gateway.clone();
     let cors_origins = gateway.config.server.allowed_origins.clone();

@@ -55,6 +55,15 @@ pub(crate) enum Rejection {
         /// `Retry-After`, in whole seconds.
         retry_after_secs: u64,
     },
+    /// An `initialize` past a session cap (`scope`: `gateway` or `client`): 429, -32005, `data` naming the cap.
+    TooManySessions {
+        /// Which cap, and what to do.
+        message: String,
+        /// `gateway` or `client`.
+        scope: &'static str,
+        /// The request's id.
+        id: Option<Value>,
+    },
     /// An answer that cannot be encoded (a gateway bug): 500, -32603.
     Internal {
         /// What failed.
@@ -78,7 +87,9 @@ impl Rejection {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, INVALID_REQUEST),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, UNAUTHORIZED.0),
             Self::SessionNotFound(_) => (StatusCode::NOT_FOUND, SESSION_NOT_FOUND.0),
-            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED.0),
+            Self::RateLimited { .. } | Self::TooManySessions { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED.0)
+            }
             Self::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR),
         }
     }
@@ -94,6 +105,9 @@ impl Rejection {
             Self::Invalid { message, id, .. } | Self::Internal { message, id } => (message, id, None, None),
             Self::RateLimited { message, data, retry_after_secs } => {
                 (message, None, Some(data), Some(retry_after_secs))
+            }
+            Self::TooManySessions { message, scope, id } => {
+                (message, id, Some(json!({ "kind": "too_many_sessions", "scope": scope })), None)
             }
         };
         let mut error = json!({ "code": code, "message": message });
@@ -263,6 +277,11 @@ mod tests {
                 429,
                 -32005,
             ),
+            (
+                Rejection::TooManySessions { message: "full".into(), scope: "client", id: Some(json!(0)) },
+                429,
+                -32005,
+            ),
             (Rejection::Internal { message: "bug".into(), id: None }, 500, -32603),
         ];
         for (rejection, status, code) in cases {
@@ -275,7 +294,7 @@ mod tests {
                 (message["jsonrpc"].as_str(), message["error"]["code"].as_i64()),
                 (Some("2.0"), Some(code))
             );
-            assert_eq!(retry.is_some(), status == 429, "{message}");
+            assert_eq!(retry.is_some(), message["error"]["data"]["scope"] == "ip", "{message}");
         }
     }
 }

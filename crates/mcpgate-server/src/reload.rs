@@ -41,7 +41,12 @@ fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
             o.allowed_hosts != n.allowed_hosts || o.allowed_origins != n.allowed_origins,
         ),
         ("server.max_request_size", o.max_request_size != n.max_request_size),
-        ("server.session_idle_timeout", o.session_idle_timeout != n.session_idle_timeout),
+        (
+            "server.session_idle_timeout / max_sessions / max_sessions_per_client",
+            o.session_idle_timeout != n.session_idle_timeout
+                || o.max_sessions != n.max_sessions
+                || o.max_sessions_per_client != n.max_sessions_per_client,
+        ),
         ("server.drain_timeout", o.drain_timeout != n.drain_timeout),
         ("server.name / instructions", o.name != n.name || o.instructions != n.instructions),
         ("logging", old.logging != new.logging),

@@ -54,6 +54,8 @@ pub(crate) struct Session {
     /// The session's protocol state (the client's log level), shared by the protocol layer's handler and the
     /// fast path.
     state: Arc<SessionState>,
+    /// The client its seat is counted against ([`Sessions::admit`]).
+    owner: OnceLock<Arc<str>>,
 }
 
 /// What the fast path needs to serve a session's calls to tools that may contact the client.
@@ -132,11 +134,65 @@ impl Drop for StreamOpen {
     }
 }
 
+/// How many legacy sessions may be open: in all, and per client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionCaps {
+    /// For everyone together.
+    pub(crate) total: usize,
+    /// For one client (a key or token holder, or an anonymous client address).
+    pub(crate) per_client: usize,
+}
+
+/// Seats taken, by everyone and per client: sessions open and `initialize` requests under way.
+#[derive(Debug, Default)]
+struct Seats {
+    total: usize,
+    by_client: HashMap<Arc<str>, usize>,
+}
+
+/// Why an `initialize` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// Every seat of the gateway is taken.
+    Gateway,
+    /// Every seat of this client is taken.
+    Client,
+}
+
+/// A seat taken for an `initialize` under way: given to the session it opens ([`Seat::bind`]), or given back when
+/// dropped without one.
+pub(crate) struct Seat {
+    sessions: Arc<Sessions>,
+    owner: Arc<str>,
+    bound: bool,
+}
+
+impl Seat {
+    /// The `initialize` opened session `id`: the seat is its until it closes.
+    pub(crate) fn bind(mut self, id: &str) {
+        if let Some(session) = self.sessions.get(id)
+            && session.owner.set(self.owner.clone()).is_ok()
+        {
+            self.bound = true;
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        if !self.bound {
+            self.sessions.release(&self.owner);
+        }
+    }
+}
+
 /// rmcp's [`LocalSessionManager`] plus the gateway's record of each session and idle expiry.
 #[derive(Debug)]
 pub(crate) struct Sessions {
     inner: LocalSessionManager,
     table: RwLock<HashMap<Arc<str>, Arc<Session>>>,
+    caps: SessionCaps,
+    seats: Mutex<Seats>,
     idle: Duration,
     epoch: Instant,
     /// Handle to itself, for the guards of the streams it hands out through rmcp's `&self` methods.
@@ -150,13 +206,16 @@ pub(crate) enum Refused {
 }
 
 impl Sessions {
-    /// Sessions that expire after `idle` without requests or open streams; starts the reaper.
-    pub(crate) fn start(idle: Duration) -> Arc<Self> {
+    /// Sessions that expire after `idle` without requests or open streams, at most `caps` of them; starts the
+    /// reaper.
+    pub(crate) fn start(idle: Duration, caps: SessionCaps) -> Arc<Self> {
         let mut inner = LocalSessionManager::default();
         inner.session_config.keep_alive = None;
         let sessions = Arc::new_cyclic(|this| Self {
             inner,
             table: RwLock::default(),
+            caps,
+            seats: Mutex::default(),
             idle,
             epoch: Instant::now(),
             this: this.clone(),
@@ -176,6 +235,33 @@ impl Sessions {
     /// Live sessions (`mcp_active_sessions`).
     pub(crate) fn len(&self) -> usize {
         self.table.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Take a seat for an `initialize` of `client`, or say which cap is reached.
+    pub(crate) fn admit(self: &Arc<Self>, client: Arc<str>) -> Result<Seat, Full> {
+        let mut seats = self.seats.lock().unwrap_or_else(|e| e.into_inner());
+        if seats.total >= self.caps.total {
+            return Err(Full::Gateway);
+        }
+        let taken = seats.by_client.entry(client.clone()).or_default();
+        if *taken >= self.caps.per_client {
+            return Err(Full::Client);
+        }
+        *taken += 1;
+        seats.total += 1;
+        Ok(Seat { sessions: Arc::clone(self), owner: client, bound: false })
+    }
+
+    /// Give back a seat of `client`.
+    fn release(&self, client: &Arc<str>) {
+        let mut seats = self.seats.lock().unwrap_or_else(|e| e.into_inner());
+        seats.total = seats.total.saturating_sub(1);
+        if let Some(taken) = seats.by_client.get_mut(client) {
+            *taken = taken.saturating_sub(1);
+            if *taken == 0 {
+                seats.by_client.remove(client);
+            }
+        }
     }
 
     /// The record of a live session.
@@ -296,7 +382,10 @@ impl SessionManager for Sessions {
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        self.table.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        let closed = self.table.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        if let Some(owner) = closed.as_ref().and_then(|session| session.owner.get()) {
+            self.release(owner);
+        }
         self.inner.close_session(id).await
     }
 
@@ -396,7 +485,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_sessions_expire_and_busy_ones_do_not() {
-        let sessions = Sessions::start(Duration::from_secs(1));
+        let sessions = Sessions::start(Duration::from_secs(1), SessionCaps { total: 10, per_client: 10 });
         let (idle, _) = sessions.create_session().await.unwrap();
         let (working, _) = sessions.create_session().await.unwrap();
         let (listening, _) = sessions.create_session().await.unwrap();
@@ -424,5 +513,27 @@ mod tests {
         settle().await;
         assert_eq!(sessions.len(), 0);
         assert!(!sessions.has_session(&working).await.unwrap(), "rmcp's session is closed too");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seat_is_held_by_its_session_until_it_closes_or_expires() {
+        let sessions = Sessions::start(Duration::from_secs(1), SessionCaps { total: 2, per_client: 1 });
+        let client: Arc<str> = "key:a".into();
+        // A seat not bound to a session (the initialize failed) is given back.
+        drop(sessions.admit(client.clone()).ok().unwrap());
+        let seat = sessions.admit(client.clone()).ok().unwrap();
+        let (id, _) = sessions.create_session().await.unwrap();
+        seat.bind(&id);
+        assert_eq!(sessions.admit(client.clone()).err(), Some(Full::Client));
+        let other = sessions.admit("ip:192.0.2.7".into()).ok().unwrap();
+        assert_eq!(sessions.admit("key:b".into()).err(), Some(Full::Gateway), "two seats taken");
+        drop(other);
+        // The idle session expires and gives its seat back (the reaper looks every 250 ms).
+        for _ in 0..20 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            settle().await;
+        }
+        assert!(sessions.get(&id).is_none());
+        assert!(sessions.admit(client).is_ok(), "the expired session's seat is free again");
     }
 }

@@ -199,3 +199,60 @@ async fn a_request_id_reused_while_in_flight_in_a_session_is_refused_and_the_fir
         "{again}"
     );
 }
+
+#[tokio::test]
+async fn sessions_are_capped_per_client_and_in_all() {
+    // Two seats per client, three in all: a client's third initialize is refused until one of its sessions
+    // closes; another client fills the last seat, then the gateway is full for everyone.
+    let a = "client-a-key-0123456789";
+    let b = "client-b-key-0123456789";
+    let yaml = format!(
+        "server:\n  max_sessions: 3\n  max_sessions_per_client: 2\nsecurity:\n  api_keys:\n    - {{ name: a, hash: \"{}\" }}\n    - {{ name: b, hash: \"{}\" }}\n{DEMO}",
+        mcpgate_config::KeyHash::sha256(a),
+        mcpgate_config::KeyHash::sha256(b)
+    );
+    let gw = spawn(&yaml).await;
+    let open = |key: &'static str| {
+        let gw = &gw;
+        async move {
+            let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
+            let response = gw
+                .http
+                .post(&gw.url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("x-api-key", key)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let session = response.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
+            let ct = response.headers()["content-type"].to_str().unwrap().to_owned();
+            (status, session, messages(&ct, &response.text().await.unwrap()).pop().unwrap_or(Value::Null))
+        }
+    };
+    let (first, second) = (open(a).await, open(a).await);
+    assert_eq!((first.0, second.0), (200, 200));
+    let (status, _, refused) = open(a).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(
+        refused["error"]["data"],
+        json!({ "kind": "too_many_sessions", "scope": "client" }),
+        "{refused}"
+    );
+    // Closing one gives its seat back.
+    let closed =
+        gw.http.delete(&gw.url).header("Mcp-Session-Id", first.1.unwrap()).header("x-api-key", a).send();
+    assert_eq!(closed.await.unwrap().status(), 200);
+    assert_eq!(open(a).await.0, 200, "a's seat came back");
+    // b takes the third seat; then the gateway is full, and b's second is refused as the gateway's.
+    assert_eq!(open(b).await.0, 200);
+    let (status, _, full) = open(b).await;
+    assert_eq!(status, 429, "the gateway holds 3 already: {full}");
+    assert_eq!(full["error"]["data"]["scope"], "gateway", "{full}");
+    let metrics = gw.http.get(format!("{}/metrics", gw.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"mcp_sessions_refused_total{scope="client"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"mcp_sessions_refused_total{scope="gateway"} 1"#), "{metrics}");
+}

@@ -95,6 +95,9 @@ pub mod names {
     pub const OPERATIONS: &str = "mcp_operations";
     /// Histogram `mcp_operation_duration_seconds{operation}`.
     pub const OPERATION_DURATION: &str = "mcp_operation_duration_seconds";
+    /// Counter `mcp_sessions_refused_total{scope}`: `initialize` requests refused at a session cap (`gateway`:
+    /// `server.max_sessions`, `client`: `server.max_sessions_per_client`).
+    pub const SESSIONS_REFUSED: &str = "mcp_sessions_refused";
     /// Counter `mcp_audit_lines_total`: audit lines written.
     pub const AUDIT_LINES: &str = "mcp_audit_lines";
     /// Counter `mcp_audit_failures_total`: audit lines that could not be written (a full disk, a removed mount).
@@ -173,6 +176,7 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabels, Counter>,
     operations: Family<OperationLabels, Counter>,
     operation_duration: Histograms<OperationKindLabels>,
+    sessions_refused: Family<ScopeLabels, Counter>,
     live: Arc<Live>,
 }
 
@@ -231,6 +235,17 @@ impl Metrics {
             "Time an operation other than tools/call took through the pipeline, in seconds",
             operation_duration.clone(),
         );
+        // Fed by the edge when an `initialize` finds no seat.
+        let sessions_refused = Family::<ScopeLabels, Counter>::default();
+        registry.register(
+            SESSIONS_REFUSED,
+            "initialize requests refused at a session cap: gateway (server.max_sessions) or client \
+             (server.max_sessions_per_client)",
+            sessions_refused.clone(),
+        );
+        for scope in ["gateway", "client"] {
+            drop(sessions_refused.get_or_create(&ScopeLabels { scope }));
+        }
         // Fed by the pipeline's cache steps, through `call_observer`.
         let (cache_hits, cache_misses) = (Counter::default(), Counter::default());
         registry.register(CACHE_HITS, "tools/call answered from the cache", cache_hits.clone());
@@ -294,6 +309,7 @@ impl Metrics {
             auth_failures,
             operations,
             operation_duration,
+            sessions_refused,
             live,
         };
         // The series nearly every request feeds, at zero from the start (and the request families with it).
@@ -414,6 +430,11 @@ impl Metrics {
     /// A code-mode execution stopped by its time limit. Fed by the sandboxes, once they exist.
     pub fn sandbox_timeout(&self, backend: SandboxBackend) {
         self.sandbox_timeouts[backend as usize].inc();
+    }
+
+    /// An `initialize` refused at a session cap: `gateway` or `client`.
+    pub(crate) fn session_refused(&self, scope: &'static str) {
+        self.sessions_refused.get_or_create(&ScopeLabels { scope }).inc();
     }
 
     /// A request refused by a rate limit. Fed by the rate-limit step, once it exists.
