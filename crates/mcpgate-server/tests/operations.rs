@@ -95,21 +95,8 @@ async fn a_restricted_key_sees_and_uses_only_what_it_is_granted_and_every_operat
     assert_eq!(forbidden, unknown);
 
     // Subscriptions (legacy sessions only) are authorized too.
-    let session = {
-        let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
-        let response = gw
-            .http
-            .post(&gw.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("x-api-key", KEY)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        response.headers()["mcp-session-id"].to_str().unwrap().to_owned()
-    };
+    let response = common::post_initialize(&gw, "2025-11-25", json!({}), &[("x-api-key", KEY)]).await;
+    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     let subscribe = |uri: &str| {
         let body =
             json!({ "jsonrpc": "2.0", "id": 9, "method": "resources/subscribe", "params": { "uri": uri } });

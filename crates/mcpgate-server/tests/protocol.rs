@@ -215,18 +215,7 @@ async fn sessions_are_capped_per_client_and_in_all() {
     let open = |key: &'static str| {
         let gw = &gw;
         async move {
-            let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
-            let response = gw
-                .http
-                .post(&gw.url)
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .header("x-api-key", key)
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
+            let response = common::post_initialize(gw, "2025-11-25", json!({}), &[("x-api-key", key)]).await;
             let status = response.status().as_u16();
             let session = response.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
             let ct = response.headers()["content-type"].to_str().unwrap().to_owned();

@@ -167,19 +167,31 @@ pub async fn initialize(gw: &TestGateway, version: &str) -> (String, Value) {
     initialize_with(gw, version, json!({})).await
 }
 
-/// [`initialize`] declaring the client `capabilities`.
-pub async fn initialize_with(gw: &TestGateway, version: &str, capabilities: Value) -> (String, Value) {
+/// POST an `initialize` at `version` declaring `capabilities`, with `extra` headers (an API key, say); the raw
+/// response, whatever its status.
+pub async fn post_initialize(
+    gw: &TestGateway,
+    version: &str,
+    capabilities: Value,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
     let body = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": version, "capabilities": capabilities, "clientInfo": { "name": "test", "version": "1" } } });
-    let response = gw
+    let mut request = gw
         .http
         .post(&gw.url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+        .body(body.to_string());
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+/// [`initialize`] declaring the client `capabilities`.
+pub async fn initialize_with(gw: &TestGateway, version: &str, capabilities: Value) -> (String, Value) {
+    let response = post_initialize(gw, version, capabilities, &[]).await;
     assert_eq!(response.status(), 200);
     let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     let ct = response.headers()["content-type"].to_str().unwrap().to_owned();
