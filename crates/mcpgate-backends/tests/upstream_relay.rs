@@ -205,9 +205,10 @@ fn call(client: &Arc<Client>) -> (CallContext, ToolCall) {
     (cx, call)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_on_a_2026_upstreams_call_stream_reaches_the_caller_and_its_answer_goes_back() {
-    let upstream = start(&upstream().await).await;
+/// Call `ask` of `upstream` for a client that can sample: the upstream's log message, then its sampling request
+/// (named after the upstream and its request id) reach the client in the order sent, and the answer carries
+/// what the client said.
+async fn asks_the_caller_and_answers_with_its_reply(upstream: &Upstream) {
     let client = Arc::new(Client { capabilities: json!({ "sampling": {} }), ..Client::default() });
     let (cx, request) = call(&client);
     let outcome = tokio::time::timeout(Duration::from_secs(20), upstream.call_tool(&cx, request))
@@ -220,6 +221,12 @@ async fn a_request_on_a_2026_upstreams_call_stream_reaches_the_caller_and_its_an
         *client.seen.lock().unwrap(),
         ["log \"about to ask\"", "request up:ask-1 sampling/createMessage \"say hello\""]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_on_a_2026_upstreams_call_stream_reaches_the_caller_and_its_answer_goes_back() {
+    let upstream = start(&upstream().await).await;
+    asks_the_caller_and_answers_with_its_reply(&upstream).await;
     upstream.shutdown().await;
 }
 
@@ -295,16 +302,6 @@ async fn a_request_from_a_2026_stdio_upstream_during_a_call_reaches_the_caller_a
     let upstream = Upstream::start("up", &config).await.unwrap();
     let tools = upstream.list_tools().await.unwrap();
     assert_eq!(tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["up__ask"]);
-    let client = Arc::new(Client { capabilities: json!({ "sampling": {} }), ..Client::default() });
-    let (cx, request) = call(&client);
-    let outcome = tokio::time::timeout(Duration::from_secs(20), upstream.call_tool(&cx, request))
-        .await
-        .expect("the call ended")
-        .unwrap_or_else(|e| panic!("the call failed: {e}"));
-    assert_eq!(outcome.content[0]["text"], "sampled: hello from the client", "{outcome:?}");
-    assert_eq!(
-        *client.seen.lock().unwrap(),
-        ["log \"about to ask\"", "request up:ask-1 sampling/createMessage \"say hello\""]
-    );
+    asks_the_caller_and_answers_with_its_reply(&upstream).await;
     upstream.shutdown().await;
 }
