@@ -71,9 +71,6 @@ fn is_json(request: &Request) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Check a POST body (size, media type, JSON, JSON-RPC shape), serve it on the fast path when it is a plain
-/// stateless `tools/call`, else put it back for the protocol layer; give plain-text rejections from the layers
-/// below a JSON-RPC body.
 /// A `DELETE` that closed its session answers 200, as the reference servers do: rmcp answers 202, which the
 /// official Python SDK logs as "Session termination failed: 202" at every close.
 fn session_closed(mut response: Response) -> Response {
@@ -83,6 +80,9 @@ fn session_closed(mut response: Response) -> Response {
     response
 }
 
+/// Check a POST body (size, media type, JSON, JSON-RPC shape), take a seat for a new session's `initialize`
+/// (or refuse it past a cap), serve the body on the fast path when it is a plain `tools/call`, else put it back
+/// for the protocol layer; give plain-text rejections from the layers below a JSON-RPC body.
 pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Response {
     let max_body = edge.max_body;
     if request.method() == Method::DELETE {
