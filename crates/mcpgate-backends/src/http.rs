@@ -150,10 +150,7 @@ impl HttpTools {
         if error.is_timeout() {
             return BackendError::Timeout(self.timeout);
         }
-        BackendError::Unavailable {
-            backend: self.name.clone(),
-            reason: self.redact(describe(&error.without_url())),
-        }
+        BackendError::unavailable(&self.name, self.redact(describe(&error.without_url())))
     }
 
     /// `text` with the value of every environment variable the config expanded cut out.

@@ -42,6 +42,13 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
+    /// The outage the backend is in now, when it knows one: the number its failed calls report
+    /// ([`BackendError::outage`]), so a failed health check during the outage is counted with them, once.
+    /// `None` (the default): a failed check stands alone.
+    fn outage(&self) -> Option<u64> {
+        None
+    }
+
     /// Changes of the catalogue after start — an upstream that reconnected, went down or announced
     /// `list_changed`: a receiver whose value moves each time `list_*` may answer differently. The gateway
     /// then rebuilds the public catalogue and tells legacy sessions. `None` (the default): it never changes.

@@ -37,6 +37,11 @@ pub enum BackendError {
         backend: String,
         /// Why.
         reason: String,
+        /// The outage this failure belongs to, when the backend knows it: every call that one lost connection
+        /// fails — those in flight when it dropped and those made before it is back — carries the same number,
+        /// so a circuit breaker counts the outage once rather than once per call. `None`: the failure stands
+        /// alone.
+        outage: Option<u64>,
     },
     /// The call did not finish before its deadline.
     #[error("timed out after {0:?}")]
@@ -80,6 +85,19 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// [`BackendError::Unavailable`] standing alone (no outage).
+    pub fn unavailable(backend: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Unavailable { backend: backend.into(), reason: reason.into(), outage: None }
+    }
+
+    /// The outage an [`Unavailable`](Self::Unavailable) failure belongs to, if the backend said.
+    pub fn outage(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable { outage, .. } => *outage,
+            _ => None,
+        }
+    }
+
     /// Who is to blame for this failure.
     pub fn blame(&self) -> Blame {
         match self {

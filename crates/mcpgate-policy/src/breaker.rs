@@ -6,6 +6,11 @@
 //! error (`Ok` with `is_error`) means the backend works; an error the client caused (bad arguments, unknown
 //! name, cancellation) says nothing about the backend, and neither counts nor resets.
 //!
+//! A lost connection is one failure, however many calls it fails: the backend tags those failures with their
+//! outage ([`BackendError::outage`]) and the breaker counts each outage once. A breaker that an outage opened
+//! goes half-open as soon as the backend is back and its health check passes ([`Breaker::observe_health`]);
+//! one opened by failures while connected (errors, timeouts) waits out the reset timeout.
+//!
 //! State sits behind a short `std::sync::Mutex`, never held across an `.await`. Time is
 //! `tokio::time::Instant`, so the tests run on a paused clock.
 
@@ -81,8 +86,11 @@ impl BreakerSnapshot {
 pub enum Verdict {
     /// The backend answered (a tool error included).
     Success,
-    /// The backend failed: upstream-blamed or retryable.
-    Failure,
+    /// The backend failed: upstream-blamed or retryable; part of this outage, when the backend said.
+    Failure {
+        /// The outage ([`BackendError::outage`]): failures of one outage count once.
+        outage: Option<u64>,
+    },
     /// Nothing learned about the backend (the client's fault, a cancellation, a gateway bug).
     Neutral,
 }
@@ -92,7 +100,9 @@ impl Verdict {
     pub fn of<T>(result: &Result<T, BackendError>) -> Self {
         match result {
             Ok(_) => Self::Success,
-            Err(error) if error.blame() == Blame::Upstream || error.is_retryable() => Self::Failure,
+            Err(error) if error.blame() == Blame::Upstream || error.is_retryable() => {
+                Self::Failure { outage: error.outage() }
+            }
             Err(_) => Self::Neutral,
         }
     }
@@ -104,6 +114,11 @@ struct Inner {
     consecutive_failures: u32,
     opened_at: Option<Instant>,
     probe_in_flight: bool,
+    /// The last outage counted: later failures of the same outage are not counted again.
+    counted_outage: Option<u64>,
+    /// Whether the failure that opened the breaker was an outage (a lost connection), not a failure while
+    /// connected: then a passing health check makes it half-open at once.
+    opened_by_outage: bool,
 }
 
 /// The circuit breaker of one backend, shared (`Arc`) by the policies of all its tools and its health checker.
@@ -130,6 +145,8 @@ impl Breaker {
                 consecutive_failures: 0,
                 opened_at: None,
                 probe_in_flight: false,
+                counted_outage: None,
+                opened_by_outage: false,
             }),
         }
     }
@@ -172,13 +189,11 @@ impl Breaker {
     }
 
     fn open_error(&self, inner: &Inner, retry: String) -> BackendError {
-        BackendError::Unavailable {
-            backend: self.backend.clone(),
-            reason: format!(
-                "circuit breaker open after {} consecutive failures, {retry}",
-                inner.consecutive_failures
-            ),
-        }
+        let failures = inner.consecutive_failures;
+        BackendError::unavailable(
+            &self.backend,
+            format!("circuit breaker open after {failures} consecutive failures, {retry}"),
+        )
     }
 
     fn settle(&self, probe: bool, verdict: Verdict) {
@@ -197,12 +212,19 @@ impl Breaker {
                 inner.consecutive_failures = 0;
                 inner.opened_at = None;
             }
-            Verdict::Failure if current => self.fail(&mut inner),
+            Verdict::Failure { outage } if current => self.fail(&mut inner, outage),
             _ => {}
         }
     }
 
-    fn fail(&self, inner: &mut Inner) {
+    /// Count one failure, unless it belongs to an outage already counted.
+    fn fail(&self, inner: &mut Inner, outage: Option<u64>) {
+        if let Some(outage) = outage {
+            if inner.counted_outage == Some(outage) {
+                return;
+            }
+            inner.counted_outage = Some(outage);
+        }
         inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
         let trips = match inner.phase {
             BreakerPhase::Closed => inner.consecutive_failures >= self.failure_threshold,
@@ -212,6 +234,7 @@ impl Breaker {
         if trips {
             inner.phase = BreakerPhase::Open;
             inner.opened_at = Some(Instant::now());
+            inner.opened_by_outage = outage.is_some();
             tracing::warn!(
                 backend = %self.backend, failures = inner.consecutive_failures,
                 reset_after_ms = self.reset_timeout.as_millis() as u64, "circuit breaker open"
@@ -219,23 +242,31 @@ impl Breaker {
         }
     }
 
-    /// Take a health check's result into account (see [`HealthChecker`](crate::HealthChecker)):
-    /// - a failed check while closed counts as one failure, so a dead backend trips the breaker even when no
-    ///   call is made;
+    /// Take a health check's result into account (see [`HealthChecker`](crate::HealthChecker)); a failed one
+    /// may belong to an `outage` ([`Backend::outage`](mcpgate_core::Backend::outage)):
+    /// - a failed check while closed counts as one failure (unless its outage is counted already), so a dead
+    ///   backend trips the breaker even when no call is made;
     /// - a failed check while open or half-open (re)opens it for a full reset timeout: no caller is sent to probe a
     ///   backend known to be down (a probe already in flight still decides by its own result);
-    /// - a passing check while open past its reset timeout makes it half-open (the next call probes); a passing
-    ///   check never closes it — only a call does.
-    pub fn observe_health(&self, up: bool) {
+    /// - a passing check while open makes it half-open (the next call probes): at once when an outage (a lost
+    ///   connection) opened it — the backend is back — else once its reset timeout has passed; a passing check
+    ///   never closes it — only a call does.
+    pub fn observe_health(&self, up: bool, outage: Option<u64>) {
         let mut inner = self.lock();
         let now = Instant::now();
         match (inner.phase, up) {
-            (BreakerPhase::Closed, false) => self.fail(&mut inner),
+            (BreakerPhase::Closed, false) => self.fail(&mut inner, outage),
             (BreakerPhase::Open | BreakerPhase::HalfOpen, false) => {
                 inner.phase = BreakerPhase::Open;
                 inner.opened_at = Some(now);
             }
-            (BreakerPhase::Open, true) if inner.opened_at.is_none_or(|at| now >= at + self.reset_timeout) => {
+            (BreakerPhase::Open, true)
+                if inner.opened_by_outage
+                    || inner.opened_at.is_none_or(|at| now >= at + self.reset_timeout) =>
+            {
+                if inner.opened_by_outage {
+                    tracing::info!(backend = %self.backend, "circuit breaker half-open: the backend is back");
+                }
                 inner.phase = BreakerPhase::HalfOpen;
             }
             _ => {}
@@ -422,18 +453,81 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn health_checks_trip_rearm_and_half_open() {
         let breaker = Breaker::new("b", 2, RESET);
-        breaker.observe_health(false);
-        breaker.observe_health(false);
+        breaker.observe_health(false, None);
+        breaker.observe_health(false, None);
         assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
         tokio::time::advance(Duration::from_secs(50)).await;
-        breaker.observe_health(true);
+        breaker.observe_health(true, None);
         assert_eq!(breaker.snapshot().phase, BreakerPhase::Open, "too early to probe");
-        breaker.observe_health(false);
+        breaker.observe_health(false, None);
         tokio::time::advance(Duration::from_secs(50)).await;
         assert_eq!(breaker.snapshot().phase, BreakerPhase::Open, "the failed check re-armed the timer");
         tokio::time::advance(Duration::from_secs(10)).await;
-        breaker.observe_health(true);
+        breaker.observe_health(true, None);
         assert_eq!(breaker.snapshot().phase, BreakerPhase::HalfOpen);
+        assert!(breaker.try_acquire().unwrap().is_probe());
+    }
+
+    fn lost(outage: u64) -> Result<ToolOutcome, BackendError> {
+        Err(BackendError::Unavailable {
+            backend: "b".into(),
+            reason: "disconnected".into(),
+            outage: Some(outage),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_calls_one_outage_fails_count_once() {
+        let breaker = Breaker::new("b", 2, RESET);
+        // Thirty-two calls in flight when the connection dropped, and the calls made before it came back.
+        for _ in 0..32 {
+            breaker.try_acquire().unwrap().record(&lost(1));
+        }
+        // A failed health check during the same outage.
+        breaker.observe_health(false, Some(1));
+        let snapshot = breaker.snapshot();
+        assert_eq!((snapshot.phase, snapshot.consecutive_failures), (BreakerPhase::Closed, 1));
+        // Back, answering; a straggler of the old outage answered late does not count again.
+        breaker.try_acquire().unwrap().record(&Ok(ToolOutcome::text("back")));
+        breaker.try_acquire().unwrap().record(&lost(1));
+        assert_eq!(breaker.snapshot().consecutive_failures, 0);
+        // Two outages in a row with no success between: that is the threshold.
+        breaker.try_acquire().unwrap().record(&lost(2));
+        breaker.try_acquire().unwrap().record(&lost(3));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_that_opened_it_half_opens_it_as_soon_as_the_backend_is_back() {
+        let breaker = Breaker::new("b", 1, RESET);
+        breaker.try_acquire().unwrap().record(&lost(1));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
+        tokio::time::advance(Duration::from_millis(700)).await;
+        // Still down: the breaker stays open.
+        breaker.observe_health(false, Some(1));
+        assert!(breaker.try_acquire().is_err());
+        // Reconnected, the check passes: half-open at once, far from the reset timeout; the probe closes it.
+        breaker.observe_health(true, None);
+        let probe = breaker.try_acquire().unwrap();
+        assert!(probe.is_probe());
+        probe.record(&Ok(ToolOutcome::text("back")));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_while_connected_count_each_and_wait_out_the_reset_timeout() {
+        let breaker = Breaker::new("b", 3, RESET);
+        // Errors and timeouts of a connected backend: every call counts.
+        fail(&breaker, 2);
+        breaker.try_acquire().unwrap().record::<()>(&Err(BackendError::Timeout(Duration::from_secs(1))));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
+        // Its health checks pass all along (it is connected); that does not cut the reset timeout short.
+        breaker.observe_health(true, None);
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
+        tokio::time::advance(RESET - Duration::from_millis(1)).await;
+        breaker.observe_health(true, None);
+        assert!(breaker.try_acquire().is_err(), "the reset timeout governs");
+        tokio::time::advance(Duration::from_millis(1)).await;
         assert!(breaker.try_acquire().unwrap().is_probe());
     }
 }

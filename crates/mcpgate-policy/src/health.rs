@@ -1,6 +1,7 @@
-//! Periodic health checks of one backend: [`Backend::health`] every interval, the last result kept for
-//! `/ready` and `/status`, and fed to the backend's [`Breaker`] (see [`Breaker::observe_health`]) so a dead
-//! backend trips its breaker even when nobody calls it, and a recovered one gets probed.
+//! Periodic health checks of one backend: [`Backend::health`] every interval — and at once whenever its
+//! catalogue changes ([`Backend::catalogue_changes`]: an upstream reconnected or went down) — the last result kept
+//! for `/ready` and `/status`, and fed to the backend's [`Breaker`] (see [`Breaker::observe_health`]) so a dead
+//! backend trips its breaker even when nobody calls it, and a recovered one gets probed without waiting.
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
@@ -99,20 +100,32 @@ impl HealthChecker {
             });
         }
         if let Some(breaker) = &self.breaker {
-            breaker.observe_health(up);
+            breaker.observe_health(up, if up { None } else { self.backend.outage() });
         }
         health
     }
 
-    /// Check at once, then every interval, until the handle is aborted. A slow check delays the next one
-    /// rather than stacking them.
+    /// Check at once, then every interval and on every catalogue change, until the handle is aborted. A slow
+    /// check delays the next one rather than stacking them.
     pub fn spawn(self: &Arc<Self>) -> JoinHandle<()> {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(this.interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut changes = this.backend.catalogue_changes();
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    changed = async { changes.as_mut().expect("guarded").changed().await }, if changes.is_some() => {
+                        if changed.is_err() {
+                            // The backend will announce no more changes.
+                            changes = None;
+                            continue;
+                        }
+                        // The next periodic check counts from this one.
+                        ticks.reset();
+                    }
+                }
                 this.check().await;
             }
         })
@@ -133,6 +146,9 @@ mod tests {
     struct Flaky {
         down: AtomicBool,
         checks: AtomicU32,
+        changes: Option<tokio::sync::watch::Sender<u64>>,
+        /// The outage it reports while down, if any.
+        outage: Option<u64>,
     }
 
     #[async_trait]
@@ -145,6 +161,12 @@ mod tests {
         }
         async fn call_tool(&self, _cx: &CallContext, _call: ToolCall) -> Result<ToolOutcome, BackendError> {
             Ok(ToolOutcome::text("ok"))
+        }
+        fn outage(&self) -> Option<u64> {
+            self.outage.filter(|_| self.down.load(Ordering::SeqCst))
+        }
+        fn catalogue_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+            self.changes.as_ref().map(|tx| tx.subscribe())
         }
         async fn health(&self) -> BackendHealth {
             self.checks.fetch_add(1, Ordering::SeqCst);
@@ -178,6 +200,39 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(checker.last().unwrap().consecutive_failures, 0);
         assert_eq!(breaker.snapshot().phase, BreakerPhase::HalfOpen, "recovered: the next call probes");
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_catalogue_change_is_checked_at_once_and_an_outage_is_one_failure() {
+        let (tx, _) = tokio::sync::watch::channel(0);
+        let backend = Arc::new(Flaky { changes: Some(tx.clone()), outage: Some(7), ..Flaky::default() });
+        let breaker = Arc::new(Breaker::new("flaky", 2, Duration::from_secs(60)));
+        let checker = HealthChecker::new(backend.clone(), Duration::from_secs(3600), Some(breaker.clone()));
+        let task = checker.spawn();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(backend.checks.load(Ordering::SeqCst), 1);
+
+        // The upstream goes down (its catalogue changes): checked at once, an hour before the next tick.
+        backend.down.store(true, Ordering::SeqCst);
+        tx.send_modify(|n| *n += 1);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(backend.checks.load(Ordering::SeqCst), 2);
+        // A failed call of the same outage does not count a second time: the breaker stays closed.
+        breaker.try_acquire().unwrap().record::<()>(&Err(BackendError::Unavailable {
+            backend: "flaky".into(),
+            reason: "disconnected".into(),
+            outage: Some(7),
+        }));
+        assert_eq!(breaker.snapshot().consecutive_failures, 1);
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Closed);
+
+        // Back: checked at once again.
+        backend.down.store(false, Ordering::SeqCst);
+        tx.send_modify(|n| *n += 1);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(backend.checks.load(Ordering::SeqCst), 3);
+        assert_eq!(checker.last().unwrap().health, BackendHealth::Up);
         task.abort();
     }
 }

@@ -765,7 +765,7 @@ mod tests {
             let secs = call.arguments.get("secs").and_then(|v| v.as_u64()).unwrap_or(0);
             tokio::time::sleep(Duration::from_secs(secs)).await;
             if call.arguments.get("fail").and_then(|v| v.as_bool()).unwrap_or(true) {
-                Err(BackendError::Unavailable { backend: "down".into(), reason: "502".into() })
+                Err(BackendError::unavailable("down", "502"))
             } else {
                 Ok(ToolOutcome::text("up"))
             }

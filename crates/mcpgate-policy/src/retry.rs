@@ -128,7 +128,7 @@ mod tests {
     use super::*;
 
     fn unavailable() -> BackendError {
-        BackendError::Unavailable { backend: "b".into(), reason: "down".into() }
+        BackendError::unavailable("b", "down")
     }
 
     const MS: Duration = Duration::from_millis(1);

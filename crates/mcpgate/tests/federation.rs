@@ -169,88 +169,136 @@ fn a_killed_stdio_upstream_fails_calls_in_flight_at_once_then_comes_back() {
     assert_ne!(first, second);
 }
 
-#[test]
-fn an_upstream_killed_under_concurrent_load_never_crosses_answers_and_recovers_through_its_breaker() {
+/// What 32 callers of `stdio__echo` saw around one SIGKILL of the stdio upstream's child.
+struct Crash {
+    /// Calls answered with the caller's own message, before the kill and after it.
+    echoed: usize,
+    /// When each failed call ended, after the kill, with its error message.
+    failures: Vec<(Duration, String)>,
+    /// `/status` once every caller had a success after the kill.
+    status: Value,
+}
+
+/// Start `config`'s gateway, let 32 callers call `stdio__echo` in a loop, kill the child once every caller has
+/// been answered, and stop once every caller has been answered again after the kill (at most 30 s). Every
+/// answer must be the caller's own message or an error — never another caller's.
+fn crash_under_load(config: &str) -> Crash {
+    use std::sync::{
+        Arc, Barrier, OnceLock,
+        atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
+    };
+    const CALLERS: usize = 32;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "resilience:\n  circuit_breaker: {{ failure_threshold: 3, reset_timeout: 1s }}\n\
-             upstreams:\n  stdio:\n    command: {BIN}\n    args: [serve, --stdio]\n    timeout: 20s\n"
-        ),
-    );
+    let config = write_config(dir.path(), config);
     let (gateway, addr) = serve(Some(&config), &dir.path().join("gateway.log"));
     let child = stdio_child(gateway.0.id()).expect("the gateway runs its stdio upstream as a child");
-
-    // Eight callers, each with its own messages, calling until told to stop; every answer is either the
-    // caller's own echo or an error — never another caller's message.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let callers: Vec<_> = (0..8)
+    let killed_at: Arc<OnceLock<tokio::time::Instant>> = Arc::default();
+    let (stop, recovered) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let warmed = Arc::new(Barrier::new(CALLERS + 1));
+    let callers: Vec<_> = (0..CALLERS)
         .map(|caller| {
-            let (addr, stop) = (addr.clone(), stop.clone());
+            let (addr, stop, recovered, killed_at, warmed) =
+                (addr.clone(), stop.clone(), recovered.clone(), killed_at.clone(), warmed.clone());
             std::thread::spawn(move || {
-                let (mut echoed, mut failed) = (0, Vec::new());
+                let (mut echoed, mut failures, mut back) = (0, Vec::new(), false);
                 for n in 0.. {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if stop.load(SeqCst) {
                         break;
                     }
                     let message = format!("caller {caller} call {n}");
                     let answer = call(&addr, "stdio__echo", json!({ "message": message }));
+                    let after_kill = killed_at.get().map(|at| at.elapsed());
                     match answer["result"]["content"][0]["text"].as_str() {
                         Some(text) => {
                             assert_eq!(text, message, "an answer reached the wrong caller: {answer}");
                             echoed += 1;
+                            if n == 0 {
+                                warmed.wait();
+                            }
+                            if after_kill.is_some() && !back {
+                                back = true;
+                                recovered.fetch_add(1, SeqCst);
+                            }
                         }
                         None => {
-                            failed.push(answer["error"]["message"].as_str().unwrap_or_default().to_owned())
+                            assert!(n > 0, "a call before the kill failed: {answer}");
+                            let message = answer["error"]["message"].as_str().unwrap_or_default().to_owned();
+                            failures.push((after_kill.unwrap_or_default(), message));
                         }
                     }
                 }
-                (echoed, failed)
+                (echoed, failures)
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    warmed.wait();
     assert!(Command::new("kill").args(["-KILL", &child.to_string()]).status().unwrap().success());
-    std::thread::sleep(Duration::from_millis(1500));
+    killed_at.set(tokio::time::Instant::now()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while recovered.load(SeqCst) < CALLERS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {CALLERS} callers recovered",
+            recovered.load(SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let status = modern_status(&addr);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let results: Vec<(usize, Vec<String>)> = callers.into_iter().map(|c| c.join().unwrap()).collect();
-
-    let failures: Vec<&String> = results.iter().flat_map(|(_, f)| f).collect();
-    assert!(results.iter().all(|(echoed, _)| *echoed > 0), "every caller was answered before the kill");
-    assert!(!failures.is_empty(), "killing the upstream failed no call");
-    // While it is down its tools are hidden, so a call may also find the tool unknown.
-    let unexplained: Vec<&&String> = failures
-        .iter()
-        .filter(|m| {
-            !(m.contains("upstream stdio")
-                || m.contains("circuit breaker open")
-                || m.as_str() == "Unknown tool: stdio__echo")
-        })
-        .take(5)
-        .collect();
-    assert!(
-        unexplained.is_empty(),
-        "failures that name neither upstream, breaker nor hiding: {unexplained:?}"
-    );
-    assert!(
-        failures.iter().any(|m| m.contains("circuit breaker open")) || status.contains("\"open\""),
-        "the breaker never opened: {} failures, status {status}",
-        failures.len()
-    );
-    // Restarted, and past the breaker's reset timeout: calls succeed again.
-    let mut attempts = 0;
-    loop {
-        let answer = call(&addr, "stdio__echo", json!({ "message": "recovered" }));
-        if answer["result"]["content"][0]["text"] == "recovered" {
-            break;
-        }
-        attempts += 1;
-        assert!(attempts < 100, "calls did not recover: {answer}");
-        std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, SeqCst);
+    let (mut echoed, mut failures) = (0, Vec::new());
+    for caller in callers {
+        let (n, f) = caller.join().unwrap();
+        echoed += n;
+        failures.extend(f);
     }
     assert_ne!(stdio_child(gateway.0.id()), Some(child), "a new child serves");
+    let body = &status[status.find("\r\n\r\n").unwrap() + 4..];
+    Crash { echoed, failures, status: serde_json::from_str(body).unwrap() }
+}
+
+/// The breaker of backend `name` in `/status`.
+fn breaker_of<'a>(status: &'a Value, name: &str) -> &'a Value {
+    let backends = status["backends"].as_array().unwrap();
+    &backends.iter().find(|b| b["name"] == name).unwrap_or_else(|| panic!("no {name} in {status}"))["breaker"]
+}
+
+#[test]
+fn one_crash_under_concurrent_load_fails_calls_only_while_the_upstream_is_down() {
+    // The defaults: a breaker that opens after five failures and stays open for a minute.
+    let crash = crash_under_load(&format!(
+        "upstreams:\n  stdio:\n    command: {BIN}\n    args: [serve, --stdio]\n    timeout: 20s\n"
+    ));
+    assert!(crash.echoed > 32, "{} calls answered", crash.echoed);
+    // While it is down its tools are hidden, so a call may also find the tool unknown; nothing else.
+    let unexplained: Vec<_> = (crash.failures.iter())
+        .filter(|(_, m)| !(m.contains("upstream stdio") || m.as_str() == "Unknown tool: stdio__echo"))
+        .take(5)
+        .collect();
+    assert!(unexplained.is_empty(), "failures that name neither the upstream nor hiding: {unexplained:?}");
+    // The calls the crash failed were one failure: the breaker never opened, and every caller was answered
+    // again once the child was back, far inside the minute an open breaker would have refused calls.
+    let breaker = breaker_of(&crash.status, "stdio");
+    assert_eq!(breaker["state"], "closed", "{breaker}");
+    assert!(breaker["consecutive_failures"].as_u64().unwrap() <= 1, "{breaker}");
+    let last = crash.failures.iter().map(|(at, _)| *at).max().unwrap_or_default();
+    assert!(last < Duration::from_secs(20), "calls failed until {last:?} after the kill");
+}
+
+#[test]
+fn a_breaker_an_outage_opened_half_opens_as_soon_as_the_upstream_is_back() {
+    // One failure opens it for a minute — unless what opened it was the connection, and the connection is back.
+    let crash = crash_under_load(&format!(
+        "resilience:\n  circuit_breaker: {{ failure_threshold: 1, reset_timeout: 60s }}\n\
+         upstreams:\n  stdio:\n    command: {BIN}\n    args: [serve, --stdio]\n    timeout: 20s\n"
+    ));
+    assert!(
+        crash.failures.iter().any(|(_, m)| m.contains("upstream stdio disconnected")),
+        "the calls in flight failed: {:?}",
+        crash.failures.first()
+    );
+    // Every caller was answered again within 30 s (crash_under_load's deadline), half the reset timeout: the
+    // reconnection's health check let a probe through, and its success closed the breaker.
+    assert_eq!(breaker_of(&crash.status, "stdio")["state"], "closed", "{}", crash.status);
 }
 
 /// `/status` of a gateway, as text.

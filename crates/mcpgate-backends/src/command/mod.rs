@@ -168,7 +168,7 @@ impl Backend for CommandTools {
                 Err(error) => return Ok(ToolOutcome::error(format!("cannot render stdin: {error}"))),
             },
         };
-        let unavailable = |reason: String| BackendError::Unavailable { backend: self.name.clone(), reason };
+        let unavailable = |reason: String| BackendError::unavailable(&self.name, reason);
         match run(tool, argv, input).await {
             Ok(Ran::Finished(finished)) => Ok(outcome(tool.output, finished)),
             Ok(Ran::StdoutTooLarge) => Ok(ToolOutcome::error(format!(

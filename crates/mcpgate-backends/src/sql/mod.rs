@@ -223,9 +223,7 @@ impl SqlTools {
     fn failure(&self, error: DbError) -> Result<ToolOutcome, BackendError> {
         match error {
             DbError::Sql(message) => Ok(ToolOutcome::error(message)),
-            DbError::Unavailable(reason) => {
-                Err(BackendError::Unavailable { backend: self.name.clone(), reason })
-            }
+            DbError::Unavailable(reason) => Err(BackendError::unavailable(&self.name, reason)),
             DbError::Timeout(after) => Err(BackendError::Timeout(after)),
             DbError::Cancelled => Err(BackendError::Timeout(self.statement_timeout)),
         }

@@ -144,8 +144,13 @@ impl Upstream {
             Some(cx) => PeerRequestOptions::with_timeout(self.timeout).with_meta(caller_meta(cx)),
             None => PeerRequestOptions::with_timeout(self.timeout),
         };
-        let handle = (link.peer.send_request_with_option(request, options).await)
-            .map_err(|e| convert::service_error(&self.name, e))?;
+        let handle = match link.peer.send_request_with_option(request, options).await {
+            Ok(handle) => handle,
+            Err(ServiceError::TransportClosed | ServiceError::TransportSend(_)) => {
+                return Err(self.gone(&link).await);
+            }
+            Err(e) => return Err(convert::service_error(&self.name, e)),
+        };
         let (id, token) = (handle.id.clone(), handle.progress_token.clone());
         let response = async {
             match handle.await_response().await {
@@ -218,9 +223,7 @@ impl Upstream {
                     delivering = Some((is_request, Box::pin(delivery.deliver(cx))));
                 }
                 result = &mut response => break result,
-                () = link.dead.cancelled() => {
-                    break Err(self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason())));
-                }
+                () = link.dead.cancelled() => break Err(self.disconnected(link)),
                 () = cancel.cancelled() => {
                     let notice = CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
                     let _ = link.peer.notify_cancelled(notice).await;
@@ -241,7 +244,7 @@ impl Upstream {
     /// supervisor does: it gets a moment to say why.
     async fn gone(&self, link: &Link) -> BackendError {
         let _ = tokio::time::timeout(Duration::from_millis(500), link.dead.cancelled()).await;
-        self.unavailable(format!("upstream {} disconnected: {}", self.name, link.reason()))
+        self.disconnected(link)
     }
 }
 

@@ -157,6 +157,7 @@ pub(super) async fn supervise(
 ) {
     let name = shared.name.clone();
     let mut backoff = Backoff::new();
+    let mut generation = 0;
     loop {
         let handler = GatewayClient {
             name: name.clone(),
@@ -185,8 +186,9 @@ pub(super) async fn supervise(
             }
         };
         if let Some((Connected { running, mut child, lane }, catalogue)) = connected {
-            let link =
-                Link { peer: running.peer().clone(), lane, dead, reason: Arc::new(OnceLock::new()), calls };
+            generation += 1;
+            let (peer, reason) = (running.peer().clone(), Arc::new(OnceLock::new()));
+            let link = Link { peer, lane, dead, reason, calls, generation };
             // The link first: whoever sees the new catalogue can call its tools at once.
             shared.set(Some(link.clone()), String::new());
             shared.publish(catalogue);

@@ -34,10 +34,9 @@ pub(super) fn service_error(name: &str, error: ServiceError) -> BackendError {
         },
         ServiceError::Timeout { timeout } => BackendError::Timeout(timeout),
         ServiceError::Cancelled { .. } => BackendError::Cancelled,
-        ServiceError::TransportClosed | ServiceError::TransportSend(_) => BackendError::Unavailable {
-            backend: name.to_owned(),
-            reason: format!("upstream {name}: {error}"),
-        },
+        ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+            BackendError::unavailable(name, format!("upstream {name}: {error}"))
+        }
         other => BackendError::Failed {
             backend: name.to_owned(),
             message: format!("upstream {name}: {other}"),

@@ -97,10 +97,8 @@ impl HttpLane {
         tool: &str,
         line: Vec<u8>,
     ) -> Result<Value, BackendError> {
-        let unavailable = |why: String| BackendError::Unavailable {
-            backend: upstream.to_owned(),
-            reason: format!("upstream {upstream}: {why}"),
-        };
+        let unavailable =
+            |why: String| BackendError::unavailable(upstream, format!("upstream {upstream}: {why}"));
         let name = HeaderValue::from_str(tool).map_err(|_| BackendError::Failed {
             backend: upstream.to_owned(),
             message: format!(
@@ -165,9 +163,11 @@ impl HttpLane {
                 Some(()) = asked.next(), if !asked.is_empty() => continue,
             };
             let Some(event) = event else { break };
-            let event = event.map_err(|e| BackendError::Unavailable {
-                backend: upstream.to_owned(),
-                reason: format!("upstream {upstream}: the answer's event stream broke: {e}"),
+            let event = event.map_err(|e| {
+                BackendError::unavailable(
+                    upstream,
+                    format!("upstream {upstream}: the answer's event stream broke: {e}"),
+                )
             })?;
             let Some(data) = event.data.filter(|d| !d.is_empty()) else { continue };
             let Ok(message) = serde_json::from_str::<Message>(&data) else {
@@ -202,10 +202,10 @@ impl HttpLane {
                 }
             }
         }
-        Err(BackendError::Unavailable {
-            backend: upstream.to_owned(),
-            reason: format!("upstream {upstream}: the answer's event stream ended without the answer"),
-        })
+        Err(BackendError::unavailable(
+            upstream,
+            format!("upstream {upstream}: the answer's event stream ended without the answer"),
+        ))
     }
 
     /// Answer one request the upstream sent on a call's stream: put it to the caller's client (under the

@@ -84,7 +84,7 @@ impl Sent<'_> {
     }
 
     /// Send the request and wait for its `result`. `closed` is the error when the connection closes before the
-    /// answer comes: the caller knows the connection, and so why.
+    /// answer comes (or a child's stdin is closed already): the caller knows the connection, and so why.
     pub(super) async fn answer(
         self,
         upstream: &str,
@@ -93,11 +93,8 @@ impl Sent<'_> {
     ) -> Result<Value, BackendError> {
         match self.to {
             To::Pipe(pipe, mut pending) => {
-                if let Err(e) = pipe.write(self.line).await {
-                    return Err(BackendError::Unavailable {
-                        backend: upstream.to_owned(),
-                        reason: format!("upstream {upstream}: cannot send: {e}"),
-                    });
+                if pipe.write(self.line).await.is_err() {
+                    return Err(closed.await);
                 }
                 match (&mut pending.answer).await {
                     Ok(answer) => read_answer(upstream, &answer),

@@ -201,7 +201,11 @@ impl Upstream {
         let sink = published.clone();
         let shared = Arc::new(Shared {
             name: name.to_owned(),
-            state: RwLock::new(State { link: None, down: "not connected yet".to_owned() }),
+            state: RwLock::new(State {
+                link: None,
+                down: "not connected yet".to_owned(),
+                last_generation: 0,
+            }),
             on_catalogue: Box::new(move |catalogue| {
                 let next = Arc::new(rules.publish(catalogue));
                 {
@@ -247,17 +251,26 @@ impl Upstream {
         self.published.read().clone()
     }
 
-    /// The live connection, or why there is none.
+    /// The live connection, or why there is none: the outage since the last connection ended.
     fn link(&self) -> Result<Link, BackendError> {
         let state = self.shared.state.read();
         match &state.link {
             Some(link) => Ok(link.clone()),
-            None => Err(self.unavailable(format!("upstream {} is not connected: {}", self.name, state.down))),
+            None => Err(BackendError::Unavailable {
+                backend: self.name.clone(),
+                reason: format!("upstream {} is not connected: {}", self.name, state.down),
+                outage: Some(state.last_generation),
+            }),
         }
     }
 
-    fn unavailable(&self, reason: String) -> BackendError {
-        BackendError::Unavailable { backend: self.name.clone(), reason }
+    /// The error of a call whose connection died under it: one outage with every other call it failed.
+    fn disconnected(&self, link: &Link) -> BackendError {
+        BackendError::Unavailable {
+            backend: self.name.clone(),
+            reason: format!("upstream {} disconnected: {}", self.name, link.reason()),
+            outage: Some(link.generation),
+        }
     }
 }
 
@@ -441,11 +454,26 @@ impl Backend for Upstream {
         Some(self.shared.updates.subscribe())
     }
 
-    async fn health(&self) -> BackendHealth {
+    fn outage(&self) -> Option<u64> {
         let state = self.shared.state.read();
-        match state.link {
-            Some(_) => BackendHealth::Up,
-            None => BackendHealth::Down(state.down.clone()),
+        state.link.is_none().then_some(state.last_generation)
+    }
+
+    /// Up when connected and a `ping` is answered — with any response: an error reply still proves the
+    /// server reads and answers. Down while not connected, or when the ping cannot be sent or is not answered.
+    async fn health(&self) -> BackendHealth {
+        {
+            let state = self.shared.state.read();
+            if state.link.is_none() {
+                return BackendHealth::Down(state.down.clone());
+            }
+        }
+        let ping = ClientRequest::PingRequest(rmcp::model::PingRequest::default());
+        match self.request(None, ping).await {
+            Err(e @ (BackendError::Unavailable { .. } | BackendError::Timeout(_))) => {
+                BackendHealth::Down(e.to_string())
+            }
+            _ => BackendHealth::Up,
         }
     }
 

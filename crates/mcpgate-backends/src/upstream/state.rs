@@ -41,6 +41,9 @@ pub(super) struct Link {
     pub reason: Arc<OnceLock<String>>,
     /// The calls in flight on it, for what the upstream sends back.
     pub calls: Arc<Calls>,
+    /// Which connection of the upstream this is (1 for the first): when it dies, the number of the outage
+    /// its failed calls report ([`BackendError::outage`](mcpgate_core::BackendError::outage)).
+    pub generation: u64,
 }
 
 impl Link {
@@ -56,6 +59,9 @@ pub(super) struct State {
     pub link: Option<Link>,
     /// Why there is none.
     pub down: String,
+    /// The generation of the last connection published (0 before the first): while there is no link, the
+    /// outage calls fail in — every call between one connection's end and the next one is the same outage.
+    pub last_generation: u64,
 }
 
 /// Shared between the supervisor and the backend.
@@ -82,6 +88,9 @@ impl Shared {
     /// Publish the live connection, or why there is none.
     pub(super) fn set(&self, link: Option<Link>, down: String) {
         let mut state = self.state.write();
+        if let Some(link) = &link {
+            state.last_generation = link.generation;
+        }
         state.link = link;
         state.down = down;
     }

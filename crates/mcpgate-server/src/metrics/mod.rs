@@ -505,7 +505,7 @@ mod tests {
         let errors = [
             BackendError::NotFound { kind: "tool", name: "x".into() },
             BackendError::InvalidArguments("x".into()),
-            BackendError::Unavailable { backend: "b".into(), reason: "r".into() },
+            BackendError::unavailable("b", "r"),
             BackendError::Timeout(Duration::from_secs(1)),
             BackendError::Cancelled,
             BackendError::ClientRequest("x".into()),

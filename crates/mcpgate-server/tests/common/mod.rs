@@ -29,10 +29,7 @@ impl mcpgate_core::Backend for Down {
         _call: mcpgate_core::ToolCall,
     ) -> Result<mcpgate_core::ToolOutcome, mcpgate_core::BackendError> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Err(mcpgate_core::BackendError::Unavailable {
-            backend: "down".into(),
-            reason: "connection refused".into(),
-        })
+        Err(mcpgate_core::BackendError::unavailable("down", "connection refused"))
     }
 }
 

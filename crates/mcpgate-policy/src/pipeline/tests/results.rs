@@ -34,7 +34,7 @@ impl Backend for Counting {
         tokio::time::sleep(Duration::from_secs(secs)).await;
         let flag = |key: &str| call.arguments.get(key).and_then(Value::as_bool).unwrap_or(false);
         if flag("fail") {
-            return Err(BackendError::Unavailable { backend: "counting".into(), reason: "502".into() });
+            return Err(BackendError::unavailable("counting", "502"));
         }
         if flag("ask") {
             cx.request_client("confirm", "elicitation/create", json!({})).await?;
