@@ -103,6 +103,11 @@ pub struct ServerConfig {
     pub request_timeout: HumanDuration,
     /// Legacy (pre-2026-07-28) sessions idle for longer than this are closed; their id then answers 404.
     pub session_idle_timeout: HumanDuration,
+    /// A legacy session with no request, no open stream and no resource subscription for this long gives back
+    /// its protocol worker (about 75 KB) and keeps only its record (about 1 KB); its next request that needs the
+    /// worker restores it in-process, unnoticed by the client. Sessions opened with a plain `initialize` start
+    /// without one.
+    pub session_park_after: HumanDuration,
     /// Legacy sessions open at once, for everyone together; an `initialize` past it is refused (HTTP 429) until
     /// sessions close (DELETE) or expire. Bounds what idle sessions can cost a node.
     pub max_sessions: usize,
@@ -133,6 +138,7 @@ impl Default for ServerConfig {
             max_request_size: ByteSize(1 << 20),
             request_timeout: HumanDuration::secs(30),
             session_idle_timeout: HumanDuration::secs(30 * 60),
+            session_park_after: HumanDuration::secs(30),
             max_sessions: 10_000,
             max_sessions_per_client: 1_000,
             drain_timeout: HumanDuration::secs(30),

@@ -58,6 +58,7 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
     for (field, d) in [
         ("server.request_timeout", server.request_timeout),
         ("server.session_idle_timeout", server.session_idle_timeout),
+        ("server.session_park_after", server.session_park_after),
     ] {
         if d.0.is_zero() {
             problems.push(Problem::new(field, "must be longer than zero"));

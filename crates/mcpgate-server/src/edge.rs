@@ -19,7 +19,10 @@ use serde_json::Value;
 use crate::{
     fast::FastPath,
     jsonrpc::Rejection,
-    metrics::Metrics,
+    metrics::{
+        Metrics,
+        labels::{McpMethod, heard},
+    },
     sessions::{Full, Refused, Sessions},
 };
 
@@ -153,14 +156,36 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
                         }
                     }
                 }
-                (Some(session), None, Some("notifications/cancelled")) => {
-                    if let Ok(cancelled) = serde_json::from_slice::<Cancelled>(&bytes) {
+                (Some(session), None, Some(method)) => {
+                    if method == "notifications/cancelled"
+                        && let Ok(cancelled) = serde_json::from_slice::<Cancelled>(&bytes)
+                    {
                         session.cancel(&cancelled.params.request_id.to_string());
+                    }
+                    // A parked session has no worker for a notification to reach: whatever it says is taken here
+                    // rather than restoring one for it.
+                    if !session.is_live() {
+                        heard(McpMethod::from_name(method));
+                        if method == "notifications/initialized" {
+                            session.mark_ready();
+                        }
+                        return axum::response::IntoResponse::into_response(StatusCode::ACCEPTED);
                     }
                 }
                 _ => {}
             }
         }
+    }
+    // A plain `initialize` opens its session here, parked (`opening.rs`): the seat is its.
+    if seat.is_some()
+        && let Some(response) = edge.fast.initialize(&parts, &bytes, &edge.sessions)
+    {
+        if let (Some(seat), Some(id)) =
+            (seat, response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()))
+        {
+            seat.bind(id);
+        }
+        return response;
     }
     let session = in_session.as_ref().map(|(session, request)| (&**session, request.cancel.clone()));
     let fast = edge.fast.serve(&parts, &bytes, session).await;

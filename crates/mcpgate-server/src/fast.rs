@@ -43,11 +43,12 @@ use crate::{
     dispatch::{Door, Retry, Rounds, StatelessClient},
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
+    handler::McpHandler,
     jsonrpc::{CompleteResult, reply, reply_or_stream},
     metrics::labels::{McpMethod, heard},
     peer::StreamPeer,
     registry::ToolRoute,
-    sessions::Session,
+    sessions::{Session, Sessions},
     telemetry::JsonRpcId,
 };
 
@@ -151,7 +152,7 @@ pub(crate) enum Era {
     },
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -184,7 +185,7 @@ impl Classifier {
     }
 
     /// What both eras require of the headers.
-    fn headers_fit(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn headers_fit(&self, headers: &HeaderMap) -> bool {
         let accept = header(headers, "accept").unwrap_or("");
         header(headers, "origin").is_none()
             && accept.contains("application/json")
@@ -259,6 +260,13 @@ pub(crate) struct FastPath {
 impl FastPath {
     pub(crate) fn new(gateway: Arc<Gateway>) -> Self {
         Self { classifier: Classifier::new(&gateway.config.server.allowed_hosts), gateway }
+    }
+
+    /// Answer a plain `initialize` and open its session parked in `sessions` (`opening.rs`); `None` hands it
+    /// to rmcp.
+    pub(crate) fn initialize(&self, parts: &Parts, body: &Bytes, sessions: &Sessions) -> Option<Response> {
+        let opening = self.classifier.classify_initialize(&parts.headers, body)?;
+        crate::opening::open(&McpHandler::new(self.gateway.clone()), sessions, opening)
     }
 
     /// Serve the request (`parts` and its `body`) if it is one this path is for; `None` hands it to rmcp.

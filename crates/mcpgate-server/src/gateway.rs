@@ -219,8 +219,9 @@ impl Readings for Gateway {
         readings.collect()
     }
 
-    fn sessions(&self) -> usize {
-        self.sessions.get().and_then(std::sync::Weak::upgrade).map_or(0, |sessions| sessions.len())
+    fn sessions(&self) -> (usize, usize) {
+        let sessions = self.sessions.get().and_then(std::sync::Weak::upgrade);
+        sessions.map_or((0, 0), |sessions| (sessions.len(), sessions.workers()))
     }
 }
 

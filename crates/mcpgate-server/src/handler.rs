@@ -365,6 +365,8 @@ impl ServerHandler for McpHandler {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        // Updates reach the session through its worker: it is kept from now on, never parked.
+        self.state(&context).keep_worker();
         self.once(&context, Operation::Subscribe { uri: request.uri }).await.map(drop)
     }
 

@@ -163,6 +163,8 @@ fn mcp_service(gateway: &Arc<Gateway>, sessions: Arc<Sessions>, streams: Cancell
     } else {
         config.with_allowed_origins(server.allowed_origins.clone()).enforce_origin_validation()
     };
+    // Parked sessions are restored from the gateway's own records.
+    config.session_store = Some(sessions.clone());
     let gateway = gateway.clone();
     McpService(Arc::new(StreamableHttpService::new(
         move || Ok(McpHandler::new(gateway.clone())),
@@ -175,7 +177,7 @@ fn mcp_service(gateway: &Arc<Gateway>, sessions: Arc<Sessions>, streams: Cancell
 fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
     let server = &gateway.config.server;
     let caps = SessionCaps { total: server.max_sessions, per_client: server.max_sessions_per_client };
-    let sessions = Sessions::start(server.session_idle_timeout.0, caps);
+    let sessions = Sessions::start(server.session_idle_timeout.0, server.session_park_after.0, caps);
     let _ = gateway.sessions.set(Arc::downgrade(&sessions));
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,

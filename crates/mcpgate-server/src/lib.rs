@@ -18,6 +18,7 @@ mod jwks;
 mod jwt;
 mod limits;
 pub mod metrics;
+mod opening;
 mod ops;
 mod peer;
 mod protocol;

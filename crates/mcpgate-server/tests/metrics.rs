@@ -272,7 +272,7 @@ async fn scrape(gw: &TestGateway) -> (String, Exposition) {
 }
 
 /// Every name DESIGN.md lists, and the audit log's counts, with its type (a counter's samples carry `_total`).
-const NAMES: [(&str, &str); 16] = [
+const NAMES: [(&str, &str); 17] = [
     ("mcp_requests", "counter"),
     ("mcp_request_duration_seconds", "histogram"),
     ("mcp_tool_executions", "counter"),
@@ -284,6 +284,7 @@ const NAMES: [(&str, &str); 16] = [
     ("mcp_sandbox_timeouts", "counter"),
     ("mcp_circuit_breaker_state", "gauge"),
     ("mcp_active_sessions", "gauge"),
+    ("mcp_session_workers", "gauge"),
     ("mcp_upstream_up", "gauge"),
     ("mcp_rate_limited", "counter"),
     ("mcp_auth_failures", "counter"),

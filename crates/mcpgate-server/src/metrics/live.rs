@@ -28,8 +28,8 @@ pub(crate) struct BackendReading {
 pub(crate) trait Readings: Send + Sync {
     /// Every backend of the catalogue in force.
     fn backends(&self) -> Vec<BackendReading>;
-    /// Legacy sessions open.
-    fn sessions(&self) -> usize;
+    /// Legacy sessions open, and how many of them hold a protocol worker (the others are parked).
+    fn sessions(&self) -> (usize, usize);
 }
 
 /// What is read at scrape time: breaker phases, upstream health and live sessions from the gateway's
@@ -51,8 +51,9 @@ impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let readings = self.readings.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let readings = readings.and_then(|weak| weak.upgrade());
-        let (backends, sessions) =
-            readings.map_or_else(|| (Vec::new(), 0), |readings| (readings.backends(), readings.sessions()));
+        let (backends, sessions) = readings
+            .map_or_else(|| (Vec::new(), (0, 0)), |readings| (readings.backends(), readings.sessions()));
+        let (sessions, workers) = sessions;
 
         let help = "Circuit breaker of each backend: 0 closed, 1 half-open, 2 open";
         let mut family = encoder.encode_descriptor(names::BREAKER_STATE, help, None, MetricType::Gauge)?;
@@ -75,6 +76,9 @@ impl Collector for Live {
         let help = "Legacy (initialize-based) sessions open";
         let mut gauge = encoder.encode_descriptor(names::ACTIVE_SESSIONS, help, None, MetricType::Gauge)?;
         gauge.encode_gauge(&(sessions as i64))?;
+        let help = "Legacy sessions holding a protocol worker (the rest are parked: a small record each)";
+        let mut gauge = encoder.encode_descriptor(names::SESSION_WORKERS, help, None, MetricType::Gauge)?;
+        gauge.encode_gauge(&(workers as i64))?;
 
         // Zero while no audit log is configured; a failure is a call whose line is missing from the file.
         let audit = [

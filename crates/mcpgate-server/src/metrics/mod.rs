@@ -90,6 +90,8 @@ pub mod names {
     pub const UPSTREAM_UP: &str = "mcp_upstream_up";
     /// Gauge `mcp_active_sessions`.
     pub const ACTIVE_SESSIONS: &str = "mcp_active_sessions";
+    /// Gauge `mcp_session_workers`: legacy sessions that hold a protocol worker (not parked).
+    pub const SESSION_WORKERS: &str = "mcp_session_workers";
     /// Counter `mcp_operations_total{operation,status}`: resource reads, prompts, completions and subscriptions
     /// (every operation but `tools/call`, which has its own series) by outcome: `ok` or the error kind.
     pub const OPERATIONS: &str = "mcp_operations";

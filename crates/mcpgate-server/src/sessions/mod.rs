@@ -1,12 +1,22 @@
-//! Legacy sessions. rmcp's local session manager does the protocol work, and the gateway keeps its own record
-//! of each session beside it — negotiated version, readiness, requests in flight, last activity.
+//! Legacy sessions. The gateway keeps a small record of each session — negotiated version, readiness, requests
+//! in flight, last activity, the client's `initialize` — and rmcp's local session manager does the protocol work
+//! (`protocol.rs`) only while the session needs it.
 //!
 //! The record is what lets the fast path serve a plain `tools/call` inside a session without a trip through
 //! the session's worker (`fast.rs`), and what decides idle expiry: rmcp's own keep-alive only sees traffic
 //! that passes its worker, so it is off, and a reaper here closes sessions that have had no request and no
 //! open stream for `session_idle_timeout`.
 //!
+//! **Parked sessions.** rmcp's worker for one session (its tasks, channels and buffers) costs about 75 KB; the
+//! record about 1 KB. A session opened on the fast path (`FastPath::initialize`) starts without a worker, and the
+//! reaper releases the worker of a session that has had no request, no open stream and no subscription for
+//! `session_park_after`. The session stays: its next request that needs the protocol layer finds no worker
+//! (`has_session`), and rmcp restores one from the record — the `SessionStore` it reads is this table — by
+//! replaying the client's `initialize` and `notifications/initialized`, in-process, in well under a millisecond.
+//!
 //! [`SessionState`] is the protocol handler's own per-session state (the client's log level).
+
+mod protocol;
 
 use std::{
     collections::HashMap,
@@ -20,19 +30,14 @@ use std::{
 use futures::{Stream, StreamExt};
 use mcpgate_core::LogLevel;
 use rmcp::{
-    model::{ClientJsonRpcMessage, ClientNotification, JsonRpcMessage, ServerJsonRpcMessage, ServerResult},
+    model::ClientJsonRpcMessage,
     transport::{
         common::server_side_http::ServerSseMessage,
-        streamable_http_server::{
-            SessionId, SessionManager,
-            session::local::{LocalSessionManager, LocalSessionManagerError},
-        },
+        streamable_http_server::{SessionId, SessionManager, session::local::LocalSessionManager},
     },
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-use crate::metrics::labels::{McpMethod, heard};
 
 /// What the gateway knows of one legacy session.
 #[derive(Debug, Default)]
@@ -56,6 +61,24 @@ pub(crate) struct Session {
     state: Arc<SessionState>,
     /// The client its seat is counted against ([`Sessions::admit`]).
     owner: OnceLock<Arc<str>>,
+    /// The params of the client's `initialize` request, as JSON: what a worker is restored from.
+    initialize: OnceLock<Box<str>>,
+    /// Whether rmcp holds a worker for it. Read and changed under this short lock, never held across an await.
+    worker: Mutex<Worker>,
+}
+
+/// Whether a session has a protocol worker (rmcp's).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Worker {
+    /// None: requests that need one restore it.
+    #[default]
+    Parked,
+    /// Its worker is being released: a restore waits until it is gone.
+    Parking,
+    /// A worker is being restored (the client's `initialize` replayed): requests wait until it is live.
+    Restoring,
+    /// It has one.
+    Live,
 }
 
 /// What the fast path needs to serve a session's calls to tools that may contact the client.
@@ -89,7 +112,13 @@ impl Session {
         let declared = serde_json::to_value(initialize)
             .ok()
             .and_then(|message| message.pointer("/params/capabilities").filter(|c| c.is_object()).cloned());
-        let Some(capabilities) = declared else { return };
+        if let Some(capabilities) = declared {
+            self.learn(capabilities);
+        }
+    }
+
+    /// Record the capabilities the client declared (the first ones win).
+    fn learn(&self, capabilities: serde_json::Value) {
         let askable = ["sampling", "elicitation", "roots"].iter().any(|cap| capabilities.get(cap).is_some());
         let _ = self.link.set(ClientLink { capabilities, askable });
     }
@@ -105,6 +134,20 @@ impl Session {
     fn busy(&self) -> bool {
         self.streams.load(Ordering::Acquire) > 0
             || !self.requests.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    fn worker(&self) -> std::sync::MutexGuard<'_, Worker> {
+        self.worker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether rmcp holds a worker for it (else the fast path answers its notifications).
+    pub(crate) fn is_live(&self) -> bool {
+        *self.worker() == Worker::Live
+    }
+
+    /// The client sent `notifications/initialized` (to a parked session, on the fast path).
+    pub(crate) fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
     }
 }
 
@@ -194,6 +237,10 @@ pub(crate) struct Sessions {
     caps: SessionCaps,
     seats: Mutex<Seats>,
     idle: Duration,
+    /// A session's worker is released after this long without requests, streams or subscriptions.
+    park_after: Duration,
+    /// Woken each time a session's worker is gone or live.
+    changed: tokio::sync::Notify,
     epoch: Instant,
     /// Handle to itself, for the guards of the streams it hands out through rmcp's `&self` methods.
     this: Weak<Sessions>,
@@ -206,9 +253,9 @@ pub(crate) enum Refused {
 }
 
 impl Sessions {
-    /// Sessions that expire after `idle` without requests or open streams, at most `caps` of them; starts the
-    /// reaper.
-    pub(crate) fn start(idle: Duration, caps: SessionCaps) -> Arc<Self> {
+    /// Sessions that expire after `idle` without requests or open streams, whose workers are released after
+    /// `park_after`, at most `caps` of them; starts the reaper.
+    pub(crate) fn start(idle: Duration, park_after: Duration, caps: SessionCaps) -> Arc<Self> {
         let mut inner = LocalSessionManager::default();
         inner.session_config.keep_alive = None;
         let sessions = Arc::new_cyclic(|this| Self {
@@ -217,10 +264,12 @@ impl Sessions {
             caps,
             seats: Mutex::default(),
             idle,
+            park_after,
+            changed: tokio::sync::Notify::new(),
             epoch: Instant::now(),
             this: this.clone(),
         });
-        let period = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let period = (idle.min(park_after) / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
         let weak = Arc::downgrade(&sessions);
         tokio::spawn(async move {
             loop {
@@ -235,6 +284,12 @@ impl Sessions {
     /// Live sessions (`mcp_active_sessions`).
     pub(crate) fn len(&self) -> usize {
         self.table.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Sessions holding a protocol worker, being restored or released included (`mcp_session_workers`).
+    pub(crate) fn workers(&self) -> usize {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        table.values().filter(|session| *session.worker() != Worker::Parked).count()
     }
 
     /// Take a seat for an `initialize` of `client`, or say which cap is reached.
@@ -298,24 +353,84 @@ impl Sessions {
         Some(session)
     }
 
-    /// Close every session idle for longer than the timeout.
+    /// Close every session idle for longer than the timeout; release the worker of every session idle for
+    /// longer than `park_after`.
     async fn reap(&self) {
         let now = self.now_ms();
-        let idle_ms = self.idle.as_millis() as u64;
-        let expired: Vec<Arc<str>> = self
-            .table
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(_, s)| !s.busy() && now.saturating_sub(s.last_seen.load(Ordering::Acquire)) > idle_ms)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            tracing::debug!(session = %id, "session expired");
-            if let Err(e) = self.close_session(&id).await {
-                tracing::warn!(session = %id, error = %e, "closing an expired session failed");
+        let (idle_ms, park_ms) = (self.idle.as_millis() as u64, self.park_after.as_millis() as u64);
+        let (mut expired, mut parking) = (Vec::new(), Vec::new());
+        for (id, session) in self.table.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            let quiet = now.saturating_sub(session.last_seen.load(Ordering::Acquire));
+            if session.busy() {
+                continue;
+            }
+            if quiet > idle_ms {
+                expired.push(id.clone());
+            } else if quiet > park_ms && !session.state.keeps_worker() {
+                parking.push((id.clone(), session.clone()));
             }
         }
+        for id in expired {
+            tracing::debug!(session = %id, "session expired");
+            self.remove(&id).await;
+        }
+        for (id, session) in parking {
+            self.park(&id, &session, park_ms).await;
+        }
+    }
+
+    /// Release the worker of `session` if it is still live and quiet — checked under its worker lock, which
+    /// `has_session` takes too, so a request arriving now either is seen here or finds the session parking.
+    async fn park(&self, id: &Arc<str>, session: &Session, park_ms: u64) {
+        {
+            let mut worker = session.worker();
+            let quiet = self.now_ms().saturating_sub(session.last_seen.load(Ordering::Acquire));
+            if *worker != Worker::Live || quiet <= park_ms || session.busy() {
+                return;
+            }
+            *worker = Worker::Parking;
+        }
+        tracing::debug!(session = %id, "session parked: its worker is released");
+        // The worker's service ends and rmcp then calls `close_session`, which marks it parked.
+        if let Err(e) = self.inner.close_session(&SessionId::from(&**id)).await {
+            tracing::warn!(session = %id, error = %e, "releasing a session's worker failed");
+            *session.worker() = Worker::Parked;
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Forget a session (expired or closed by the client): give its seat back and end its worker.
+    async fn remove(&self, id: &str) {
+        let removed = self.table.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        let Some(session) = removed else { return };
+        if let Some(owner) = session.owner.get() {
+            self.release(owner);
+        }
+        if *session.worker() != Worker::Parked
+            && let Err(e) = self.inner.close_session(&SessionId::from(id)).await
+        {
+            tracing::warn!(session = %id, error = %e, "closing a session's worker failed");
+        }
+    }
+
+    /// A session opened on the fast path: no worker yet. `initialize` holds the params of the client's request
+    /// as JSON, `version` the protocol version negotiated.
+    pub(crate) fn open(
+        &self,
+        initialize: Box<str>,
+        capabilities: Option<serde_json::Value>,
+        version: String,
+    ) -> Arc<str> {
+        let id: Arc<str> = rmcp::transport::common::server_side_http::session_id();
+        let session = Session::default();
+        let _ = session.initialize.set(initialize);
+        let _ = session.version.set(version);
+        if let Some(capabilities) = capabilities {
+            session.learn(capabilities);
+        }
+        self.touch(&session);
+        self.table.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Arc::new(session));
+        id
     }
 
     /// Count a listening stream as activity for as long as it is open.
@@ -338,114 +453,33 @@ impl Sessions {
     }
 }
 
-/// The protocol version in an `initialize` response.
-fn negotiated_version(response: &ServerJsonRpcMessage) -> Option<String> {
-    match response {
-        JsonRpcMessage::Response(r) => match &r.result {
-            ServerResult::InitializeResult(init) => Some(init.protocol_version.to_string()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-impl SessionManager for Sessions {
-    type Error = LocalSessionManagerError;
-    type Transport = <LocalSessionManager as SessionManager>::Transport;
-
-    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
-        let (id, transport) = self.inner.create_session().await?;
-        let session = Arc::new(Session::default());
-        self.touch(&session);
-        self.table.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), session);
-        Ok((id, transport))
-    }
-
-    async fn initialize_session(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        heard(McpMethod::of_message(&message));
-        if let Some(session) = self.get(id) {
-            session.learn_client(&message);
-        }
-        let response = self.inner.initialize_session(id, message).await?;
-        if let (Some(session), Some(version)) = (self.touch_id(id), negotiated_version(&response)) {
-            let _ = session.version.set(version);
-        }
-        Ok(response)
-    }
-
-    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
-        self.inner.has_session(id).await
-    }
-
-    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        let closed = self.table.write().unwrap_or_else(|e| e.into_inner()).remove(id);
-        if let Some(owner) = closed.as_ref().and_then(|session| session.owner.get()) {
-            self.release(owner);
-        }
-        self.inner.close_session(id).await
-    }
-
-    async fn create_stream(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        heard(McpMethod::of_message(&message));
-        self.touch_id(id);
-        self.inner.create_stream(id, message).await
-    }
-
-    async fn accept_message(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<(), Self::Error> {
-        heard(McpMethod::of_message(&message));
-        let initialized = matches!(
-            &message,
-            JsonRpcMessage::Notification(n) if matches!(n.notification, ClientNotification::InitializedNotification(_))
-        );
-        self.inner.accept_message(id, message).await?;
-        if let Some(session) = self.touch_id(id)
-            && initialized
-        {
-            session.ready.store(true, Ordering::Release);
-        }
-        Ok(())
-    }
-
-    async fn create_standalone_stream(
-        &self,
-        id: &SessionId,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        let stream = self.inner.create_standalone_stream(id).await?;
-        Ok(self.hold(id, stream))
-    }
-
-    async fn resume(
-        &self,
-        id: &SessionId,
-        last_event_id: String,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        let stream = self.inner.resume(id, last_event_id).await?;
-        Ok(self.hold(id, stream))
-    }
-}
-
 /// Per-session state of a legacy (initialize-based) client. Stateless requests get a fresh one each time.
 #[derive(Debug)]
 pub struct SessionState {
     log_level: Mutex<LogLevel>,
+    /// Set once the client subscribed to a resource: its updates go through the session's worker, which is then
+    /// never parked.
+    keep_worker: AtomicBool,
 }
 
 impl Default for SessionState {
     fn default() -> Self {
         // Until the client sets a level, send info and above.
-        Self { log_level: Mutex::new(LogLevel::Info) }
+        Self { log_level: Mutex::new(LogLevel::Info), keep_worker: AtomicBool::new(false) }
     }
 }
 
 impl SessionState {
+    /// Keep the session's worker for as long as the session lives (it subscribed to a resource).
+    pub fn keep_worker(&self) {
+        self.keep_worker.store(true, Ordering::Release);
+    }
+
+    /// Whether the session's worker is never parked.
+    pub fn keeps_worker(&self) -> bool {
+        self.keep_worker.load(Ordering::Acquire)
+    }
+
     /// Set the minimum level of log messages sent to the client (`logging/setLevel`).
     pub fn set_log_level(&self, level: LogLevel) {
         *self.log_level.lock().unwrap_or_else(|e| e.into_inner()) = level;
@@ -485,7 +519,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_sessions_expire_and_busy_ones_do_not() {
-        let sessions = Sessions::start(Duration::from_secs(1), SessionCaps { total: 10, per_client: 10 });
+        let sessions = Sessions::start(
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+            SessionCaps { total: 10, per_client: 10 },
+        );
         let (idle, _) = sessions.create_session().await.unwrap();
         let (working, _) = sessions.create_session().await.unwrap();
         let (listening, _) = sessions.create_session().await.unwrap();
@@ -517,7 +555,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_seat_is_held_by_its_session_until_it_closes_or_expires() {
-        let sessions = Sessions::start(Duration::from_secs(1), SessionCaps { total: 2, per_client: 1 });
+        let sessions = Sessions::start(
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+            SessionCaps { total: 2, per_client: 1 },
+        );
         let client: Arc<str> = "key:a".into();
         // A seat not bound to a session (the initialize failed) is given back.
         drop(sessions.admit(client.clone()).ok().unwrap());

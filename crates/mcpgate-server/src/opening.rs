@@ -1,0 +1,90 @@
+//! A legacy session opened without the protocol layer: a plain `initialize` is answered here, and the session
+//! starts parked — a record of about 1 KB and no worker (`sessions`). Its first request that needs rmcp
+//! restores a worker from the record, replaying this `initialize`; a client that only calls tools on the fast
+//! path never costs one.
+//!
+//! Answered here only when all hold (else rmcp opens the session, as before): the headers the fast path asks of
+//! every request (`Accept` naming JSON and SSE, no `Origin`, an allowed `Host`); no session id; `Mcp-Method`
+//! absent or `initialize`; `MCP-Protocol-Version` absent or equal to the body's; a body of exactly a JSON-RPC
+//! `initialize` request whose params rmcp reads; and a negotiated revision that has `initialize`. The answer is
+//! the one rmcp would give — its own negotiation, through the handler — as plain JSON.
+
+use std::borrow::Cow;
+
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use rmcp::{
+    ServerHandler,
+    model::{InitializeRequestParams, InitializeResult},
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{
+    fast::{Classifier, header},
+    handler::McpHandler,
+    jsonrpc::reply,
+    metrics::labels::{McpMethod, heard},
+    sessions::Sessions,
+};
+
+/// An `initialize` request in exactly the shape answered here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitializeRequest<'a> {
+    #[serde(borrow)]
+    jsonrpc: Cow<'a, str>,
+    id: Value,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    params: InitializeRequestParams,
+}
+
+/// An `initialize` answered here, as [`Classifier::classify_initialize`] found it.
+#[derive(Debug)]
+pub(crate) struct Opening {
+    /// The JSON-RPC id.
+    pub(crate) id: Value,
+    /// The client's params.
+    pub(crate) params: InitializeRequestParams,
+}
+
+impl Classifier {
+    /// The `initialize` answered without the protocol layer, or `None` (rmcp serves it). Pure.
+    pub(crate) fn classify_initialize(&self, headers: &HeaderMap, body: &[u8]) -> Option<Opening> {
+        if !self.headers_fit(headers) || header(headers, "mcp-session-id").is_some() {
+            return None;
+        }
+        if header(headers, "mcp-method").is_some_and(|m| m != "initialize") {
+            return None;
+        }
+        let request = serde_json::from_slice::<InitializeRequest<'_>>(body).ok()?;
+        let plain = request.jsonrpc == "2.0"
+            && request.method == "initialize"
+            && (request.id.is_string() || request.id.is_i64() || request.id.is_u64());
+        let version = header(headers, "mcp-protocol-version");
+        if !plain || version.is_some_and(|v| v != request.params.protocol_version.as_str()) {
+            return None;
+        }
+        Some(Opening { id: request.id, params: request.params })
+    }
+}
+
+/// Answer `opening` and open its session, parked, in `sessions`; `None` when the negotiated revision has no
+/// `initialize` (rmcp then answers).
+pub(crate) fn open(handler: &McpHandler, sessions: &Sessions, opening: Opening) -> Option<Response> {
+    let Opening { id, params } = opening;
+    let result: InitializeResult = handler.negotiate_initialize(&params).ok()?;
+    if !result.protocol_version.has_initialize() {
+        return None;
+    }
+    let saved = serde_json::to_string(&params).ok()?.into_boxed_str();
+    let capabilities = serde_json::to_value(&params.capabilities).ok();
+    heard(McpMethod::Initialize);
+    let session = sessions.open(saved, capabilities, result.protocol_version.to_string());
+    let mut response = reply(StatusCode::OK, &id, Ok(result));
+    if let Ok(value) = HeaderValue::from_str(&session) {
+        response.headers_mut().insert("mcp-session-id", value);
+    }
+    Some(response)
+}
