@@ -91,7 +91,8 @@ impl Activity {
         ceil_ms(self.born.elapsed()).min(STAMP)
     }
 
-    /// The transport read some bytes. On an idle HTTP/1 connection they begin a request head.
+    /// The transport read some bytes. On an idle HTTP/1 connection they begin a request head. Bytes read while a
+    /// request is in flight begin none: a pipelined head left incomplete after it is bound by the idle timeout.
     pub(super) fn read(&self) {
         let state = self.state.load(Ordering::Relaxed);
         // Serving, or a head is already awaited: nothing changes (the common case, one load).
