@@ -116,6 +116,20 @@ pub struct ServerConfig {
     pub max_sessions_per_client: usize,
     /// On SIGTERM / SIGINT, how long in-flight requests may take to finish before the process exits anyway.
     pub drain_timeout: HumanDuration,
+    /// Time a connection has to deliver a complete request head (request line and headers): from the accept for
+    /// its first request, from the first byte of each later one. Past it the connection is closed without a
+    /// response (no 408). Bounds slow-header (slow-loris) clients; a request whose head has arrived is not limited
+    /// by it.
+    pub header_read_timeout: HumanDuration,
+    /// A connection with no request in progress for this long is closed (HTTP/2: GOAWAY, then close). A request in
+    /// progress is never cut — a slow call, an open SSE stream. Keep it longer than the idle timeout of a load
+    /// balancer in front (60 s on an AWS ALB), so that the balancer, not the gateway, closes an idle connection.
+    pub idle_timeout: HumanDuration,
+    /// Connections open at once on the listener. At the cap the gateway stops accepting (new connections wait in
+    /// the kernel's backlog) until one closes, logs a warning and counts `mcp_connection_limit_reached_total`.
+    /// Keep it below the open-file limit (`ulimit -n`, systemd's `LimitNOFILE`) less what upstreams, audit log and
+    /// databases need.
+    pub max_connections: usize,
     /// Items per page of `tools/list`, `resources/list` and `prompts/list`.
     pub page_size: usize,
     /// Freshness hint (`ttlMs`) put on list results for 2026-07-28 clients.
@@ -142,6 +156,9 @@ impl Default for ServerConfig {
             max_sessions: 10_000,
             max_sessions_per_client: 1_000,
             drain_timeout: HumanDuration::secs(30),
+            header_read_timeout: HumanDuration::secs(10),
+            idle_timeout: HumanDuration::secs(65),
+            max_connections: 10_000,
             page_size: 100,
             list_ttl: HumanDuration::secs(60),
             compression: crate::compression::CompressionConfig::default(),

@@ -47,6 +47,7 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
     for (path, value) in [
         ("server.max_sessions", server.max_sessions),
         ("server.max_sessions_per_client", server.max_sessions_per_client),
+        ("server.max_connections", server.max_connections),
     ] {
         if value == 0 {
             problems.push(Problem::new(path, "must be at least 1"));
@@ -59,6 +60,8 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
         ("server.request_timeout", server.request_timeout),
         ("server.session_idle_timeout", server.session_idle_timeout),
         ("server.session_park_after", server.session_park_after),
+        ("server.header_read_timeout", server.header_read_timeout),
+        ("server.idle_timeout", server.idle_timeout),
     ] {
         if d.0.is_zero() {
             problems.push(Problem::new(field, "must be longer than zero"));

@@ -67,6 +67,23 @@ fn semantic_problems_are_collected() {
 }
 
 #[test]
+fn connection_limits_are_defaulted_and_must_be_positive() {
+    let server = default_config().unwrap().server;
+    assert_eq!(
+        (server.header_read_timeout.0.as_secs(), server.idle_timeout.0.as_secs(), server.max_connections),
+        (10, 65, 10_000)
+    );
+    let found = problems(
+        "server:\n  header_read_timeout: 0s\n  idle_timeout: 0ms\n  max_connections: 0\nbackends:\n  demo:\n    kind: builtin\n    builtin: demo\n",
+    );
+    let text = found.join("\n");
+    for path in ["server.header_read_timeout", "server.idle_timeout", "server.max_connections"] {
+        assert!(text.contains(path), "{path}: {text}");
+    }
+    assert_eq!(found.len(), 3, "{text}");
+}
+
+#[test]
 fn syntax_errors_carry_a_location() {
     match parse_str("server: [unclosed", Format::Yaml, "x.yaml") {
         Err(ConfigError::Syntax { message, .. }) => assert!(message.contains("line"), "{message}"),

@@ -10,7 +10,6 @@ use std::{
     time::Duration,
 };
 
-use axum::serve::ListenerExt;
 use axum::{Router, extract::Request, middleware::Next, response::Response, routing::get};
 use http::Method;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -27,7 +26,9 @@ use crate::{
     fast::FastPath,
     gateway::Gateway,
     handler::McpHandler,
-    limits, ops,
+    limits,
+    listener::{self, Limits},
+    ops,
     sessions::{SessionCaps, Sessions},
 };
 
@@ -238,32 +239,32 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
 }
 
 /// Serve until `shutdown` is cancelled, then drain: stop accepting, let in-flight requests finish (bounded by
-/// the drain timeout), close the remaining streams and release the backends.
+/// the drain timeout), close the remaining streams and release the backends. Connections are accepted by the
+/// edge's own loop (`listener.rs`), which holds them to `server.max_connections`, `header_read_timeout` and
+/// `idle_timeout`.
 pub async fn serve_http(
     gateway: Arc<Gateway>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let drain_timeout: Duration = gateway.config.server.drain_timeout.0;
+    let limits = Limits::of(&gateway.config.server);
     // Metrics on a port of their own (`metrics.port`), bound first so a port in use stops the start.
     let (metrics, stop) = (&gateway.metrics, gateway.shutdown.clone());
-    let metrics_apart =
-        crate::metrics::serve_apart(&gateway.config.metrics, metrics, stop, listener.local_addr()?.ip())
-            .await?;
+    let metrics_apart = crate::metrics::serve_apart(
+        &gateway.config.metrics,
+        metrics,
+        stop,
+        listener.local_addr()?.ip(),
+        limits,
+    )
+    .await?;
     let in_flight = InFlight::default();
     let streams = gateway.shutdown.child_token();
     let app = app(gateway.clone(), in_flight.clone(), streams.clone());
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let stop_accepting = shutdown.clone();
-    // The peer address feeds the IP allowlist and the trusted-proxy check (`auth`).
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    // Stops accepting as soon as `shutdown` is cancelled, and finishes when every connection has closed.
     let serve =
-        axum::serve(listener, app).with_graceful_shutdown(async move { stop_accepting.cancelled().await });
-    let serve = tokio::spawn(async move { serve.await });
+        tokio::spawn(listener::serve(listener, app, limits, gateway.metrics.connections(), shutdown.clone()));
     shutdown.cancelled().await;
     tracing::info!(drain_timeout = %humantime::format_duration(drain_timeout), "draining");
     let drained = tokio::time::timeout(drain_timeout, async {
@@ -279,7 +280,7 @@ pub async fn serve_http(
     }
     gateway.shutdown_backends().await;
     match drained {
-        Ok(Ok(result)) => result,
+        Ok(Ok(())) => Ok(()),
         Ok(Err(join)) => Err(std::io::Error::other(join)),
         Err(_) => {
             tracing::warn!("drain timeout reached with requests still in flight");

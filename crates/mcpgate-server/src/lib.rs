@@ -17,6 +17,7 @@ mod jsonrpc;
 mod jwks;
 mod jwt;
 mod limits;
+mod listener;
 pub mod metrics;
 mod opening;
 mod ops;

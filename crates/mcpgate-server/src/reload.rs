@@ -34,7 +34,7 @@ pub struct Reloaded {
 /// `old` is the config the gateway started with (an earlier reload did not apply them either).
 fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
-    let checks: [(&'static str, bool); 10] = [
+    let checks: [(&'static str, bool); 11] = [
         ("server.listen", o.listen != n.listen),
         (
             "server.allowed_hosts / allowed_origins",
@@ -42,12 +42,19 @@ fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("server.max_request_size", o.max_request_size != n.max_request_size),
         (
-            "server.session_idle_timeout / max_sessions / max_sessions_per_client",
+            "server.session_idle_timeout / session_park_after / max_sessions / max_sessions_per_client",
             o.session_idle_timeout != n.session_idle_timeout
+                || o.session_park_after != n.session_park_after
                 || o.max_sessions != n.max_sessions
                 || o.max_sessions_per_client != n.max_sessions_per_client,
         ),
         ("server.drain_timeout", o.drain_timeout != n.drain_timeout),
+        (
+            "server.header_read_timeout / idle_timeout / max_connections",
+            o.header_read_timeout != n.header_read_timeout
+                || o.idle_timeout != n.idle_timeout
+                || o.max_connections != n.max_connections,
+        ),
         ("server.name / instructions", o.name != n.name || o.instructions != n.instructions),
         ("logging", old.logging != new.logging),
         ("metrics", old.metrics != new.metrics),

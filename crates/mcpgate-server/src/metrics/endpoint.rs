@@ -25,8 +25,8 @@ use tokio::{net::TcpListener, task::JoinHandle, time::Instant};
 use mcpgate_config::MetricsConfig;
 use tokio_util::sync::CancellationToken;
 
-use super::{CONTENT_TYPE_OPENMETRICS, McpMethod, Metrics, labels::HEARD};
-use crate::auth::AuthFailure;
+use super::{CONTENT_TYPE_OPENMETRICS, McpMethod, Metrics, labels::HEARD, series::ConnectionMetrics};
+use crate::{auth::AuthFailure, listener::Limits};
 
 /// The metrics route of the main listener: `GET {metrics.path}` when metrics are served there, else nothing.
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
@@ -40,14 +40,21 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
     }
 }
 
+/// Connections the metrics port accepts at once: a scraper keeps one; this leaves room for a few Prometheus
+/// replicas and someone with curl, and keeps a flood of them from taking the descriptors `/mcp` needs.
+const SCRAPER_CONNECTIONS: usize = 64;
+
 /// When `metrics.port` is set (and metrics are on): a listener of their own on `ip` and that port, serving only
-/// the metrics path, until the gateway shuts down (after the main listener has drained).
+/// the metrics path, until the gateway shuts down (after the main listener has drained). It runs the edge's
+/// accept loop with the main listener's timeouts and a cap of its own ([`SCRAPER_CONNECTIONS`]); its
+/// connections are not counted in the connection series, which describe the main listener.
 pub(crate) async fn serve_apart(
     config: &MetricsConfig,
     metrics: &Arc<Metrics>,
     stop: CancellationToken,
     ip: IpAddr,
-) -> io::Result<Option<JoinHandle<io::Result<()>>>> {
+    limits: Limits,
+) -> io::Result<Option<JoinHandle<()>>> {
     let Some(port) = config.port.filter(|_| config.enabled) else { return Ok(None) };
     let addr = SocketAddr::new(ip, port);
     let listener = TcpListener::bind(addr)
@@ -55,8 +62,9 @@ pub(crate) async fn serve_apart(
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen for metrics on {addr}: {e}")))?;
     tracing::info!(%addr, path = %config.path, "serving metrics on a port of their own");
     let app = Router::new().route(&config.path, get(scrape)).with_state(metrics.clone());
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
-    Ok(Some(tokio::spawn(async move { serve.await })))
+    let limits = Limits { max_connections: SCRAPER_CONNECTIONS, ..limits };
+    let serve = crate::listener::serve(listener, app, limits, ConnectionMetrics::default(), stop);
+    Ok(Some(tokio::spawn(serve)))
 }
 
 /// `GET /metrics`.

@@ -51,7 +51,7 @@ use labels::{
 };
 pub use labels::{RateLimitScope, SandboxBackend, TokenDirection};
 pub(crate) use live::{BackendReading, Readings};
-use series::{Histograms, ToolMetrics, latency};
+use series::{ConnectionMetrics, Histograms, ToolMetrics, latency};
 
 use crate::auth::AuthFailure;
 use live::Live;
@@ -100,6 +100,14 @@ pub mod names {
     /// Counter `mcp_sessions_refused_total{scope}`: `initialize` requests refused at a session cap (`gateway`:
     /// `server.max_sessions`, `client`: `server.max_sessions_per_client`).
     pub const SESSIONS_REFUSED: &str = "mcp_sessions_refused";
+    /// Gauge `mcp_open_connections`: connections open on the main listener.
+    pub const OPEN_CONNECTIONS: &str = "mcp_open_connections";
+    /// Counter `mcp_connections_closed_total{reason}`: connections the gateway closed because a timeout passed
+    /// (`header_read_timeout`, `idle_timeout`: the `server` settings).
+    pub const CONNECTIONS_CLOSED: &str = "mcp_connections_closed";
+    /// Counter `mcp_connection_limit_reached_total`: times the listener reached `server.max_connections` and
+    /// stopped accepting until a connection closed.
+    pub const CONNECTION_LIMIT_REACHED: &str = "mcp_connection_limit_reached";
     /// Counter `mcp_audit_lines_total`: audit lines written.
     pub const AUDIT_LINES: &str = "mcp_audit_lines";
     /// Counter `mcp_audit_failures_total`: audit lines that could not be written (a full disk, a removed mount).
@@ -179,6 +187,7 @@ pub struct Metrics {
     operations: Family<OperationLabels, Counter>,
     operation_duration: Histograms<OperationKindLabels>,
     sessions_refused: Family<ScopeLabels, Counter>,
+    connections: ConnectionMetrics,
     live: Arc<Live>,
 }
 
@@ -248,6 +257,30 @@ impl Metrics {
         for scope in ["gateway", "client"] {
             drop(sessions_refused.get_or_create(&ScopeLabels { scope }));
         }
+        // Fed by the listener: its accept loop and each connection's watchdog.
+        let connections = ConnectionMetrics::default();
+        registry.register(
+            OPEN_CONNECTIONS,
+            "Connections open on the main listener (server.max_connections caps them)",
+            connections.open.clone(),
+        );
+        let closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            CONNECTIONS_CLOSED,
+            "Connections the gateway closed because a timeout passed: header_read_timeout (no complete request \
+             head in time) or idle_timeout (no request in progress for that long)",
+            closed.clone(),
+        );
+        let connections = ConnectionMetrics {
+            header_read_timeouts: closed.get_or_create_owned(&ReasonLabels { reason: "header_read_timeout" }),
+            idle_timeouts: closed.get_or_create_owned(&ReasonLabels { reason: "idle_timeout" }),
+            ..connections
+        };
+        registry.register(
+            CONNECTION_LIMIT_REACHED,
+            "Times the listener reached server.max_connections and stopped accepting until a connection closed",
+            connections.limit_reached.clone(),
+        );
         // Fed by the pipeline's cache steps, through `call_observer`.
         let (cache_hits, cache_misses) = (Counter::default(), Counter::default());
         registry.register(CACHE_HITS, "tools/call answered from the cache", cache_hits.clone());
@@ -312,6 +345,7 @@ impl Metrics {
             operations,
             operation_duration,
             sessions_refused,
+            connections,
             live,
         };
         // The series nearly every request feeds, at zero from the start (and the request families with it).
@@ -437,6 +471,11 @@ impl Metrics {
     /// An `initialize` refused at a session cap: `gateway` or `client`.
     pub(crate) fn session_refused(&self, scope: &'static str) {
         self.sessions_refused.get_or_create(&ScopeLabels { scope }).inc();
+    }
+
+    /// The handles the main listener feeds.
+    pub(crate) fn connections(&self) -> ConnectionMetrics {
+        self.connections.clone()
     }
 
     /// A request refused by a rate limit. Fed by the rate-limit step, once it exists.

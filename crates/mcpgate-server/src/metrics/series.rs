@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use prometheus_client::metrics::{counter::Counter, family::Family, histogram::Histogram};
+use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram};
 
 use super::labels::{ToolLabels, ToolStatusLabels};
 
@@ -47,4 +47,20 @@ impl ToolMetrics {
             tool,
         }
     }
+}
+
+/// What the listener feeds (`listener.rs`): connections open, connections closed by a timeout, and how often the
+/// connection cap stopped the accept loop. Handles only: the accept loop and each connection hold a copy, and
+/// feeding one is an atomic add. [`Default`] gives series in no registry, for a listener that is not counted (the
+/// metrics port's own).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnectionMetrics {
+    /// `mcp_open_connections`.
+    pub(crate) open: Gauge,
+    /// `mcp_connections_closed_total{reason="header_read_timeout"}`.
+    pub(crate) header_read_timeouts: Counter,
+    /// `mcp_connections_closed_total{reason="idle_timeout"}`.
+    pub(crate) idle_timeouts: Counter,
+    /// `mcp_connection_limit_reached_total`.
+    pub(crate) limit_reached: Counter,
 }
