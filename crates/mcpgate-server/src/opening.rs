@@ -88,3 +88,68 @@ pub(crate) fn open(handler: &McpHandler, sessions: &Sessions, opening: Opening) 
     }
     Some(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn headers(extra: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert("host", "localhost:8000".parse().unwrap());
+        map.insert("accept", "application/json, text/event-stream".parse().unwrap());
+        for (name, value) in extra {
+            match *value {
+                "" => drop(map.remove(*name)),
+                value => drop(map.insert(*name, value.parse().unwrap())),
+            }
+        }
+        map
+    }
+
+    fn body(extra: serde_json::Value) -> Vec<u8> {
+        let mut request = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": { "roots": {} },
+            "clientInfo": { "name": "c", "version": "1" } } });
+        request.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+        request.to_string().into_bytes()
+    }
+
+    #[test]
+    fn only_a_plain_initialize_is_answered_here() {
+        let classifier = Classifier::new(&["localhost".to_owned()]);
+        let opening = classifier.classify_initialize(&headers(&[]), &body(json!({}))).unwrap();
+        assert_eq!(opening.id, json!(1));
+        assert_eq!(opening.params.protocol_version.as_str(), "2025-06-18");
+        assert!(opening.params.capabilities.roots.is_some());
+        let matching = [("mcp-protocol-version", "2025-06-18"), ("mcp-method", "initialize")];
+        assert!(classifier.classify_initialize(&headers(&matching), &body(json!({}))).is_some());
+
+        let refused: [(&str, HeaderMap, Vec<u8>); 9] = [
+            ("a session id", headers(&[("mcp-session-id", "s")]), body(json!({}))),
+            ("another method header", headers(&[("mcp-method", "tools/list")]), body(json!({}))),
+            (
+                "a version header unlike the body",
+                headers(&[("mcp-protocol-version", "2025-11-25")]),
+                body(json!({})),
+            ),
+            ("an Origin", headers(&[("origin", "http://localhost:3000")]), body(json!({}))),
+            ("a foreign Host", headers(&[("host", "evil.example")]), body(json!({}))),
+            ("no event-stream in Accept", headers(&[("accept", "application/json")]), body(json!({}))),
+            ("another method", headers(&[]), body(json!({ "method": "ping" }))),
+            ("an unknown member", headers(&[]), body(json!({ "extra": true }))),
+            ("a notification", headers(&[]), {
+                let mut b: serde_json::Value = serde_json::from_slice(&body(json!({}))).unwrap();
+                b.as_object_mut().unwrap().remove("id");
+                b.to_string().into_bytes()
+            }),
+        ];
+        for (what, headers, body) in refused {
+            assert!(classifier.classify_initialize(&headers, &body).is_none(), "{what}");
+        }
+        let broken =
+            br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
+        assert!(classifier.classify_initialize(&headers(&[]), broken).is_none(), "params rmcp cannot read");
+    }
+}
