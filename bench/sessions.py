@@ -8,7 +8,10 @@ also sends one `tools/list` (which needs the protocol layer: a worker is restore
 waits past `session_park_after` and reports RSS again, and the gauges `mcp_active_sessions` and
 `mcp_session_workers`.
 
-Usage: bench/sessions.py BINARY [-n 10000] [--list] [--park-after 2s]
+With --rounds R (and --list), it does that R times, each round opening N more sessions after the last one's were
+parked: RSS that stops growing after the first round is memory the allocator kept for reuse, not a leak.
+
+Usage: bench/sessions.py BINARY [-n 10000] [--list] [--park-after 2s] [--rounds 1]
 Standard library only. Kills the server it started on exit.
 """
 
@@ -89,12 +92,13 @@ def main():
     parser.add_argument("--list", action="store_true", help="each session also sends tools/list")
     parser.add_argument("--park-after", default="2s", help="server.session_park_after (default 2s)")
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1, help="with --list: open N sessions this many times")
     args = parser.parse_args()
 
     port = free_port()
     config = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    config.write(f"server:\n  listen: 127.0.0.1:{port}\n  max_sessions: {args.n + 10}\n"
-                 f"  max_sessions_per_client: {args.n + 10}\n  session_park_after: {args.park_after}\n"
+    config.write(f"server:\n  listen: 127.0.0.1:{port}\n  max_sessions: {args.n * args.rounds + 10}\n"
+                 f"  max_sessions_per_client: {args.n * args.rounds + 10}\n  session_park_after: {args.park_after}\n"
                  "backends:\n  demo: {kind: builtin, builtin: demo}\n")
     config.close()
     env = dict(os.environ, LOG_LEVEL="warn")
@@ -111,6 +115,21 @@ def main():
                 time.sleep(0.05)
         time.sleep(0.5)
         before = rss_kib(server.pid)
+        for round in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {round + 1}:")
+            one_round(args, port, server, before, round)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        os.unlink(config.name)
+
+
+def one_round(args, port, server, before, round):
+    if True:
         errors = []
         per = args.n // args.connections
         threads = [threading.Thread(target=opener, args=(port, per, args.list, errors))
@@ -128,22 +147,16 @@ def main():
         time.sleep(0.5)
         after = rss_kib(server.pid)
         g = gauges(port)
+        total = opened * (round + 1)
         print(f"sessions opened: {opened} in {took:.1f} s ({opened / took:.0f}/s), gauges {g}")
         print(f"RSS before: {before / 1024:.1f} MiB, after: {after / 1024:.1f} MiB, "
-              f"growth per session: {(after - before) * 1024 / opened:.0f} bytes")
+              f"growth per session open: {(after - before) * 1024 / total:.0f} bytes")
         if args.list:
             park = float(args.park_after.rstrip("s"))
             time.sleep(park * 2 + 6)
             parked = rss_kib(server.pid)
             print(f"after parking ({gauges(port)}): RSS {parked / 1024:.1f} MiB, "
-                  f"per session {(parked - before) * 1024 / opened:.0f} bytes")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        os.unlink(config.name)
+                  f"per session open {(parked - before) * 1024 / total:.0f} bytes")
 
 
 if __name__ == "__main__":
