@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -29,6 +30,16 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def stop(server, timeout=30):
+    """SIGTERM a server we started, wait for it to drain and exit (kill it after `timeout` s); its exit status."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        return server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return server.wait()
 
 
 # ------------------------------------------------------------- cold start ---

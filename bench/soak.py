@@ -25,7 +25,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port  # noqa: E402
+from benchlib import free_port, stop  # noqa: E402
 from chaos import HEADERS, call_body, stdio_child  # noqa: E402
 
 VERSION = "2025-11-25"
@@ -78,7 +78,7 @@ def main():
                  f"upstreams:\n  up:\n    command: {args.binary}\n    args: [serve, --stdio]\n")
     config.close()
     server = subprocess.Popen([args.binary, "serve", "--config", config.name], env=dict(os.environ, LOG_LEVEL="warn"))
-    stop = threading.Event()
+    done = threading.Event()
     counts = {"calls": 0, "failed": 0, "sessions": 0, "session_failures": 0, "restarts": 0}
     lock = threading.Lock()
 
@@ -89,7 +89,7 @@ def main():
     def caller(index):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         n = 0
-        while not stop.is_set():
+        while not done.is_set():
             n += 1
             tool = "echo" if n % 2 else "up__echo"
             message = f"{index}-{n}"
@@ -106,7 +106,7 @@ def main():
 
     def sessions():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        while not stop.is_set():
+        while not done.is_set():
             try:
                 init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
                     "protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "soak", "version": "1"}}})
@@ -164,17 +164,13 @@ def main():
                     warm = s
                 next_sample += 10
             time.sleep(0.05)
-        stop.set()
+        done.set()
         for t in threads:
             t.join(timeout=35)
         time.sleep(5)
         final = sample(server.pid, port)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         os.unlink(config.name)
     warm = warm or samples[-1][1]
     growth = 100.0 * (final["rss_kib"] - warm["rss_kib"]) / warm["rss_kib"]

@@ -57,17 +57,31 @@ const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 
-/// A `tools/call` request in exactly the shape this path serves; anything else fails to parse and goes to rmcp.
+/// A JSON-RPC request with exactly these members and params `P`; anything else fails to parse and goes to rmcp.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CallRequest<'a> {
+pub(crate) struct PlainRequest<'a, P> {
     #[serde(borrow)]
     jsonrpc: Cow<'a, str>,
-    id: Value,
+    /// The JSON-RPC id.
+    pub(crate) id: Value,
     #[serde(borrow)]
     method: Cow<'a, str>,
-    params: CallParams,
+    /// The params.
+    pub(crate) params: P,
 }
+
+impl<P> PlainRequest<'_, P> {
+    /// A JSON-RPC 2.0 request of `method` with an id of a kind rmcp would accept.
+    pub(crate) fn is_plain(&self, method: &str) -> bool {
+        self.jsonrpc == "2.0"
+            && self.method == method
+            && (self.id.is_string() || self.id.is_i64() || self.id.is_u64())
+    }
+}
+
+/// A `tools/call` request in exactly the shape this path serves.
+type CallRequest<'a> = PlainRequest<'a, CallParams>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -81,15 +95,6 @@ struct CallParams {
     input_responses: Option<BTreeMap<String, Value>>,
     #[serde(default)]
     request_state: Option<String>,
-}
-
-impl CallRequest<'_> {
-    /// A JSON-RPC 2.0 `tools/call` with an id of a kind rmcp would accept.
-    fn is_plain_call(&self) -> bool {
-        self.jsonrpc == "2.0"
-            && self.method == "tools/call"
-            && (self.id.is_string() || self.id.is_i64() || self.id.is_u64())
-    }
 }
 
 /// What classification needs to know of a legacy session the request names.
@@ -207,7 +212,7 @@ impl Classifier {
             return None;
         }
         let request =
-            serde_json::from_slice::<CallRequest<'_>>(body).ok().filter(CallRequest::is_plain_call)?;
+            serde_json::from_slice::<CallRequest<'_>>(body).ok().filter(|r| r.is_plain("tools/call"))?;
         let CallParams { name, arguments, meta, input_responses, request_state } = request.params;
         let view = tool(&name)?;
         let era = match session {

@@ -9,36 +9,21 @@
 //! `initialize` request whose params rmcp reads; and a negotiated revision that has `initialize`. The answer is
 //! the one rmcp would give — its own negotiation, through the handler — as plain JSON.
 
-use std::borrow::Cow;
-
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use rmcp::{
     ServerHandler,
     model::{InitializeRequestParams, InitializeResult},
 };
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    fast::{Classifier, header},
+    fast::{Classifier, PlainRequest, header},
     handler::McpHandler,
     jsonrpc::reply,
     metrics::labels::{McpMethod, heard},
     sessions::Sessions,
 };
-
-/// An `initialize` request in exactly the shape answered here.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InitializeRequest<'a> {
-    #[serde(borrow)]
-    jsonrpc: Cow<'a, str>,
-    id: Value,
-    #[serde(borrow)]
-    method: Cow<'a, str>,
-    params: InitializeRequestParams,
-}
 
 /// An `initialize` answered here, as [`Classifier::classify_initialize`] found it.
 #[derive(Debug)]
@@ -58,12 +43,11 @@ impl Classifier {
         if header(headers, "mcp-method").is_some_and(|m| m != "initialize") {
             return None;
         }
-        let request = serde_json::from_slice::<InitializeRequest<'_>>(body).ok()?;
-        let plain = request.jsonrpc == "2.0"
-            && request.method == "initialize"
-            && (request.id.is_string() || request.id.is_i64() || request.id.is_u64());
+        let request = serde_json::from_slice::<PlainRequest<'_, InitializeRequestParams>>(body).ok()?;
         let version = header(headers, "mcp-protocol-version");
-        if !plain || version.is_some_and(|v| v != request.params.protocol_version.as_str()) {
+        if !request.is_plain("initialize")
+            || version.is_some_and(|v| v != request.params.protocol_version.as_str())
+        {
             return None;
         }
         Some(Opening { id: request.id, params: request.params })
