@@ -247,15 +247,21 @@ pub(super) struct EventSize {
     bytes: usize,
     in_line: bool,
     after_cr: bool,
+    /// An event was larger than `max`: the stream is over.
+    over: bool,
 }
 
 impl EventSize {
     pub(super) fn new(max: usize) -> Self {
-        Self { max, bytes: 0, in_line: false, after_cr: false }
+        Self { max, bytes: 0, in_line: false, after_cr: false, over: false }
     }
 
-    /// Count one chunk; false once the current event is larger than `max`.
+    /// Count one chunk; false once an event — one that ends inside the chunk too — is larger than `max`, and
+    /// from then on.
     pub(super) fn fits(&mut self, chunk: &[u8]) -> bool {
+        if self.over {
+            return false;
+        }
         for &byte in chunk {
             let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
             match byte {
@@ -270,10 +276,14 @@ impl EventSize {
                 _ => {
                     self.in_line = true;
                     self.bytes += 1;
+                    if self.bytes > self.max {
+                        self.over = true;
+                        return false;
+                    }
                 }
             }
         }
-        self.bytes <= self.max
+        true
     }
 }
 
@@ -326,6 +336,17 @@ mod tests {
         assert!(size.fits(b"\n\r\n"), "a CRLF split over chunks ends the event");
         assert!(size.fits(b"data: 12\n"));
         assert!(!size.fits(b"data: 34\n"), "only a blank line ends an event");
+    }
+
+    /// Found by the `sse` fuzz target: the size was checked at the end of each chunk only, so an event over
+    /// the bound that ended inside one chunk, before a smaller one, went through to the parser.
+    #[test]
+    fn event_size_sees_an_oversized_event_that_ends_inside_a_chunk() {
+        let mut size = EventSize::new(10);
+        assert!(!size.fits(b"data: 0123456789\n\ndata: 1\n\n"));
+        assert!(!size.fits(b"data: 1\n\n"), "the stream is over");
+        let mut size = EventSize::new(10);
+        assert!(size.fits(b"data: 1234\n\ndata: 1234\n\n"), "each event fits");
     }
 
     /// A one-shot HTTP server: answers each accepted connection with the next of `responses`, and hands
