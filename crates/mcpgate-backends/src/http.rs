@@ -164,6 +164,15 @@ impl HttpTools {
     }
 }
 
+#[cfg(feature = "fuzzing")]
+impl HttpTools {
+    /// The request a call of `tool` with `arguments` would send (or the tool error); `None` for an unknown
+    /// tool. For the fuzz targets.
+    pub(crate) fn fuzz_request(&self, tool: &str, arguments: &Value) -> Option<Result<Request, String>> {
+        Some(self.request(self.plan.tools.get(tool)?, arguments))
+    }
+}
+
 /// Problems only this backend can see: templates that do not compile or read unknown variables, unset
 /// `${VAR}`s, URLs and header names that cannot work, malformed JSON pointers — all of them, with paths.
 pub fn check(path: &str, config: &HttpBackend) -> Vec<Problem> {

@@ -14,6 +14,9 @@ use mcpgate_core::Backend;
 pub mod builtin;
 pub mod command;
 pub mod declared;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod sql;
 pub mod template;

@@ -85,6 +85,9 @@ pub fn argument_names(input_schema: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// Names the template language reads as constants, not variables: `{{ true }}` prints `true`.
+const LITERALS: [&str; 6] = ["true", "True", "false", "False", "none", "None"];
+
 /// When `source` is exactly one variable (`{{ name }}`, spaces and `-` trim markers allowed), its name.
 pub fn sole_variable(source: &str) -> Option<&str> {
     let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
@@ -92,8 +95,10 @@ pub fn sole_variable(source: &str) -> Option<&str> {
     let inner = inner.strip_suffix('-').unwrap_or(inner).trim();
     let mut chars = inner.chars();
     let first = chars.next()?;
-    ((first.is_ascii_alphabetic() || first == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        .then_some(inner)
+    ((first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !LITERALS.contains(&inner))
+    .then_some(inner)
 }
 
 /// Replace every `${VAR}` in `text` with the environment variable `VAR`; `$${` stands for a literal `${`.
@@ -173,6 +178,21 @@ mod tests {
         assert_eq!(sole_variable("{{ limit }}x"), None);
         assert_eq!(sole_variable("{{ a.b }}"), None);
         assert_eq!(sole_variable("{{ 1 }}"), None);
+    }
+
+    /// Found by the `template` fuzz target: `{{ true }}` was taken for the variable `true`, so a command
+    /// argument, query parameter or body leaf written so was dropped unless a call gave an argument of that
+    /// name, instead of being the constant.
+    #[test]
+    fn constants_are_not_sole_variables() {
+        let mut t = Templates::default();
+        for constant in ["true", "True", "false", "False", "none", "None"] {
+            let source = format!("{{{{ {constant} }}}}");
+            assert_eq!(sole_variable(&source), None, "{source}");
+            t.add(constant, &source, &allowed(&[])).unwrap();
+            assert!(t.render(constant, &json!({ constant: "x" })).is_ok_and(|text| text != "x"), "{source}");
+        }
+        assert_eq!(sole_variable("{{ truth }}"), Some("truth"));
     }
 
     #[test]

@@ -9,6 +9,9 @@ mod budget;
 mod cache;
 mod compression;
 mod env;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod jwt;
 mod limits;
 mod load;

@@ -13,7 +13,10 @@ use mcpgate_core::{
     OperationKind, ToolCall,
 };
 use mcpgate_policy::{Contents, Grant, Target, authz};
-use rmcp::{ErrorData, Peer, RoleServer, model::SealOptions};
+use rmcp::{
+    ErrorData, Peer, RoleServer,
+    model::{RequestStateCodec, RequestStateError, SealOptions},
+};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
@@ -82,7 +85,7 @@ pub(crate) struct StatelessClient {
 }
 
 /// What binds a `requestState` to one operation: the method, the target and the arguments.
-fn binding(op: &Operation) -> String {
+pub(crate) fn binding(op: &Operation) -> String {
     let arguments = match op {
         Operation::CallTool { arguments, .. } | Operation::GetPrompt { arguments, .. } => {
             serde_json::to_string(arguments).unwrap_or_default()
@@ -90,6 +93,27 @@ fn binding(op: &Operation) -> String {
         _ => String::new(),
     };
     format!("{}\n{}\n{arguments}", op.kind().as_str(), op.target())
+}
+
+/// The answers a `requestState` holds, sealed for the operation `binding` names, valid for
+/// [`REQUEST_STATE_TTL`].
+pub(crate) fn seal_answers(
+    codec: &RequestStateCodec,
+    binding: &str,
+    answers: &BTreeMap<String, Value>,
+) -> Result<String, RequestStateError> {
+    let options = SealOptions::new().associated_data(binding.as_bytes()).ttl(REQUEST_STATE_TTL);
+    codec.seal_json_with(answers, &options)
+}
+
+/// The answers of a `requestState` the client sent back, if it is one [`seal_answers`] made for the operation
+/// `binding` names and has not expired; anything else (forged, altered, for another operation) is an error.
+pub(crate) fn open_answers(
+    codec: &RequestStateCodec,
+    binding: &str,
+    sealed: &str,
+) -> Result<BTreeMap<String, Value>, RequestStateError> {
+    codec.open_json_with(sealed, binding.as_bytes())
 }
 
 #[async_trait]
@@ -273,9 +297,9 @@ impl Gateway {
         client: StatelessClient,
     ) -> Result<Rounds<Answer>, ErrorData> {
         let binding = binding(&op);
-        let mut answers: BTreeMap<String, Value> = match &retry.state {
+        let mut answers = match &retry.state {
             Some(sealed) => {
-                self.request_state.open_json_with(sealed, binding.as_bytes()).map_err(|_| tampered_state())?
+                open_answers(&self.request_state, &binding, sealed).map_err(|_| tampered_state())?
             }
             None => BTreeMap::new(),
         };
@@ -286,10 +310,7 @@ impl Gateway {
         match self.dispatch_at(door, cx, op).await {
             Ok(answer) => Ok(Rounds::Complete(answer)),
             Err(BackendError::InputRequired) => {
-                let options = SealOptions::new().associated_data(binding.as_bytes()).ttl(REQUEST_STATE_TTL);
-                let sealed = self
-                    .request_state
-                    .seal_json_with(peer.answers(), &options)
+                let sealed = seal_answers(&self.request_state, &binding, peer.answers())
                     .map_err(|e| ErrorData::internal_error(format!("cannot seal requestState: {e}"), None))?;
                 Ok(Rounds::InputRequired(json!({
                     "resultType": "input_required",

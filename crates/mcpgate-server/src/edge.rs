@@ -10,7 +10,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use http::{Method, StatusCode, header::CONTENT_TYPE};
+use http::{HeaderMap, Method, StatusCode, header::CONTENT_TYPE};
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -55,19 +55,21 @@ struct CancelledParams {
 /// The fields that decide whether a body is a JSON-RPC message at all. Parsing it also checks the whole body
 /// for syntax, UTF-8 and nesting depth.
 #[derive(Deserialize)]
-struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
     #[serde(borrow)]
     jsonrpc: Option<Cow<'a, str>>,
-    id: Option<Value>,
+    /// The request's id, when it has one.
+    pub(crate) id: Option<Value>,
+    /// The method of a request or notification.
     #[serde(borrow)]
-    method: Option<Cow<'a, str>>,
+    pub(crate) method: Option<Cow<'a, str>>,
     result: Option<IgnoredAny>,
     error: Option<IgnoredAny>,
 }
 
-fn is_json(request: &Request) -> bool {
-    request
-        .headers()
+/// Whether `Content-Type` names JSON (parameters such as `charset` aside).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -94,7 +96,7 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
     if request.method() != Method::POST {
         return with_jsonrpc_body(next.run(request).await).await;
     }
-    if !is_json(&request) {
+    if !is_json(request.headers()) {
         let message = "Content-Type must be application/json".into();
         return Rejection::Invalid { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, message, id: None }
             .into_response();
@@ -111,70 +113,47 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
             return Rejection::invalid(format!("cannot read body: {e}"), None).into_response();
         }
     };
-    // Skipped fields are not checked by the envelope parse: check encoding and depth over the whole body.
-    if let Err(e) = std::str::from_utf8(&bytes) {
-        return Rejection::Parse(format!("Parse error: invalid UTF-8 ({e})")).into_response();
-    }
-    if nesting_depth(&bytes) > MAX_DEPTH {
-        let message = format!("Parse error: JSON nested deeper than {MAX_DEPTH} levels");
-        return Rejection::Parse(message).into_response();
-    }
+    let envelope = match parse_envelope(&bytes) {
+        Ok(envelope) => envelope,
+        Err(rejection) => return rejection.into_response(),
+    };
     let mut in_session = None;
     let mut seat = None;
-    match serde_json::from_slice::<Envelope<'_>>(&bytes) {
-        Err(e) if e.is_data() => {
-            return Rejection::invalid("not a JSON-RPC message: expected an object", None).into_response();
+    let named = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+    // A new legacy session takes a seat: none left for this client, or for anyone, and it is refused.
+    if named.is_none() && envelope.method.as_deref() == Some("initialize") {
+        let client = seat_holder(&crate::auth::principal(&parts.extensions));
+        match edge.sessions.admit(client) {
+            Ok(taken) => seat = Some(taken),
+            Err(full) => return too_many_sessions(&edge, full, envelope.id),
         }
-        Err(e) => {
-            return Rejection::Parse(format!("Parse error: {e}")).into_response();
-        }
-        Ok(envelope) => {
-            if envelope.jsonrpc.as_deref() != Some("2.0") {
-                return Rejection::invalid("jsonrpc must be \"2.0\"", envelope.id).into_response();
+    }
+    let session = named.and_then(|id| edge.sessions.get(id));
+    match (session, envelope.id, envelope.method.as_deref()) {
+        (Some(session), Some(id), Some(_)) => match edge.sessions.begin(session.clone(), id.to_string()) {
+            Ok(request) => in_session = Some((session, request)),
+            Err(Refused::IdInFlight) => {
+                let message = format!("request id {id} is already in flight in this session");
+                return Rejection::invalid(message, Some(id)).into_response();
             }
-            if envelope.method.is_none() && envelope.result.is_none() && envelope.error.is_none() {
-                let message = "not a JSON-RPC message: no method, result or error";
-                return Rejection::invalid(message, envelope.id).into_response();
+        },
+        (Some(session), None, Some(method)) => {
+            if method == "notifications/cancelled"
+                && let Ok(cancelled) = serde_json::from_slice::<Cancelled>(&bytes)
+            {
+                session.cancel(&cancelled.params.request_id.to_string());
             }
-            let named = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
-            // A new legacy session takes a seat: none left for this client, or for anyone, and it is refused.
-            if named.is_none() && envelope.method.as_deref() == Some("initialize") {
-                let client = seat_holder(&crate::auth::principal(&parts.extensions));
-                match edge.sessions.admit(client) {
-                    Ok(taken) => seat = Some(taken),
-                    Err(full) => return too_many_sessions(&edge, full, envelope.id),
+            // A parked session has no worker for a notification to reach: whatever it says is taken here rather
+            // than restoring one for it.
+            if !session.is_live() {
+                heard(McpMethod::from_name(method));
+                if method == "notifications/initialized" {
+                    session.mark_ready();
                 }
-            }
-            let session = named.and_then(|id| edge.sessions.get(id));
-            match (session, envelope.id, envelope.method.as_deref()) {
-                (Some(session), Some(id), Some(_)) => {
-                    match edge.sessions.begin(session.clone(), id.to_string()) {
-                        Ok(request) => in_session = Some((session, request)),
-                        Err(Refused::IdInFlight) => {
-                            let message = format!("request id {id} is already in flight in this session");
-                            return Rejection::invalid(message, Some(id)).into_response();
-                        }
-                    }
-                }
-                (Some(session), None, Some(method)) => {
-                    if method == "notifications/cancelled"
-                        && let Ok(cancelled) = serde_json::from_slice::<Cancelled>(&bytes)
-                    {
-                        session.cancel(&cancelled.params.request_id.to_string());
-                    }
-                    // A parked session has no worker for a notification to reach: whatever it says is taken here
-                    // rather than restoring one for it.
-                    if !session.is_live() {
-                        heard(McpMethod::from_name(method));
-                        if method == "notifications/initialized" {
-                            session.mark_ready();
-                        }
-                        return axum::response::IntoResponse::into_response(StatusCode::ACCEPTED);
-                    }
-                }
-                _ => {}
+                return axum::response::IntoResponse::into_response(StatusCode::ACCEPTED);
             }
         }
+        _ => {}
     }
     // A plain `initialize` opens its session here, parked (`opening.rs`): the seat is its.
     if seat.is_some()
@@ -209,6 +188,32 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
         Some((_, request)) => hold_until_sent(response, request),
         None => response,
     }
+}
+
+/// The checks of a POST body that need nothing but its bytes: UTF-8, nesting depth, JSON, and the JSON-RPC
+/// envelope (`jsonrpc: "2.0"`, and a method, result or error). The envelope borrows from `bytes`.
+pub(crate) fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
+    // Skipped fields are not checked by the envelope parse: check encoding and depth over the whole body.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(Rejection::Parse(format!("Parse error: invalid UTF-8 ({e})")));
+    }
+    if nesting_depth(bytes) > MAX_DEPTH {
+        return Err(Rejection::Parse(format!("Parse error: JSON nested deeper than {MAX_DEPTH} levels")));
+    }
+    let envelope = match serde_json::from_slice::<Envelope<'_>>(bytes) {
+        Ok(envelope) => envelope,
+        Err(e) if e.is_data() => {
+            return Err(Rejection::invalid("not a JSON-RPC message: expected an object", None));
+        }
+        Err(e) => return Err(Rejection::Parse(format!("Parse error: {e}"))),
+    };
+    if envelope.jsonrpc.as_deref() != Some("2.0") {
+        return Err(Rejection::invalid("jsonrpc must be \"2.0\"", envelope.id));
+    }
+    if envelope.method.is_none() && envelope.result.is_none() && envelope.error.is_none() {
+        return Err(Rejection::invalid("not a JSON-RPC message: no method, result or error", envelope.id));
+    }
+    Ok(envelope)
 }
 
 /// Who a new session's seat is counted against: the key or token holder, or an anonymous client's address (IPv6
@@ -249,10 +254,10 @@ pub(crate) fn hold_until_sent<G: Send + Sync + 'static>(response: Response, guar
 }
 
 /// Deepest nesting accepted; serde_json refuses deeper documents anyway (its recursion limit is 128).
-const MAX_DEPTH: usize = 100;
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// The deepest `[`/`{` nesting in a JSON text, ignoring brackets inside strings.
-fn nesting_depth(bytes: &[u8]) -> usize {
+pub(crate) fn nesting_depth(bytes: &[u8]) -> usize {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for &b in bytes {
         if in_string {

@@ -10,6 +10,9 @@ mod dispatch;
 mod edge;
 mod errors;
 mod fast;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod gateway;
 mod handler;
 mod http;

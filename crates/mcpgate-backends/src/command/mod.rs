@@ -138,6 +138,24 @@ impl CommandTools {
     }
 }
 
+#[cfg(feature = "fuzzing")]
+impl CommandTools {
+    /// What a call of `tool` with `arguments` would run with (or the tool error); `None` for an unknown tool.
+    /// For the fuzz targets.
+    pub(crate) fn fuzz_render(
+        &self,
+        tool: &str,
+        arguments: &Value,
+    ) -> Option<Result<crate::fuzz::Rendered, String>> {
+        let tool = self.tools.get(tool)?;
+        let rendered = self.argv(tool, arguments).and_then(|argv| {
+            let stdin = tool.stdin.as_ref().map(|name| self.templates.render(name, arguments)).transpose()?;
+            Ok(crate::fuzz::Rendered { argv, stdin })
+        });
+        Some(rendered)
+    }
+}
+
 #[async_trait]
 impl Backend for CommandTools {
     fn name(&self) -> &str {

@@ -46,6 +46,9 @@ mod state;
 mod trace;
 mod wire;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use sse::{SseError, events, message, resolve_endpoint};
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;

@@ -12,7 +12,8 @@
 
 use std::collections::HashMap;
 
-use futures::{StreamExt, stream::BoxStream};
+use bytes::Bytes;
+use futures::{Stream, StreamExt, stream::BoxStream};
 use reqwest::{
     StatusCode, Url,
     header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
@@ -30,7 +31,7 @@ use super::wire::MAX_MESSAGE;
 /// Why the event stream or a POST failed, causes included (rmcp logs only the message). Never carries a URL:
 /// it may hold a secret (`?token=…`).
 #[derive(Debug, thiserror::Error)]
-pub(super) enum SseError {
+pub(crate) enum SseError {
     /// Reading the event stream failed.
     #[error("reading the event stream failed: {0}")]
     Stream(String),
@@ -90,13 +91,10 @@ impl SseTransport {
                 "the event stream answered with content-type {content_type}, not text/event-stream"
             ));
         }
-        let mut size = EventSize::new(MAX_MESSAGE);
-        let body = response.bytes_stream().map(move |chunk| match chunk {
-            Ok(chunk) if size.fits(&chunk) => Ok(chunk),
-            Ok(_) => Err(SseError::EventTooLarge),
-            Err(e) => Err(SseError::Stream(causes(&e.without_url()))),
-        });
-        let mut events = SseStream::from_bytes_stream(body).boxed();
+        let body = response
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(|e| SseError::Stream(causes(&e.without_url()))));
+        let mut events = events(body, MAX_MESSAGE);
         let endpoint = loop {
             match events.next().await {
                 Some(Ok(event)) if event.event.as_deref() == Some("endpoint") => {
@@ -122,6 +120,41 @@ impl SseTransport {
     }
 }
 
+/// The events of an event stream's `body`, each counted against `max` bytes as it arrives: an event growing
+/// past it ends the stream with [`SseError::EventTooLarge`] before the parser has buffered it.
+pub(crate) fn events<S>(body: S, max: usize) -> BoxStream<'static, Result<Sse, sse_stream::Error>>
+where
+    S: Stream<Item = Result<Bytes, SseError>> + Send + 'static,
+{
+    let mut size = EventSize::new(max);
+    let body = body.map(move |chunk| match chunk {
+        Ok(chunk) if size.fits(&chunk) => Ok(chunk),
+        Ok(_) => Err(SseError::EventTooLarge),
+        Err(e) => Err(e),
+    });
+    SseStream::from_bytes_stream(body).boxed()
+}
+
+/// The JSON-RPC message an event carries, if it is a message; anything else is skipped (and logged).
+pub(crate) fn message(upstream: &str, event: Sse) -> Option<ServerJsonRpcMessage> {
+    match (event.event.as_deref(), event.data) {
+        // A keep-alive or an empty event.
+        (_, None) => None,
+        // `message` is also the type of an event that names none.
+        (None | Some("message"), Some(data)) => match serde_json::from_str(&data) {
+            Ok(message) => Some(message),
+            Err(e) => {
+                tracing::warn!(upstream = %upstream, "skipping a malformed message: {e}");
+                None
+            }
+        },
+        (Some(other), Some(_)) => {
+            tracing::debug!(upstream = %upstream, event = other, "skipping an event");
+            None
+        }
+    }
+}
+
 /// Why the event stream stopped, without the parser's "body error" wrapping around our own [`SseError`].
 fn stream_failure(error: sse_stream::Error) -> String {
     match error {
@@ -144,7 +177,7 @@ fn causes(error: &dyn std::error::Error) -> String {
 
 /// The `endpoint` event's URI against the stream's URL; another origin is refused, since every POST carries
 /// the configured headers.
-fn resolve_endpoint(stream: &Url, data: &str) -> Result<Url, String> {
+pub(crate) fn resolve_endpoint(stream: &Url, data: &str) -> Result<Url, String> {
     let endpoint = stream.join(data.trim()).map_err(|e| format!("the endpoint event is not a URI: {e}"))?;
     if endpoint.origin() != stream.origin() {
         return Err(format!(
@@ -188,19 +221,8 @@ impl Transport<RoleClient> for SseTransport {
                     return None;
                 }
             };
-            match (event.event.as_deref(), event.data) {
-                // A keep-alive or an empty event.
-                (_, None) => {}
-                // `message` is also the type of an event that names none.
-                (None | Some("message"), Some(data)) => match serde_json::from_str(&data) {
-                    Ok(message) => return Some(message),
-                    Err(e) => {
-                        tracing::warn!(upstream = %self.upstream, "skipping a malformed message: {e}");
-                    }
-                },
-                (Some(other), Some(_)) => {
-                    tracing::debug!(upstream = %self.upstream, event = other, "skipping an event");
-                }
+            if let Some(message) = message(&self.upstream, event) {
+                return Some(message);
             }
         }
     }
@@ -225,15 +247,21 @@ pub(super) struct EventSize {
     bytes: usize,
     in_line: bool,
     after_cr: bool,
+    /// An event was larger than `max`: the stream is over.
+    over: bool,
 }
 
 impl EventSize {
     pub(super) fn new(max: usize) -> Self {
-        Self { max, bytes: 0, in_line: false, after_cr: false }
+        Self { max, bytes: 0, in_line: false, after_cr: false, over: false }
     }
 
-    /// Count one chunk; false once the current event is larger than `max`.
+    /// Count one chunk; false once an event — one that ends inside the chunk too — is larger than `max`, and
+    /// from then on.
     pub(super) fn fits(&mut self, chunk: &[u8]) -> bool {
+        if self.over {
+            return false;
+        }
         for &byte in chunk {
             let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
             match byte {
@@ -248,10 +276,14 @@ impl EventSize {
                 _ => {
                     self.in_line = true;
                     self.bytes += 1;
+                    if self.bytes > self.max {
+                        self.over = true;
+                        return false;
+                    }
                 }
             }
         }
-        self.bytes <= self.max
+        true
     }
 }
 
@@ -304,6 +336,17 @@ mod tests {
         assert!(size.fits(b"\n\r\n"), "a CRLF split over chunks ends the event");
         assert!(size.fits(b"data: 12\n"));
         assert!(!size.fits(b"data: 34\n"), "only a blank line ends an event");
+    }
+
+    /// Found by the `sse` fuzz target: the size was checked at the end of each chunk only, so an event over
+    /// the bound that ended inside one chunk, before a smaller one, went through to the parser.
+    #[test]
+    fn event_size_sees_an_oversized_event_that_ends_inside_a_chunk() {
+        let mut size = EventSize::new(10);
+        assert!(!size.fits(b"data: 0123456789\n\ndata: 1\n\n"));
+        assert!(!size.fits(b"data: 1\n\n"), "the stream is over");
+        let mut size = EventSize::new(10);
+        assert!(size.fits(b"data: 1234\n\ndata: 1234\n\n"), "each event fits");
     }
 
     /// A one-shot HTTP server: answers each accepted connection with the next of `responses`, and hands
