@@ -7,7 +7,9 @@
 //! name, cancellation) says nothing about the backend, and neither counts nor resets.
 //!
 //! A lost connection is one failure, however many calls it fails: the backend tags those failures with their
-//! outage ([`BackendError::outage`]) and the breaker counts each outage once. A breaker that an outage opened
+//! outage ([`BackendError::outage`]) and the breaker counts the calls of each outage once. Each failed health
+//! check counts, so a backend that stays down still trips its breaker; a probe's failure always counts. A
+//! breaker that an outage opened
 //! goes half-open as soon as the backend is back and its health check passes ([`Breaker::observe_health`]);
 //! one opened by failures while connected (errors, timeouts) waits out the reset timeout.
 //!
@@ -217,10 +219,11 @@ impl Breaker {
         }
     }
 
-    /// Count one failure, unless it belongs to an outage already counted.
+    /// Count one failure, unless the breaker is closed and the failure belongs to an outage already counted (a
+    /// probe's failure always counts).
     fn fail(&self, inner: &mut Inner, outage: Option<u64>) {
         if let Some(outage) = outage {
-            if inner.counted_outage == Some(outage) {
+            if inner.phase == BreakerPhase::Closed && inner.counted_outage == Some(outage) {
                 return;
             }
             inner.counted_outage = Some(outage);
@@ -244,8 +247,9 @@ impl Breaker {
 
     /// Take a health check's result into account (see [`HealthChecker`](crate::HealthChecker)); a failed one
     /// may belong to an `outage` ([`Backend::outage`](mcpgate_core::Backend::outage)):
-    /// - a failed check while closed counts as one failure (unless its outage is counted already), so a dead
-    ///   backend trips the breaker even when no call is made;
+    /// - a failed check while closed counts as one failure, even during an outage its calls were counted for, so a
+    ///   backend that stays down trips the breaker after `failure_threshold` checks, whether or not calls are made
+    ///   (the calls of that outage made after the check do not count again);
     /// - a failed check while open or half-open (re)opens it for a full reset timeout: no caller is sent to probe a
     ///   backend known to be down (a probe already in flight still decides by its own result);
     /// - a passing check while open makes it half-open (the next call probes): at once when an outage (a lost
@@ -255,7 +259,10 @@ impl Breaker {
         let mut inner = self.lock();
         let now = Instant::now();
         match (inner.phase, up) {
-            (BreakerPhase::Closed, false) => self.fail(&mut inner, outage),
+            (BreakerPhase::Closed, false) => {
+                inner.counted_outage = None;
+                self.fail(&mut inner, outage);
+            }
             (BreakerPhase::Open | BreakerPhase::HalfOpen, false) => {
                 inner.phase = BreakerPhase::Open;
                 inner.opened_at = Some(now);
@@ -478,23 +485,52 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_calls_one_outage_fails_count_once() {
-        let breaker = Breaker::new("b", 2, RESET);
+        let breaker = Breaker::new("b", 3, RESET);
         // Thirty-two calls in flight when the connection dropped, and the calls made before it came back.
         for _ in 0..32 {
             breaker.try_acquire().unwrap().record(&lost(1));
         }
-        // A failed health check during the same outage.
+        assert_eq!(breaker.snapshot().consecutive_failures, 1);
+        // A failed health check during the same outage counts; the calls after it do not.
         breaker.observe_health(false, Some(1));
+        breaker.try_acquire().unwrap().record(&lost(1));
         let snapshot = breaker.snapshot();
-        assert_eq!((snapshot.phase, snapshot.consecutive_failures), (BreakerPhase::Closed, 1));
+        assert_eq!((snapshot.phase, snapshot.consecutive_failures), (BreakerPhase::Closed, 2));
         // Back, answering; a straggler of the old outage answered late does not count again.
         breaker.try_acquire().unwrap().record(&Ok(ToolOutcome::text("back")));
         breaker.try_acquire().unwrap().record(&lost(1));
         assert_eq!(breaker.snapshot().consecutive_failures, 0);
-        // Two outages in a row with no success between: that is the threshold.
-        breaker.try_acquire().unwrap().record(&lost(2));
-        breaker.try_acquire().unwrap().record(&lost(3));
+        // Three outages in a row with no success between: that is the threshold.
+        for outage in 2..5 {
+            breaker.try_acquire().unwrap().record(&lost(outage));
+        }
         assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_stays_down_trips_on_its_failed_health_checks() {
+        // An upstream that never connected: every failure is outage 0.
+        let breaker = Breaker::new("b", 3, RESET);
+        breaker.observe_health(false, Some(0));
+        breaker.try_acquire().unwrap().record(&lost(0));
+        breaker.observe_health(false, Some(0));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Closed);
+        breaker.observe_health(false, Some(0));
+        assert_eq!(breaker.snapshot().phase, BreakerPhase::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_reopens_it_within_the_same_outage() {
+        // No health checks: the reset timeout lets a probe through while the outage goes on.
+        let breaker = Breaker::new("b", 1, RESET);
+        breaker.try_acquire().unwrap().record(&lost(1));
+        tokio::time::advance(RESET).await;
+        let probe = breaker.try_acquire().unwrap();
+        assert!(probe.is_probe());
+        probe.record(&lost(1));
+        let snapshot = breaker.snapshot();
+        assert_eq!((snapshot.phase, snapshot.retry_in), (BreakerPhase::Open, Some(RESET)));
+        assert!(breaker.try_acquire().is_err(), "no second probe before the reset timeout");
     }
 
     #[tokio::test(start_paused = true)]
