@@ -1,5 +1,5 @@
 //! A legacy session opened without the protocol layer: a plain `initialize` is answered here, and the session
-//! starts parked — a record of about 1 KB and no worker (`sessions`). Its first request that needs rmcp
+//! starts parked — a record of under 1 KB and no worker (`sessions`). Its first request that needs rmcp
 //! restores a worker from the record, replaying this `initialize`; a client that only calls tools on the fast
 //! path never costs one.
 //!

@@ -142,7 +142,17 @@ impl SessionManager for Sessions {
         let Some(session) = self.get(&id) else { return Ok(RestoreOutcome::NotSupported) };
         self.worker_past(&session, Worker::Parking).await;
         *session.worker() = Worker::Restoring;
-        let outcome = self.inner.restore_session(id.clone()).await;
+        let mut outcome = self.inner.restore_session(id.clone()).await;
+        if matches!(outcome, Ok(RestoreOutcome::AlreadyPresent)) {
+            // rmcp restores one session at a time, so this is no concurrent restore but a worker left by one
+            // whose replay failed: release it as the reaper does (its end is awaited), then restore afresh.
+            tracing::warn!(session = %id, "a leftover worker was in the way of a restore; releasing it");
+            *session.worker() = Worker::Parking;
+            self.inner.close_session(&id).await?;
+            self.worker_past(&session, Worker::Parking).await;
+            *session.worker() = Worker::Restoring;
+            outcome = self.inner.restore_session(id.clone()).await;
+        }
         if !matches!(outcome, Ok(RestoreOutcome::Restored(_))) {
             *session.worker() = Worker::Parked;
             self.changed.notify_waiters();
