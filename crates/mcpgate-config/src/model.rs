@@ -104,7 +104,7 @@ pub struct ServerConfig {
     /// Legacy (pre-2026-07-28) sessions idle for longer than this are closed; their id then answers 404.
     pub session_idle_timeout: HumanDuration,
     /// A legacy session with no request, no open stream and no resource subscription for this long gives back
-    /// its protocol worker (about 75 KB) and keeps only its record (about 1 KB); its next request that needs the
+    /// its protocol worker (75–100 KB) and keeps only its record (under 1 KB); its next request that needs the
     /// worker restores it in-process, unnoticed by the client. Sessions opened with a plain `initialize` start
     /// without one.
     pub session_park_after: HumanDuration,
@@ -117,10 +117,14 @@ pub struct ServerConfig {
     /// On SIGTERM / SIGINT, how long in-flight requests may take to finish before the process exits anyway.
     pub drain_timeout: HumanDuration,
     /// Time a connection has to deliver a complete request head (request line and headers): from the accept for
-    /// its first request, from the first byte of each later one. Past it the connection is closed without a
-    /// response (no 408). Bounds slow-header (slow-loris) clients; a request whose head has arrived is not limited
-    /// by it.
+    /// its first request, from the first byte of each later one (HTTP/1; on HTTP/2 it bounds the preface and
+    /// first request, and `idle_timeout` the rest). Past it the connection is closed without a response (no 408).
+    /// Bounds slow-header (slow-loris) clients; a request whose head has arrived is not limited by it.
     pub header_read_timeout: HumanDuration,
+    /// Time a request's body has to arrive whole, from the moment its head has. Past it the request is answered
+    /// 408 (a JSON-RPC error) and its connection closed. Bounds slow-body clients, which `header_read_timeout` no
+    /// longer covers once the head is in; what the call then takes is `request_timeout`'s.
+    pub body_read_timeout: HumanDuration,
     /// A connection with no request in progress for this long is closed (HTTP/2: GOAWAY, then close). A request in
     /// progress is never cut — a slow call, an open SSE stream. Keep it longer than the idle timeout of a load
     /// balancer in front (60 s on an AWS ALB), so that the balancer, not the gateway, closes an idle connection.
@@ -157,6 +161,7 @@ impl Default for ServerConfig {
             max_sessions_per_client: 1_000,
             drain_timeout: HumanDuration::secs(30),
             header_read_timeout: HumanDuration::secs(10),
+            body_read_timeout: HumanDuration::secs(30),
             idle_timeout: HumanDuration::secs(65),
             max_connections: 10_000,
             page_size: 100,

@@ -61,6 +61,7 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
         ("server.session_idle_timeout", server.session_idle_timeout),
         ("server.session_park_after", server.session_park_after),
         ("server.header_read_timeout", server.header_read_timeout),
+        ("server.body_read_timeout", server.body_read_timeout),
         ("server.idle_timeout", server.idle_timeout),
     ] {
         if d.0.is_zero() {

@@ -2,7 +2,7 @@
 //! JSON-RPC error body saying what is wrong, so a client can tell bad JSON from a foreign host from an expired
 //! session. Checks run on the buffered body once; the protocol layer then parses it for real.
 
-use std::{borrow::Cow, sync::Arc};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use axum::{
     body::{Body, Bytes},
@@ -10,7 +10,10 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use http::{HeaderMap, Method, StatusCode, header::CONTENT_TYPE};
+use http::{
+    HeaderMap, HeaderValue, Method, StatusCode,
+    header::{CONNECTION, CONTENT_TYPE},
+};
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -30,6 +33,8 @@ use crate::{
 pub(crate) struct Edge {
     /// Largest body accepted.
     pub(crate) max_body: usize,
+    /// Time a body has to arrive whole once the request's head has (`server.body_read_timeout`).
+    pub(crate) body_timeout: Duration,
     /// Serves plain `tools/call` requests without the protocol layer's per-request machinery.
     pub(crate) fast: FastPath,
     /// Legacy sessions: their requests in flight, so a reused id is refused (the protocol layer would cancel
@@ -85,6 +90,22 @@ fn session_closed(mut response: Response) -> Response {
     response
 }
 
+/// A body that did not arrive within `server.body_read_timeout`: 408, and the connection is closed (what is
+/// left of the body is never read).
+fn body_too_slow(edge: &Edge) -> Response {
+    edge.metrics.connections().body_read_timeouts.inc();
+    tracing::info!(
+        body_read_timeout = ?edge.body_timeout,
+        "a request body did not arrive in time: answered 408, connection closed (server.body_read_timeout)"
+    );
+    let message =
+        format!("request body not received within {:?} (server.body_read_timeout)", edge.body_timeout);
+    let mut response =
+        Rejection::Invalid { status: StatusCode::REQUEST_TIMEOUT, message, id: None }.into_response();
+    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// Check a POST body (size, media type, JSON, JSON-RPC shape), take a seat for a new session's `initialize`
 /// (or refuse it past a cap), serve the body on the fast path when it is a plain `tools/call`, else put it back
 /// for the protocol layer; give plain-text rejections from the layers below a JSON-RPC body.
@@ -102,7 +123,11 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
             .into_response();
     }
     let (parts, body) = request.into_parts();
-    let bytes: Bytes = match Limited::new(body, max_body).collect().await {
+    let Ok(collected) = tokio::time::timeout(edge.body_timeout, Limited::new(body, max_body).collect()).await
+    else {
+        return body_too_slow(&edge);
+    };
+    let bytes: Bytes = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             let message = format!("request body exceeds {max_body} bytes");

@@ -182,6 +182,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
     let _ = gateway.sessions.set(Arc::downgrade(&sessions));
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,
+        body_timeout: gateway.config.server.body_read_timeout.0,
         fast: FastPath::new(gateway.clone()),
         sessions: sessions.clone(),
         metrics: gateway.metrics.clone(),

@@ -50,8 +50,9 @@ fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("server.drain_timeout", o.drain_timeout != n.drain_timeout),
         (
-            "server.header_read_timeout / idle_timeout / max_connections",
+            "server.header_read_timeout / body_read_timeout / idle_timeout / max_connections",
             o.header_read_timeout != n.header_read_timeout
+                || o.body_read_timeout != n.body_read_timeout
                 || o.idle_timeout != n.idle_timeout
                 || o.max_connections != n.max_connections,
         ),

@@ -1,6 +1,7 @@
-//! Connection hygiene at the HTTP edge: slow clients are closed after `server.header_read_timeout`, idle
-//! keep-alive connections after `server.idle_timeout` (never an open stream or a call in progress), and past
-//! `server.max_connections` the gateway stops accepting until a connection closes — each counted in its metric.
+//! Connection hygiene at the HTTP edge: slow clients are closed after `server.header_read_timeout` (a slow
+//! body gets 408 after `server.body_read_timeout`), idle keep-alive connections after `server.idle_timeout`
+//! (never an open stream or a call in progress), and past `server.max_connections` the gateway stops accepting
+//! until a connection closes — each counted in its metric.
 //! Clients here are raw sockets, so each test knows exactly which connection is which.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
@@ -132,6 +133,30 @@ async fn slow_clients_are_closed_after_the_header_read_timeout_and_counted() {
 }
 
 #[tokio::test]
+async fn a_body_that_stops_coming_gets_408_and_its_connection_is_closed() {
+    let gw = gateway("  body_read_timeout: 300ms\n").await;
+    let timeout = Duration::from_millis(300);
+    // A whole head announcing 200 bytes, then 20 of them and nothing more: the head timeout no longer applies.
+    let mut slow = TcpStream::connect(gw.server.local_addr).await.unwrap();
+    let head = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                Accept: application/json, text/event-stream\r\nContent-Length: 200\r\n\r\n";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(br#"{"jsonrpc":"2.0","id":"#).await.unwrap();
+    let started = Instant::now();
+    // The answer, then the close: read to the end.
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, slow.read_to_end(&mut answer)).await.expect("closed in time").unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(started.elapsed() >= timeout, "answered after {:?}", started.elapsed());
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(answer.contains("server.body_read_timeout") && answer.contains("-32600"), "{answer}");
+    assert_eq!(metric(&gw, r#"mcp_connections_closed_total{reason="body_read_timeout"}"#).await, 1.0);
+    // A body that comes in time is served as ever.
+    gw.assert_serving().await;
+}
+
+#[tokio::test]
 async fn an_idle_connection_is_closed_while_an_open_stream_and_a_slow_call_are_not() {
     let gw = gateway("  idle_timeout: 300ms\n").await;
     let idle_timeout = Duration::from_millis(300);
@@ -211,6 +236,7 @@ async fn past_max_connections_a_connection_waits_until_one_closes_then_is_served
     assert!(waited.is_err(), "served past the cap: {waited:?}");
     assert!(logs.text().contains("connection limit reached"), "{}", logs.text());
     assert!(logs.text().contains("max_connections=2"), "{}", logs.text());
+    assert!(logs.text().contains("server.max_connections"), "{}", logs.text());
     // One closes: the third is taken and answered.
     drop(first);
     let answer =

@@ -196,6 +196,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1,
+            cap_name: "server.max_connections",
         }
     }
 

@@ -39,6 +39,7 @@ use crate::metrics::series::ConnectionMetrics;
 /// the answer takes longer than [`H2_PING_TIMEOUT`]. Finds dead peers of long-lived streams; an idle connection
 /// is closed by the idle timeout whatever the PINGs.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// How long the answer to an HTTP/2 keep-alive PING may take before the connection is closed.
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A recurring warning is logged at most once per this period, with the count of those held back.
@@ -51,9 +52,14 @@ const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duratio
 /// A listener's limits: `server.header_read_timeout`, `idle_timeout` and `max_connections`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
+    /// Time a connection has to deliver a complete request head.
     pub(crate) header_read_timeout: Duration,
+    /// Time a connection may have no request in progress.
     pub(crate) idle_timeout: Duration,
+    /// Connections open at once.
     pub(crate) max_connections: usize,
+    /// What the log line at the cap calls `max_connections`: the setting, or the metrics port's fixed cap.
+    pub(crate) cap_name: &'static str,
 }
 
 impl Limits {
@@ -63,6 +69,7 @@ impl Limits {
             header_read_timeout: server.header_read_timeout.0,
             idle_timeout: server.idle_timeout.0,
             max_connections: server.max_connections,
+            cap_name: "server.max_connections",
         }
     }
 }
@@ -111,9 +118,9 @@ pub(crate) async fn serve(
                 if let Some(more) = at_cap_log.due() {
                     tracing::warn!(
                         max_connections = limits.max_connections,
+                        cap = limits.cap_name,
                         reached_since_last_line = more,
-                        "connection limit reached (server.max_connections): not accepting until a connection \
-                         closes"
+                        "connection limit reached: not accepting until a connection closes"
                     );
                 }
                 tokio::select! {

@@ -62,7 +62,8 @@ pub(crate) async fn serve_apart(
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen for metrics on {addr}: {e}")))?;
     tracing::info!(%addr, path = %config.path, "serving metrics on a port of their own");
     let app = Router::new().route(&config.path, get(scrape)).with_state(metrics.clone());
-    let limits = Limits { max_connections: SCRAPER_CONNECTIONS, ..limits };
+    let limits =
+        Limits { max_connections: SCRAPER_CONNECTIONS, cap_name: "the metrics port's own cap", ..limits };
     let serve = crate::listener::serve(listener, app, limits, ConnectionMetrics::default(), stop);
     Ok(Some(tokio::spawn(serve)))
 }

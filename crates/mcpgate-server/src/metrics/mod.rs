@@ -103,7 +103,7 @@ pub mod names {
     /// Gauge `mcp_open_connections`: connections open on the main listener.
     pub const OPEN_CONNECTIONS: &str = "mcp_open_connections";
     /// Counter `mcp_connections_closed_total{reason}`: connections the gateway closed because a timeout passed
-    /// (`header_read_timeout`, `idle_timeout`: the `server` settings).
+    /// (`header_read_timeout`, `body_read_timeout`, `idle_timeout`: the `server` settings).
     pub const CONNECTIONS_CLOSED: &str = "mcp_connections_closed";
     /// Counter `mcp_connection_limit_reached_total`: times the listener reached `server.max_connections` and
     /// stopped accepting until a connection closed.
@@ -268,11 +268,13 @@ impl Metrics {
         registry.register(
             CONNECTIONS_CLOSED,
             "Connections the gateway closed because a timeout passed: header_read_timeout (no complete request \
-             head in time) or idle_timeout (no request in progress for that long)",
+             head in time), body_read_timeout (no complete body in time: answered 408) or idle_timeout (no \
+             request in progress for that long)",
             closed.clone(),
         );
         let connections = ConnectionMetrics {
             header_read_timeouts: closed.get_or_create_owned(&ReasonLabels { reason: "header_read_timeout" }),
+            body_read_timeouts: closed.get_or_create_owned(&ReasonLabels { reason: "body_read_timeout" }),
             idle_timeouts: closed.get_or_create_owned(&ReasonLabels { reason: "idle_timeout" }),
             ..connections
         };

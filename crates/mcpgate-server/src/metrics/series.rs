@@ -59,6 +59,8 @@ pub(crate) struct ConnectionMetrics {
     pub(crate) open: Gauge,
     /// `mcp_connections_closed_total{reason="header_read_timeout"}`.
     pub(crate) header_read_timeouts: Counter,
+    /// `mcp_connections_closed_total{reason="body_read_timeout"}`.
+    pub(crate) body_read_timeouts: Counter,
     /// `mcp_connections_closed_total{reason="idle_timeout"}`.
     pub(crate) idle_timeouts: Counter,
     /// `mcp_connection_limit_reached_total`.
