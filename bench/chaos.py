@@ -27,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port  # noqa: E402
+from benchlib import free_port, stop as stop_server  # noqa: E402
 
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream",
            "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call"}
@@ -128,8 +128,7 @@ def kill_scenario(args):
             t.join(timeout=35)
         breaker = [b["breaker"] for b in status(port)["backends"] if b["name"] == "up"][0]
     finally:
-        server.kill()
-        server.wait()
+        stop_server(server)
         os.unlink(config)
     ok = sum(1 for r in results if r[1])
     failed = sum(1 for r in results if not r[1])

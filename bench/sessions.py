@@ -19,6 +19,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -114,44 +115,49 @@ def main():
                 time.sleep(0.05)
         time.sleep(0.5)
         before = rss_kib(server.pid)
-        for round in range(args.rounds):
+        for index in range(args.rounds):
             if args.rounds > 1:
-                print(f"round {round + 1}:")
-            one_round(args, port, server, before, round)
+                print(f"round {index + 1}:")
+            one_round(args, port, server, before, index)
     finally:
         stop(server)
         os.unlink(config.name)
 
 
-def one_round(args, port, server, before, round):
-    if True:
-        errors = []
-        per = args.n // args.connections
-        threads = [threading.Thread(target=opener, args=(port, per, args.list, errors))
-                   for _ in range(args.connections)]
-        started = time.time()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        took = time.time() - started
-        if errors:
-            print("errors:", errors[:5], file=sys.stderr)
-            sys.exit(1)
-        opened = per * args.connections
-        time.sleep(0.5)
-        after = rss_kib(server.pid)
-        g = gauges(port)
-        total = opened * (round + 1)
-        print(f"sessions opened: {opened} in {took:.1f} s ({opened / took:.0f}/s), gauges {g}")
-        print(f"RSS before: {before / 1024:.1f} MiB, after: {after / 1024:.1f} MiB, "
-              f"growth per session open: {(after - before) * 1024 / total:.0f} bytes")
-        if args.list:
-            park = float(args.park_after.rstrip("s"))
-            time.sleep(park * 2 + 6)
-            parked = rss_kib(server.pid)
-            print(f"after parking ({gauges(port)}): RSS {parked / 1024:.1f} MiB, "
-                  f"per session open {(parked - before) * 1024 / total:.0f} bytes")
+def seconds(duration):
+    """A duration as the config writes it (`500ms`, `2s`, `1m`), in seconds."""
+    number, unit = re.fullmatch(r"([0-9.]+)\s*(ms|s|m|h)?", duration.strip()).groups()
+    return float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[unit]
+
+
+def one_round(args, port, server, before, index):
+    errors = []
+    per = args.n // args.connections
+    threads = [threading.Thread(target=opener, args=(port, per, args.list, errors))
+               for _ in range(args.connections)]
+    started = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.time() - started
+    if errors:
+        print("errors:", errors[:5], file=sys.stderr)
+        sys.exit(1)
+    opened = per * args.connections
+    time.sleep(0.5)
+    after = rss_kib(server.pid)
+    g = gauges(port)
+    total = opened * (index + 1)
+    print(f"sessions opened: {opened} in {took:.1f} s ({opened / took:.0f}/s), gauges {g}")
+    print(f"RSS before: {before / 1024:.1f} MiB, after: {after / 1024:.1f} MiB, "
+          f"growth per session open: {(after - before) * 1024 / total:.0f} bytes")
+    if args.list:
+        park = seconds(args.park_after)
+        time.sleep(park * 2 + 6)
+        parked = rss_kib(server.pid)
+        print(f"after parking ({gauges(port)}): RSS {parked / 1024:.1f} MiB, "
+              f"per session open {(parked - before) * 1024 / total:.0f} bytes")
 
 
 if __name__ == "__main__":
