@@ -68,6 +68,15 @@ export MCPGATE_REQUIRE_UPSTREAMS=1
 step "cargo test"
 cargo test --workspace --locked
 
+if [[ ${SKIP_FUZZ:-0} != 1 ]]; then
+    step "fuzz smoke: every fuzz target for ${FUZZ_SMOKE_SECONDS:=10}s from its seeds"
+    # The targets (fuzz/, fuzz/README.md) build with cargo fuzz on the nightly toolchain; scripts/fuzz.sh 3600 is
+    # the long run. The smoke starts from the committed seeds in a scratch corpus. SKIP_FUZZ=1 leaves it out.
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --version 0.13.2 --locked
+    FUZZ_SCRATCH=1 scripts/fuzz.sh "$FUZZ_SMOKE_SECONDS"
+fi
+
 step "build the binary the interop and conformance tests drive"
 cargo build --locked -p mcpgate
 BIN=$ROOT/target/debug/mcpgate
