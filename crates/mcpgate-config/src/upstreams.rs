@@ -59,8 +59,10 @@ pub struct UpstreamConfig {
     /// Publish names as `UPSTREAM__name` (the default), or as the upstream names them (`false`).
     #[serde(default = "yes")]
     pub prefix: bool,
-    /// While it is down: `hide` its tools and prompts (the default; legacy sessions are sent `list_changed`), or
-    /// `error`: keep listing what it last offered and answer each call with an error naming the upstream.
+    /// While it is down: `hide` its tools and prompts (the default; legacy sessions are sent `list_changed`) once
+    /// a reconnection has failed too — a restart that succeeds hides nothing, its calls meanwhile answering an
+    /// error naming the upstream — or `error`: keep listing what it last offered, however long it is down, and
+    /// answer each call with that error.
     #[serde(default)]
     pub when_down: WhenDown,
     /// Which of its tools are published, and under what names.
@@ -103,7 +105,7 @@ impl UpstreamConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum WhenDown {
-    /// Its tools and prompts leave the catalogue until it is back.
+    /// Its tools and prompts leave the catalogue when a reconnection fails, until it is back.
     #[default]
     Hide,
     /// Its last catalogue stays listed; calls fail with an error naming the upstream.

@@ -158,6 +158,10 @@ pub(super) async fn supervise(
     let name = shared.name.clone();
     let mut backoff = Backoff::new();
     let mut generation = 0;
+    // Set when a connection ends and its tools are to be hidden (`when_down: hide`): they are, once the next
+    // attempt fails. A restart that succeeds (a crashed child, typically back in a fraction of a second) hides
+    // nothing, so callers meanwhile get "unavailable", not "unknown tool", and clients no list changes.
+    let mut hide_pending = false;
     loop {
         let handler = GatewayClient {
             name: name.clone(),
@@ -185,6 +189,9 @@ pub(super) async fn supervise(
                 None
             }
         };
+        if connected.is_none() && std::mem::take(&mut hide_pending) {
+            shared.publish(Catalogue::default());
+        }
         if let Some((Connected { running, mut child, lane }, catalogue)) = connected {
             generation += 1;
             let (peer, reason) = (running.peer().clone(), Arc::new(OnceLock::new()));
@@ -207,9 +214,7 @@ pub(super) async fn supervise(
             let _ = link.reason.set(reason.clone());
             link.dead.cancel();
             shared.set(None, reason.clone());
-            if !shared.keep_listed {
-                shared.publish(Catalogue::default());
-            }
+            hide_pending = !shared.keep_listed;
             if let Some(child) = child.as_mut() {
                 let _ = child.start_kill();
                 let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;

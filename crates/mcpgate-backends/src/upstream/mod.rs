@@ -13,8 +13,9 @@
 //! - **Start.** [`Upstream::start`] waits for the first connection `timeout` clamped to 5-10 s; an upstream not
 //!   up by then starts with an empty catalogue and the supervisor keeps trying. Only errors a retry cannot fix
 //!   (an unset `${VAR}`, a malformed header) fail the start.
-//! - **Down.** While the upstream is down its tools and prompts are hidden (`when_down: hide`), or its last
-//!   catalogue stays listed and calls fail naming it (`when_down: error`).
+//! - **Down.** Once a connection has ended and the next attempt has failed too, its tools and prompts are hidden
+//!   (`when_down: hide`) until it is back; a restart that succeeds hides nothing, and calls meanwhile fail
+//!   naming the upstream. With `when_down: error` its last catalogue stays listed however long it is down.
 //! - **Naming.** The catalogue fetched on connection is published through the config's [`Naming`]: tools and
 //!   prompts filtered by allow / deny, renamed or prefixed `NAME__`, descriptions overridden; resources keep
 //!   their URIs. Calls map the published name back.

@@ -95,8 +95,8 @@ impl Shared {
         state.down = down;
     }
 
-    /// Publish a whole new catalogue (after a connection), or an empty one (the upstream is down and its tools
-    /// are hidden rather than listed and failing, unless `keep_listed`).
+    /// Publish a whole new catalogue (after a connection), or an empty one (the upstream is down past a restart
+    /// and its tools are hidden rather than listed and failing, unless `keep_listed`).
     pub(super) fn publish(&self, catalogue: Catalogue) {
         let mut current = self.catalogue.lock();
         *current = catalogue.clone();
