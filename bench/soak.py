@@ -77,7 +77,10 @@ def main():
                  "backends:\n  demo: {kind: builtin, builtin: demo}\n"
                  f"upstreams:\n  up:\n    command: {args.binary}\n    args: [serve, --stdio]\n")
     config.close()
-    server = subprocess.Popen([args.binary, "serve", "--config", config.name], env=dict(os.environ, LOG_LEVEL="warn"))
+    # The gateway's log (warnings and errors) goes to a file, counted at the end, so the table stays readable.
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", prefix="soak-", delete=False)
+    server = subprocess.Popen([args.binary, "serve", "--config", config.name], env=dict(os.environ, LOG_LEVEL="warn"),
+                              stderr=log)
     done = threading.Event()
     counts = {"calls": 0, "failed": 0, "sessions": 0, "session_failures": 0, "restarts": 0}
     lock = threading.Lock()
@@ -179,6 +182,10 @@ def main():
           f"upstream killed every {args.restart_every:g} s")
     print(f"calls: {counts['calls']} ({counts['failed']} failed), sessions opened and closed: {counts['sessions']} "
           f"({counts['session_failures']} failed), upstream restarts: {counts['restarts']}, exit {server.returncode}")
+    log.seek(0)
+    lines = log.read().splitlines()
+    print(f"gateway log: {log.name}: {sum(' WARN ' in line for line in lines)} warnings, "
+          f"{sum(' ERROR ' in line for line in lines)} errors")
     print()
     print("| | start | after warm-up | end (load stopped) |")
     print("|---|---|---|---|")
