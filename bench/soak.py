@@ -9,8 +9,9 @@ threads open legacy sessions (initialize, initialized, tools/list, a call, DELET
 upstream's child is SIGKILLed every RESTART_EVERY seconds (the gateway restarts it). Every 10 s it samples the
 gateway's RSS, open descriptors, child processes and the gauges mcp_active_sessions / mcp_session_workers. It
 compares the sample at the end of the warm-up with the one taken after the load stops (and a 5 s settle): RSS
-growth (must stay under 5 %), descriptors, children and sessions (must be back where they were: nothing leaked).
-Prints a markdown table; exit status 1 when a bound is broken. Standard library only.
+growth (must stay under 5 %), descriptors, children and sessions (must be back where they were: nothing leaked);
+and every failed call must fall within 5 s after a kill (the restart's). Prints a markdown table; exit status 1
+when a bound is broken. Standard library only.
 """
 
 import argparse
@@ -29,6 +30,7 @@ from benchlib import free_port, stop  # noqa: E402
 from chaos import HEADERS, call_body, stdio_child  # noqa: E402
 
 VERSION = "2025-11-25"
+RESTART_WINDOW = 5
 LEGACY = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
@@ -84,10 +86,14 @@ def main():
     done = threading.Event()
     counts = {"calls": 0, "failed": 0, "sessions": 0, "session_failures": 0, "restarts": 0}
     lock = threading.Lock()
+    # When calls failed and when the upstream was killed (monotonic), to tell restart failures from others.
+    failed_at, killed_at = [], []
 
     def count(key, n=1):
         with lock:
             counts[key] += n
+            if key == "failed":
+                failed_at.append(time.monotonic())
 
     def caller(index):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -158,6 +164,7 @@ def main():
                 child = stdio_child(server.pid)
                 if child:
                     os.kill(child, signal.SIGKILL)
+                    killed_at.append(time.monotonic())
                     count("restarts")
                 next_restart += args.restart_every
             if now >= next_sample:
@@ -177,11 +184,14 @@ def main():
         os.unlink(config.name)
     warm = warm or samples[-1][1]
     growth = 100.0 * (final["rss_kib"] - warm["rss_kib"]) / warm["rss_kib"]
-    peak = max(s["rss_kib"] for _, s in samples)
+    peak = max([s["rss_kib"] for _, s in samples] + [final["rss_kib"]])
     print(f"soak: {args.minutes:g} min, {args.callers} callers + {args.sessions} session loops, "
           f"upstream killed every {args.restart_every:g} s")
     print(f"calls: {counts['calls']} ({counts['failed']} failed), sessions opened and closed: {counts['sessions']} "
           f"({counts['session_failures']} failed), upstream restarts: {counts['restarts']}, exit {server.returncode}")
+    # A failure within RESTART_WINDOW seconds after a kill is the restart's; any other is unexplained.
+    unexplained = sum(1 for t in failed_at if not any(0 <= t - k <= RESTART_WINDOW for k in killed_at))
+    print(f"failed calls not within {RESTART_WINDOW} s after a kill: {unexplained}")
     log.seek(0)
     lines = log.read().splitlines()
     print(f"gateway log: {log.name}: {sum(' WARN ' in line for line in lines)} warnings, "
@@ -197,7 +207,7 @@ def main():
         print(f"| {name} | {start[key]} | {warm[key]} | {final[key]} |")
     leaked = final["fds"] > warm["fds"] or final["children"] != start["children"] or final["sessions"] != 0 \
         or final["workers"] != 0
-    sys.exit(1 if growth >= 5.0 or leaked else 0)
+    sys.exit(1 if growth >= 5.0 or leaked or unexplained else 0)
 
 
 if __name__ == "__main__":
