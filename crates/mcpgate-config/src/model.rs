@@ -132,7 +132,8 @@ pub struct ServerConfig {
     /// Connections open at once on the listener. At the cap the gateway stops accepting (new connections wait in
     /// the kernel's backlog) until one closes, logs a warning and counts `mcp_connection_limit_reached_total`.
     /// Keep it below the open-file limit (`ulimit -n`, systemd's `LimitNOFILE`) less what upstreams, audit log and
-    /// databases need.
+    /// databases need: at start the gateway raises its soft limit to the hard one, and warns when that is below
+    /// `max_connections` + 256.
     pub max_connections: usize,
     /// Items per page of `tools/list`, `resources/list` and `prompts/list`.
     pub page_size: usize,

@@ -263,6 +263,7 @@ pub async fn serve_http(
     let in_flight = InFlight::default();
     let streams = gateway.shutdown.child_token();
     let app = app(gateway.clone(), in_flight.clone(), streams.clone());
+    listener::raise_open_file_limit(limits.max_connections);
     // Stops accepting as soon as `shutdown` is cancelled, and finishes when every connection has closed.
     let serve =
         tokio::spawn(listener::serve(listener, app, limits, gateway.metrics.connections(), shutdown.clone()));

@@ -10,6 +10,9 @@
 
 mod activity;
 mod connection;
+mod descriptors;
+
+pub(crate) use descriptors::raise_open_file_limit;
 
 use std::{
     io,
