@@ -95,48 +95,43 @@ def main():
             if key == "failed":
                 failed_at.append(time.monotonic())
 
-    def caller(index):
+    def repeat(attempt, done_key, failed_key):
+        """Run `attempt(conn, n)` (true when its answers were right) until the load stops, on one keep-alive
+        connection, opened again after an error; count each attempt and each failed one."""
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         n = 0
         while not done.is_set():
             n += 1
-            tool = "echo" if n % 2 else "up__echo"
-            message = f"{index}-{n}"
             try:
-                _, body = post(conn, call_body(n, tool, {"message": message}), dict(HEADERS, **{"mcp-name": tool}))
-                ok = json.loads(body).get("result", {}).get("content", [{}])[0].get("text") == message
+                ok = attempt(conn, n)
             except (OSError, http.client.HTTPException, ValueError):
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 ok = False
-            count("calls")
+            count(done_key)
             if not ok:
-                count("failed")
+                count(failed_key)
 
-    def sessions():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        while not done.is_set():
-            try:
-                init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                    "protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "soak", "version": "1"}}})
-                response, _ = post(conn, init, LEGACY)
-                session = response.getheader("mcp-session-id")
-                headers = dict(LEGACY, **{"mcp-session-id": session, "mcp-protocol-version": VERSION})
-                post(conn, json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), headers)
-                _, listed = post(conn, json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}), headers)
-                call = json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                                   "params": {"name": "echo", "arguments": {"message": "s"}}})
-                _, called = post(conn, call, headers)
-                conn.request("DELETE", "/mcp", headers=headers)
-                conn.getresponse().read()
-                good = b'"tools"' in listed and b'"text":"s"' in called
-            except (OSError, http.client.HTTPException, ValueError):
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                good = False
-            count("sessions")
-            if not good:
-                count("session_failures")
+    def call(index, conn, n):
+        tool = "echo" if n % 2 else "up__echo"
+        message = f"{index}-{n}"
+        _, body = post(conn, call_body(n, tool, {"message": message}), dict(HEADERS, **{"mcp-name": tool}))
+        return json.loads(body).get("result", {}).get("content", [{}])[0].get("text") == message
+
+    def session(conn, _n):
+        init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "soak", "version": "1"}}})
+        response, _ = post(conn, init, LEGACY)
+        headers = dict(LEGACY, **{"mcp-session-id": response.getheader("mcp-session-id"),
+                                  "mcp-protocol-version": VERSION})
+        post(conn, json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), headers)
+        _, listed = post(conn, json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}), headers)
+        called_body = json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                  "params": {"name": "echo", "arguments": {"message": "s"}}})
+        _, called = post(conn, called_body, headers)
+        conn.request("DELETE", "/mcp", headers=headers)
+        conn.getresponse().read()
+        return b'"tools"' in listed and b'"text":"s"' in called
 
     samples = []
     try:
@@ -149,8 +144,10 @@ def main():
                 if time.time() > deadline:
                     raise
                 time.sleep(0.1)
-        threads = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(args.callers)]
-        threads += [threading.Thread(target=sessions, daemon=True) for _ in range(args.sessions)]
+        threads = [threading.Thread(target=repeat, args=(lambda c, n, i=i: call(i, c, n), "calls", "failed"),
+                                    daemon=True) for i in range(args.callers)]
+        threads += [threading.Thread(target=repeat, args=(session, "sessions", "session_failures"), daemon=True)
+                    for _ in range(args.sessions)]
         t0 = time.monotonic()
         for t in threads:
             t.start()
