@@ -7,7 +7,7 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 /// Descriptors kept for what is not a client connection: upstream pipes and sockets, child processes' pipes, the
 /// audit log, databases, the metrics port's connections.
-pub(crate) const RESERVED: u64 = 256;
+const RESERVED: u64 = 256;
 
 /// Raise the soft open-file limit to the hard one; warn when the limit in force is below `max_connections` +
 /// [`RESERVED`]. The limit in force afterwards, when it could be read.
