@@ -27,6 +27,7 @@ Client modes (mcp.Client(mode=...)):
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -449,3 +450,117 @@ def test_sampling_and_elicitation_of_a_2026_typescript_upstream_reach_a_legacy_c
 
     anyio.run(main)
     assert asked == [("sampling", "What is 2+2?"), ("elicitation", "Your name?")]
+
+
+# --------------------------------------------------------------------------- code mode
+
+
+def _upstream_vars() -> dict[str, str] | None:
+    names = ["MCPGATE_TEST_NODE", "MCPGATE_TEST_EVERYTHING", "MCPGATE_TEST_FILESYSTEM", "MCPGATE_TEST_TIME"]
+    found = {name: os.environ.get(name, "") for name in names}
+    if all(found.values()):
+        return found
+    message = f'{", ".join(n for n, v in found.items() if not v)} unset: run `eval "$(scripts/upstreams.sh)"` first'
+    if os.environ.get("MCPGATE_REQUIRE_UPSTREAMS") == "1":
+        pytest.fail(f"MCPGATE_REQUIRE_UPSTREAMS=1 but {message}", pytrace=False)
+    pytest.skip(message)
+    return None
+
+
+@pytest.fixture
+def code_mode_gateway(mcpgate_bin: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """mcpgate in code mode (EXECUTION_MODE=code) fronting the real server-everything, server-filesystem (over
+    a directory holding `notes.txt`) and mcp-server-time, over stdio; the /mcp URL and the allowed directory."""
+    up = _upstream_vars()
+    assert up is not None
+    allowed = tmp_path / "files"
+    allowed.mkdir()
+    (allowed / "notes.txt").write_text("alpha\nbeta\ngamma\n")
+    q = lambda s: json.dumps(str(s))  # noqa: E731 — a YAML-safe string literal
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "upstreams:\n"
+        f"  everything:\n    command: {q(up['MCPGATE_TEST_NODE'])}\n    args: [{q(up['MCPGATE_TEST_EVERYTHING'])}, stdio]\n"
+        f"  fs:\n    command: {q(up['MCPGATE_TEST_NODE'])}\n    args: [{q(up['MCPGATE_TEST_FILESYSTEM'])}, {q(allowed)}]\n"
+        f"  time:\n    command: {q(up['MCPGATE_TEST_TIME'])}\n"
+    )
+    port = _free_port()
+    log = tmp_path / "gateway.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(
+            [mcpgate_bin, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LOG_LEVEL": "info", "EXECUTION_MODE": "code"},
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(proc, base, log)
+        _wait_ready(proc, base, log)
+        yield f"{base}/mcp", allowed
+    finally:
+        _stop(proc)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    """Until /ready says 200: every upstream connected and listed."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with opener.open(f"{base}/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{base}/ready not 200 within 30 s; log:\n{_tail(log)}", pytrace=False)
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_code_mode_searches_describes_and_chains_tools_across_real_upstreams(
+    code_mode_gateway: tuple[str, Path], mode: str
+) -> None:
+    url, allowed = code_mode_gateway
+
+    async def body(client: Client) -> None:
+        listed = {tool.name for tool in (await client.list_tools()).tools}
+        assert listed == {"search_tools", "describe_tools", "execute"}, listed
+
+        found = json.loads(single_text(await client.call_tool("search_tools", {"query": "read a text file"})))
+        paths = [hit["path"] for hit in found["tools"]]
+        assert "tools.fs.read_text_file" in paths[:3], found
+
+        declared = single_text(await client.call_tool("describe_tools", {"names": ["tools.time.get_current_time"]}))
+        assert "declare namespace tools.time" in declared and "function get_current_time(" in declared, declared
+
+        # Four calls over three upstreams; only a small summary comes back.
+        program = f"""
+            const [file, now] = await Promise.all([
+              tools.fs.read_text_file({{ path: {json.dumps(str(allowed / "notes.txt"))} }}),
+              tools.time.get_current_time({{ timezone: "UTC" }}),
+            ]);
+            const text = typeof file === "string" ? file : file.content;
+            const lines = text.split("\\n").filter(Boolean);
+            const echoed = await tools.everything.echo({{ message: lines[1] }});
+            // server-everything names it `get-sum`: in programs, `get_sum`.
+            const sum = await tools.everything.get_sum({{ a: lines.length, b: 10 }});
+            console.log("lines", lines.length);
+            return {{ second: echoed, lines: lines.length, sum, utc: typeof now === "object" && now.timezone }};
+        """
+        result = await client.call_tool("execute", {"code": program})
+        out = json.loads(single_text(result))
+        assert out["logs"] == ["lines 3"], out
+        assert [call["tool"] for call in out["calls"]][2:] == ["everything__echo", "everything__get-sum"], out
+        assert all(call["ok"] for call in out["calls"]), out
+        value = out["result"]
+        assert value["lines"] == 3 and value["utc"] == "UTC", value
+        assert "beta" in json.dumps(value["second"]) and "13" in json.dumps(value["sum"]), value
+
+        failed = await client.call_tool("execute", {"code": "await tools.fs.read_text_file({path: '/etc/passwd'});"})
+        assert failed.is_error, failed
+        assert "outside allowed directories" in texts(failed)[0] or "denied" in texts(failed)[0].lower(), failed
+
+    run_client(url, mode, body)

@@ -33,6 +33,9 @@ use crate::{ApiKeyConfig, ByteSize, Config, HumanDuration, KeyHash, LogFormat, S
 /// | `AUDIT_LOG_FILE` | `audit.file`: the audit log's file |
 /// | `JWT_SECRET` (environment only), `JWT_JWKS_URL`, `JWT_PUBLIC_KEY_FILE`, `JWT_ISSUER`, `JWT_AUDIENCE` (comma-separated) | `security.jwt` (any of them switches JWT tokens on) |
 /// | `COMPRESSION_ENABLED` | `server.compression.enabled` |
+/// | `EXECUTION_MODE` | `code_mode.mode`: `direct`, `code`, `hybrid` (also `mcp_only`, `code_execution`) |
+/// | `SANDBOX_BACKEND`, `SANDBOX_ENABLED` | `code_mode.sandbox.backend`, `code_mode.sandbox.enabled` |
+/// | `MAX_EXECUTION_TIME`, `MAX_MEMORY_MB` | `code_mode.sandbox.max_execution_time` (seconds), `.max_memory` (MiB) |
 pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -> Vec<Problem> {
     let mut problems = Vec::new();
     let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
@@ -148,6 +151,7 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
     problems.extend(crate::audit::apply_env(&mut config.audit, get));
     problems.extend(crate::jwt::apply_env(&mut config.security, get));
     problems.extend(crate::compression::apply_env(&mut config.server.compression, get));
+    problems.extend(crate::code_mode::apply_env(&mut config.code_mode, get));
     problems
 }
 

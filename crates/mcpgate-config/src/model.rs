@@ -37,6 +37,9 @@ pub struct Config {
     pub audit: crate::audit::AuditConfig,
     /// OpenTelemetry traces over OTLP/HTTP: on when an endpoint is set (`TELEMETRY_ENDPOINT`).
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// Code mode: `search_tools`, `describe_tools` and `execute` instead of (or beside) the catalogue, and the
+    /// sandbox programs run in. Off (`mode: direct`) by default.
+    pub code_mode: crate::code_mode::CodeModeConfig,
     /// Tool sources by name. The name prefixes nothing here; it names the backend in logs, `/status` and errors.
     pub backends: BTreeMap<String, BackendConfig>,
     /// Upstream MCP servers by name; their tools are published as `NAME__tool` unless configured otherwise.

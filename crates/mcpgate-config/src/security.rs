@@ -89,6 +89,10 @@ pub struct ApiKeyConfig {
     /// When the key stops working, RFC 3339 (`2027-01-01T00:00:00Z`). Unset: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+    /// How this key's holder meets the tools (`direct`, `code`, `hybrid`), whatever `code_mode.mode` says for
+    /// everyone else. Unset: `code_mode.mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<crate::code_mode::ExecutionMode>,
 }
 
 impl ApiKeyConfig {
@@ -110,6 +114,7 @@ impl ApiKeyConfig {
             resources: Self::every_tool(),
             prompts: Self::every_tool(),
             expires: None,
+            mode: None,
         }
     }
 

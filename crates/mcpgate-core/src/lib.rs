@@ -15,7 +15,7 @@ pub use backend::{Backend, BackendHealth};
 pub use context::{CallContext, ClientPeer, ClientRequestError, LogLevel};
 pub use error::{BackendError, Blame};
 pub use operation::{Answer, Dispatch, ListKind, Operation, OperationKind};
-pub use principal::Principal;
+pub use principal::{CODE_TOOLS, Mode, Principal};
 pub use tool::{
     CacheScope, CompletionValues, PromptArgument, PromptDef, ResourceDef, ResourceTemplateDef, ToolCall,
     ToolDef, ToolOutcome,

@@ -25,6 +25,27 @@ pub struct Principal {
     pub anonymous: bool,
     /// The client's address: the socket peer, or what a trusted proxy forwarded. `None` off HTTP (stdio).
     pub client_ip: Option<IpAddr>,
+    /// How the principal meets the tools: directly, or through code mode.
+    pub mode: Mode,
+}
+
+/// The tools code mode offers, under their public names. In code mode they are the principal's whatever its
+/// globs say (the globs bound what the programs reach); in direct mode they do not exist.
+pub const CODE_TOOLS: [&str; 3] = ["search_tools", "describe_tools", "execute"];
+
+/// How a principal meets the tools its globs name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Every tool is listed and called directly (`tools/list`, `tools/call`).
+    #[default]
+    Direct,
+    /// Code mode: the principal is offered the code-mode tools (`search_tools`, `describe_tools`, `execute`) and,
+    /// directly, only the tools these globs name (none in `code` mode; hybrid's `direct_tools`). Its programs
+    /// reach every tool its own globs name.
+    Code {
+        /// Tools still listed and called directly, as globs.
+        direct: Arc<[String]>,
+    },
 }
 
 impl Principal {
@@ -39,6 +60,7 @@ impl Principal {
             prompts: everything(),
             anonymous: true,
             client_ip: None,
+            mode: Mode::Direct,
         }
     }
 
@@ -54,6 +76,7 @@ impl Principal {
             prompts: everything(),
             anonymous: false,
             client_ip: None,
+            mode: Mode::Direct,
         }
     }
 
@@ -69,12 +92,18 @@ impl Principal {
             prompts: everything(),
             anonymous: false,
             client_ip: None,
+            mode: Mode::Direct,
         }
     }
 
     /// This principal, limited to the resources and prompts these globs name.
     pub fn with_grants(self, resources: Arc<[String]>, prompts: Arc<[String]>) -> Self {
         Self { resources, prompts, ..self }
+    }
+
+    /// This principal, meeting the tools as `mode` says.
+    pub fn with_mode(self, mode: Mode) -> Self {
+        Self { mode, ..self }
     }
 
     /// This principal, calling from `ip`.

@@ -93,6 +93,10 @@ pub struct ToolOutcome {
     /// or `"private"` reads as private (never shared); `""` as absent.
     #[serde(rename = "cacheScope", default, deserialize_with = "lenient_scope", skip_serializing)]
     pub cache_scope: Option<CacheScope>,
+    /// Facts about the call for its audit line only (`detail`), never sent to the client: e.g. the size and
+    /// hash of a code-mode program.
+    #[serde(skip)]
+    pub audit: Option<Value>,
 }
 
 /// Who may be served a cached copy of a result (`cacheScope`, 2026-07-28).

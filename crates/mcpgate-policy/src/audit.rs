@@ -160,6 +160,8 @@ struct Line<'a> {
     budget: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     arguments: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a Value>,
 }
 
 impl AuditLog {
@@ -450,6 +452,7 @@ fn line<'r>(report: &CallReport<'r>, arguments: Option<Value>) -> Line<'r> {
             BudgetVerdict::Refused(_) => "refused",
         }),
         arguments,
+        detail: report.detail,
     }
 }
 
@@ -501,6 +504,7 @@ mod tests {
             tokens: None,
             budget: None,
             arguments: args,
+            detail: None,
         })
     }
 

@@ -3,7 +3,7 @@
 //! list may use everything of that kind.
 
 use mcpgate_config::glob;
-use mcpgate_core::Principal;
+use mcpgate_core::{CODE_TOOLS, Mode, Principal};
 
 /// The kinds of thing a principal is granted by globs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +35,23 @@ pub fn allows_all(principal: &Principal, grant: Grant) -> bool {
     globs(principal, grant).iter().any(|pattern| pattern == "*")
 }
 
-/// Whether `principal` may see and call the tool published as `tool`.
+/// Whether `principal` may see and call the tool published as `tool` directly: its globs name it, and in code
+/// mode the tool is one that stays direct. In code mode the code-mode tools ([`CODE_TOOLS`]) are always its
+/// own: its globs bound what its programs reach.
 pub fn may_use(principal: &Principal, tool: &str) -> bool {
-    allows(principal, Grant::Tool, tool)
+    match &principal.mode {
+        Mode::Direct => allows(principal, Grant::Tool, tool),
+        Mode::Code { direct } => {
+            CODE_TOOLS.contains(&tool)
+                || (direct.iter().any(|pattern| glob(pattern, tool)) && allows(principal, Grant::Tool, tool))
+        }
+    }
 }
 
-/// Whether `principal` may use every tool (its list holds `*`), so nothing needs filtering.
+/// Whether `principal` may use every tool directly (its list holds `*`, not in code mode), so nothing needs
+/// filtering.
 pub fn sees_everything(principal: &Principal) -> bool {
-    allows_all(principal, Grant::Tool)
+    allows_all(principal, Grant::Tool) && principal.mode == Mode::Direct
 }
 
 #[cfg(test)]
@@ -60,6 +69,19 @@ mod tests {
         let none = Principal::named("locked", "free", &[]);
         assert!(!may_use(&none, "echo"));
         assert!(sees_everything(&Principal::anonymous()) && may_use(&Principal::anonymous(), "anything"));
+    }
+
+    #[test]
+    fn code_mode_shows_directly_only_the_tools_that_stay_direct() {
+        let key = Principal::named("agent", "free", &["fs__*".into(), "time__*".into()]);
+        let hybrid =
+            key.clone().with_mode(Mode::Code { direct: Arc::new(["time__*".into(), "echo".into()]) });
+        assert!(may_use(&hybrid, "time__now"), "stays direct");
+        assert!(!may_use(&hybrid, "fs__read_file"), "reached through code only");
+        assert!(!may_use(&hybrid, "echo"), "its own globs still apply");
+        assert!(may_use(&hybrid, "execute") && !may_use(&key, "execute"), "code tools in code mode only");
+        assert!(!sees_everything(&Principal::anonymous().with_mode(Mode::Code { direct: Arc::new([]) })));
+        assert!(may_use(&key, "fs__read_file"), "direct mode is unchanged");
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub struct CallReport<'a> {
     pub budget: Option<BudgetVerdict>,
     /// The call's arguments, when an observer asked for them ([`CallObserver::wants_arguments`]).
     pub arguments: Option<&'a JsonObject>,
+    /// What the backend said about the call for the audit line ([`ToolOutcome::audit`]).
+    pub detail: Option<&'a serde_json::Value>,
 }
 
 /// How one operation ended, as observers see it.
@@ -318,6 +320,7 @@ impl Pipeline {
             tokens: facts.tokens,
             budget: facts.budget,
             arguments: arguments.as_ref(),
+            detail: result.as_ref().ok().and_then(|outcome| outcome.audit.as_ref()),
         };
         record(&report);
         self.report(&report).await;
@@ -351,6 +354,7 @@ impl Pipeline {
             tokens: None,
             budget: None,
             arguments,
+            detail: None,
         };
         record(&report);
         self.report(&report).await;
@@ -390,6 +394,7 @@ impl Pipeline {
             tokens: None,
             budget,
             arguments: None,
+            detail: None,
         };
         record(&report);
         self.report(&report).await;

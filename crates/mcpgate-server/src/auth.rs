@@ -20,8 +20,10 @@ use axum::{
 };
 use http::{HeaderMap, HeaderValue, header::WWW_AUTHENTICATE};
 use ipnet::IpNet;
-use mcpgate_config::{HashMethod, KeyHash, KeyHasher, SecurityConfig, parse_cidr};
-use mcpgate_core::Principal;
+use mcpgate_config::{
+    CodeModeConfig, ExecutionMode, HashMethod, KeyHash, KeyHasher, SecurityConfig, parse_cidr,
+};
+use mcpgate_core::{Mode, Principal};
 use subtle::ConstantTimeEq;
 
 use crate::{
@@ -97,13 +99,16 @@ pub(crate) struct Access {
     anonymous: Option<Principal>,
     /// JWT bearer tokens, when configured.
     jwt: Option<JwtAuth>,
+    /// How callers without a mode of their own meet the tools (`code_mode.mode`): tokens, anonymous, stdio.
+    mode: Mode,
     /// What every 401 challenge ends with: `, resource_metadata="…"` (and `scope`) when `security.oauth` is set.
     challenge_params: String,
 }
 
 impl Access {
     /// Prepare `security`. Fails (with every problem) only on a config that skipped validation.
-    pub(crate) fn new(security: &SecurityConfig) -> Result<Self, String> {
+    pub(crate) fn new(security: &SecurityConfig, code: &CodeModeConfig) -> Result<Self, String> {
+        let mode = |own: Option<ExecutionMode>| mode(code, own.unwrap_or(code.mode));
         let mut problems = Vec::new();
         let mut nets = |field: &str, list: &[String]| -> Vec<IpNet> {
             list.iter()
@@ -125,7 +130,8 @@ impl Access {
                     digest: hash.digest,
                     expires,
                     principal: Principal::named(&key.name, &key.tier, &key.tools)
-                        .with_grants(key.resources.as_slice().into(), key.prompts.as_slice().into()),
+                        .with_grants(key.resources.as_slice().into(), key.prompts.as_slice().into())
+                        .with_mode(mode(key.mode)),
                 }),
                 Err(e) => problems.push(format!("security.api_keys.{i}: {e}")),
             }
@@ -155,8 +161,14 @@ impl Access {
             wants_hmac: keys.iter().any(|k| k.method == HashMethod::HmacSha256),
             keys,
             hasher: KeyHasher::new(salt),
-            anonymous: security.anonymous_allowed().then(Principal::anonymous),
+            anonymous: security.anonymous_allowed().then(|| Principal::anonymous().with_mode(mode(None))),
+            mode: mode(None),
         })
+    }
+
+    /// The principal of what comes in through no door (stdio): anonymous, in the default mode.
+    pub(crate) fn local(&self) -> Principal {
+        Principal::anonymous().with_mode(self.mode.clone())
     }
 
     /// Keep what `previous` (the settings before a reload) has cached and this one would only fetch again: the
@@ -212,7 +224,7 @@ impl Access {
         };
         if let Some(jwt) = self.jwt.as_ref().filter(|_| looks_like_jwt(presented)) {
             let refused = match jwt.authenticate(presented).await {
-                Ok(principal) => return Ok(principal),
+                Ok(principal) => return Ok(principal.with_mode(self.mode.clone())),
                 Err(failure) => AuthFailure::from(failure),
             };
             return match self.api_key(presented, now) {
@@ -302,6 +314,15 @@ pub(crate) async fn check(access: Arc<Access>, mut request: Request, next: Next)
             );
             unauthorized(failure, &access.challenge_params)
         }
+    }
+}
+
+/// The principal mode an execution mode gives: code mode, with hybrid's direct tools.
+fn mode(code: &CodeModeConfig, mode: ExecutionMode) -> Mode {
+    match mode {
+        ExecutionMode::Direct => Mode::Direct,
+        ExecutionMode::Code => Mode::Code { direct: Arc::new([]) },
+        ExecutionMode::Hybrid => Mode::Code { direct: code.direct_tools.as_slice().into() },
     }
 }
 
@@ -412,7 +433,7 @@ mod tests {
             ApiKeyConfig::new("salted", &KeyHash::hmac_sha256("pepper", "k-salted")),
         ]);
         config.api_key_salt = Some(Secret::new("pepper"));
-        let access = Access::new(&config).unwrap();
+        let access = Access::new(&config, &CodeModeConfig::default()).unwrap();
         let now = SystemTime::now();
         let who = |key: &str| auth(&access, &headers(&[("x-api-key", key)]), now).map(|p| p.name.to_string());
         assert_eq!(who("k-plain").as_deref(), Ok("plain"));
@@ -427,7 +448,7 @@ mod tests {
     fn expiry_is_checked_after_the_match() {
         let mut key = ApiKeyConfig::new("old", &KeyHash::sha256("k"));
         key.expires = Some("2030-01-01T00:00:00Z".into());
-        let access = Access::new(&security(vec![key])).unwrap();
+        let access = Access::new(&security(vec![key]), &CodeModeConfig::default()).unwrap();
         let expires = mcpgate_config::parse_rfc3339("2030-01-01T00:00:00Z").unwrap();
         let key = headers(&[("x-api-key", "k")]);
         assert!(auth(&access, &key, expires - Duration::from_secs(1)).is_ok());
@@ -436,14 +457,14 @@ mod tests {
 
     #[test]
     fn anonymous_follows_the_rule_but_a_wrong_key_is_never_anonymous() {
-        let open = Access::new(&SecurityConfig::default()).unwrap();
+        let open = Access::new(&SecurityConfig::default(), &CodeModeConfig::default()).unwrap();
         let now = SystemTime::now();
         assert!(auth(&open, &HeaderMap::new(), now).unwrap().anonymous);
         // No key configured: any presented key matches nothing.
         assert_eq!(auth(&open, &headers(&[("x-api-key", "x")]), now), Err(AuthFailure::InvalidKey));
         let mut both = security(vec![ApiKeyConfig::new("k", &KeyHash::sha256("k"))]);
         both.allow_anonymous = Some(true);
-        let both = Access::new(&both).unwrap();
+        let both = Access::new(&both, &CodeModeConfig::default()).unwrap();
         assert!(auth(&both, &HeaderMap::new(), now).unwrap().anonymous);
         assert_eq!(auth(&both, &headers(&[("x-api-key", "x")]), now), Err(AuthFailure::InvalidKey));
     }
@@ -452,7 +473,7 @@ mod tests {
     fn an_unvalidated_config_is_refused_at_build() {
         let mut config = security(vec![ApiKeyConfig::new("h", &KeyHash::hmac_sha256("s", "k"))]);
         config.allowed_ips.push("nowhere".into());
-        let error = Access::new(&config).err().unwrap();
+        let error = Access::new(&config, &CodeModeConfig::default()).err().unwrap();
         assert!(error.contains("API_KEY_SALT") && error.contains("nowhere"), "{error}");
     }
 
@@ -462,7 +483,7 @@ mod tests {
             trusted_proxies: vec!["10.0.0.0/8".into(), "2001:db8:ffff::/48".into()],
             ..Default::default()
         };
-        let access = Access::new(&config).unwrap();
+        let access = Access::new(&config, &CodeModeConfig::default()).unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let proxy = ip("10.1.2.3");
         let xff = |v: &str| headers(&[("x-forwarded-for", v)]);
@@ -493,7 +514,7 @@ mod tests {
 
     /// A route answering with the principal the layer put in the extensions.
     fn app(security: SecurityConfig, peer: &str) -> Router {
-        let access = Arc::new(Access::new(&security).unwrap());
+        let access = Arc::new(Access::new(&security, &CodeModeConfig::default()).unwrap());
         let who = |Extension(principal): Extension<Arc<Principal>>| async move {
             format!("{} {} {:?}", principal.name, principal.anonymous, principal.client_ip)
         };
@@ -536,7 +557,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_peer_address_an_allowlist_refuses() {
         let config = SecurityConfig { allowed_ips: vec!["0.0.0.0/0".into()], ..Default::default() };
-        let access = Arc::new(Access::new(&config).unwrap());
+        let access = Arc::new(Access::new(&config, &CodeModeConfig::default()).unwrap());
         let app = Router::new()
             .route("/mcp", post(|| async { "in" }))
             .layer(axum::middleware::from_fn(move |req, next| check(access.clone(), req, next)));

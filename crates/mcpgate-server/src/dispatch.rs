@@ -135,6 +135,11 @@ impl Gateway {
         let kind = op.kind();
         match op {
             Operation::CallTool { name, arguments } => {
+                if self.offers_code_tool(&door.live, &cx.principal, &name) {
+                    let span = tracing::info_span!("tools/call", request_id = %cx.request_id, tool = %name);
+                    let run = self.code_call(door, &cx, &name, arguments);
+                    return run.instrument(span).await.map(Answer::Tool);
+                }
                 let Some(route) = registry.tool(&name) else {
                     self.metrics.unknown_tool();
                     pipeline.not_found(&cx, kind, &name, Some(&arguments)).await;
@@ -214,7 +219,7 @@ impl Gateway {
             Operation::Subscribe { uri } | Operation::Unsubscribe { uri } => {
                 self.subscription(door, &cx, kind, uri).await.map(|()| Answer::Done)
             }
-            Operation::List(list) => Ok(self.list(registry, &cx.principal, list)),
+            Operation::List(list) => Ok(self.list(door, &cx.principal, list)),
         }
     }
 
@@ -255,11 +260,15 @@ impl Gateway {
         pipeline.run_operation(cx, target, Some(&entry.breaker), change).await
     }
 
-    /// The items of a catalogue list `principal` may see.
-    fn list(&self, registry: &RegistryHandle, principal: &mcpgate_core::Principal, list: ListKind) -> Answer {
+    /// The items of a catalogue list `principal` may see (in code mode, the code-mode tools first).
+    fn list(&self, door: &Door<'_>, principal: &mcpgate_core::Principal, list: ListKind) -> Answer {
+        let registry = &door.registry;
         match list {
             ListKind::Tools => Answer::Tools(
-                registry.tools().filter(|tool| authz::may_use(principal, &tool.name)).cloned().collect(),
+                self.code_tools(&door.live, principal)
+                    .chain(registry.tools().filter(|tool| authz::may_use(principal, &tool.name)))
+                    .cloned()
+                    .collect(),
             ),
             ListKind::Resources => Answer::Resources(
                 registry

@@ -75,6 +75,8 @@ pub struct Gateway {
     pub(crate) reloading: tokio::sync::Mutex<()>,
     /// Reloads so far, for `/status`.
     pub(crate) reloads: parking_lot::Mutex<ReloadLog>,
+    /// Code mode: its sandbox and what it remembers.
+    pub(crate) code: crate::code::CodeMode,
     /// The legacy sessions of the HTTP server, once it serves.
     pub(crate) sessions: std::sync::OnceLock<std::sync::Weak<crate::sessions::Sessions>>,
 }
@@ -91,7 +93,9 @@ impl Gateway {
     pub async fn with_backends(config: Config, backends: Vec<BackendEntry>) -> Result<Arc<Self>, StartError> {
         let registry = Registry::build(backends).await.map_err(StartError::Catalogue)?;
         let server_info = crate::protocol::server_info(&config.server).map_err(StartError::Internal)?;
-        let access = Arc::new(crate::auth::Access::new(&config.security).map_err(StartError::Security)?);
+        let access = Arc::new(
+            crate::auth::Access::new(&config.security, &config.code_mode).map_err(StartError::Security)?,
+        );
         let shutdown = CancellationToken::new();
         let catalogue = Arc::new(Catalogue::new(registry));
         let subscriptions = Arc::new(Subscriptions::default());
@@ -100,6 +104,7 @@ impl Gateway {
         let state = StateBackend::from_config(&config);
         let (pipeline, audit) = pipeline(&config, &state, &metrics, None)?;
         let live = Live { config: Arc::new(config.clone()), pipeline, access, audit };
+        let config_code = config.code_mode.clone();
         let request_state = RequestStateCodec::try_new(state.seal_key().bytes().to_vec())
             .map_err(|e| StartError::Internal(e.to_string()))?;
         let gateway = Arc::new(Self {
@@ -119,7 +124,9 @@ impl Gateway {
             reloading: tokio::sync::Mutex::default(),
             reloads: parking_lot::Mutex::default(),
             sessions: std::sync::OnceLock::new(),
+            code: crate::code::CodeMode::new(&config_code),
         });
+        gateway.code.attach(&gateway);
         for entry in gateway.registry().backends() {
             gateway.watch(entry);
         }

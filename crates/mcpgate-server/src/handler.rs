@@ -122,11 +122,11 @@ impl McpHandler {
         self.gateway.live().config.server.list_ttl.0.as_millis() as u64
     }
 
-    /// Who the HTTP request authenticated as (`auth`); over stdio, anonymous.
-    fn principal(context: &RequestContext<RoleServer>) -> Arc<Principal> {
+    /// Who the HTTP request authenticated as (`auth`); over stdio, anonymous in the default mode.
+    fn principal(&self, context: &RequestContext<RoleServer>) -> Arc<Principal> {
         match context.extensions.get::<http::request::Parts>() {
             Some(parts) => auth::principal(&parts.extensions),
-            None => Arc::new(Principal::anonymous()),
+            None => Arc::new(self.gateway.live().access.local()),
         }
     }
 
@@ -149,7 +149,7 @@ impl McpHandler {
         let mut cx = CallContext {
             cancel: rcx.ct.clone(),
             progress_token: rcx.meta.get_progress_token().and_then(|t| serde_json::to_value(t).ok()),
-            principal: Self::principal(rcx),
+            principal: self.principal(rcx),
             ..CallContext::detached(correlation_id(rcx))
         };
         if !is_stateless(rcx) {
@@ -211,7 +211,7 @@ macro_rules! list_page {
         if is_stateless(&$context) {
             // What a list holds depends on who asked unless the caller sees everything: then no shared cache
             // may keep it.
-            let scope = if sees_every_list(&McpHandler::principal(&$context)) {
+            let scope = if sees_every_list(&$handler.principal(&$context)) {
                 CacheScope::Public
             } else {
                 CacheScope::Private
@@ -279,7 +279,7 @@ impl ServerHandler for McpHandler {
         let registry = self.gateway.registry();
         // A principal sees only the tools it may call (its key's globs): the filter of the dispatch's own
         // `tools/list`, over the items converted once.
-        let principal = Self::principal(&context);
+        let principal = self.principal(&context);
         if authz::sees_everything(&principal) {
             return list_page!(
                 self,
@@ -290,11 +290,14 @@ impl ServerHandler for McpHandler {
                 context
             );
         }
-        let visible: Vec<_> = registry
-            .wire_tools()
-            .iter()
-            .filter(|tool| authz::may_use(&principal, &tool.name))
-            .cloned()
+        // In code mode the code-mode tools come first (converted per list: code-mode lists are rare).
+        let live = self.live(&context);
+        let code = self.gateway.code_tools(&live, &principal);
+        let code = code.filter_map(|def| serde_json::to_value(def).and_then(serde_json::from_value).ok());
+        let visible: Vec<rmcp::model::Tool> = code
+            .chain(
+                registry.wire_tools().iter().filter(|tool| authz::may_use(&principal, &tool.name)).cloned(),
+            )
             .collect();
         list_page!(self, ListToolsResult, &visible, Ok::<_, ErrorData>, request, context)
     }

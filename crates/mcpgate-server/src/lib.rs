@@ -4,6 +4,7 @@
 mod auth;
 mod backends;
 mod catalogue;
+mod code;
 mod compression;
 mod cors;
 mod dispatch;

@@ -149,5 +149,6 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         "audit": audit_status(&live),
         "reloads": gateway.reloads.lock().to_json(),
         "calls": { "fast_path": gateway.fast_path_calls.load(std::sync::atomic::Ordering::Relaxed) },
+        "code_mode": gateway.code.status(&live.config.code_mode),
     }))
 }

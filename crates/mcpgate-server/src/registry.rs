@@ -264,6 +264,11 @@ impl Registry {
         self.tools.iter().map(|route| &route.def)
     }
 
+    /// Every tool's route (its backend, its own name, its definition), in catalogue order.
+    pub fn routes(&self) -> impl Iterator<Item = &ToolRoute> {
+        self.tools.iter()
+    }
+
     /// `tools/list` items in catalogue order.
     pub fn wire_tools(&self) -> &[Tool] {
         &self.wire_tools

@@ -103,7 +103,8 @@ impl Gateway {
         let _one_at_a_time = self.reloading.lock().await;
         let live = self.live();
         let old_registry = self.registry();
-        let mut access = crate::auth::Access::new(&config.security).map_err(StartError::Security)?;
+        let mut access =
+            crate::auth::Access::new(&config.security, &config.code_mode).map_err(StartError::Security)?;
         access.keep_caches(&live.access);
         let access = Arc::new(access);
         let (pipeline, audit) = pipeline(&config, &self.state, &self.metrics, Some(&live))?;

@@ -266,6 +266,12 @@ pub(super) struct BackendLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct SandboxOutcomeLabels {
+    pub(super) backend: &'static str,
+    pub(super) outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct ScopeLabels {
     pub(super) scope: &'static str,
 }

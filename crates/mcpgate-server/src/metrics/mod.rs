@@ -47,7 +47,7 @@ pub(crate) use endpoint::{routes, serve_apart, track};
 pub(crate) use labels::McpMethod;
 use labels::{
     BackendLabels, DirectionLabels, KindLabels, OperationKindLabels, OperationLabels, ReasonLabels,
-    RequestDurationLabels, RequestLabels, ScopeLabels, ToolLabels, ToolStatusLabels,
+    RequestDurationLabels, RequestLabels, SandboxOutcomeLabels, ScopeLabels, ToolLabels, ToolStatusLabels,
 };
 pub use labels::{RateLimitScope, SandboxBackend, TokenDirection};
 pub(crate) use live::{BackendReading, Readings};
@@ -80,6 +80,12 @@ pub mod names {
     pub const TOKENS_USED: &str = "mcp_tokens_used";
     /// Counter `mcp_sandbox_timeouts_total{backend}`.
     pub const SANDBOX_TIMEOUTS: &str = "mcp_sandbox_timeouts";
+    /// Counter `mcp_sandbox_executions_total{backend,outcome}`.
+    pub const SANDBOX_EXECUTIONS: &str = "mcp_sandbox_executions";
+    /// Histogram `mcp_sandbox_execution_duration_seconds{backend}`.
+    pub const SANDBOX_DURATION: &str = "mcp_sandbox_execution_duration_seconds";
+    /// Histogram `mcp_sandbox_inner_calls{backend}`: tool calls per execution.
+    pub const SANDBOX_CALLS: &str = "mcp_sandbox_inner_calls";
     /// Counter `mcp_rate_limited_total{scope}`.
     pub const RATE_LIMITED: &str = "mcp_rate_limited";
     /// Counter `mcp_auth_failures_total{reason}`.
@@ -182,6 +188,9 @@ pub struct Metrics {
     cache_misses: Counter,
     tokens_used: [Gauge; TokenDirection::ALL.len()],
     sandbox_timeouts: [Counter; SandboxBackend::ALL.len()],
+    sandbox_executions: Family<SandboxOutcomeLabels, Counter>,
+    sandbox_duration: Histograms<BackendLabels>,
+    sandbox_calls: Family<BackendLabels, Histogram, fn() -> Histogram>,
     rate_limited: [Counter; RateLimitScope::ALL.len()],
     auth_failures: Family<ReasonLabels, Counter>,
     operations: Family<OperationLabels, Counter>,
@@ -300,7 +309,24 @@ impl Metrics {
         );
         let tokens_used = TokenDirection::ALL
             .map(|d| tokens.get_or_create_owned(&DirectionLabels { direction: d.as_str() }));
-        // Fed by the code-mode sandboxes, not built yet.
+        // Fed by code mode's `execute` (code.rs).
+        let sandbox_executions = Family::<SandboxOutcomeLabels, Counter>::default();
+        registry.register(
+            SANDBOX_EXECUTIONS,
+            "Code-mode executions by sandbox and outcome (ok, error, timeout, memory, calls, output, cancelled, sandbox)",
+            sandbox_executions.clone(),
+        );
+        let sandbox_duration = Histograms::<BackendLabels>::new_with_constructor(latency);
+        registry.register(
+            SANDBOX_DURATION,
+            "Code-mode execution time, tool calls included",
+            sandbox_duration.clone(),
+        );
+        let sandbox_calls =
+            Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new([0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0])
+            });
+        registry.register(SANDBOX_CALLS, "Tool calls per code-mode execution", sandbox_calls.clone());
         let sandbox = Family::<BackendLabels, Counter>::default();
         registry.register(
             SANDBOX_TIMEOUTS,
@@ -342,6 +368,9 @@ impl Metrics {
             cache_misses,
             tokens_used,
             sandbox_timeouts,
+            sandbox_executions,
+            sandbox_duration,
+            sandbox_calls,
             rate_limited,
             auth_failures,
             operations,
@@ -465,9 +494,24 @@ impl Metrics {
         (self.cache_hits.get(), self.cache_misses.get())
     }
 
-    /// A code-mode execution stopped by its time limit. Fed by the sandboxes, once they exist.
-    pub fn sandbox_timeout(&self, backend: SandboxBackend) {
-        self.sandbox_timeouts[backend as usize].inc();
+    /// A code-mode execution that ended with `outcome` after `seconds`, having made `calls` tool calls; a
+    /// `timeout` also counts in `mcp_sandbox_timeouts_total`.
+    pub(crate) fn sandbox_execution(
+        &self,
+        backend: SandboxBackend,
+        outcome: &'static str,
+        seconds: f64,
+        calls: usize,
+    ) {
+        let labels = BackendLabels { backend: backend.as_str() };
+        self.sandbox_executions
+            .get_or_create(&SandboxOutcomeLabels { backend: backend.as_str(), outcome })
+            .inc();
+        self.sandbox_duration.get_or_create(&labels).observe(seconds);
+        self.sandbox_calls.get_or_create(&labels).observe(calls as f64);
+        if outcome == "timeout" {
+            self.sandbox_timeouts[backend as usize].inc();
+        }
     }
 
     /// An `initialize` refused at a session cap: `gateway` or `client`.

@@ -1,0 +1,192 @@
+//! Code mode end to end over HTTP: what a code-mode client is offered, a program that chains tools, a key whose
+//! programs cannot reach what it may not call (and the refusal audited), hybrid mode, one endpoint serving
+//! direct and code-mode keys at once, and programs that misbehave while the gateway keeps serving.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use common::{DEMO, TestGateway, spawn_with_env};
+use mcpgate_config::KeyHash;
+use serde_json::{Value, json};
+
+const CODE_KEY: &str = "code-key-0123456789";
+const LIMITED_KEY: &str = "limited-key-0123456";
+const DIRECT_KEY: &str = "direct-key-01234567";
+const HYBRID_KEY: &str = "hybrid-key-01234567";
+
+fn config(audit: &std::path::Path) -> String {
+    format!(
+        "security:\n  api_keys:\n\
+         \x20   - {{ name: coder, hash: \"{}\", mode: code }}\n\
+         \x20   - {{ name: limited, hash: \"{}\", mode: code, tools: [\"echo\", \"add\"] }}\n\
+         \x20   - {{ name: plain, hash: \"{}\" }}\n\
+         \x20   - {{ name: both, hash: \"{}\", mode: hybrid }}\n\
+         code_mode:\n  direct_tools: [\"now\"]\n  sandbox:\n    max_execution_time: 2s\n    max_calls: 5\n\
+         audit:\n  file: {}\n{DEMO}",
+        KeyHash::sha256(CODE_KEY),
+        KeyHash::sha256(LIMITED_KEY),
+        KeyHash::sha256(DIRECT_KEY),
+        KeyHash::sha256(HYBRID_KEY),
+        audit.display()
+    )
+}
+
+async fn request(gw: &TestGateway, key: &str, method: &str, name: Option<&str>, params: Value) -> Value {
+    let response = gw.modern_request(method, name, params, &[("x-api-key", key)]).send().await.unwrap();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    common::messages(&content_type, &response.text().await.unwrap()).pop().unwrap()
+}
+
+async fn tool_names(gw: &TestGateway, key: &str) -> Vec<String> {
+    let list = request(gw, key, "tools/list", None, json!({})).await;
+    list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn call(gw: &TestGateway, key: &str, tool: &str, arguments: Value) -> Value {
+    let params = json!({ "name": tool, "arguments": arguments });
+    request(gw, key, "tools/call", Some(tool), params).await
+}
+
+/// The text of a tool result, parsed as JSON.
+fn result_json(answer: &Value) -> Value {
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{answer}"));
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+/// Proof the gateway still serves: a direct key's echo answers.
+async fn serving(gw: &TestGateway) {
+    let answer = call(gw, DIRECT_KEY, "echo", json!({ "message": "still here" })).await;
+    assert_eq!(answer["result"]["content"][0]["text"], "still here", "{answer}");
+}
+
+async fn execute(gw: &TestGateway, key: &str, code: &str) -> Value {
+    call(gw, key, "execute", json!({ "code": code })).await
+}
+
+#[tokio::test]
+async fn code_mode_offers_its_tools_and_programs_chain_calls_through_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let gw = spawn_with_env(&config(&audit), &[], "127.0.0.1:0").await;
+
+    // What each key is offered on the one endpoint.
+    assert_eq!(tool_names(&gw, CODE_KEY).await, ["search_tools", "describe_tools", "execute"]);
+    assert_eq!(tool_names(&gw, HYBRID_KEY).await, ["search_tools", "describe_tools", "execute", "now"]);
+    let direct = tool_names(&gw, DIRECT_KEY).await;
+    assert!(direct.contains(&"echo".to_owned()) && !direct.contains(&"execute".to_owned()), "{direct:?}");
+
+    // A code-mode key calls only the code-mode tools directly.
+    let refused = call(&gw, CODE_KEY, "echo", json!({ "message": "hi" })).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    let refused = call(&gw, DIRECT_KEY, "execute", json!({ "code": "return 1;" })).await;
+    assert_eq!(refused["error"]["code"], -32602, "direct keys have no execute: {refused}");
+
+    // search_tools ranks, describe_tools declares.
+    let found =
+        result_json(&call(&gw, CODE_KEY, "search_tools", json!({ "query": "sum two numbers" })).await);
+    assert_eq!(found["tools"][0]["tool"], "add", "{found}");
+    assert_eq!(found["tools"][0]["path"], "tools.demo.add", "{found}");
+    let described =
+        call(&gw, CODE_KEY, "describe_tools", json!({ "names": ["add", "tools.demo.echo"] })).await;
+    let declarations = described["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        declarations.contains("function add(") && declarations.contains("function echo("),
+        "{declarations}"
+    );
+
+    // A program: sequential and concurrent calls, logs, one small result.
+    // `add` has structured content ({sum}); `echo` is plain text.
+    let program = "const a = await tools.demo.add({a: 2, b: 3});
+        const [b, e] = await Promise.all([tools.demo.add({a: a.sum, b: 10}), tools.demo.echo({message: 'x'})]);
+        console.log('sum is', b.sum);
+        return {sum: b.sum, echoed: e};";
+    let answer = execute(&gw, CODE_KEY, program).await;
+    assert_ne!(answer["result"]["isError"], true, "{answer}");
+    let out = result_json(&answer);
+    assert_eq!(out["result"], json!({ "sum": 15, "echoed": "x" }), "{out}");
+    assert_eq!(out["logs"], json!(["sum is 15"]));
+    assert_eq!(out["calls"].as_array().unwrap().len(), 3);
+    assert!(out["calls"].as_array().unwrap().iter().all(|c| c["ok"] == true), "{out}");
+
+    // Every inner call is audited under the execute call's request id, with the key's name.
+    let lines: Vec<Value> =
+        std::fs::read_to_string(&audit).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let execute_line = lines.iter().find(|l| l["tool"] == "execute" && l["principal"] == "coder").unwrap();
+    assert_eq!(execute_line["detail"]["code_bytes"], program.len(), "{execute_line}");
+    assert_eq!(execute_line["detail"]["code_sha256"].as_str().unwrap().len(), 64, "{execute_line}");
+    assert!(execute_line.get("arguments").is_none(), "the program itself only when arguments are recorded");
+    let inner: Vec<_> = lines.iter().filter(|l| l["request_id"] == execute_line["request_id"]).collect();
+    assert_eq!(inner.len(), 4, "execute and its three calls: {lines:?}");
+    assert!(inner.iter().all(|l| l["principal"] == "coder"), "{inner:?}");
+
+    serving(&gw).await;
+}
+
+#[tokio::test]
+async fn a_key_cannot_reach_from_code_what_it_may_not_call_and_the_refusal_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let gw = spawn_with_env(&config(&audit), &[], "127.0.0.1:0").await;
+
+    let found = result_json(&call(&gw, LIMITED_KEY, "search_tools", json!({ "query": "" })).await);
+    let names: Vec<&str> =
+        found["tools"].as_array().unwrap().iter().map(|t| t["tool"].as_str().unwrap()).collect();
+    assert_eq!(names, ["add", "echo"], "search shows only the key's tools: {found}");
+
+    // `sleep` is not in the program's namespace at all; called by public name through another door it is not
+    // there either.
+    let answer = execute(&gw, LIMITED_KEY, "return typeof tools.demo.sleep;").await;
+    assert_eq!(result_json(&answer)["result"], "undefined", "{answer}");
+    let described = call(&gw, LIMITED_KEY, "describe_tools", json!({ "names": ["sleep"] })).await;
+    let text = described["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("Not found") && !text.contains("function sleep"), "{text}");
+
+    // The code-mode key sees `sleep`; the limited key's attempt to call it through `execute` of a program
+    // that names it anyway is refused by the dispatch, and audited.
+    let answer = execute(&gw, CODE_KEY, "return typeof tools.demo.sleep;").await;
+    assert_eq!(result_json(&answer)["result"], "function");
+    serving(&gw).await;
+    let lines = std::fs::read_to_string(&audit).unwrap();
+    assert!(lines.lines().any(|l| l.contains("\"limited\"") && l.contains("describe_tools")), "{lines}");
+}
+
+#[tokio::test]
+async fn misbehaving_programs_end_with_precise_errors_and_the_gateway_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = spawn_with_env(&config(&dir.path().join("audit.log")), &[], "127.0.0.1:0").await;
+    let cases = [
+        ("while (true) { try { for (;;) {} } catch (e) {} }", "time limit"),
+        ("const a = []; for (;;) a.push('x'.repeat(1 << 20) + a.length);", "out of memory"),
+        ("function f(n) { return f(n + 1) + 1; } return f(0);", "stack"),
+        (
+            "for (;;) { try { await tools.demo.echo({message: 'a'}); } catch (e) {} }",
+            "more than 5 tool calls",
+        ),
+        ("await tools.demo.sleep({ms: 60000});", "time limit"),
+        ("\n\nnull.x;", "(program line 3)"),
+        ("await tools.demo.add({a: 'one'});", "invalid"),
+    ];
+    for (code, expected) in cases {
+        let answer = execute(&gw, CODE_KEY, code).await;
+        assert_eq!(answer["result"]["isError"], true, "{code}: {answer}");
+        let error = result_json(&answer);
+        let message = error["error"].as_str().unwrap_or_default().to_owned() + &error.to_string();
+        assert!(message.contains(expected), "{code}: expected {expected:?} in {error}");
+    }
+    let timeouts = gw.http.get(format!("{}/metrics", gw.base)).send().await.unwrap().text().await.unwrap();
+    let line =
+        timeouts.lines().find(|l| l.starts_with("mcp_sandbox_timeouts_total{backend=\"quickjs\"}")).unwrap();
+    assert!(line.ends_with(" 2"), "{line}");
+    // Polluting prototypes does not survive into the next program.
+    let polluted = execute(&gw, CODE_KEY, "Object.prototype.evil = 1; return 1;").await;
+    assert_eq!(result_json(&polluted)["result"], 1);
+    let clean = execute(&gw, CODE_KEY, "return ({}).evil === undefined;").await;
+    assert_eq!(result_json(&clean)["result"], true);
+    serving(&gw).await;
+}
