@@ -9,7 +9,7 @@
 use std::{sync::Arc, time::Duration};
 
 use mcpgate_config::{BackendConfig, BuiltinSet, Problem, Source};
-use mcpgate_core::Backend;
+use mcpgate_core::{Backend, ScriptRunner};
 
 pub mod builtin;
 pub mod command;
@@ -18,6 +18,7 @@ pub mod declared;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod http;
+pub mod script;
 pub mod sql;
 pub mod template;
 pub mod upstream;
@@ -43,6 +44,8 @@ pub enum BackendKind {
     Command,
     /// SQL queries declared in the config.
     Sql,
+    /// JavaScript handlers declared in the config.
+    Script,
     /// An upstream MCP server.
     Upstream,
 }
@@ -55,6 +58,7 @@ impl BackendKind {
             Self::Http => "http",
             Self::Command => "command",
             Self::Sql => "sql",
+            Self::Script => "script",
             Self::Upstream => "upstream",
         }
     }
@@ -82,6 +86,7 @@ impl Facts {
             Source::Backend(BackendConfig::Http(_)) => local(BackendKind::Http),
             Source::Backend(BackendConfig::Command(_)) => local(BackendKind::Command),
             Source::Backend(BackendConfig::Sql(_)) => local(BackendKind::Sql),
+            Source::Backend(BackendConfig::Script(_)) => local(BackendKind::Script),
             Source::Upstream(upstream) => Self {
                 kind: BackendKind::Upstream,
                 health_check_interval: Some(upstream.health_check_interval.0),
@@ -92,8 +97,18 @@ impl Facts {
     }
 }
 
-/// Start the backend `source` describes: every kind, upstreams included.
+/// Start the backend `source` describes: every kind but script tools, upstreams included (see [`start_with`]).
 pub async fn start(name: &str, source: Source<'_>) -> Result<Arc<dyn Backend>, BuildError> {
+    start_with(name, source, None).await
+}
+
+/// Start the backend `source` describes: every kind, upstreams included; `scripts` runs script tools'
+/// handlers (the gateway's sandbox), and a script backend without one cannot start.
+pub async fn start_with(
+    name: &str,
+    source: Source<'_>,
+    scripts: Option<&Arc<dyn ScriptRunner>>,
+) -> Result<Arc<dyn Backend>, BuildError> {
     let failed = |message: String| BuildError { name: name.to_owned(), message };
     Ok(match source {
         Source::Backend(BackendConfig::Builtin(builtin)) => match builtin.builtin {
@@ -109,6 +124,10 @@ pub async fn start(name: &str, source: Source<'_>) -> Result<Arc<dyn Backend>, B
         Source::Backend(BackendConfig::Sql(sql)) => {
             Arc::new(sql::SqlTools::connect(name, sql).await.map_err(failed)?)
         }
+        Source::Backend(BackendConfig::Script(script)) => {
+            let runner = scripts.ok_or_else(|| failed("script tools need the gateway's sandbox".into()))?;
+            Arc::new(script::ScriptTools::new(name, script, runner.clone()).map_err(failed)?)
+        }
         Source::Upstream(upstream) => {
             Arc::new(upstream::Upstream::start(name, upstream).await.map_err(failed)?)
         }
@@ -123,5 +142,6 @@ pub fn check(name: &str, config: &BackendConfig) -> Vec<Problem> {
         BackendConfig::Http(http) => http::check(&path, http),
         BackendConfig::Command(command) => command::check(&path, command),
         BackendConfig::Sql(sql) => sql::check(&path, sql),
+        BackendConfig::Script(script) => script::check(&path, script),
     }
 }

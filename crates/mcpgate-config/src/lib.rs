@@ -49,8 +49,8 @@ pub use security::{
 };
 pub use telemetry::TelemetryConfig;
 pub use tools::{
-    CommandBackend, CommandCall, HttpBackend, HttpCall, HttpMethod, HttpResponse, OutputFormat, SqlBackend,
-    SqlCall, ToolConfig,
+    CommandBackend, CommandCall, HttpBackend, HttpCall, HttpMethod, HttpResponse, OutputFormat,
+    ScriptBackend, ScriptCall, SqlBackend, SqlCall, ToolConfig,
 };
 pub use units::{ByteSize, HumanDuration};
 pub use upstreams::{Naming, UpstreamConfig, UpstreamProtocol, UpstreamTransport, WhenDown, glob};

@@ -213,6 +213,8 @@ pub enum BackendConfig {
     Command(CommandBackend),
     /// Tools that query SQLite or PostgreSQL.
     Sql(SqlBackend),
+    /// Tools whose handler is JavaScript, run in code mode's sandbox.
+    Script(crate::tools::ScriptBackend),
 }
 
 impl BackendConfig {
@@ -223,6 +225,7 @@ impl BackendConfig {
             Self::Http(b) => b.enabled,
             Self::Command(b) => b.enabled,
             Self::Sql(b) => b.enabled,
+            Self::Script(b) => b.enabled,
         }
     }
 
@@ -233,6 +236,7 @@ impl BackendConfig {
             Self::Http(_) => "http",
             Self::Command(_) => "command",
             Self::Sql(_) => "sql",
+            Self::Script(_) => "script",
         }
     }
 }

@@ -140,6 +140,35 @@ pub struct HttpResponse {
     pub template: Option<String>,
 }
 
+/// Tools whose handler is JavaScript, run in code mode's sandbox (`code_mode.sandbox`): composite tools written
+/// in config, without Rust and without a server of their own. A handler is the body of an async function of
+/// `(tools, console, input)`: `input` is the validated arguments, `tools.<namespace>.<tool>(args)` calls other
+/// tools through the gateway as the caller, and what it returns is the result (a string as text, anything else
+/// as `structuredContent` and its JSON as text). A thrown error is a tool error. Script tools cannot call script
+/// tools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptBackend {
+    /// The tools, by name.
+    pub tools: BTreeMap<String, ToolConfig<ScriptCall>>,
+    /// Set to `false` to keep the backend in the file but not serve it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// A script tool's handler: a file or inline code, exactly one of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptCall {
+    /// A JavaScript file (`handlers/summarize.js`; relative paths from the gateway's working directory), read
+    /// when the backend starts (and again on reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The handler's code, inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
 /// Tools that run a program.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -86,6 +86,19 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
             BackendConfig::Builtin(_) => {}
             BackendConfig::Http(http) => tool_problems(&path, &http.tools, &mut problems),
             BackendConfig::Command(command) => tool_problems(&path, &command.tools, &mut problems),
+            BackendConfig::Script(script) => {
+                tool_problems(&path, &script.tools, &mut problems);
+                for (tool, config) in &script.tools {
+                    if config.call.file.is_some() == config.call.code.is_some() {
+                        let at = format!("{path}.tools.{tool}.call");
+                        problems.push(Problem::new(at, "needs exactly one of file and code"));
+                    }
+                }
+                if !config.code_mode.sandbox.enabled {
+                    let message = "script tools need code_mode.sandbox.enabled (code never runs unsandboxed)";
+                    problems.push(Problem::new(path.clone(), message));
+                }
+            }
             BackendConfig::Sql(sql) => {
                 tool_problems(&path, &sql.tools, &mut problems);
                 if sql.tools.is_empty() && !sql.database_tools {

@@ -9,6 +9,7 @@ mod context;
 mod error;
 mod operation;
 mod principal;
+mod script;
 mod tool;
 
 pub use backend::{Backend, BackendHealth};
@@ -16,6 +17,7 @@ pub use context::{CallContext, ClientPeer, ClientRequestError, LogLevel};
 pub use error::{BackendError, Blame};
 pub use operation::{Answer, Dispatch, ListKind, Operation, OperationKind};
 pub use principal::{CODE_TOOLS, Mode, Principal};
+pub use script::ScriptRunner;
 pub use tool::{
     CacheScope, CompletionValues, PromptArgument, PromptDef, ResourceDef, ResourceTemplateDef, ToolCall,
     ToolDef, ToolOutcome,

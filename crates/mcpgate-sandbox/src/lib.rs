@@ -15,5 +15,69 @@ pub mod search;
 pub use engine::{Binding, Completion, Failure, Host, Limits, LogLine, Program, Run, Stopped};
 pub use local::{Quickjs, ToolCaller};
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mcpgate_config::{SandboxBackend, SandboxConfig};
+
+/// Where programs run: one implementation per `code_mode.sandbox.backend`.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    /// Its name in config, metrics and `/status` (`quickjs`, …).
+    fn name(&self) -> &'static str;
+
+    /// Run `program` within `limits`, its tool calls answered by `tools`. Dropping the future stops the program
+    /// and the calls in flight.
+    async fn run(&self, program: Program, limits: Limits, tools: &dyn ToolCaller) -> Run;
+
+    /// Whether it can run programs now; the reason it cannot fails `/ready` (and every run fails with it).
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Its state for `/status`: slots in use, pooled workers.
+    fn status(&self) -> serde_json::Value;
+}
+
+/// The sandbox `config` chooses. It never falls back: a backend that cannot run here is built anyway, answers
+/// every run with the reason, and fails readiness with it.
+pub fn build(config: &SandboxConfig) -> Arc<dyn Sandbox> {
+    match config.backend {
+        SandboxBackend::Quickjs => Arc::new(Quickjs::new(config.max_concurrent as usize)),
+        SandboxBackend::Firecracker => Arc::new(Unavailable {
+            name: "firecracker",
+            reason: "firecracker needs KVM guests, which mcpgate does not support".into(),
+        }),
+    }
+}
+
+/// A configured sandbox that cannot run here: every run fails with the reason, and so does readiness.
+pub struct Unavailable {
+    /// The backend's name.
+    pub name: &'static str,
+    /// Why it cannot run.
+    pub reason: String,
+}
+
+#[async_trait]
+impl Sandbox for Unavailable {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn run(&self, _program: Program, _limits: Limits, _tools: &dyn ToolCaller) -> Run {
+        let reason = format!("the {} sandbox cannot run: {}", self.name, self.reason);
+        Run { outcome: Err(Failure::Sandbox(reason)), logs: Vec::new() }
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        Err(format!("the {} sandbox cannot run: {}", self.name, self.reason))
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({ "ready": false, "reason": self.reason })
+    }
+}
+
 #[cfg(test)]
 mod tests;

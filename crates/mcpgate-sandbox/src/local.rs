@@ -93,10 +93,21 @@ impl Quickjs {
     pub fn capacity(&self) -> usize {
         self.size
     }
+}
+
+#[async_trait::async_trait]
+impl crate::Sandbox for Quickjs {
+    fn name(&self) -> &'static str {
+        "quickjs"
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({ "ready": true, "running": self.running(), "slots": self.capacity() })
+    }
 
     /// Run `program` within `limits`, its tool calls answered by `tools`. Waiting for a free slot counts
     /// against the time limit.
-    pub async fn run(&self, program: Program, limits: Limits, tools: &dyn ToolCaller) -> Run {
+    async fn run(&self, program: Program, limits: Limits, tools: &dyn ToolCaller) -> Run {
         let deadline = Instant::now() + limits.time;
         let slot = match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
             Ok(Ok(slot)) => slot,

@@ -13,17 +13,26 @@
   const stringify = JSON.stringify;
   const parse = JSON.parse;
 
+  function invoke(tool, args) {
+    return new Promise(function (resolve, reject) {
+      const json = stringify(args === undefined ? {} : args);
+      if (typeof json !== "string") {
+        throw new TypeError(tool + ": arguments must be a JSON object");
+      }
+      pending.set(hostCall(String(tool), json), [resolve, reject]);
+    });
+  }
+  // A tool by its public name (`fs__read_file`), for names known only at run time. The gateway decides, as for
+  // any call, whether the caller may call it.
+  globalThis.callTool = function callTool(name, args) {
+    return invoke(name, args);
+  };
+
   const tools = Object.create(null);
   for (const [namespace, identifier, tool] of parse(bindings)) {
     const space = tools[namespace] || (tools[namespace] = Object.create(null));
     space[identifier] = function (args) {
-      return new Promise(function (resolve, reject) {
-        const json = stringify(args === undefined ? {} : args);
-        if (typeof json !== "string") {
-          throw new TypeError(tool + ": arguments must be a JSON object");
-        }
-        pending.set(hostCall(tool, json), [resolve, reject]);
-      });
+      return invoke(tool, args);
     };
   }
   for (const namespace of Object.keys(tools)) Object.freeze(tools[namespace]);

@@ -7,7 +7,9 @@ use std::{collections::HashMap, sync::Arc};
 use mcpgate_backends::Facts;
 use mcpgate_config::Config;
 
-use crate::{errors::StartError, registry::BackendEntry};
+use mcpgate_core::ScriptRunner;
+
+use crate::{code::CodeMode, errors::StartError, registry::BackendEntry};
 
 /// The backends `config` enables, as registry entries. With `previous` (the config in force and its entries), a
 /// backend whose settings and the resilience settings are unchanged is kept as it is (same connection, breaker,
@@ -15,7 +17,9 @@ use crate::{errors::StartError, registry::BackendEntry};
 pub(crate) async fn build(
     config: &Config,
     previous: Option<(&Config, &[BackendEntry])>,
+    code: &Arc<CodeMode>,
 ) -> Result<Vec<BackendEntry>, StartError> {
+    let scripts: Arc<dyn ScriptRunner> = code.clone();
     let resilience = &config.resilience;
     let same_resilience = previous.is_some_and(|(old, _)| old.resilience == *resilience);
     let running: HashMap<&str, &BackendEntry> = previous
@@ -34,7 +38,7 @@ pub(crate) async fn build(
             // Unchanged itself but not the resilience settings: the same connection under a new breaker.
             let backend = match kept {
                 Some(entry) => entry.backend.clone(),
-                None => mcpgate_backends::start(name, source).await?,
+                None => mcpgate_backends::start_with(name, source, Some(&scripts)).await?,
             };
             let entry = BackendEntry::started(name, Facts::of(source), backend, resilience);
             if kept.is_none() {

@@ -13,13 +13,14 @@ use std::{
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use mcpgate_backends::BackendKind;
 use mcpgate_config::{CodeModeConfig, SandboxConfig};
 use mcpgate_core::{
-    Answer, Backend, BackendError, CallContext, JsonObject, Mode, Operation, Principal, ToolCall, ToolDef,
-    ToolOutcome,
+    Answer, Backend, BackendError, CallContext, JsonObject, Mode, Operation, Principal, ScriptRunner,
+    ToolCall, ToolDef, ToolOutcome,
 };
 use mcpgate_policy::{ArgumentSchema, ToolPolicy, authz};
-use mcpgate_sandbox::{Binding, Failure, Limits, Program, Quickjs, ToolCaller, describe, names, search};
+use mcpgate_sandbox::{Binding, Failure, Limits, Program, Sandbox, ToolCaller, describe, names, search};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -28,7 +29,6 @@ use tokio::time::Instant;
 use crate::{
     dispatch::Door,
     gateway::{Gateway, Live},
-    metrics::SandboxBackend,
     registry::RegistryHandle,
 };
 
@@ -48,7 +48,7 @@ const OBSERVED_BYTES: usize = 2_048;
 
 /// What code mode keeps while the gateway runs: the sandbox (its slots) and the result shapes seen.
 pub(crate) struct CodeMode {
-    sandbox: Quickjs,
+    sandbox: Arc<dyn Sandbox>,
     /// A sample result per tool without an output schema, to describe it better than `unknown`.
     observed: Mutex<HashMap<String, Value>>,
     defs: [ToolDef; 3],
@@ -58,7 +58,7 @@ pub(crate) struct CodeMode {
 }
 
 impl CodeMode {
-    /// Code mode for `config`: its sandbox with `max_concurrent` slots (fixed until restart).
+    /// Code mode for `config`: its sandbox (fixed until restart: a reload changes the limits, not the sandbox).
     pub(crate) fn new(config: &CodeModeConfig) -> Self {
         let defs = definitions();
         let policies = defs.each_ref().map(|def| ToolPolicy {
@@ -69,7 +69,7 @@ impl CodeMode {
             cache: Default::default(),
         });
         Self {
-            sandbox: Quickjs::new(config.sandbox.max_concurrent as usize),
+            sandbox: mcpgate_sandbox::build(&config.sandbox),
             observed: Mutex::default(),
             defs,
             policies,
@@ -94,11 +94,17 @@ impl CodeMode {
             "mode": config.mode,
             "sandbox": {
                 "enabled": config.sandbox.enabled,
-                "backend": config.sandbox.backend.as_str(),
-                "running": self.sandbox.running(),
-                "slots": self.sandbox.capacity(),
+                "backend": self.sandbox.name(),
+                "state": self.sandbox.status(),
             },
         })
+    }
+
+    /// Why code mode cannot run programs, when it is in use, `execute` is offered and its sandbox cannot run
+    /// (for `/ready`).
+    pub(crate) fn unready(&self, config: &mcpgate_config::Config) -> Option<String> {
+        let offered = CodeModeConfig::in_use(config) && config.code_mode.sandbox.enabled;
+        offered.then(|| self.sandbox.ready().err()).flatten()
     }
 }
 
@@ -241,7 +247,7 @@ impl CodeCall {
             .collect()
     }
 
-    /// Run `code` in the sandbox, its calls dispatched as `principal`.
+    /// Run `code` in the sandbox, its calls dispatched as `principal`: `execute`'s answer.
     async fn execute(
         &self,
         cx: &CallContext,
@@ -249,9 +255,33 @@ impl CodeCall {
         code: String,
         bindings: Vec<Binding>,
     ) -> ToolOutcome {
-        let sandbox = &self.live.config.code_mode.sandbox;
         let program = Program { code, bindings, input: None };
-        let calls = InnerCalls { call: self, cx: cx.clone(), principal, log: Mutex::default() };
+        let (run, calls) = self.run(cx, principal, program, false).await;
+        let logs: Vec<String> = run
+            .logs
+            .iter()
+            .map(|l| if l.level == "info" { l.text.clone() } else { format!("[{}] {}", l.level, l.text) })
+            .collect();
+        match run.outcome {
+            Ok(value) => text(json!({ "result": value, "logs": logs, "calls": calls })),
+            Err(failure) => {
+                let detail = json!({ "error": failure.to_string(), "logs": logs, "calls": calls });
+                ToolOutcome::error(detail.to_string())
+            }
+        }
+    }
+
+    /// Run `program` in the sandbox, its calls dispatched as `principal` (refused for script tools when
+    /// `from_script`), and count it: the run and the calls it made.
+    async fn run(
+        &self,
+        cx: &CallContext,
+        principal: Arc<Principal>,
+        program: Program,
+        from_script: bool,
+    ) -> (mcpgate_sandbox::Run, Vec<Value>) {
+        let sandbox = &self.live.config.code_mode.sandbox;
+        let calls = InnerCalls { call: self, cx: cx.clone(), principal, from_script, log: Mutex::default() };
         let started = Instant::now();
         let run = self.gateway.code.sandbox.run(program, limits(sandbox), &calls).await;
         let calls = calls.log.into_inner();
@@ -266,19 +296,56 @@ impl CodeCall {
             Err(Failure::Sandbox(_)) => "sandbox",
         };
         let seconds = started.elapsed().as_secs_f64();
-        self.gateway.metrics.sandbox_execution(SandboxBackend::Quickjs, outcome, seconds, calls.len());
-        let logs: Vec<String> = run
-            .logs
-            .iter()
-            .map(|l| if l.level == "info" { l.text.clone() } else { format!("[{}] {}", l.level, l.text) })
-            .collect();
-        match run.outcome {
-            Ok(value) => text(json!({ "result": value, "logs": logs, "calls": calls })),
-            Err(failure) => {
-                let detail = json!({ "error": failure.to_string(), "logs": logs, "calls": calls });
-                ToolOutcome::error(detail.to_string())
-            }
+        let backend = self.gateway.code.sandbox.name();
+        self.gateway.metrics.sandbox_execution(backend, outcome, seconds, calls.len());
+        (run, calls)
+    }
+
+    /// Whether `tool` is a script tool (which script tools may not call: no chains of sandboxes).
+    fn is_script(&self, tool: &str) -> bool {
+        let route = self.registry.tool(tool);
+        route.is_some_and(|route| self.registry.backends()[route.backend].kind == BackendKind::Script)
+    }
+}
+
+/// Script tools' handlers run here: in the sandbox, as the caller, with the tools the caller may call (but no
+/// other script tool).
+#[async_trait]
+impl ScriptRunner for CodeMode {
+    async fn run(
+        &self,
+        cx: &CallContext,
+        tool: &str,
+        code: &str,
+        input: JsonObject,
+    ) -> Result<ToolOutcome, BackendError> {
+        let unavailable = |reason: &str| BackendError::Unavailable {
+            backend: tool.to_owned(),
+            reason: reason.to_owned(),
+            outage: None,
+        };
+        let gateway =
+            self.gateway.get().and_then(Weak::upgrade).ok_or_else(|| unavailable("shutting down"))?;
+        let live = gateway.live();
+        if !live.config.code_mode.sandbox.enabled {
+            return Err(unavailable("code_mode.sandbox.enabled is off: script tools cannot run"));
         }
+        let call = CodeCall { registry: gateway.registry(), live, gateway };
+        let principal = Arc::new(Principal { mode: Mode::Direct, ..(*cx.principal).clone() });
+        let bindings = call
+            .reachable(&principal)
+            .into_iter()
+            .map(|(binding, _)| binding)
+            .filter(|b| !call.is_script(&b.tool));
+        let program =
+            Program { code: code.to_owned(), bindings: bindings.collect(), input: Some(input.into()) };
+        let (run, _) = call.run(cx, principal, program, true).await;
+        Ok(match run.outcome {
+            Ok(Value::String(text)) => ToolOutcome::text(text),
+            Ok(value) => ToolOutcome::text(value.to_string()).with_structured(value),
+            Err(Failure::Sandbox(reason)) => return Err(unavailable(&reason)),
+            Err(failure) => ToolOutcome::error(format!("{tool}: {failure}")),
+        })
     }
 }
 
@@ -304,6 +371,8 @@ struct InnerCalls<'a> {
     call: &'a CodeCall,
     cx: CallContext,
     principal: Arc<Principal>,
+    /// The program is a script tool's: it may not call script tools.
+    from_script: bool,
     log: Mutex<Vec<Value>>,
 }
 
@@ -326,6 +395,9 @@ impl ToolCaller for InnerCalls<'_> {
                 meta: None,
                 request: None,
             };
+            if self.from_script && self.call.is_script(&tool) {
+                return Err(format!("{tool}: a script tool cannot call another script tool"));
+            }
             let op = Operation::CallTool { name: tool.clone(), arguments };
             let answer = self.call.gateway.dispatch_at(&door, cx, op).await;
             let result = match answer {

@@ -76,7 +76,7 @@ pub struct Gateway {
     /// Reloads so far, for `/status`.
     pub(crate) reloads: parking_lot::Mutex<ReloadLog>,
     /// Code mode: its sandbox and what it remembers.
-    pub(crate) code: crate::code::CodeMode,
+    pub(crate) code: Arc<crate::code::CodeMode>,
     /// The legacy sessions of the HTTP server, once it serves.
     pub(crate) sessions: std::sync::OnceLock<std::sync::Weak<crate::sessions::Sessions>>,
 }
@@ -84,13 +84,25 @@ pub struct Gateway {
 impl Gateway {
     /// Build every enabled backend and the catalogue.
     pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
-        let entries = crate::backends::build(&config, None).await?;
-        Self::with_backends(config, entries).await
+        let code = Arc::new(crate::code::CodeMode::new(&config.code_mode));
+        let entries = crate::backends::build(&config, None, &code).await?;
+        Self::assemble(config, entries, code).await
     }
 
     /// A gateway serving `backends` (already running) with `config`'s server settings: for embedding and
     /// tests. The config's own `backends` and `upstreams` are not built.
     pub async fn with_backends(config: Config, backends: Vec<BackendEntry>) -> Result<Arc<Self>, StartError> {
+        let code = Arc::new(crate::code::CodeMode::new(&config.code_mode));
+        Self::assemble(config, backends, code).await
+    }
+
+    /// The gateway serving `backends` with `config`, its code mode `code` (which script backends may already
+    /// hold) attached to it.
+    async fn assemble(
+        config: Config,
+        backends: Vec<BackendEntry>,
+        code: Arc<crate::code::CodeMode>,
+    ) -> Result<Arc<Self>, StartError> {
         let registry = Registry::build(backends).await.map_err(StartError::Catalogue)?;
         let server_info = crate::protocol::server_info(&config.server).map_err(StartError::Internal)?;
         let access = Arc::new(
@@ -104,7 +116,6 @@ impl Gateway {
         let state = StateBackend::from_config(&config);
         let (pipeline, audit) = pipeline(&config, &state, &metrics, None)?;
         let live = Live { config: Arc::new(config.clone()), pipeline, access, audit };
-        let config_code = config.code_mode.clone();
         let request_state = RequestStateCodec::try_new(state.seal_key().bytes().to_vec())
             .map_err(|e| StartError::Internal(e.to_string()))?;
         let gateway = Arc::new(Self {
@@ -124,7 +135,7 @@ impl Gateway {
             reloading: tokio::sync::Mutex::default(),
             reloads: parking_lot::Mutex::default(),
             sessions: std::sync::OnceLock::new(),
-            code: crate::code::CodeMode::new(&config_code),
+            code,
         });
         gateway.code.attach(&gateway);
         for entry in gateway.registry().backends() {

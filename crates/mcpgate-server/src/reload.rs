@@ -108,7 +108,9 @@ impl Gateway {
         access.keep_caches(&live.access);
         let access = Arc::new(access);
         let (pipeline, audit) = pipeline(&config, &self.state, &self.metrics, Some(&live))?;
-        let entries = crate::backends::build(&config, Some((&live.config, old_registry.backends()))).await?;
+        let entries =
+            crate::backends::build(&config, Some((&live.config, old_registry.backends())), &self.code)
+                .await?;
         let keep = |entry: &BackendEntry| {
             old_registry.backends().iter().any(|old| Arc::ptr_eq(&old.backend, &entry.backend))
         };

@@ -147,13 +147,21 @@ async fn a_key_cannot_reach_from_code_what_it_may_not_call_and_the_refusal_is_au
     let text = described["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("Not found") && !text.contains("function sleep"), "{text}");
 
-    // The code-mode key sees `sleep`; the limited key's attempt to call it through `execute` of a program
-    // that names it anyway is refused by the dispatch, and audited.
+    // Called by its public name anyway (`callTool`), it is refused by the dispatch exactly as a tool that does
+    // not exist — and the refusal is audited under the execute call's request id.
+    let answer = execute(&gw, LIMITED_KEY, "return await callTool('sleep', {ms: 1});").await;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(result_json(&answer)["error"].as_str().unwrap().contains("unknown tool: sleep"), "{answer}");
     let answer = execute(&gw, CODE_KEY, "return typeof tools.demo.sleep;").await;
-    assert_eq!(result_json(&answer)["result"], "function");
+    assert_eq!(result_json(&answer)["result"], "function", "the code-mode key has it");
     serving(&gw).await;
-    let lines = std::fs::read_to_string(&audit).unwrap();
-    assert!(lines.lines().any(|l| l.contains("\"limited\"") && l.contains("describe_tools")), "{lines}");
+    let lines: Vec<Value> =
+        std::fs::read_to_string(&audit).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let refused = lines.iter().find(|l| l["tool"] == "sleep" && l["principal"] == "limited").unwrap();
+    assert_eq!(refused["error_kind"], "not_found", "{refused}");
+    let same_request = |l: &&Value| l["request_id"] == refused["request_id"];
+    let execute = lines.iter().filter(same_request).find(|l| l["tool"] == "execute").unwrap();
+    assert_eq!(execute["principal"], "limited", "{execute}");
 }
 
 #[tokio::test]
@@ -189,4 +197,44 @@ async fn misbehaving_programs_end_with_precise_errors_and_the_gateway_keeps_serv
     let clean = execute(&gw, CODE_KEY, "return ({}).evil === undefined;").await;
     assert_eq!(result_json(&clean)["result"], true);
     serving(&gw).await;
+}
+
+#[tokio::test]
+async fn script_tools_compose_other_tools_through_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = dir.path().join("shout.js");
+    std::fs::write(
+        &handler,
+        "const e = await tools.demo.echo({message: input.text.toUpperCase()});\nreturn e + '!';",
+    )
+    .unwrap();
+    let yaml = format!(
+        "backends:\n  scripts:\n    kind: script\n    tools:\n\
+         \x20     sum_and_echo:\n        description: Add two numbers and say the sum.\n\
+         \x20       input_schema: {{ type: object, properties: {{ a: {{ type: number }}, b: {{ type: number }} }}, required: [a, b] }}\n\
+         \x20       call:\n          code: \"const s = await tools.demo.add({{a: input.a, b: input.b}}); const e = await tools.demo.echo({{message: 'sum ' + s.sum}}); return {{sum: s.sum, said: e}};\"\n\
+         \x20     shout:\n        input_schema: {{ type: object, properties: {{ text: {{ type: string }} }}, required: [text] }}\n\
+         \x20       call: {{ file: {} }}\n\
+         \x20     chain:\n        call: {{ code: \"return await callTool('shout', {{text: 'x'}});\" }}\n\
+         \x20     broken:\n        call: {{ code: \"\\n\\nreturn input.missing.field;\" }}\n\
+         \x20 demo:\n    kind: builtin\n    builtin: demo\n",
+        handler.display()
+    );
+    let gw = spawn_with_env(&yaml, &[], "127.0.0.1:0").await;
+    let answer = gw.call("sum_and_echo", json!({ "a": 2, "b": 5 })).await;
+    assert_eq!(answer["result"]["structuredContent"], json!({ "sum": 7, "said": "sum 7" }), "{answer}");
+    let answer = gw.call("shout", json!({ "text": "hello" })).await;
+    assert_eq!(answer["result"]["content"][0]["text"], "HELLO!", "a handler file: {answer}");
+    let invalid = gw.call("sum_and_echo", json!({ "a": "two", "b": 5 })).await;
+    assert_eq!(invalid["result"]["isError"], true, "the input schema is enforced first: {invalid}");
+    let chain = gw.call("chain", json!({})).await;
+    let text = chain["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        chain["result"]["isError"] == true && text.contains("cannot call another script tool"),
+        "{chain}"
+    );
+    let broken = gw.call("broken", json!({})).await;
+    let text = broken["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("TypeError") && text.contains("(program line 3)"), "{broken}");
+    gw.assert_serving().await;
 }

@@ -494,23 +494,23 @@ impl Metrics {
         (self.cache_hits.get(), self.cache_misses.get())
     }
 
-    /// A code-mode execution that ended with `outcome` after `seconds`, having made `calls` tool calls; a
-    /// `timeout` also counts in `mcp_sandbox_timeouts_total`.
+    /// A code-mode execution in sandbox `backend` that ended with `outcome` after `seconds`, having made `calls`
+    /// tool calls; a `timeout` also counts in `mcp_sandbox_timeouts_total`.
     pub(crate) fn sandbox_execution(
         &self,
-        backend: SandboxBackend,
+        backend: &'static str,
         outcome: &'static str,
         seconds: f64,
         calls: usize,
     ) {
-        let labels = BackendLabels { backend: backend.as_str() };
-        self.sandbox_executions
-            .get_or_create(&SandboxOutcomeLabels { backend: backend.as_str(), outcome })
-            .inc();
+        let labels = BackendLabels { backend };
+        self.sandbox_executions.get_or_create(&SandboxOutcomeLabels { backend, outcome }).inc();
         self.sandbox_duration.get_or_create(&labels).observe(seconds);
         self.sandbox_calls.get_or_create(&labels).observe(calls as f64);
-        if outcome == "timeout" {
-            self.sandbox_timeouts[backend as usize].inc();
+        if outcome == "timeout"
+            && let Some(known) = SandboxBackend::ALL.iter().position(|b| b.as_str() == backend)
+        {
+            self.sandbox_timeouts[known].inc();
         }
     }
 
