@@ -238,3 +238,64 @@ async fn script_tools_compose_other_tools_through_the_gateway() {
     assert!(text.contains("TypeError") && text.contains("(program line 3)"), "{broken}");
     gw.assert_serving().await;
 }
+
+/// What a program must not reach from the in-process sandbox: files, the network, processes — and what it may
+/// exhaust only up to its limits, while the gateway answers other calls.
+#[tokio::test]
+async fn the_quickjs_sandbox_contains_escape_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "TOP-SECRET-7731").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let gw = spawn_with_env(&config(&dir.path().join("audit.log")), &[], "127.0.0.1:0").await;
+    let path = secret.display().to_string();
+    let attempts = [
+        format!("return await import({path:?});"),
+        format!("return require('fs').readFileSync({path:?}, 'utf8');"),
+        format!("return std.loadFile({path:?});"),
+        format!("const f = new Function('return this')(); return Object.keys(f).join(',') + (typeof f.os);"),
+        format!("return await fetch('http://127.0.0.1:{port}/');"),
+        format!("const x = new XMLHttpRequest(); x.open('GET', 'http://127.0.0.1:{port}/'); return 1;"),
+        "return os.exec(['/bin/sh', '-c', 'echo pwned']);".to_owned(),
+        "const spawn = () => Promise.resolve().then(spawn).then(spawn); spawn(); await new Promise(() => {});".to_owned(),
+        "const b = new ArrayBuffer(1 << 30); return b.byteLength;".to_owned(),
+        "return 'x'.repeat(100 << 20);".to_owned(),
+    ];
+    for code in &attempts {
+        let answer = execute(&gw, CODE_KEY, code).await;
+        let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(!text.contains("TOP-SECRET") && !text.contains("pwned"), "{code}: {answer}");
+        // Globals listing is the one that may succeed: it shows no capability.
+        if !code.contains("Object.keys") {
+            assert_eq!(answer["result"]["isError"], true, "{code}: {answer}");
+        } else {
+            assert!(text.contains("undefined") && !text.contains("os,"), "{code}: {answer}");
+        }
+    }
+    assert!(listener.accept().is_err(), "no program connected to the listener");
+
+    // A program spinning for its whole time limit does not stop other calls.
+    let busy = execute(&gw, CODE_KEY, "for (;;) {}");
+    let other = async {
+        let status = || async {
+            let response = gw.http.get(format!("{}/status", gw.base)).send().await.unwrap();
+            response.json::<Value>().await.unwrap()
+        };
+        // Wait for the state change (the program holds its slot), not for a time.
+        for _ in 0..1000 {
+            if status().await["code_mode"]["sandbox"]["state"]["running"] == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let answer = call(&gw, DIRECT_KEY, "echo", json!({ "message": "meanwhile" })).await;
+        let still_running = status().await["code_mode"]["sandbox"]["state"]["running"] == 1;
+        (answer, still_running)
+    };
+    let (busy, (answer, still_running)) = tokio::join!(busy, other);
+    assert_eq!(answer["result"]["content"][0]["text"], "meanwhile", "{answer}");
+    assert!(still_running, "echo answered while the program ran");
+    assert!(result_json(&busy)["error"].as_str().unwrap().contains("time limit"), "{busy}");
+}
