@@ -127,6 +127,22 @@ pub fn parse_str_unchecked(text: &str, format: Format, origin: &str) -> Result<C
     parse_shape(text, format, origin)
 }
 
+/// Whether the document `input` holds an array where the config it gave (`parsed`, serialized) has something
+/// else — an object, or nothing (a field serialized only when set). A cheap walk that spares most configs the
+/// schema pass.
+fn array_for_object(input: &Value, parsed: &Value) -> bool {
+    match (input, parsed) {
+        (Value::Array(items), Value::Array(parsed)) => {
+            items.len() != parsed.len() || items.iter().zip(parsed).any(|(i, p)| array_for_object(i, p))
+        }
+        (Value::Array(_), _) => true,
+        (Value::Object(fields), Value::Object(parsed)) => fields
+            .iter()
+            .any(|(key, value)| array_for_object(value, parsed.get(key).unwrap_or(&Value::Null))),
+        _ => false,
+    }
+}
+
 /// Syntax and shape only: the text parses and the types (or, for every problem with its path, the JSON
 /// Schema) accept it.
 fn parse_shape(text: &str, format: Format, origin: &str) -> Result<Config, ConfigError> {
@@ -144,6 +160,15 @@ fn parse_shape(text: &str, format: Format, origin: &str) -> Result<Config, Confi
     // gets it, for every problem with its path rather than serde's first. (Startup stays cheap: generating
     // and compiling the schema is most of a valid config's load time.)
     let config: Config = match serde_json::from_value(value.clone()) {
+        // serde's derived structs also take an array (their fields in order), which the schema refuses: where
+        // the document holds an array, the schema decides (found by the config fuzz target).
+        Ok(config) if array_for_object(&value, &serde_json::to_value(&config).unwrap_or_default()) => {
+            let problems = schema_problems(&value);
+            if !problems.is_empty() {
+                return Err(invalid(problems));
+            }
+            config
+        }
         Ok(config) => config,
         Err(e) => {
             let problems = schema_problems(&value);

@@ -270,3 +270,18 @@ fn a_clear_key_in_the_file_is_not_a_hash() {
     assert!(found[0].starts_with("security.api_keys.0.hash: expected sha256:"), "{found:?}");
     assert!(!found[0].contains("my-secret-key"), "{found:?}");
 }
+
+/// serde's derived structs take an array of their fields in order; the documented shape (the schema) does not,
+/// and neither does the loader (found by the config fuzz target: `server: ["…"]` loaded as a listen address).
+#[test]
+fn an_array_where_a_section_belongs_is_refused() {
+    let found = problems("server:\n  - 127.0.0.1:9000\nbackends:\n  demo: { kind: builtin, builtin: demo }\n");
+    assert!(found.iter().any(|p| p.starts_with("server") && p.contains("not of type \"object\"")), "{found:?}");
+    let found = problems("code_mode: [code]\nbackends:\n  demo: { kind: builtin, builtin: demo }\n");
+    assert!(found.iter().any(|p| p.starts_with("code_mode")), "{found:?}");
+    // Arrays where the types have them still load, with or without the schema pass.
+    let yaml = "server:\n  allowed_hosts: [a.example, b.example]\ncode_mode:\n  direct_tools: [now]\nbackends:\n  demo: { kind: builtin, builtin: demo }\n";
+    let config = parse_str(yaml, Format::Yaml, "test.yaml").unwrap();
+    assert_eq!(config.server.allowed_hosts, ["a.example", "b.example"]);
+    assert_eq!(config.code_mode.direct_tools, ["now"]);
+}
