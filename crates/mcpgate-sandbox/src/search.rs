@@ -89,15 +89,16 @@ fn hit(entry: &Entry<'_>, score: f64) -> Hit {
     }
 }
 
-/// A tool indexed: weighted term frequencies and their sum (the document's length).
+/// A tool indexed: weighted term frequencies and their sum (the document's length), and its name's terms.
 struct Document {
     terms: HashMap<String, f64>,
     length: f64,
+    names: HashSet<String>,
 }
 
 impl Document {
     fn of(entry: &Entry<'_>) -> Self {
-        let mut document = Self { terms: HashMap::new(), length: 0.0 };
+        let mut document = Self { terms: HashMap::new(), length: 0.0, names: HashSet::new() };
         // A token shared by the public name, namespace and identifier counts once: the public name usually
         // repeats both, and counting it three times would drown the rest of the document.
         let mut name_tokens = HashSet::new();
@@ -105,6 +106,7 @@ impl Document {
             name_tokens.extend(name_terms(name));
         }
         for token in name_tokens {
+            document.names.insert(token.clone());
             document.add(token, NAME_WEIGHT);
         }
         for text in [&entry.tool.title, &entry.tool.description].into_iter().flatten() {
@@ -149,13 +151,21 @@ fn bm25(documents: &[Document], terms: &[String]) -> Vec<f64> {
         .iter()
         .map(|document| {
             let norm = K1 * (1.0 - B + B * document.length / average.max(f64::MIN_POSITIVE));
-            terms
+            let matched: Vec<f64> = terms
                 .iter()
                 .zip(&idf)
                 .filter_map(|(term, idf)| {
                     document.terms.get(term).map(|tf| idf * tf * (K1 + 1.0) / (tf + norm))
                 })
-                .sum()
+                .collect();
+            // Coordination (as Lucene's classic similarity): a tool that has more of the query's terms ranks
+            // above one that has a rarer term many times, the more so when its name has them — "create an
+            // invoice for a customer" wants `create_invoice`, not every customer tool whose parameters mention
+            // "created".
+            let share = |count: usize| count as f64 / terms.len().max(1) as f64;
+            let coverage = share(matched.len());
+            let in_name = share(terms.iter().filter(|term| document.names.contains(*term)).count());
+            matched.iter().sum::<f64>() * coverage * (1.0 + in_name).powi(2)
         })
         .collect()
 }
@@ -494,6 +504,39 @@ mod tests {
     fn ranked(query: &str) -> Vec<String> {
         let catalogue = catalogue();
         search(&entries(&catalogue), query, 10).into_iter().map(|hit| hit.tool).collect()
+    }
+
+    #[test]
+    fn tools_with_more_of_the_query_rank_above_tools_with_one_word_many_times() {
+        let tool = |ns: &str, id: &str, description: &str| {
+            let name = format!("{ns}__{id}");
+            let binding = Binding { namespace: ns.into(), identifier: id.into(), tool: name.clone() };
+            let schema = json!({"type": "object", "properties": {"customer_id": {"type": "string",
+                "description": "The customer's id"}, "since": {"type": "string",
+                "description": "Only what was created after this."}}});
+            (binding, ToolDef::new(name, description, schema))
+        };
+        let catalogue = vec![
+            tool("customers", "get_customer", "Get a customer: the customer record of one customer."),
+            tool("customers", "update_customer", "Update a customer's record for the customer."),
+            tool("customers", "delete_customer", "Delete a customer and every customer note."),
+            tool(
+                "billing",
+                "create_invoice",
+                "Create an invoice. Returns the new invoice with its id and URL; \
+                fails with a conflict when one with the same name exists in the same parent.",
+            ),
+            tool("billing", "delete_invoice", "Delete an invoice."),
+            tool(
+                "ledger",
+                "create_invoice",
+                "Create a draft invoice in the ledger, with its lines, taxes, \
+                currency and due date; the ledger numbers it.",
+            ),
+        ];
+        let hits = search(&entries(&catalogue), "create an invoice for a customer", 3);
+        let names: Vec<&str> = hits.iter().map(|h| h.tool.as_str()).collect();
+        assert_eq!(&names[..2], ["billing__create_invoice", "ledger__create_invoice"], "{hits:#?}");
     }
 
     #[test]
