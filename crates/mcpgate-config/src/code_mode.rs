@@ -38,9 +38,13 @@ impl Default for CodeModeConfig {
 }
 
 impl CodeModeConfig {
-    /// Whether any caller can be in code mode: the default mode, or a key's.
+    /// Whether anything needs the sandbox: a caller that can be in code mode (the default mode, or a key's), or
+    /// an enabled script backend.
     pub fn in_use(config: &Config) -> bool {
-        config.code_mode.mode != ExecutionMode::Direct
+        let scripts =
+            config.backends.values().any(|b| matches!(b, crate::BackendConfig::Script(s) if s.enabled));
+        scripts
+            || config.code_mode.mode != ExecutionMode::Direct
             || config.security.api_keys.iter().any(|key| key.mode.is_some_and(|m| m != ExecutionMode::Direct))
     }
 }
@@ -69,7 +73,10 @@ pub struct SandboxConfig {
     /// `describe_tools`. Code never runs outside a sandbox.
     pub enabled: bool,
     /// The sandbox (`SANDBOX_BACKEND`): `quickjs`, the engine in the gateway's process with its own heap,
-    /// stack and time limits and no access to anything but the tools. `firecracker` is refused: it needs KVM.
+    /// stack and time limits and no access to anything but the tools; `process`, each program in a worker
+    /// process of its own under bubblewrap (namespaces, no network, an empty read-only root, a memory and
+    /// pids cgroup, Landlock and seccomp; needs `bwrap` and root or delegated cgroups); `gvisor` (or
+    /// `runsc`), the same worker under gVisor's `runsc`. `firecracker` is refused: it needs KVM.
     pub backend: SandboxBackend,
     /// Wall-clock time one program may run, its tool calls included (`MAX_EXECUTION_TIME`, in seconds). The
     /// request's own deadline (`server.request_timeout`) still applies to the whole `execute`.
@@ -86,6 +93,17 @@ pub struct SandboxConfig {
     pub max_calls: u32,
     /// Programs running at once on this node; more wait for a slot (within their deadline).
     pub max_concurrent: u32,
+    /// `process` and `gvisor`: workers kept started, confined and waiting for a program, so a run does not
+    /// wait for one to start (each runs one program, then a new one is started in the background). 0 starts
+    /// each worker when its program comes.
+    pub pool_size: u32,
+    /// `process` and `gvisor`: the `bwrap` or `runsc` executable. Unset: found on `PATH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
+    /// `process` and `gvisor`: the executable run as `<it> sandbox-worker` in the sandbox. Unset: this mcpgate
+    /// binary (set it where the running binary is not the one to use, as in tests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_command: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -100,6 +118,9 @@ impl Default for SandboxConfig {
             max_logs: ByteSize(64 << 10),
             max_calls: 100,
             max_concurrent: 8,
+            pool_size: 2,
+            runner: None,
+            worker_command: None,
         }
     }
 }
@@ -111,15 +132,25 @@ pub enum SandboxBackend {
     /// QuickJS in the gateway's process.
     #[default]
     Quickjs,
+    /// QuickJS in a worker process of its own per program, under bubblewrap, a cgroup, Landlock and seccomp.
+    Process,
+    /// The same worker under gVisor (`runsc`).
+    #[serde(alias = "runsc")]
+    Gvisor,
     /// Firecracker microVMs: not supported (no KVM guests here); refused at load.
     Firecracker,
 }
 
 impl SandboxBackend {
+    /// Every backend, in declaration order (metrics keep one series each).
+    pub const ALL: [Self; 4] = [Self::Quickjs, Self::Process, Self::Gvisor, Self::Firecracker];
+
     /// Its name in config, metrics and `/status`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Quickjs => "quickjs",
+            Self::Process => "process",
+            Self::Gvisor => "gvisor",
             Self::Firecracker => "firecracker",
         }
     }
@@ -142,12 +173,16 @@ pub(crate) fn apply_env(code: &mut CodeModeConfig, get: impl Fn(&str) -> Option<
     if let Some(value) = get("SANDBOX_BACKEND") {
         match value.to_ascii_lowercase().as_str() {
             "quickjs" => code.sandbox.backend = SandboxBackend::Quickjs,
+            "process" => code.sandbox.backend = SandboxBackend::Process,
+            "gvisor" | "runsc" => code.sandbox.backend = SandboxBackend::Gvisor,
             "firecracker" => code.sandbox.backend = SandboxBackend::Firecracker,
-            "process" | "gvisor" | "runsc" | "docker" | "podman" => bad(
+            "docker" | "podman" => bad(
                 "SANDBOX_BACKEND",
-                format!("{value:?} is not available in this version of mcpgate yet; use quickjs"),
+                format!(
+                    "{value:?} is not available in this version of mcpgate; use quickjs, process or gvisor"
+                ),
             ),
-            _ => bad("SANDBOX_BACKEND", format!("{value:?}: use quickjs")),
+            _ => bad("SANDBOX_BACKEND", format!("{value:?}: use quickjs, process or gvisor")),
         }
     }
     if let Some(value) = get("SANDBOX_ENABLED") {
@@ -205,11 +240,15 @@ pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
     check("max_output", sandbox.max_output.0 >= 1 << 10, "at least 1KiB");
     check("max_calls", sandbox.max_calls >= 1, "at least 1");
     check("max_concurrent", sandbox.max_concurrent >= 1, "at least 1");
+    check("pool_size", sandbox.pool_size <= 64, "at most 64");
+    for (field, value) in [("runner", &sandbox.runner), ("worker_command", &sandbox.worker_command)] {
+        check(field, value.as_deref().is_none_or(|p| p.starts_with('/')), "an absolute path");
+    }
     if sandbox.backend == SandboxBackend::Firecracker {
         problems.push(Problem::new(
             "code_mode.sandbox.backend",
-            "firecracker needs KVM guests, which mcpgate does not support; use quickjs (mcpgate never runs code \
-             outside the sandbox you chose)",
+            "firecracker needs KVM guests, which mcpgate does not support; use quickjs, process or gvisor \
+             (mcpgate never runs code outside the sandbox you chose)",
         ));
     }
     let search = config.code_mode.search_limit;
@@ -255,5 +294,25 @@ mod tests {
         assert_eq!(problems.len(), 3, "{paths:?}");
         assert!(paths[1].contains("not available"), "{paths:?}");
         assert_eq!(code, CodeModeConfig::default(), "nothing applied from a bad value");
+    }
+
+    #[test]
+    fn the_process_and_gvisor_backends_are_chosen_by_env() {
+        let mut code = CodeModeConfig::default();
+        assert!(env(&[("SANDBOX_BACKEND", "PROCESS")], &mut code).is_empty());
+        assert_eq!(code.sandbox.backend, SandboxBackend::Process);
+        for name in ["gvisor", "runsc"] {
+            assert!(env(&[("SANDBOX_BACKEND", name)], &mut code).is_empty());
+            assert_eq!(code.sandbox.backend, SandboxBackend::Gvisor);
+        }
+        let problems = env(&[("SANDBOX_BACKEND", "podman")], &mut code);
+        assert!(problems[0].to_string().contains("not available in this version"), "{problems:?}");
+        assert_eq!(code.sandbox.backend, SandboxBackend::Gvisor, "a refused value changes nothing");
+        let parsed: SandboxConfig = serde_json::from_value(serde_json::json!({"backend": "runsc"})).unwrap();
+        assert_eq!((parsed.backend, parsed.pool_size), (SandboxBackend::Gvisor, 2));
+        assert_eq!(
+            SandboxBackend::ALL.map(SandboxBackend::as_str),
+            ["quickjs", "process", "gvisor", "firecracker"]
+        );
     }
 }

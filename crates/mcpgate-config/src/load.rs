@@ -136,9 +136,9 @@ fn array_for_object(input: &Value, parsed: &Value) -> bool {
             items.len() != parsed.len() || items.iter().zip(parsed).any(|(i, p)| array_for_object(i, p))
         }
         (Value::Array(_), _) => true,
-        (Value::Object(fields), Value::Object(parsed)) => fields
-            .iter()
-            .any(|(key, value)| array_for_object(value, parsed.get(key).unwrap_or(&Value::Null))),
+        (Value::Object(fields), Value::Object(parsed)) => {
+            fields.iter().any(|(key, value)| array_for_object(value, parsed.get(key).unwrap_or(&Value::Null)))
+        }
         _ => false,
     }
 }

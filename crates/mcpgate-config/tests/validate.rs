@@ -275,8 +275,12 @@ fn a_clear_key_in_the_file_is_not_a_hash() {
 /// and neither does the loader (found by the config fuzz target: `server: ["…"]` loaded as a listen address).
 #[test]
 fn an_array_where_a_section_belongs_is_refused() {
-    let found = problems("server:\n  - 127.0.0.1:9000\nbackends:\n  demo: { kind: builtin, builtin: demo }\n");
-    assert!(found.iter().any(|p| p.starts_with("server") && p.contains("not of type \"object\"")), "{found:?}");
+    let found =
+        problems("server:\n  - 127.0.0.1:9000\nbackends:\n  demo: { kind: builtin, builtin: demo }\n");
+    assert!(
+        found.iter().any(|p| p.starts_with("server") && p.contains("not of type \"object\"")),
+        "{found:?}"
+    );
     let found = problems("code_mode: [code]\nbackends:\n  demo: { kind: builtin, builtin: demo }\n");
     assert!(found.iter().any(|p| p.starts_with("code_mode")), "{found:?}");
     // Arrays where the types have them still load, with or without the schema pass.

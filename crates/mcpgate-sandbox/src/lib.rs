@@ -5,12 +5,22 @@
 //! access. Its only way out is `tools.<namespace>.<tool>(args)`, which the engine hands to a [`Host`]; the
 //! gateway's host sends each call through the dispatch with the caller's principal, so code reaches exactly
 //! what the caller may reach directly.
+//!
+//! Where the engine runs is the [`Sandbox`]: `quickjs` ([`local`]) on a thread of the gateway's own process;
+//! `process` and `gvisor` ([`process`]) in a worker process of the gateway's own binary (`mcpgate
+//! sandbox-worker`, [`worker`]) that confines itself (no new privileges, Landlock, a seccomp allow-list) inside
+//! bubblewrap's namespaces or gVisor, in cgroups that bound its memory and tasks, talking to the gateway over a
+//! pipe ([`protocol`]); a small pool keeps such workers started. A backend that cannot run here is built as
+//! [`Unavailable`] and fails closed.
 
 pub mod describe;
 pub mod engine;
 pub mod local;
 pub mod names;
+pub mod process;
+pub mod protocol;
 pub mod search;
+pub mod worker;
 
 pub use engine::{Binding, Completion, Failure, Host, Limits, LogLine, Program, Run, Stopped};
 pub use local::{Quickjs, ToolCaller};
@@ -44,6 +54,8 @@ pub trait Sandbox: Send + Sync {
 pub fn build(config: &SandboxConfig) -> Arc<dyn Sandbox> {
     match config.backend {
         SandboxBackend::Quickjs => Arc::new(Quickjs::new(config.max_concurrent as usize)),
+        SandboxBackend::Process => process::bubblewrap(config),
+        SandboxBackend::Gvisor => process::gvisor(config),
         SandboxBackend::Firecracker => Arc::new(Unavailable {
             name: "firecracker",
             reason: "firecracker needs KVM guests, which mcpgate does not support".into(),

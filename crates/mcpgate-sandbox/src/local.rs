@@ -4,8 +4,10 @@
 //! worker); its tool calls come back to the async side, which runs them concurrently (so `Promise.all` makes
 //! concurrent calls) and sends each answer to the engine. Dropping [`Quickjs::run`]'s future — the caller
 //! cancelled, the request's deadline passed — cancels the calls in flight and stops the engine at its next
-//! check. A fixed number of slots bounds the programs running at once; a slot is freed when the thread ends,
-//! not when the caller stops waiting.
+//! check. A fixed number of slots bounds the programs running at once; a slot is freed when the engine is done
+//! with the program, not when the caller stops waiting. Engine threads are kept and reused, one program at a
+//! time each (the runtime is fresh per program): starting a thread per program cost up to ~3 ms on a busy
+//! machine, more than the program itself.
 
 use std::sync::{
     Arc,
@@ -14,8 +16,9 @@ use std::sync::{
 };
 
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use parking_lot::Mutex;
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc as async_mpsc},
+    sync::{Semaphore, mpsc as async_mpsc},
     time::Instant,
 };
 
@@ -39,6 +42,33 @@ pub trait ToolCaller: Send + Sync {
 pub struct Quickjs {
     slots: Arc<Semaphore>,
     size: usize,
+    /// Engine threads waiting for a program (at most one per slot).
+    idle: Arc<Mutex<Vec<EngineThread>>>,
+}
+
+/// A program for an engine thread, with what it needs to report and to give back its slot.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// What an engine thread is told.
+enum Work {
+    /// Run this program.
+    Run(Job),
+    /// End.
+    Quit,
+}
+
+/// A kept engine thread: where its next program goes, and the native stack it was started with.
+struct EngineThread {
+    jobs: mpsc::Sender<Work>,
+    stack: usize,
+}
+
+impl Drop for Quickjs {
+    fn drop(&mut self) {
+        for thread in self.idle.lock().drain(..) {
+            let _ = thread.jobs.send(Work::Quit);
+        }
+    }
 }
 
 /// What the engine thread tells the async side.
@@ -81,7 +111,8 @@ impl Drop for CancelOnDrop {
 impl Quickjs {
     /// A sandbox running at most `max_concurrent` programs at once.
     pub fn new(max_concurrent: usize) -> Self {
-        Self { slots: Arc::new(Semaphore::new(max_concurrent.max(1))), size: max_concurrent.max(1) }
+        let size = max_concurrent.max(1);
+        Self { slots: Arc::new(Semaphore::new(size)), size, idle: Arc::default() }
     }
 
     /// Programs running now.
@@ -93,6 +124,11 @@ impl Quickjs {
     pub fn capacity(&self) -> usize {
         self.size
     }
+
+    /// Engine threads waiting for a program.
+    pub fn idle_threads(&self) -> usize {
+        self.idle.lock().len()
+    }
 }
 
 #[async_trait::async_trait]
@@ -102,7 +138,8 @@ impl crate::Sandbox for Quickjs {
     }
 
     fn status(&self) -> serde_json::Value {
-        serde_json::json!({ "ready": true, "running": self.running(), "slots": self.capacity() })
+        let idle = self.idle_threads();
+        serde_json::json!({ "ready": true, "running": self.running(), "slots": self.capacity(), "idle_threads": idle })
     }
 
     /// Run `program` within `limits`, its tool calls answered by `tools`. Waiting for a free slot counts
@@ -114,13 +151,20 @@ impl crate::Sandbox for Quickjs {
             Ok(Err(_)) => return failed(Failure::Sandbox("the sandbox is shut down".into())),
             Err(_) => return failed(Failure::Timeout(limits.time)),
         };
+        let limit = limits.time;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let limits = Limits { time: remaining, ..limits };
         let (events, mut from_engine) = async_mpsc::unbounded_channel();
         let (answer, answers) = mpsc::channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(cancel.clone());
-        if let Err(e) = spawn(program, limits, Channel { events, answers }, cancel, slot) {
+        let mut channel = Channel { events, answers };
+        let job: Job = Box::new(move || {
+            let run = engine::run(&program, &limits, &mut channel, &cancel);
+            let _ = channel.events.send(Event::Done(run));
+            drop(slot);
+        });
+        if let Err(e) = self.start(job, limits.stack + STACK_MARGIN) {
             return failed(Failure::Sandbox(format!("cannot start the engine thread: {e}")));
         }
         let mut calls = FuturesUnordered::new();
@@ -134,6 +178,10 @@ impl crate::Sandbox for Quickjs {
                         };
                         Completion { id, result }
                     }),
+                    // The engine's limit was what was left after waiting for a slot; report the one set.
+                    Some(Event::Done(Run { outcome: Err(Failure::Timeout(_)), logs })) => {
+                        return Run { outcome: Err(Failure::Timeout(limit)), logs };
+                    }
                     Some(Event::Done(run)) => return run,
                     None => return failed(Failure::Sandbox("the engine thread ended without a result".into())),
                 },
@@ -146,22 +194,35 @@ impl crate::Sandbox for Quickjs {
     }
 }
 
-/// Run the engine on a thread of its own, which holds `slot` until it ends.
-fn spawn(
-    program: Program,
-    limits: Limits,
-    mut channel: Channel,
-    cancel: Arc<AtomicBool>,
-    slot: OwnedSemaphorePermit,
-) -> std::io::Result<()> {
-    let builder =
-        std::thread::Builder::new().name("mcpgate-js".into()).stack_size(limits.stack + STACK_MARGIN);
-    builder.spawn(move || {
-        let run = engine::run(&program, &limits, &mut channel, &cancel);
-        let _ = channel.events.send(Event::Done(run));
-        drop(slot);
-    })?;
-    Ok(())
+impl Quickjs {
+    /// Run `job` on an idle engine thread with at least `stack` bytes of stack, or on a new one. (A thread with
+    /// less — `max_stack` grew in a reload — is let go.)
+    fn start(&self, job: Job, stack: usize) -> std::io::Result<()> {
+        let mut job = job;
+        while let Some(thread) = self.idle.lock().pop() {
+            if thread.stack < stack {
+                let _ = thread.jobs.send(Work::Quit);
+                continue;
+            }
+            match thread.jobs.send(Work::Run(job)) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::SendError(Work::Run(back))) => job = back,
+                Err(mpsc::SendError(Work::Quit)) => unreachable!("sent a program"),
+            }
+        }
+        let (jobs, next) = mpsc::channel::<Work>();
+        let (idle, own) = (Arc::downgrade(&self.idle), jobs.clone());
+        let builder = std::thread::Builder::new().name("mcpgate-js".into()).stack_size(stack);
+        builder.spawn(move || {
+            while let Ok(Work::Run(job)) = next.recv() {
+                job();
+                // Back among the idle, unless the sandbox is gone.
+                let Some(idle) = idle.upgrade() else { break };
+                idle.lock().push(EngineThread { jobs: own.clone(), stack });
+            }
+        })?;
+        jobs.send(Work::Run(job)).map_err(|_| std::io::Error::other("the engine thread ended at once"))
+    }
 }
 
 fn failed(failure: Failure) -> Run {

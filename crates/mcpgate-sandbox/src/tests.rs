@@ -196,3 +196,38 @@ fn tampering_stays_in_its_own_run() {
     let frozen = run("tools.demo.echo = () => 1; return Object.isFrozen(tools.demo);").outcome;
     assert!(frozen.is_ok(), "sloppy mode ignores the write: {frozen:?}");
 }
+
+/// Answers every call with its arguments.
+struct Echo;
+
+impl crate::ToolCaller for Echo {
+    fn call(
+        &self,
+        _tool: String,
+        arguments: serde_json::Map<String, Value>,
+    ) -> futures::future::BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move { Ok(Value::Object(arguments).to_string()) })
+    }
+}
+
+#[tokio::test]
+async fn the_in_process_sandbox_reuses_its_engine_threads_but_never_a_runtime() {
+    use crate::Sandbox;
+    let sandbox = crate::Quickjs::new(2);
+    let program = |code: &str| Program { code: code.into(), bindings: bindings(), input: None };
+    let first =
+        sandbox.run(program("globalThis.leak = 1; return await tools.demo.echo({v: 1});"), limits(), &Echo);
+    assert_eq!(first.await.outcome, Ok(json!({"v": 1})));
+    // The thread goes back to the idle list once the engine is done with the program.
+    for _ in 0..1000 {
+        if sandbox.idle_threads() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(sandbox.idle_threads(), 1);
+    let second = sandbox.run(program("return typeof globalThis.leak;"), limits(), &Echo).await;
+    assert_eq!(second.outcome, Ok(json!("undefined")), "a fresh runtime on the same thread");
+    assert!(sandbox.idle_threads() <= 1, "the thread was reused, not a second one started");
+    assert_eq!(sandbox.running(), 0);
+}

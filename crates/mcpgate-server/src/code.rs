@@ -59,7 +59,12 @@ pub(crate) struct CodeMode {
 
 impl CodeMode {
     /// Code mode for `config`: its sandbox (fixed until restart: a reload changes the limits, not the sandbox).
-    pub(crate) fn new(config: &CodeModeConfig) -> Self {
+    /// Nothing in `config` needing it (no code-mode caller, no script tool), it keeps no warm worker.
+    pub(crate) fn new(config: &mcpgate_config::Config) -> Self {
+        let mut sandbox = config.code_mode.sandbox.clone();
+        if !CodeModeConfig::in_use(config) {
+            sandbox.pool_size = 0;
+        }
         let defs = definitions();
         let policies = defs.each_ref().map(|def| ToolPolicy {
             arguments: Some(ArgumentSchema::deferred(&def.input_schema)),
@@ -69,7 +74,7 @@ impl CodeMode {
             cache: Default::default(),
         });
         Self {
-            sandbox: mcpgate_sandbox::build(&config.sandbox),
+            sandbox: mcpgate_sandbox::build(&sandbox),
             observed: Mutex::default(),
             defs,
             policies,

@@ -84,7 +84,7 @@ pub struct Gateway {
 impl Gateway {
     /// Build every enabled backend and the catalogue.
     pub async fn build(config: Config) -> Result<Arc<Self>, StartError> {
-        let code = Arc::new(crate::code::CodeMode::new(&config.code_mode));
+        let code = Arc::new(crate::code::CodeMode::new(&config));
         let entries = crate::backends::build(&config, None, &code).await?;
         Self::assemble(config, entries, code).await
     }
@@ -92,7 +92,7 @@ impl Gateway {
     /// A gateway serving `backends` (already running) with `config`'s server settings: for embedding and
     /// tests. The config's own `backends` and `upstreams` are not built.
     pub async fn with_backends(config: Config, backends: Vec<BackendEntry>) -> Result<Arc<Self>, StartError> {
-        let code = Arc::new(crate::code::CodeMode::new(&config.code_mode));
+        let code = Arc::new(crate::code::CodeMode::new(&config));
         Self::assemble(config, backends, code).await
     }
 

@@ -255,7 +255,7 @@ async fn the_quickjs_sandbox_contains_escape_attempts() {
         format!("return await import({path:?});"),
         format!("return require('fs').readFileSync({path:?}, 'utf8');"),
         format!("return std.loadFile({path:?});"),
-        format!("const f = new Function('return this')(); return Object.keys(f).join(',') + (typeof f.os);"),
+        "const f = new Function('return this')(); return Object.keys(f).join(',') + (typeof f.os);".to_owned(),
         format!("return await fetch('http://127.0.0.1:{port}/');"),
         format!("const x = new XMLHttpRequest(); x.open('GET', 'http://127.0.0.1:{port}/'); return 1;"),
         "return os.exec(['/bin/sh', '-c', 'echo pwned']);".to_owned(),
@@ -298,4 +298,25 @@ async fn the_quickjs_sandbox_contains_escape_attempts() {
     assert_eq!(answer["result"]["content"][0]["text"], "meanwhile", "{answer}");
     assert!(still_running, "echo answered while the program ran");
     assert!(result_json(&busy)["error"].as_str().unwrap().contains("time limit"), "{busy}");
+}
+
+/// A sandbox that cannot run fails closed: `/ready` says why, `execute` fails naming it, nothing runs elsewhere.
+#[tokio::test]
+async fn a_sandbox_that_cannot_run_fails_closed() {
+    let yaml = format!(
+        "code_mode:\n  mode: code\n  sandbox:\n    backend: gvisor\n    runner: /nonexistent/runsc\n    pool_size: 0\n{DEMO}"
+    );
+    let gw = spawn_with_env(&yaml, &[], "127.0.0.1:0").await;
+    let ready = gw.http.get(format!("{}/ready", gw.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    let check = body["checks"].as_array().unwrap().iter().find(|c| c["name"] == "sandbox").unwrap().clone();
+    assert!(check["reason"].as_str().unwrap().contains("/nonexistent/runsc"), "{body}");
+    let answer = gw.call("execute", json!({ "code": "return 1;" })).await;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    let error = result_json(&answer)["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("gvisor") && error.contains("/nonexistent/runsc"), "{error}");
+    // Search and describe need no sandbox.
+    let found = gw.call("search_tools", json!({ "query": "echo" })).await;
+    assert_eq!(result_json(&found)["tools"][0]["tool"], "echo", "{found}");
 }

@@ -60,6 +60,14 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Run one code-mode program in a confined worker (started by the `process` and `gvisor` sandboxes; speaks
+    /// newline-delimited JSON on stdin/stdout).
+    #[command(hide = true)]
+    SandboxWorker {
+        /// The worker's own flags (`--landlock require|best-effort`, or `--launch ...`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +100,10 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything else: the worker confines itself and must not start a runtime or a log first.
+    if let Command::SandboxWorker { args } = cli.command {
+        return mcpgate_sandbox::worker::main(args);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -139,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("mcpgate {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::SandboxWorker { args } => Ok(mcpgate_sandbox::worker::main(args)),
     }
 }
 

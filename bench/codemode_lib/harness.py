@@ -59,7 +59,7 @@ class McpClient:
         if self.sock is None:
             self._connect()
         assert self.sock is not None
-        head = [f"POST /mcp HTTP/1.1", f"Host: {HOST}:{self.port}", "Content-Type: application/json",
+        head = ["POST /mcp HTTP/1.1", f"Host: {HOST}:{self.port}", "Content-Type: application/json",
                 "Accept: application/json, text/event-stream"]
         head += [f"{k}: {v}" for k, v in headers]
         head.append(f"Content-Length: {len(body)}")
@@ -178,9 +178,8 @@ class Gateway:
                             "SANDBOX_BACKEND", "SANDBOX_ENABLED")}
         env["LOG_LEVEL"] = "warn"
         env.update(self.extra_env)
-        log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        log.close()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while not self._health():
             if self.proc.poll() is not None:

@@ -81,7 +81,8 @@ FIELDS: dict[str, JsonObject] = {
     "amount": {"type": "integer", "minimum": 0,
                "description": "Amount in the currency's smallest unit (cents for USD)."},
     "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 currency code, e.g. USD."},
-    "due_date": {"type": "string", "format": "date", "description": "Due date (YYYY-MM-DD), in the account's time zone."},
+    "due_date": {"type": "string", "format": "date",
+                 "description": "Due date (YYYY-MM-DD), in the account's time zone."},
     "start_time": {"type": "string", "format": "date-time", "description": "Start, RFC 3339 with offset."},
     "end_time": {"type": "string", "format": "date-time", "description": "End, RFC 3339; must be after start_time."},
     "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 50,
@@ -179,7 +180,8 @@ def service_tools(rng: random.Random, service: str, display: str, resources: lis
         id_schema = {"type": "string", "description": f"The {display} {r} ID, as returned by list or create."}
         fields = rng.sample(field_names, rng.randint(3, 7))
         writable = {f: FIELDS[f] for f in fields}
-        required = [f for f in ("name", "title", "email", "body", "amount") if f in fields][:1]
+        preferred: tuple[str, ...] = ("name", "title", "email", "body", "amount")
+        required = [f for f in preferred if f in fields][:1]
         status = rng.choice([["open", "closed", "all"], ["active", "archived", "all"], ["pending", "done", "failed"]])
         sortable = [f for f in ["created_at", "updated_at", "name", "due_date", "priority"] if rng.random() < 0.6]
         list_props: JsonObject = {

@@ -1,0 +1,179 @@
+//! The `process` and `gvisor` sandboxes: each program runs in a `mcpgate sandbox-worker` process of its own
+//! (the [`worker`](crate::worker)), inside an outer sandbox — bubblewrap namespaces, or gVisor's user-space
+//! kernel — and a cgroup bounding its memory and tasks, and it confines itself further before it reads the
+//! program (Landlock, seccomp: `confine.rs`). The gateway answers the program's tool calls over the worker's
+//! pipes as the in-process sandbox does over channels ([`protocol`](crate::protocol)).
+//!
+//! A worker runs one program and is killed (its whole cgroup) when the run ends, is cancelled or times out.
+//! `pool.rs` keeps some started and waiting. Nothing falls back: a backend that cannot run here is
+//! [`Unavailable`] with the reason, and a worker that cannot start fails the run and
+//! readiness with its own.
+
+mod cgroup;
+mod child;
+pub(crate) mod confine;
+mod drive;
+mod lines;
+mod pool;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use mcpgate_config::SandboxConfig;
+use tokio::{sync::Semaphore, time::Instant};
+
+use self::{
+    child::{Isolation, Spawner},
+    drive::failed,
+    pool::Pool,
+};
+use crate::{
+    Sandbox, Unavailable,
+    engine::{Failure, Limits, Program, Run},
+    local::ToolCaller,
+    worker::MAX_STACK,
+};
+
+/// A sandbox running each program in a confined worker process.
+pub struct Process {
+    name: &'static str,
+    spawner: Arc<Spawner>,
+    pool: Arc<Pool>,
+    slots: Arc<Semaphore>,
+    size: usize,
+}
+
+/// The `process` sandbox (bubblewrap), or why it cannot run here.
+pub(crate) fn bubblewrap(config: &SandboxConfig) -> Arc<dyn Sandbox> {
+    build(config, "process", Isolation::Bwrap, "bwrap", "Debian package bubblewrap")
+}
+
+/// The `gvisor` sandbox (`runsc`), or why it cannot run here.
+pub(crate) fn gvisor(config: &SandboxConfig) -> Arc<dyn Sandbox> {
+    build(config, "gvisor", Isolation::Gvisor, "runsc", "gVisor; Debian package runsc")
+}
+
+fn build(
+    config: &SandboxConfig,
+    name: &'static str,
+    isolation: Isolation,
+    program: &str,
+    package: &str,
+) -> Arc<dyn Sandbox> {
+    let unavailable = |reason: String| -> Arc<dyn Sandbox> { Arc::new(Unavailable { name, reason }) };
+    let runner = match config.runner.as_deref() {
+        Some(path) if executable(Path::new(path)) => PathBuf::from(path),
+        Some(path) => {
+            return unavailable(format!("{program} not found at {path} (code_mode.sandbox.runner)"));
+        }
+        None => match on_path(program) {
+            Some(path) => path,
+            None => return unavailable(format!("{program} not found on PATH ({package})")),
+        },
+    };
+    let worker = match config.worker_command.as_deref() {
+        Some(path) => PathBuf::from(path),
+        None => match std::env::current_exe() {
+            Ok(path) => path,
+            Err(e) => return unavailable(format!("cannot find the mcpgate executable for the workers: {e}")),
+        },
+    };
+    if !executable(&worker) {
+        return unavailable(format!("the worker executable {} is not an executable file", worker.display()));
+    }
+    let cgroups = match cgroup::Cgroups::open() {
+        Ok(cgroups) => cgroups,
+        Err(reason) => return unavailable(reason),
+    };
+    let limits = Limits {
+        time: config.max_execution_time.0,
+        memory: config.max_memory.0 as usize,
+        stack: (config.max_stack.0 as usize).min(MAX_STACK),
+        output: config.max_output.0 as usize,
+        logs: config.max_logs.0 as usize,
+        calls: config.max_calls,
+    };
+    if isolation == Isolation::Gvisor {
+        child::sweep_scratch();
+    }
+    let spawner = Arc::new(Spawner { isolation, runner, worker, cgroups, limits });
+    let warm = if config.enabled { config.pool_size as usize } else { 0 };
+    tracing::debug!(sandbox = name, command = ?spawner.command_line(), "sandbox workers start with");
+    let size = (config.max_concurrent as usize).max(1);
+    Arc::new(Process {
+        name,
+        pool: Pool::new(spawner.clone(), warm),
+        spawner,
+        slots: Arc::new(Semaphore::new(size)),
+        size,
+    })
+}
+
+/// Whether `path` is a file someone may execute.
+fn executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `program` in a directory of `PATH`.
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| executable(candidate))
+}
+
+#[async_trait::async_trait]
+impl Sandbox for Process {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Run `program` in a worker (a warm one when there is one). Waiting for a slot and starting a worker
+    /// count against the time limit.
+    async fn run(&self, program: Program, limits: Limits, tools: &dyn ToolCaller) -> Run {
+        let deadline = Instant::now() + limits.time;
+        let _slot = match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => return failed(Failure::Sandbox("the sandbox is shut down".into())),
+            Err(_) => return failed(Failure::Timeout(limits.time)),
+        };
+        let mut worker = match tokio::time::timeout_at(deadline, self.pool.take()).await {
+            Ok(Ok((worker, _warm))) => worker,
+            Ok(Err(reason)) => {
+                return failed(Failure::Sandbox(format!("cannot start a {} worker: {reason}", self.name)));
+            }
+            Err(_) => return failed(Failure::Timeout(limits.time)),
+        };
+        if let Err(e) = worker.fit(&self.spawner, &limits) {
+            return failed(Failure::Sandbox(format!("cannot set the worker's memory limit: {e}")));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let sent = Limits { time: left, stack: limits.stack.min(MAX_STACK), ..limits };
+        // Dropping the worker (here, or with this future) kills everything in its cgroup.
+        drive::drive(&mut worker, program, sent, &limits, tools, deadline).await
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        match self.pool.snapshot().error {
+            Some(error) => Err(format!("the {} sandbox cannot start workers: {error}", self.name)),
+            None => Ok(()),
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let pool = self.pool.snapshot();
+        let mut status = serde_json::json!({
+            "ready": pool.error.is_none(),
+            "pool": { "size": pool.size, "warm": pool.warm, "starting": pool.starting },
+            "running": self.size - self.slots.available_permits(),
+            "slots": self.size,
+            "confinement": pool.confinement,
+            "last_cold_start_ms": pool.last_cold_ms,
+        });
+        if let Some(error) = pool.error {
+            status["reason"] = error.into();
+        }
+        status
+    }
+}
