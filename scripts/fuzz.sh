@@ -32,6 +32,10 @@ for target in "${targets[@]}"; do
     grep -qx "$target" <<<"$all" || { echo "unknown target $target; one of: $(echo $all)" >&2; exit 2; }
 done
 rss_mb=${FUZZ_RSS_MB:-2048}
+# The C code of dependencies (SQLite, QuickJS) is built with AddressSanitizer too (cc inherits the sanitizer from
+# RUSTFLAGS); SQLite's amalgamation has two function-local statics named `aiOff`, which ASan's one-definition
+# check reports at start. They are distinct by the C rules: keep the memory checks, drop that one.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_odr_violation=0"
 niceness=${FUZZ_NICE:-19}
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpgate_fuzz::{json_depth, split_at};
+use mcpgate_fuzz::{split_at, text_depth};
 use mcpgate_server::fuzz::{self, EdgeVerdict, HeaderMap, HeaderValue, MAX_DEPTH};
 use serde_json::Value;
 
@@ -22,9 +22,10 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
     let parsed = serde_json::from_slice::<Value>(body).ok();
-    // The depth scan agrees with a real parser on every document that parser reads.
-    if let Some(value) = &parsed {
-        assert_eq!(fuzz::nesting_depth(body), json_depth(value), "depth of a valid document");
+    // The depth scan agrees with a real parser on every document that parser reads — duplicate keys included,
+    // which a parsed `Value` drops (found after an hour: `{"_meta":{…},"_meta":"x"}`).
+    if parsed.is_some() {
+        assert_eq!(Some(fuzz::nesting_depth(body)), text_depth(body), "depth of a valid document");
     }
 
     let verdict = fuzz::edge(&headers, body);
@@ -34,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         && parsed.as_ref().is_some_and(|value| {
             let fields = value.as_object();
             let get = |key: &str| fields.and_then(|f| f.get(key)).filter(|v| !v.is_null());
-            json_depth(value) <= MAX_DEPTH
+            text_depth(body).is_some_and(|depth| depth <= MAX_DEPTH)
                 && get("jsonrpc") == Some(&Value::from("2.0"))
                 && get("method").is_none_or(Value::is_string)
                 && (get("method").is_some() || get("result").is_some() || get("error").is_some())
@@ -44,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
         EdgeVerdict::Passed { id, method } => {
             assert!(json_type, "passed without a JSON media type");
             let value = parsed.expect("passed a body that is not JSON");
-            assert!(json_depth(&value) <= MAX_DEPTH, "passed a body nested too deep");
+            assert!(
+                text_depth(body).is_some_and(|depth| depth <= MAX_DEPTH),
+                "passed a body nested too deep"
+            );
             let object = value.as_object().expect("passed a body that is not an object");
             assert_eq!(object.get("jsonrpc"), Some(&Value::from("2.0")));
             assert_eq!(id.unwrap_or(Value::Null), object.get("id").cloned().unwrap_or(Value::Null));
@@ -63,8 +67,11 @@ fuzz_target!(|data: &[u8]| {
                 other => panic!("refused with status {other}: {answer}"),
             }
             // A body that is valid JSON is never called a parse error, unless it is too deep.
-            if let (Some(value), Some(-32700)) = (&parsed, code) {
-                assert!(json_depth(value) > MAX_DEPTH, "a parse error for valid JSON: {answer}");
+            if let (Some(_), Some(-32700)) = (&parsed, code) {
+                assert!(
+                    text_depth(body).is_some_and(|depth| depth > MAX_DEPTH),
+                    "a parse error for valid JSON: {answer}"
+                );
             }
             assert!(!well_formed, "refused a well-formed message: {answer}");
         }

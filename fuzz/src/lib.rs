@@ -2,7 +2,6 @@
 //! code is held against. Each target's input format is described in `README.md`.
 
 use mcpgate_server::fuzz::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::Value;
 
 /// `data` cut at the first `separator`: what comes before it, and what comes after (empty when there is none).
 pub fn split_at(data: &[u8], separator: u8) -> (&[u8], &[u8]) {
@@ -26,13 +25,62 @@ pub fn headers(block: &[u8]) -> HeaderMap {
     map
 }
 
-/// The deepest array/object nesting of a JSON value (a scalar is 0).
-pub fn json_depth(value: &Value) -> usize {
-    match value {
-        Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
-        Value::Object(fields) => 1 + fields.values().map(json_depth).max().unwrap_or(0),
-        _ => 0,
+/// The deepest array/object nesting of a JSON text as a parser walks it — every member, duplicate keys included
+/// (a parsed `Value` keeps only the last of duplicate keys, so its depth can be less); `None` when
+/// serde_json does not read the text. The edge's byte scan must agree with it.
+pub fn text_depth(text: &[u8]) -> Option<usize> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    struct Depth;
+    impl<'de> DeserializeSeed<'de> for Depth {
+        type Value = usize;
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<usize, D::Error> {
+            deserializer.deserialize_any(self)
+        }
     }
+    impl<'de> Visitor<'de> for Depth {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut deepest = 0;
+            while let Some(depth) = seq.next_element_seed(Depth)? {
+                deepest = deepest.max(depth);
+            }
+            Ok(1 + deepest)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+            let mut deepest = 0;
+            while map.next_key::<IgnoredAny>()?.is_some() {
+                deepest = deepest.max(map.next_value_seed(Depth)?);
+            }
+            Ok(1 + deepest)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_unit<E>(self) -> Result<usize, E> {
+            Ok(0)
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    let depth = Depth.deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    Some(depth)
 }
 
 /// The size of each event in an event stream, as the SSE spec cuts it: lines end at CRLF, CR or LF; a blank
