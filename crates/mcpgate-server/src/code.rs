@@ -42,15 +42,16 @@ const EXECUTE: &str = "execute";
 /// Most results `search_tools` gives, whatever the caller asks.
 const MAX_SEARCH: u64 = 50;
 
-/// Tools whose last result shape is remembered for `describe_tools`, and the largest sample kept.
+/// Results remembered for `describe_tools` (principal and tool pairs), and the largest sample kept.
 const OBSERVED_TOOLS: usize = 1_000;
 const OBSERVED_BYTES: usize = 2_048;
 
 /// What code mode keeps while the gateway runs: the sandbox (its slots) and the result shapes seen.
 pub(crate) struct CodeMode {
     sandbox: Arc<dyn Sandbox>,
-    /// A sample result per tool without an output schema, to describe it better than `unknown`.
-    observed: Mutex<HashMap<String, Value>>,
+    /// A sample result per principal and tool without an output schema, to describe it better than `unknown`.
+    /// Per principal: a result's keys may be data (`{"alice@example.com": …}`), which another caller must not see.
+    observed: Mutex<HashMap<(Arc<str>, String), Value>>,
     defs: [ToolDef; 3],
     policies: [ToolPolicy; 3],
     /// The gateway, for the programs' calls (set once it is built).
@@ -200,9 +201,11 @@ impl Backend for CodeCall {
                     Some(Value::String(name)) => vec![name.clone()],
                     _ => Vec::new(),
                 };
-                let observed = self.gateway.code.observed.lock().clone();
-                let described =
-                    describe::describe(&entries(&reachable), &names, &|tool| observed.get(tool).cloned());
+                let who = cx.principal.id.clone();
+                let observed = |tool: &str| {
+                    self.gateway.code.observed.lock().get(&(who.clone(), tool.to_owned())).cloned()
+                };
+                let described = describe::describe(&entries(&reachable), &names, &observed);
                 let mut out = described.declarations;
                 if !described.unknown.is_empty() {
                     out.push_str(&format!(
@@ -440,9 +443,10 @@ impl InnerCalls<'_> {
         let json = value.to_string();
         let described = self.call.registry.tool(tool).is_some_and(|route| route.def.output_schema.is_some());
         if !described && json.len() <= OBSERVED_BYTES {
+            let key = (self.principal.id.clone(), tool.to_owned());
             let mut observed = self.call.gateway.code.observed.lock();
-            if observed.len() < OBSERVED_TOOLS || observed.contains_key(tool) {
-                observed.insert(tool.to_owned(), value);
+            if observed.len() < OBSERVED_TOOLS || observed.contains_key(&key) {
+                observed.insert(key, value);
             }
         }
         Ok(json)

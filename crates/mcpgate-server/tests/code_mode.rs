@@ -114,6 +114,17 @@ async fn code_mode_offers_its_tools_and_programs_chain_calls_through_the_pipelin
     assert_eq!(out["calls"].as_array().unwrap().len(), 3);
     assert!(out["calls"].as_array().unwrap().iter().all(|c| c["ok"] == true), "{out}");
 
+    // What `echo` (no output schema) returned is now its declared result, for this key only.
+    let described = call(&gw, CODE_KEY, "describe_tools", json!({ "names": ["echo"] })).await;
+    let text = described["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("observed") && text.contains("Promise<string>"), "{text}");
+    let described = call(&gw, LIMITED_KEY, "describe_tools", json!({ "names": ["echo"] })).await;
+    let text = described["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        !text.contains("observed") && text.contains("ToolResult"),
+        "another key's results stay its own: {text}"
+    );
+
     // Every inner call is audited under the execute call's request id, with the key's name.
     let lines: Vec<Value> =
         std::fs::read_to_string(&audit).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
