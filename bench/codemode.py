@@ -402,8 +402,8 @@ THREE_PAR = ('return await Promise.all([1, 2, 3].map(() => tools.demo.echo({ mes
 
 
 def thread_start_ms() -> float:
-    """How long a fresh OS thread of this process waits before it runs, now: the machine's state, which the
-    quickjs sandbox (one new thread per program) meets on every execute."""
+    """How long a fresh OS thread of this process waits before it runs, now: the machine's state. (The quickjs
+    sandbox once started a thread per program and met this wait on every execute; it now reuses its threads.)"""
     ran: list[int] = []
     thread = threading.Thread(target=lambda: ran.append(time.perf_counter_ns()))
     t0 = time.perf_counter_ns()
@@ -412,15 +412,20 @@ def thread_start_ms() -> float:
     return (ran[0] - t0) / 1e6
 
 
-def measure_backend(args: argparse.Namespace, out: Path, backend: str | None) -> JsonObject:
+def measure_backend(args: argparse.Namespace, out: Path, backend: str | None, pool: int | None = None,
+                    iterations: int | None = None) -> JsonObject:
     """Interleaved samples on one gateway: the embedded default config's demo backend, in hybrid mode with
     `echo` offered directly too (in pure code mode a direct `tools/call echo` is "Unknown tool"), so execute and
     the direct calls share one process and one connection."""
-    config = out / "latency.json"
-    write_json(config, LATENCY_CONFIG)
+    name = f"{backend or 'default'}" + (f"-pool{pool}" if pool is not None else "")
+    config = out / f"latency-{name}.json"
+    settings = json.loads(json.dumps(LATENCY_CONFIG))
+    if pool is not None:
+        settings["code_mode"]["sandbox"] = {"pool_size": pool}
+    write_json(config, settings)
     env = {"SANDBOX_BACKEND": backend} if backend else {}
-    label = backend or "quickjs (default)"
-    gw = Gateway(args.mcpgate, f"latency-{backend or 'default'}", out, config, env)
+    label = (backend or "quickjs (default)") + (f", pool_size {pool}" if pool is not None else "")
+    gw = Gateway(args.mcpgate, f"latency-{name}", out, config, env)
     try:
         gw.start(timeout=30)
     except RuntimeError as e:
@@ -447,7 +452,7 @@ def measure_backend(args: argparse.Namespace, out: Path, backend: str | None) ->
             return (time.perf_counter_ns() - t0) / 1e6, result
 
         kinds = ["exec_trivial", "exec_3seq", "exec_3par", "direct_3seq", "thread_start"]
-        total = args.warmup + args.iterations
+        total = args.warmup + (iterations or args.iterations)
         for i in range(total):
             keep = i >= args.warmup
             order = kinds[i % len(kinds):] + kinds[:i % len(kinds)]  # rotate: no kind always first
@@ -484,7 +489,7 @@ def measure_backend(args: argparse.Namespace, out: Path, backend: str | None) ->
     overhead = stats["exec_3seq"]["p50"] - stats["direct_3seq"]["p50"]
     return {
         "backend": label,
-        "iterations": args.iterations,
+        "iterations": iterations or args.iterations,
         "warmup": args.warmup,
         "stats": stats,
         "inner_calls_ms_p50": statistics.median(inner),
@@ -500,7 +505,12 @@ def measure_backend(args: argparse.Namespace, out: Path, backend: str | None) ->
 def part_latency(args: argparse.Namespace, out: Path) -> JsonObject:
     runs = [measure_backend(args, out, None)]
     if not args.no_process:
-        runs.append(measure_backend(args, out, "process"))
+        # The OS sandboxes with their warm pool (the default, 2) and without (every program starts its worker);
+        # cold runs are slow, so fewer of them.
+        cold = max(20, (args.iterations) // 10)
+        for backend in ("process", "gvisor"):
+            runs.append(measure_backend(args, out, backend, pool=2))
+            runs.append(measure_backend(args, out, backend, pool=0, iterations=cold))
     return {"runs": runs}
 
 
@@ -627,7 +637,8 @@ def main() -> int:
                         help="run only this part (repeatable; default: all three)")
     parser.add_argument("-n", "--iterations", type=int, default=500, help="latency iterations (default 500)")
     parser.add_argument("--warmup", type=int, default=50, help="latency warm-up iterations (default 50)")
-    parser.add_argument("--no-process", action="store_true", help="do not try SANDBOX_BACKEND=process")
+    parser.add_argument("--no-process", action="store_true",
+                        help="do not measure SANDBOX_BACKEND=process and gvisor (with and without the warm pool)")
     parser.add_argument("--rows", type=lambda v: [int(x) for x in v.split(",")], default=[80, 800, 4000],
                         help="workflow: rows per CSV file, comma-separated, one workflow run each; the first is the "
                              "headline (default 80,800,4000: ~3.5 KB, ~35 KB, ~175 KB)")
