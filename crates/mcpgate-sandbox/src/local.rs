@@ -161,8 +161,9 @@ impl crate::Sandbox for Quickjs {
         let mut channel = Channel { events, answers };
         let job: Job = Box::new(move || {
             let run = engine::run(&program, &limits, &mut channel, &cancel);
-            let _ = channel.events.send(Event::Done(run));
+            // The slot first: whoever hears `Done` finds it free.
             drop(slot);
+            let _ = channel.events.send(Event::Done(run));
         });
         if let Err(e) = self.start(job, limits.stack + STACK_MARGIN) {
             return failed(Failure::Sandbox(format!("cannot start the engine thread: {e}")));
