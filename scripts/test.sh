@@ -9,7 +9,7 @@
 #     mcpgate federating a server on the official TypeScript SDK (tests/upstream-ts);
 #   - for the sql tools, a throw-away PostgreSQL cluster on a free port, owned by this run and stopped at its
 #     end (scripts/postgres.sh; the `postgresql` package is installed when missing); for the command tools'
-#     example, `ip` (iproute2) and `uptime` (procps); for code mode's OS sandboxes, bubblewrap and runsc (gVisor).
+#     example, `ip` (iproute2) and `uptime` (procps); for code mode's OS sandboxes, bubblewrap, runsc (gVisor), podman and runc.
 #
 # Usage: scripts/test.sh            (from anywhere; the repository root is found from this file)
 # Set SKIP_CONFORMANCE=1 or SKIP_INTEROP=1 to leave a stage out while iterating.
@@ -66,9 +66,12 @@ eval "$upstreams_env"
 export MCPGATE_REQUIRE_UPSTREAMS=1
 
 # Code mode's OS sandboxes (crates/mcpgate/tests/sandbox_escape.rs): bubblewrap for `process`, gVisor's runsc for
-# `gvisor`; their tests need root for the cgroups and fail, rather than skip, without them.
+# `gvisor`, rootful Podman with runc for `docker` (the tests build their own image with scripts/sandbox-image.sh,
+# from scratch: no registry); their tests need root for the cgroups and fail, rather than skip, without them.
 command -v bwrap >/dev/null || apt_install bubblewrap
 command -v runsc >/dev/null || apt_install runsc
+command -v podman >/dev/null || apt_install podman
+command -v runc >/dev/null || apt_install runc
 export MCPGATE_REQUIRE_SANDBOXES=1
 
 step "cargo test"

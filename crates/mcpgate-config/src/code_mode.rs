@@ -76,7 +76,9 @@ pub struct SandboxConfig {
     /// stack and time limits and no access to anything but the tools; `process`, each program in a worker
     /// process of its own under bubblewrap (namespaces, no network, an empty read-only root, a memory and
     /// pids cgroup, Landlock and seccomp; needs `bwrap` and root or delegated cgroups); `gvisor` (or
-    /// `runsc`), the same worker under gVisor's `runsc`. `firecracker` is refused: it needs KVM.
+    /// `runsc`), the same worker under gVisor's `runsc`; `docker` (or `podman`), the same worker in a container
+    /// of `image` run by `container_engine` (no network, read-only root, uid 65534, no capabilities, the
+    /// engine's memory and pids limits). `firecracker` is refused: it needs KVM.
     pub backend: SandboxBackend,
     /// Wall-clock time one program may run, its tool calls included (`MAX_EXECUTION_TIME`, in seconds). The
     /// request's own deadline (`server.request_timeout`) still applies to the whole `execute`.
@@ -93,9 +95,9 @@ pub struct SandboxConfig {
     pub max_calls: u32,
     /// Programs running at once on this node; more wait for a slot (within their deadline).
     pub max_concurrent: u32,
-    /// `process` and `gvisor`: workers kept started, confined and waiting for a program, so a run does not
-    /// wait for one to start (each runs one program, then a new one is started in the background). 0 starts
-    /// each worker when its program comes.
+    /// `process`, `gvisor` and `docker`: workers kept started, confined and waiting for a program, so a run
+    /// does not wait for one to start (each runs one program, then a new one is started in the background). 0
+    /// starts each worker when its program comes.
     pub pool_size: u32,
     /// `process` and `gvisor`: the `bwrap` or `runsc` executable. Unset: found on `PATH`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,6 +106,19 @@ pub struct SandboxConfig {
     /// binary (set it where the running binary is not the one to use, as in tests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_command: Option<String>,
+    /// `docker`: the container engine's executable, `podman` or `docker` (or a compatible one). Unset:
+    /// `podman` found on `PATH`, else `docker`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_engine: Option<String>,
+    /// `docker`: the image workers run in, which holds the mcpgate binary at `/mcpgate` (and its libraries);
+    /// `scripts/sandbox-image.sh` builds it locally from a binary. It is never pulled: a missing image makes
+    /// the sandbox unavailable.
+    pub image: String,
+}
+
+impl SandboxConfig {
+    /// The image the `docker` sandbox runs by default (`scripts/sandbox-image.sh` builds it).
+    pub const DEFAULT_IMAGE: &str = "localhost/mcpgate-sandbox:latest";
 }
 
 impl Default for SandboxConfig {
@@ -121,6 +136,8 @@ impl Default for SandboxConfig {
             pool_size: 2,
             runner: None,
             worker_command: None,
+            container_engine: None,
+            image: Self::DEFAULT_IMAGE.to_owned(),
         }
     }
 }
@@ -137,13 +154,16 @@ pub enum SandboxBackend {
     /// The same worker under gVisor (`runsc`).
     #[serde(alias = "runsc")]
     Gvisor,
+    /// The same worker in a container run by Docker or Podman.
+    #[serde(alias = "podman")]
+    Docker,
     /// Firecracker microVMs: not supported (no KVM guests here); refused at load.
     Firecracker,
 }
 
 impl SandboxBackend {
     /// Every backend, in declaration order (metrics keep one series each).
-    pub const ALL: [Self; 4] = [Self::Quickjs, Self::Process, Self::Gvisor, Self::Firecracker];
+    pub const ALL: [Self; 5] = [Self::Quickjs, Self::Process, Self::Gvisor, Self::Docker, Self::Firecracker];
 
     /// Its name in config, metrics and `/status`.
     pub fn as_str(self) -> &'static str {
@@ -151,6 +171,7 @@ impl SandboxBackend {
             Self::Quickjs => "quickjs",
             Self::Process => "process",
             Self::Gvisor => "gvisor",
+            Self::Docker => "docker",
             Self::Firecracker => "firecracker",
         }
     }
@@ -175,14 +196,9 @@ pub(crate) fn apply_env(code: &mut CodeModeConfig, get: impl Fn(&str) -> Option<
             "quickjs" => code.sandbox.backend = SandboxBackend::Quickjs,
             "process" => code.sandbox.backend = SandboxBackend::Process,
             "gvisor" | "runsc" => code.sandbox.backend = SandboxBackend::Gvisor,
+            "docker" | "podman" => code.sandbox.backend = SandboxBackend::Docker,
             "firecracker" => code.sandbox.backend = SandboxBackend::Firecracker,
-            "docker" | "podman" => bad(
-                "SANDBOX_BACKEND",
-                format!(
-                    "{value:?} is not available in this version of mcpgate; use quickjs, process or gvisor"
-                ),
-            ),
-            _ => bad("SANDBOX_BACKEND", format!("{value:?}: use quickjs, process or gvisor")),
+            _ => bad("SANDBOX_BACKEND", format!("{value:?}: use quickjs, process, gvisor or docker")),
         }
     }
     if let Some(value) = get("SANDBOX_ENABLED") {
@@ -241,14 +257,26 @@ pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
     check("max_calls", sandbox.max_calls >= 1, "at least 1");
     check("max_concurrent", sandbox.max_concurrent >= 1, "at least 1");
     check("pool_size", sandbox.pool_size <= 64, "at most 64");
-    for (field, value) in [("runner", &sandbox.runner), ("worker_command", &sandbox.worker_command)] {
+    for (field, value) in [
+        ("runner", &sandbox.runner),
+        ("worker_command", &sandbox.worker_command),
+        ("container_engine", &sandbox.container_engine),
+    ] {
         check(field, value.as_deref().is_none_or(|p| p.starts_with('/')), "an absolute path");
     }
+    let image = &sandbox.image;
+    check(
+        "image",
+        !image.is_empty()
+            && !image.starts_with('-')
+            && !image.chars().any(|c| c.is_whitespace() || c.is_control()),
+        "an image name, such as localhost/mcpgate-sandbox:latest",
+    );
     if sandbox.backend == SandboxBackend::Firecracker {
         problems.push(Problem::new(
             "code_mode.sandbox.backend",
-            "firecracker needs KVM guests, which mcpgate does not support; use quickjs, process or gvisor \
-             (mcpgate never runs code outside the sandbox you chose)",
+            "firecracker needs KVM guests, which mcpgate does not support; use quickjs, process, gvisor or \
+             docker (mcpgate never runs code outside the sandbox you chose)",
         ));
     }
     let search = config.code_mode.search_limit;
@@ -287,17 +315,17 @@ mod tests {
     fn bad_values_and_unavailable_backends_are_named() {
         let mut code = CodeModeConfig::default();
         let problems = env(
-            &[("EXECUTION_MODE", "turbo"), ("SANDBOX_BACKEND", "docker"), ("MAX_MEMORY_MB", "lots")],
+            &[("EXECUTION_MODE", "turbo"), ("SANDBOX_BACKEND", "lxc"), ("MAX_MEMORY_MB", "lots")],
             &mut code,
         );
         let paths: Vec<_> = problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(problems.len(), 3, "{paths:?}");
-        assert!(paths[1].contains("not available"), "{paths:?}");
+        assert!(paths[1].contains("use quickjs, process, gvisor or docker"), "{paths:?}");
         assert_eq!(code, CodeModeConfig::default(), "nothing applied from a bad value");
     }
 
     #[test]
-    fn the_process_and_gvisor_backends_are_chosen_by_env() {
+    fn the_process_gvisor_and_docker_backends_are_chosen_by_env() {
         let mut code = CodeModeConfig::default();
         assert!(env(&[("SANDBOX_BACKEND", "PROCESS")], &mut code).is_empty());
         assert_eq!(code.sandbox.backend, SandboxBackend::Process);
@@ -305,14 +333,23 @@ mod tests {
             assert!(env(&[("SANDBOX_BACKEND", name)], &mut code).is_empty());
             assert_eq!(code.sandbox.backend, SandboxBackend::Gvisor);
         }
-        let problems = env(&[("SANDBOX_BACKEND", "podman")], &mut code);
-        assert!(problems[0].to_string().contains("not available in this version"), "{problems:?}");
+        let problems = env(&[("SANDBOX_BACKEND", "kvm")], &mut code);
+        assert!(problems[0].to_string().contains("use quickjs"), "{problems:?}");
         assert_eq!(code.sandbox.backend, SandboxBackend::Gvisor, "a refused value changes nothing");
+        for name in ["docker", "Podman"] {
+            assert!(env(&[("SANDBOX_BACKEND", name)], &mut code).is_empty());
+            assert_eq!(code.sandbox.backend, SandboxBackend::Docker);
+        }
         let parsed: SandboxConfig = serde_json::from_value(serde_json::json!({"backend": "runsc"})).unwrap();
         assert_eq!((parsed.backend, parsed.pool_size), (SandboxBackend::Gvisor, 2));
+        let parsed: SandboxConfig = serde_json::from_value(serde_json::json!({"backend": "podman"})).unwrap();
+        assert_eq!(
+            (parsed.backend, parsed.image.as_str()),
+            (SandboxBackend::Docker, SandboxConfig::DEFAULT_IMAGE)
+        );
         assert_eq!(
             SandboxBackend::ALL.map(SandboxBackend::as_str),
-            ["quickjs", "process", "gvisor", "firecracker"]
+            ["quickjs", "process", "gvisor", "docker", "firecracker"]
         );
     }
 }

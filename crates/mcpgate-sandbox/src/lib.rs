@@ -7,11 +7,11 @@
 //! what the caller may reach directly.
 //!
 //! Where the engine runs is the [`Sandbox`]: `quickjs` ([`local`]) on a thread of the gateway's own process;
-//! `process` and `gvisor` ([`process`]) in a worker process of the gateway's own binary (`mcpgate
+//! `process`, `gvisor` and `docker` ([`process`]) in a worker process of the gateway's own binary (`mcpgate
 //! sandbox-worker`, [`worker`]) that confines itself (no new privileges, Landlock, a seccomp allow-list) inside
-//! bubblewrap's namespaces or gVisor, in cgroups that bound its memory and tasks, talking to the gateway over a
-//! pipe ([`protocol`]); a small pool keeps such workers started. A backend that cannot run here is built as
-//! [`Unavailable`] and fails closed.
+//! bubblewrap's namespaces, gVisor, or a Podman/Docker container, with its memory and tasks bounded (cgroups we
+//! make, or the container engine's), talking to the gateway over a pipe ([`protocol`]); a small pool keeps such
+//! workers started. A backend that cannot run here is built as [`Unavailable`] and fails closed.
 
 pub mod describe;
 pub mod engine;
@@ -56,6 +56,7 @@ pub fn build(config: &SandboxConfig) -> Arc<dyn Sandbox> {
         SandboxBackend::Quickjs => Arc::new(Quickjs::new(config.max_concurrent as usize)),
         SandboxBackend::Process => process::bubblewrap(config),
         SandboxBackend::Gvisor => process::gvisor(config),
+        SandboxBackend::Docker => process::docker(config),
         SandboxBackend::Firecracker => Arc::new(Unavailable {
             name: "firecracker",
             reason: "firecracker needs KVM guests, which mcpgate does not support".into(),

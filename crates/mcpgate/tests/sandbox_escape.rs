@@ -1,11 +1,13 @@
 //! The sandboxes against programs that try to get out, on every backend this machine can run: `quickjs` (for
-//! comparison), `process` (bubblewrap) and `gvisor` (runsc). Each attack ends with its precise failure within
-//! its limit, and no worker process outlives its run. The OS-level confinement of a live pooled worker is
-//! checked from outside (/proc): no_new_privs, seccomp, uid 65534, its own network namespace, its cgroup's
-//! limits, an empty root. A `gvisor` (or `process`) sandbox whose runner is missing fails closed.
+//! comparison), `process` (bubblewrap), `gvisor` (runsc) and `docker` (Podman or Docker). Each attack ends
+//! with its precise failure within its limit, and no worker process (or container) outlives its run. The
+//! OS-level confinement of a live pooled worker is checked from outside (/proc, the engine's `inspect`):
+//! no_new_privs, seccomp, uid 65534, its own network namespace, its cgroup's limits, an empty or read-only
+//! root. A sandbox whose runner, engine or image is missing fails closed.
 //!
-//! The `process` and `gvisor` tests are skipped, loudly, where bwrap / runsc are missing or cgroups cannot be
-//! made — unless `MCPGATE_REQUIRE_SANDBOXES=1` (scripts/test.sh), when they fail.
+//! The `process`, `gvisor` and `docker` tests are skipped, loudly, where bwrap / runsc / podman and docker
+//! are missing or cgroups cannot be made — unless `MCPGATE_REQUIRE_SANDBOXES=1` (scripts/test.sh), when they
+//! fail. The `docker` tests build their image (`IMAGE`) from this binary with scripts/sandbox-image.sh first.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,10 +15,10 @@ use std::{
     collections::HashMap,
     future::Future,
     io::ErrorKind,
-    path::PathBuf,
+    path::{Path, PathBuf},
     pin::Pin,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -29,6 +31,9 @@ use tokio::time::Instant;
 
 /// The binary the workers run.
 const BIN: &str = env!("CARGO_BIN_EXE_mcpgate");
+
+/// The image the `docker` workers run: this binary, built by the tests (not the operators' image).
+const IMAGE: &str = "localhost/mcpgate-sandbox:test";
 
 /// The tests that start workers count them: one at a time (each test has its own runtime; tokio's mutex does
 /// not mind).
@@ -44,6 +49,7 @@ fn config(backend: SandboxBackend, pool_size: u32) -> SandboxConfig {
         max_execution_time: HumanDuration(TIME),
         max_memory: ByteSize(64 << 20),
         max_calls: 20,
+        image: IMAGE.into(),
         ..SandboxConfig::default()
     }
 }
@@ -100,14 +106,22 @@ async fn run(sandbox: &dyn Sandbox, config: &SandboxConfig, code: &str) -> (Run,
 /// The sandbox for `backend`, or `None` (after a loud line) when it cannot run here.
 async fn available(backend: SandboxBackend, pool_size: u32) -> Option<(Arc<dyn Sandbox>, SandboxConfig)> {
     let config = config(backend, pool_size);
-    let sandbox = mcpgate_sandbox::build(&config);
-    // A pool's first worker says whether workers start at all.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while pool_size > 0 && warm(&*sandbox) < 1 && sandbox.ready().is_ok() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    match sandbox.ready() {
-        Ok(()) => Some((sandbox, config)),
+    let image = if backend == SandboxBackend::Docker { docker_image() } else { Ok(()) };
+    let ready = match image {
+        Err(reason) => Err(reason),
+        Ok(()) => {
+            let sandbox = mcpgate_sandbox::build(&config);
+            // A pool's first worker says whether workers start at all.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while pool_size > 0 && warm(&*sandbox) < 1 && sandbox.ready().is_ok() && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sandbox.ready().map(|()| sandbox)
+        }
+    };
+    match ready {
+        Ok(sandbox) => Some((sandbox, config)),
         Err(reason) if std::env::var("MCPGATE_REQUIRE_SANDBOXES").as_deref() == Ok("1") => {
             panic!("MCPGATE_REQUIRE_SANDBOXES=1 but the {} sandbox cannot run: {reason}", backend.as_str())
         }
@@ -128,6 +142,72 @@ async fn wait_warm(sandbox: &dyn Sandbox, size: u64) {
     while warm(sandbox) < size {
         assert!(Instant::now() < deadline, "the pool did not fill: {}", sandbox.status());
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The container engine the `docker` sandbox finds: `podman`, else `docker`, on PATH.
+fn container_engine() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["podman", "docker"].iter().find_map(|program| {
+        std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
+    })
+}
+
+/// Build `IMAGE` from this binary, once per test process (the script keeps an image that is up to date).
+fn docker_image() -> Result<(), String> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let Some(engine) = container_engine() else {
+                return Err("neither podman nor docker is on PATH (Debian package podman)".into());
+            };
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/sandbox-image.sh");
+            let output = std::process::Command::new("bash")
+                .arg(&script)
+                .args([BIN, IMAGE])
+                .env("CONTAINER_ENGINE", &engine)
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            eprintln!("sandbox-image.sh: {}{stderr}", String::from_utf8_lossy(&output.stdout));
+            match output.status.success() {
+                true => Ok(()),
+                false => Err(format!("scripts/sandbox-image.sh cannot build {IMAGE}: {stderr}")),
+            }
+        })
+        .clone()
+}
+
+/// `<engine> ARGS`'s stdout.
+fn engine_says(args: &[&str]) -> String {
+    let output = std::process::Command::new(container_engine().unwrap()).args(args).output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// This process's workers' containers, running or not.
+fn our_containers() -> Vec<String> {
+    let prefix = format!("mcpgate-sb-{}-", std::process::id());
+    let names = engine_says(&["ps", "-a", "--filter", &format!("name={prefix}"), "--format", "{{.Names}}"]);
+    names.lines().filter(|n| n.starts_with(&prefix)).map(str::to_owned).collect()
+}
+
+/// Wait until only the pool's containers are left, each with its engine client, and nothing else we started.
+async fn only_the_pools_containers_are_left(pool_size: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let containers = our_containers();
+        let processes = descendants();
+        let zombies: Vec<i32> = all_descendants().into_iter().filter(|pid| zombie(*pid)).collect();
+        if containers.len() == pool_size && processes.len() == pool_size && zombies.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: left behind: containers {containers:?} (pool {pool_size}), processes {processes:?}, \
+             zombies {zombies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -376,8 +456,16 @@ fn catalogue(secret: &std::path::Path, outside: &std::path::Path, port: u16) -> 
     ]
 }
 
+/// What an attack may leave: nothing to check (in-process), the pool's cgroups, or the pool's containers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leftovers {
+    Nothing,
+    Cgroups,
+    Containers,
+}
+
 /// Every attack on `sandbox`: its failure, its time, what it left behind.
-async fn attack(sandbox: &dyn Sandbox, config: &SandboxConfig, workers: bool) {
+async fn attack(sandbox: &dyn Sandbox, config: &SandboxConfig, leftovers: Leftovers) {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret.txt");
     std::fs::write(&secret, "TOPSECRET-7f3a9").unwrap();
@@ -393,8 +481,13 @@ async fn attack(sandbox: &dyn Sandbox, config: &SandboxConfig, workers: bool) {
         assert!((attack.expect)(&run, &limits), "{name}: {}: {run:?}", attack.name);
         assert!(!format!("{run:?}").contains("TOPSECRET"), "{name}: {}: the secret leaked", attack.name);
         assert!(took < limits.time + Duration::from_secs(2), "{name}: {} took {took:?}", attack.name);
-        if workers {
-            only_the_pool_is_left(config.pool_size as usize, &format!("{name}: {}", attack.name)).await;
+        let what = format!("{name}: {}", attack.name);
+        match leftovers {
+            Leftovers::Nothing => {}
+            Leftovers::Cgroups => only_the_pool_is_left(config.pool_size as usize, &what).await,
+            Leftovers::Containers => {
+                only_the_pools_containers_are_left(config.pool_size as usize, &what).await
+            }
         }
     }
     assert!(!outside.exists(), "{name}: a file was written outside");
@@ -408,7 +501,7 @@ async fn attack(sandbox: &dyn Sandbox, config: &SandboxConfig, workers: bool) {
 async fn the_escape_catalogue_fails_each_attack_precisely_in_quickjs() {
     let config = config(SandboxBackend::Quickjs, 0);
     let sandbox = mcpgate_sandbox::build(&config);
-    attack(&*sandbox, &config, false).await;
+    attack(&*sandbox, &config, Leftovers::Nothing).await;
 }
 
 #[tokio::test]
@@ -416,7 +509,7 @@ async fn the_escape_catalogue_fails_each_attack_precisely_in_process_workers() {
     let _serial = SERIAL.lock().await;
     let Some((sandbox, config)) = available(SandboxBackend::Process, 2).await else { return };
     wait_warm(&*sandbox, 2).await;
-    attack(&*sandbox, &config, true).await;
+    attack(&*sandbox, &config, Leftovers::Cgroups).await;
     drop(sandbox);
     only_the_pool_is_left(0, "process: after the sandbox is dropped").await;
 }
@@ -426,9 +519,19 @@ async fn the_escape_catalogue_fails_each_attack_precisely_in_gvisor() {
     let _serial = SERIAL.lock().await;
     let Some((sandbox, config)) = available(SandboxBackend::Gvisor, 2).await else { return };
     wait_warm(&*sandbox, 2).await;
-    attack(&*sandbox, &config, true).await;
+    attack(&*sandbox, &config, Leftovers::Cgroups).await;
     drop(sandbox);
     only_the_pool_is_left(0, "gvisor: after the sandbox is dropped").await;
+}
+
+#[tokio::test]
+async fn the_escape_catalogue_fails_each_attack_precisely_in_docker() {
+    let _serial = SERIAL.lock().await;
+    let Some((sandbox, config)) = available(SandboxBackend::Docker, 2).await else { return };
+    wait_warm(&*sandbox, 2).await;
+    attack(&*sandbox, &config, Leftovers::Containers).await;
+    drop(sandbox);
+    only_the_pools_containers_are_left(0, "docker: after the sandbox is dropped").await;
 }
 
 fn status_field(pid: i32, field: &str) -> String {
@@ -547,11 +650,20 @@ async fn a_worker_over_its_memory_cgroup_is_a_memory_failure() {
 
 #[tokio::test]
 async fn a_missing_runner_fails_closed() {
-    for (backend, program) in [(SandboxBackend::Gvisor, "runsc"), (SandboxBackend::Process, "bwrap")] {
-        let config = SandboxConfig { runner: Some(format!("/nonexistent/{program}")), ..config(backend, 2) };
+    for (backend, program) in [
+        (SandboxBackend::Gvisor, "runsc"),
+        (SandboxBackend::Process, "bwrap"),
+        (SandboxBackend::Docker, "podman"),
+    ] {
+        let missing = Some(format!("/nonexistent/{program}"));
+        let config = match backend {
+            SandboxBackend::Docker => SandboxConfig { container_engine: missing, ..config(backend, 2) },
+            _ => SandboxConfig { runner: missing, ..config(backend, 2) },
+        };
         let sandbox = mcpgate_sandbox::build(&config);
         let reason = sandbox.ready().unwrap_err();
-        assert!(reason.contains(program) && reason.contains("not found"), "{reason}");
+        let missing = reason.contains("not found") || reason.contains("not an executable");
+        assert!(reason.contains(program) && missing, "{reason}");
         assert_eq!(sandbox.status()["ready"], false);
         let (run, _) = run(&*sandbox, &config, "return 1").await;
         match run.outcome {
@@ -564,10 +676,10 @@ async fn a_missing_runner_fails_closed() {
 #[tokio::test]
 async fn cold_and_warm_starts_are_measured() {
     let _serial = SERIAL.lock().await;
-    for backend in [SandboxBackend::Process, SandboxBackend::Gvisor] {
+    'backends: for backend in [SandboxBackend::Process, SandboxBackend::Gvisor, SandboxBackend::Docker] {
         let mut medians = Vec::new();
         for pool in [0, 1] {
-            let Some((sandbox, config)) = available(backend, pool).await else { return };
+            let Some((sandbox, config)) = available(backend, pool).await else { continue 'backends };
             let mut times = Vec::new();
             for _ in 0..7 {
                 wait_warm(&*sandbox, u64::from(pool)).await;
@@ -586,4 +698,123 @@ async fn cold_and_warm_starts_are_measured() {
         );
         assert!(medians[1] <= medians[0], "a warm worker is no slower than a cold one: {medians:?}");
     }
+}
+
+#[tokio::test]
+async fn a_missing_image_fails_closed() {
+    let _serial = SERIAL.lock().await;
+    let image = format!("localhost/mcpgate-sandbox:missing-{}", std::process::id());
+    let config = SandboxConfig { image: image.clone(), ..config(SandboxBackend::Docker, 2) };
+    let sandbox = mcpgate_sandbox::build(&config);
+    let reason = sandbox.ready().unwrap_err();
+    match container_engine() {
+        Some(_) => assert!(
+            reason.contains(&format!("image {image} not found: build it with scripts/sandbox-image.sh"))
+                || reason.contains("cannot inspect the image"),
+            "{reason}"
+        ),
+        None => assert!(reason.contains("neither podman nor docker"), "{reason}"),
+    }
+    let (run, _) = run(&*sandbox, &config, "return 1").await;
+    assert!(
+        matches!(&run.outcome, Err(Failure::Sandbox(m)) if m.contains("docker sandbox cannot run")),
+        "{run:?}"
+    );
+}
+
+/// The engine's view of a container: `{{field}}` for each field, in order.
+fn inspect(container: &str, fields: &[&str]) -> Vec<String> {
+    let format: Vec<String> = fields.iter().map(|f| format!("{{{{{f}}}}}")).collect();
+    let said = engine_says(&["inspect", "--format", &format.join("|"), container]);
+    said.trim().split('|').map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn a_pooled_docker_worker_is_confined() {
+    let _serial = SERIAL.lock().await;
+    let Some((sandbox, config)) = available(SandboxBackend::Docker, 1).await else { return };
+    wait_warm(&*sandbox, 1).await;
+    let status = sandbox.status();
+    assert_eq!(status["confinement"]["seccomp"], true, "{status}");
+    let landlock = status["confinement"]["landlock"].as_str().unwrap_or_default();
+    assert!(["fully_enforced", "partially_enforced"].contains(&landlock), "{status}");
+    let containers = our_containers();
+    assert_eq!(containers.len(), 1, "one warm container: {containers:?}");
+    let fields = [
+        ".HostConfig.NetworkMode",
+        ".HostConfig.ReadonlyRootfs",
+        ".Config.User",
+        ".HostConfig.Memory",
+        ".HostConfig.MemorySwap",
+        ".HostConfig.PidsLimit",
+        ".State.Pid",
+    ];
+    let seen = inspect(&containers[0], &fields);
+    assert_eq!(seen[..3], ["none", "true", "65534:65534"], "{fields:?}: {seen:?}");
+    let memory: u64 = seen[3].parse().unwrap();
+    let heap = config.max_memory.0;
+    assert!(memory > heap && memory <= heap + (64 << 20), "memory {memory} for a {heap}-byte heap");
+    assert_eq!(seen[4], seen[3], "no swap beyond the memory limit");
+    assert_eq!(seen[5], "8", "pids limit");
+    // The worker itself, from outside.
+    let pid: i32 = seen[6].parse().unwrap();
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    assert_eq!(status_field(pid, "Seccomp"), "2", "seccomp filter mode");
+    assert_eq!(status_field(pid, "Uid"), "65534 65534 65534 65534");
+    assert_eq!(status_field(pid, "Gid"), "65534 65534 65534 65534");
+    assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(pid, "Threads"), "2", "main and engine thread");
+    let own_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(),
+        own_net,
+        "its own network namespace"
+    );
+    let devices = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap();
+    let interfaces: Vec<&str> =
+        devices.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    assert_eq!(interfaces, ["lo"], "no network but loopback");
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let root_mount = mounts.lines().find(|l| l.split_whitespace().nth(4) == Some("/")).unwrap();
+    assert!(root_mount.split_whitespace().nth(5).unwrap().split(',').any(|o| o == "ro"), "{root_mount}");
+    assert!(PathBuf::from(format!("/proc/{pid}/root/mcpgate")).is_file());
+    assert!(
+        !PathBuf::from(format!("/proc/{pid}/root/bin")).exists(),
+        "nothing but the binary and its libraries"
+    );
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    if let Some(path) = cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_owned())) {
+        let dir = PathBuf::from("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'));
+        let limit = std::fs::read_to_string(dir.join("memory.limit_in_bytes")).unwrap();
+        assert_eq!(limit.trim(), seen[3], "the engine's memory cgroup");
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_or_timed_out_docker_run_leaves_no_container() {
+    let _serial = SERIAL.lock().await;
+    let Some((sandbox, config)) = available(SandboxBackend::Docker, 1).await else { return };
+    wait_warm(&*sandbox, 1).await;
+    let running = run(&*sandbox, &config, "for (;;) {}");
+    assert!(tokio::time::timeout(Duration::from_millis(300), running).await.is_err());
+    only_the_pools_containers_are_left(1, "docker: a dropped run").await;
+    wait_warm(&*sandbox, 1).await;
+    let (timed, _) = run(&*sandbox, &config, "return await tools.demo.hang({});").await;
+    assert!(timed_out(&timed, &limits(&config)), "{timed:?}");
+    only_the_pools_containers_are_left(1, "docker: a timed-out run").await;
+    let (done, _) = run(&*sandbox, &config, "return 1;").await;
+    assert_eq!(done.outcome, Ok(json!(1)));
+    only_the_pools_containers_are_left(1, "docker: a finished run").await;
+    drop(sandbox);
+    only_the_pools_containers_are_left(0, "docker: after the sandbox is dropped").await;
+}
+
+#[tokio::test]
+async fn a_docker_worker_over_its_memory_limit_is_a_memory_failure() {
+    let _serial = SERIAL.lock().await;
+    let Some((sandbox, config)) = available(SandboxBackend::Docker, 1).await else { return };
+    // The answer is read and decoded outside the JavaScript heap: the engine's memory limit stops it.
+    let (run, took) = run(&*sandbox, &config, "const s = await tools.demo.big({}); return s.length;").await;
+    assert_eq!(run.outcome, Err(Failure::Memory(config.max_memory.0 as usize)), "in {took:?}");
+    only_the_pools_containers_are_left(1, "docker: an out-of-memory worker").await;
 }

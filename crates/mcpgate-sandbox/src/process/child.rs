@@ -1,15 +1,17 @@
 //! Starting one confined worker, and the gateway's handle on it.
 //!
-//! The gateway runs `<mcpgate> sandbox-worker --launch --cgroup <memory>/cgroup.procs --cgroup
-//! <pids>/cgroup.procs [--user 65534:65534] -- <bwrap|runsc> <its arguments> -- <mcpgate> sandbox-worker`:
-//! the launcher joins the worker's cgroups, drops to `nobody` when the gateway is root, and becomes the outer
-//! sandbox, so nothing of the worker ever runs outside its cgroups. Dropping a [`Worker`] SIGKILLs everything
-//! in its cgroup and removes the cgroup once it is empty.
+//! For `process` and `gvisor` the gateway runs `<mcpgate> sandbox-worker --launch --cgroup
+//! <memory>/cgroup.procs --cgroup <pids>/cgroup.procs [--user 65534:65534] -- <bwrap|runsc> <its arguments>
+//! -- <mcpgate> sandbox-worker`: the launcher joins the worker's cgroups, drops to `nobody` when the gateway
+//! is root, and becomes the outer sandbox, so nothing of the worker ever runs outside its cgroups. Dropping a
+//! [`Worker`] SIGKILLs everything in its cgroup and removes the cgroup once it is empty. For `docker` it runs
+//! the container engine (`container.rs`), which makes the container's cgroups; dropping the worker removes the
+//! container.
 
 use std::{
     ffi::OsString,
     path::{Path, PathBuf},
-    process::Stdio,
+    process::{ExitStatus, Stdio},
     time::Duration,
 };
 
@@ -21,6 +23,7 @@ use tokio::{
 
 use super::{
     cgroup::{Cgroups, Group},
+    container::{Container, Engine},
     lines::{Line, Lines, Stderr},
 };
 use crate::{
@@ -44,6 +47,8 @@ pub(crate) enum Isolation {
     Bwrap,
     /// gVisor's `runsc do`: a user-space kernel, no network.
     Gvisor,
+    /// A container run by Podman or Docker.
+    Container,
 }
 
 impl Isolation {
@@ -54,14 +59,16 @@ impl Isolation {
             Self::Bwrap => 32 << 20,
             // Measured: 27 MiB idle; a 64 MiB heap filled peaks at 89 MiB.
             Self::Gvisor => 128 << 20,
+            // The same process as under bubblewrap, alone in its container's cgroup.
+            Self::Container => 32 << 20,
         }
     }
 
-    /// Tasks (threads count) a worker's cgroup may hold: bwrap, its init, the worker's two threads; gVisor's
-    /// Go runtime has many (48 measured on 2 cores).
+    /// Tasks (threads count) a worker's cgroup may hold: bwrap, its init, the worker's two threads (a
+    /// container holds only the worker); gVisor's Go runtime has many (48 measured on 2 cores).
     fn tasks(self) -> u32 {
         match self {
-            Self::Bwrap => 8,
+            Self::Bwrap | Self::Container => 8,
             Self::Gvisor => 512,
         }
     }
@@ -72,12 +79,14 @@ impl Isolation {
 pub(crate) struct Spawner {
     /// The outer sandbox.
     pub(crate) isolation: Isolation,
-    /// `bwrap` or `runsc`.
+    /// `bwrap`, `runsc`, or the container engine.
     pub(crate) runner: PathBuf,
-    /// The mcpgate binary (`sandbox-worker`).
+    /// The mcpgate binary (`sandbox-worker`); in a container, its path in the image.
     pub(crate) worker: PathBuf,
-    /// Where the workers' cgroups go.
-    pub(crate) cgroups: Cgroups,
+    /// Where the workers' cgroups go; `None` for containers (the engine makes theirs).
+    pub(crate) cgroups: Option<Cgroups>,
+    /// The container engine and image, for `docker`.
+    pub(crate) engine: Option<Engine>,
     /// The limits workers are sized for until a run says otherwise.
     pub(crate) limits: Limits,
 }
@@ -93,40 +102,45 @@ impl Spawner {
         (data as u64).saturating_add(self.isolation.overhead())
     }
 
-    /// Start a worker and wait for its `ready`.
+    /// Start a worker sized for the spawner's limits and wait for its `ready`.
     pub(crate) async fn start(&self) -> Result<Worker, String> {
+        self.start_for(&self.limits).await
+    }
+
+    /// Start a worker sized for `limits` and wait for its `ready`.
+    pub(crate) async fn start_for(&self, limits: &Limits) -> Result<Worker, String> {
         let started = Instant::now();
-        let group = self
-            .cgroups
-            .create(self.memory_for(&self.limits), self.isolation.tasks())
-            .map_err(|e| format!("cannot create the worker's cgroup: {e}"))?;
-        let mut command = Command::new(&self.worker);
-        command.arg("sandbox-worker").arg("--launch");
-        for file in group.procs_files() {
-            command.arg("--cgroup").arg(file);
-        }
-        if nix::unistd::geteuid().is_root() {
-            command.arg("--user").arg(format!("{}:{}", NOBODY.0, NOBODY.1));
-        }
-        let scratch = (self.isolation == Isolation::Gvisor)
-            .then(|| std::env::temp_dir().join(format!("mcpgate-runsc-{}", group.name)));
-        if let Some(dir) = &scratch {
-            command.arg("--tmpdir").arg(dir);
-        }
-        command.arg("--").arg(&self.runner).args(self.arguments());
-        command.env_clear().current_dir("/");
+        let (mut command, group, scratch, container) = match &self.engine {
+            Some(engine) => {
+                let container = engine.container(self.memory_for(limits));
+                let mut command = Command::new(&self.runner);
+                command.args(engine.arguments(&container, self.isolation.tasks()));
+                // The engine's client keeps its environment (HOME, XDG_RUNTIME_DIR, DOCKER_HOST, PATH); the
+                // container gets none of it.
+                command.current_dir("/");
+                (command, None, None, Some(container))
+            }
+            None => {
+                let (command, group, scratch) = self.launcher(limits)?;
+                (command, Some(group), scratch, None)
+            }
+        };
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
-                let _ = group.remove();
-                return Err(format!("cannot start {}: {e}", self.worker.display()));
+                if let Some(group) = &group {
+                    let _ = group.remove();
+                }
+                return Err(format!("cannot start {}: {e}", command.as_std().get_program().display()));
             }
         };
         let Some(stdout) = child.stdout.take() else {
             drop(child);
-            group.kill_all();
-            let _ = group.remove();
+            if let Some(group) = &group {
+                group.kill_all();
+                let _ = group.remove();
+            }
             return Err("the worker has no stdout".into());
         };
         let mut worker = Worker {
@@ -134,8 +148,11 @@ impl Spawner {
             stdout: Lines::new(BufReader::new(stdout)),
             stderr: Stderr::new(child.stderr.take()),
             child: Some(child),
-            group: Some(group),
+            group,
             scratch,
+            container,
+            finished: false,
+            status: None,
             confinement: None,
             start_time: Duration::ZERO,
         };
@@ -165,8 +182,38 @@ impl Spawner {
         Err(worker.explain(problem).await)
     }
 
+    /// The launcher's command line for `process` and `gvisor`, the worker's new cgroup (sized for `limits`)
+    /// and `runsc`'s state directory.
+    fn launcher(&self, limits: &Limits) -> Result<(Command, Group, Option<PathBuf>), String> {
+        let Some(cgroups) = &self.cgroups else { return Err("no cgroups for the workers".into()) };
+        let group = cgroups
+            .create(self.memory_for(limits), self.isolation.tasks())
+            .map_err(|e| format!("cannot create the worker's cgroup: {e}"))?;
+        let mut command = Command::new(&self.worker);
+        command.arg("sandbox-worker").arg("--launch");
+        for file in group.procs_files() {
+            command.arg("--cgroup").arg(file);
+        }
+        if nix::unistd::geteuid().is_root() {
+            command.arg("--user").arg(format!("{}:{}", NOBODY.0, NOBODY.1));
+        }
+        let scratch = (self.isolation == Isolation::Gvisor)
+            .then(|| std::env::temp_dir().join(format!("mcpgate-runsc-{}", group.name)));
+        if let Some(dir) = &scratch {
+            command.arg("--tmpdir").arg(dir);
+        }
+        command.arg("--").arg(&self.runner).args(self.arguments());
+        command.env_clear().current_dir("/");
+        Ok((command, group, scratch))
+    }
+
     /// The runner's arguments, ending with the worker's command line.
     fn arguments(&self) -> Vec<OsString> {
+        if let Some(engine) = &self.engine {
+            // As a worker is started, with the name and size of the next container.
+            return engine
+                .arguments(&engine.container(self.memory_for(&self.limits)), self.isolation.tasks());
+        }
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
         match self.isolation {
@@ -203,6 +250,7 @@ impl Spawner {
                 // gVisor implements no Landlock; its own kernel and the seccomp filter confine the worker.
                 args.extend(["sandbox-worker", "--landlock", "best-effort"].map(OsString::from));
             }
+            Isolation::Container => {}
         }
         args
     }
@@ -231,7 +279,7 @@ pub(crate) fn sweep_scratch() {
     }
 }
 
-/// A started worker: its pipes, its cgroup, and how it confined itself.
+/// A started worker: its pipes, its cgroup or container, and how it confined itself.
 pub(crate) struct Worker {
     child: Option<Child>,
     pub(crate) stdin: Option<ChildStdin>,
@@ -240,6 +288,12 @@ pub(crate) struct Worker {
     group: Option<Group>,
     /// `runsc`'s `TMPDIR`, removed with the cgroup.
     scratch: Option<PathBuf>,
+    /// Its container (`docker`), removed when it is dropped unless it went by itself.
+    container: Option<Container>,
+    /// Whether it sent its `done` (its container then ends by itself).
+    pub(crate) finished: bool,
+    /// How its process (the engine's client, for a container) ended, once known.
+    status: Option<ExitStatus>,
     /// What its `ready` said.
     pub(crate) confinement: Option<Confinement>,
     /// From spawn to `ready`.
@@ -252,34 +306,41 @@ impl Worker {
         self.child.as_mut().is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Size its memory limit for a run under `limits`.
-    pub(crate) fn fit(&self, spawner: &Spawner, limits: &Limits) -> std::io::Result<()> {
-        match &self.group {
-            Some(group) if group.memory_limit() != Some(spawner.memory_for(limits)) => {
-                group.set_memory(spawner.memory_for(limits))
+    /// Size its memory limit for a run under `limits`: `Ok(false)` when it is a container of another size
+    /// (the engine fixed its limit at start: it must be replaced).
+    pub(crate) fn fit(&self, spawner: &Spawner, limits: &Limits) -> std::io::Result<bool> {
+        let memory = spawner.memory_for(limits);
+        match (&self.group, &self.container) {
+            (Some(group), _) if group.memory_limit() != Some(memory) => {
+                group.set_memory(memory).map(|()| true)
             }
-            _ => Ok(()),
+            (_, Some(container)) => Ok(container.memory == memory),
+            _ => Ok(true),
         }
     }
 
-    /// Whether the kernel killed something in it for lack of memory.
+    /// Whether the kernel killed something in it for lack of memory. In a container the worker is alone, and
+    /// nothing but the kernel's OOM killer sends it SIGKILL while the gateway waits for it: the engine's
+    /// client exits with 137 (128 + SIGKILL) then.
     pub(crate) fn oom_killed(&self) -> bool {
         self.group.as_ref().is_some_and(Group::oom_killed)
+            || (self.container.is_some() && self.status.and_then(|s| s.code()) == Some(137))
     }
 
     /// `problem`, with how the worker ended and what it wrote on stderr.
     pub(crate) async fn explain(&mut self, problem: String) -> String {
+        // The engine's client removes the container (`--rm`) before it exits.
+        let wait = if self.container.is_some() { Duration::from_secs(5) } else { Duration::from_secs(1) };
         let status = match self.child.as_mut() {
-            Some(child) => {
-                tokio::time::timeout(Duration::from_secs(1), child.wait()).await.ok().and_then(Result::ok)
-            }
+            Some(child) => tokio::time::timeout(wait, child.wait()).await.ok().and_then(Result::ok),
             None => None,
         };
+        self.status = status;
         self.stderr.finish(Duration::from_millis(200)).await;
         let mut message = problem;
         if let Some(status) = status {
             use std::os::unix::process::ExitStatusExt;
-            // bwrap exits with 128 + the signal that killed the worker.
+            // bwrap and the container engines exit with 128 + the signal that killed the worker.
             let signal =
                 status.signal().or_else(|| status.code().filter(|c| (129..160).contains(c)).map(|c| c - 128));
             match signal {
@@ -301,6 +362,9 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        if let Some(container) = self.container.take() {
+            container.dispose(self.child.take(), self.finished);
+        }
         if let Some(group) = &self.group {
             group.kill_all();
         }

@@ -47,7 +47,10 @@ pub(crate) async fn drive(
                         }
                         calls.push(call(tools, id, tool, arguments));
                     }
-                    Ok(FromWorker::Done(run)) => return reworded(run, limits),
+                    Ok(FromWorker::Done(run)) => {
+                        worker.finished = true;
+                        return reworded(run, limits);
+                    }
                     Ok(FromWorker::Ready(_)) => return failed(Failure::Sandbox("the worker said `ready` twice".into())),
                     Err(e) => return failed(Failure::Sandbox(format!("the worker sent a line that is not the protocol: {e}"))),
                 },

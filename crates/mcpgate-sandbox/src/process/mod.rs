@@ -1,10 +1,12 @@
-//! The `process` and `gvisor` sandboxes: each program runs in a `mcpgate sandbox-worker` process of its own
-//! (the [`worker`](crate::worker)), inside an outer sandbox — bubblewrap namespaces, or gVisor's user-space
-//! kernel — and a cgroup bounding its memory and tasks, and it confines itself further before it reads the
-//! program (Landlock, seccomp: `confine.rs`). The gateway answers the program's tool calls over the worker's
+//! The `process`, `gvisor` and `docker` sandboxes: each program runs in a `mcpgate sandbox-worker` process of
+//! its own (the [`worker`](crate::worker)), inside an outer sandbox — bubblewrap namespaces, gVisor's
+//! user-space kernel, or a Podman/Docker container (`container.rs`) — and a cgroup bounding its memory and
+//! tasks (ours, or the container engine's), and it confines itself further before it reads the program
+//! (Landlock, seccomp: `confine.rs`). The gateway answers the program's tool calls over the worker's
 //! pipes as the in-process sandbox does over channels ([`protocol`](crate::protocol)).
 //!
-//! A worker runs one program and is killed (its whole cgroup) when the run ends, is cancelled or times out.
+//! A worker runs one program and is killed (its whole cgroup, or its container) when the run ends, is
+//! cancelled or times out.
 //! `pool.rs` keeps some started and waiting. Nothing falls back: a backend that cannot run here is
 //! [`Unavailable`] with the reason, and a worker that cannot start fails the run and
 //! readiness with its own.
@@ -12,6 +14,7 @@
 mod cgroup;
 mod child;
 pub(crate) mod confine;
+mod container;
 mod drive;
 mod lines;
 mod pool;
@@ -26,6 +29,7 @@ use tokio::{sync::Semaphore, time::Instant};
 
 use self::{
     child::{Isolation, Spawner},
+    container::Engine,
     drive::failed,
     pool::Pool,
 };
@@ -53,6 +57,39 @@ pub(crate) fn bubblewrap(config: &SandboxConfig) -> Arc<dyn Sandbox> {
 /// The `gvisor` sandbox (`runsc`), or why it cannot run here.
 pub(crate) fn gvisor(config: &SandboxConfig) -> Arc<dyn Sandbox> {
     build(config, "gvisor", Isolation::Gvisor, "runsc", "gVisor; Debian package runsc")
+}
+
+/// The `docker` sandbox (Podman or Docker), or why it cannot run here.
+pub(crate) fn docker(config: &SandboxConfig) -> Arc<dyn Sandbox> {
+    let unavailable =
+        |reason: String| -> Arc<dyn Sandbox> { Arc::new(Unavailable { name: "docker", reason }) };
+    let path = match config.container_engine.as_deref() {
+        Some(path) if executable(Path::new(path)) => PathBuf::from(path),
+        Some(path) => {
+            return unavailable(format!(
+                "the container engine {path} is not an executable file (code_mode.sandbox.container_engine)"
+            ));
+        }
+        None => match on_path("podman").or_else(|| on_path("docker")) {
+            Some(path) => path,
+            None => {
+                return unavailable("neither podman nor docker is on PATH (Debian package podman)".into());
+            }
+        },
+    };
+    let engine = match Engine::open(path, &config.image) {
+        Ok(engine) => engine,
+        Err(reason) => return unavailable(reason),
+    };
+    let spawner = Spawner {
+        isolation: Isolation::Container,
+        runner: engine.path.clone(),
+        worker: PathBuf::from(container::INSIDE),
+        cgroups: None,
+        engine: Some(engine),
+        limits: limits(config),
+    };
+    assemble(config, "docker", spawner)
 }
 
 fn build(
@@ -87,18 +124,29 @@ fn build(
         Ok(cgroups) => cgroups,
         Err(reason) => return unavailable(reason),
     };
-    let limits = Limits {
+    if isolation == Isolation::Gvisor {
+        child::sweep_scratch();
+    }
+    let spawner =
+        Spawner { isolation, runner, worker, cgroups: Some(cgroups), engine: None, limits: limits(config) };
+    assemble(config, name, spawner)
+}
+
+/// The limits workers are sized for until a run says otherwise.
+fn limits(config: &SandboxConfig) -> Limits {
+    Limits {
         time: config.max_execution_time.0,
         memory: config.max_memory.0 as usize,
         stack: (config.max_stack.0 as usize).min(MAX_STACK),
         output: config.max_output.0 as usize,
         logs: config.max_logs.0 as usize,
         calls: config.max_calls,
-    };
-    if isolation == Isolation::Gvisor {
-        child::sweep_scratch();
     }
-    let spawner = Arc::new(Spawner { isolation, runner, worker, cgroups, limits });
+}
+
+/// The sandbox whose workers `spawner` starts, its pool filling.
+fn assemble(config: &SandboxConfig, name: &'static str, spawner: Spawner) -> Arc<dyn Sandbox> {
+    let spawner = Arc::new(spawner);
     let warm = if config.enabled { config.pool_size as usize } else { 0 };
     tracing::debug!(sandbox = name, command = ?spawner.command_line(), "sandbox workers start with");
     let size = (config.max_concurrent as usize).max(1);
@@ -123,6 +171,12 @@ fn on_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| executable(candidate))
 }
 
+impl Process {
+    fn cannot_start(&self, reason: &str) -> Run {
+        failed(Failure::Sandbox(format!("cannot start a {} worker: {reason}", self.name)))
+    }
+}
+
 #[async_trait::async_trait]
 impl Sandbox for Process {
     fn name(&self) -> &'static str {
@@ -140,13 +194,18 @@ impl Sandbox for Process {
         };
         let mut worker = match tokio::time::timeout_at(deadline, self.pool.take()).await {
             Ok(Ok((worker, _warm))) => worker,
-            Ok(Err(reason)) => {
-                return failed(Failure::Sandbox(format!("cannot start a {} worker: {reason}", self.name)));
-            }
+            Ok(Err(reason)) => return self.cannot_start(&reason),
             Err(_) => return failed(Failure::Timeout(limits.time)),
         };
-        if let Err(e) = worker.fit(&self.spawner, &limits) {
-            return failed(Failure::Sandbox(format!("cannot set the worker's memory limit: {e}")));
+        match worker.fit(&self.spawner, &limits) {
+            Ok(true) => {}
+            // A container sized for other limits: one of this run's size instead.
+            Ok(false) => match tokio::time::timeout_at(deadline, self.spawner.start_for(&limits)).await {
+                Ok(Ok(sized)) => worker = sized,
+                Ok(Err(reason)) => return self.cannot_start(&reason),
+                Err(_) => return failed(Failure::Timeout(limits.time)),
+            },
+            Err(e) => return failed(Failure::Sandbox(format!("cannot set the worker's memory limit: {e}"))),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let sent = Limits { time: left, stack: limits.stack.min(MAX_STACK), ..limits };
