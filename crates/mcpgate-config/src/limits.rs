@@ -18,18 +18,15 @@ use crate::{Config, units::HumanDuration, validate::Problem};
 pub struct RateLimitsConfig {
     /// HTTP requests to `/mcp` from everyone together: one budget for the whole gateway.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "RateLimit")]
     pub global: Option<RateLimit>,
     /// HTTP requests to `/mcp` from one client address — the peer, or what a trusted proxy forwarded; IPv6
     /// addresses counted by their /64. `RATE_LIMIT_MAX_REQUESTS` per `RATE_LIMIT_WINDOW_MS` (milliseconds) in the
     /// environment set it (the guides' "100 per IP per 15 minutes").
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "RateLimit")]
     pub per_ip: Option<RateLimit>,
     /// HTTP requests to `/mcp` with one API key, for keys whose tier has no entry in `tiers`. Anonymous callers
     /// are one principal (`anonymous`) and share it; `per_ip` tells them apart.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "RateLimit")]
     pub per_key: Option<RateLimit>,
     /// HTTP requests to `/mcp` with one API key, by the key's tier (`free: {requests: 60, per: 1m}`, `paid:
     /// {requests: 1000, per: 1m}`): every key of the tier has a budget of that size of its own, in place of

@@ -289,3 +289,16 @@ fn an_array_where_a_section_belongs_is_refused() {
     assert_eq!(config.server.allowed_hosts, ["a.example", "b.example"]);
     assert_eq!(config.code_mode.direct_tools, ["now"]);
 }
+
+/// An empty YAML value is null, which an optional section takes as unset — the schema too (found by the config
+/// fuzz target: `per_ip:` with nothing after it loaded, and the schema refused it).
+#[test]
+fn an_empty_optional_limit_is_unset() {
+    let yaml = "rate_limits:\n  per_ip:\n  global: { requests: 100, per: 1m }\nbackends:\n  demo: { kind: builtin, builtin: demo }\n";
+    let config = parse_str(yaml, Format::Yaml, "test.yaml").unwrap();
+    assert!(config.rate_limits.per_ip.is_none() && config.rate_limits.global.is_some());
+    let document: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+    let validator = jsonschema::validator_for(&schema()).unwrap();
+    let problems: Vec<String> = validator.iter_errors(&document).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "{problems:?}");
+}
