@@ -222,8 +222,12 @@ pub(crate) fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
     if let Err(e) = std::str::from_utf8(bytes) {
         return Err(Rejection::Parse(format!("Parse error: invalid UTF-8 ({e})")));
     }
-    if nesting_depth(bytes) > MAX_DEPTH {
+    let scanned = scan(bytes);
+    if scanned.depth > MAX_DEPTH {
         return Err(Rejection::Parse(format!("Parse error: JSON nested deeper than {MAX_DEPTH} levels")));
+    }
+    if scanned.huge_number {
+        return Err(Rejection::Parse("Parse error: a number out of range (larger than a double)".into()));
     }
     let envelope = match serde_json::from_slice::<Envelope<'_>>(bytes) {
         Ok(envelope) => envelope,
@@ -283,8 +287,26 @@ pub(crate) const MAX_DEPTH: usize = 100;
 
 /// The deepest `[`/`{` nesting in a JSON text, ignoring brackets inside strings.
 pub(crate) fn nesting_depth(bytes: &[u8]) -> usize {
+    scan(bytes).depth
+}
+
+/// What one pass over a body finds that the envelope parse does not check in the fields it skips.
+struct Scan {
+    /// The deepest `[`/`{` nesting, brackets inside strings aside.
+    depth: usize,
+    /// A number too large for a double (`1e999`): valid JSON grammar, which every later parse refuses.
+    huge_number: bool,
+}
+
+/// One pass over `bytes`: nesting depth and numbers out of range (found by the edge fuzz target: a body whose
+/// skipped field held `88888E888` passed the edge, and the protocol layer then answered 415).
+fn scan(bytes: &[u8]) -> Scan {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in bytes {
+    let mut huge_number = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
         if in_string {
             match b {
                 _ if escaped => escaped = false,
@@ -301,10 +323,22 @@ pub(crate) fn nesting_depth(bytes: &[u8]) -> usize {
                 deepest = deepest.max(depth);
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let start = i - 1;
+                while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                    i += 1;
+                }
+                let number = &bytes[start..i];
+                // Only an exponent or hundreds of digits can leave a double's range.
+                if number.len() > 300 || number.iter().any(|c| matches!(c, b'e' | b'E')) {
+                    let parsed = std::str::from_utf8(number).ok().and_then(|n| n.parse::<f64>().ok());
+                    huge_number |= parsed.is_some_and(|n| n.is_infinite());
+                }
+            }
             _ => {}
         }
     }
-    deepest
+    Scan { depth: deepest, huge_number }
 }
 
 /// The protocol layer answers some rejections (foreign Host or Origin, unknown session) in plain text; give
@@ -335,12 +369,25 @@ async fn with_jsonrpc_body(response: Response) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::nesting_depth;
+    use super::{nesting_depth, parse_envelope};
 
     #[test]
     fn depth_ignores_brackets_in_strings() {
         assert_eq!(nesting_depth(br#"{"a":[1,{"b":"[[[{{{"}]}"#), 3);
         assert_eq!(nesting_depth(br#"{"a":"\"[["}"#), 1);
         assert_eq!(nesting_depth(b"1"), 0);
+        assert_eq!(nesting_depth(br#"{"a":[1e5,-2.5E-3,"1e999"]}"#), 2);
+    }
+
+    #[test]
+    fn a_number_out_of_a_doubles_range_is_a_parse_error_anywhere() {
+        // In a field the envelope parse skips (found by the edge fuzz target).
+        let huge = br#"{"jsonrpc":"2.0","method":"ping","pm":[[88888E888]]}"#;
+        let refused = parse_envelope(huge).err().map(|r| format!("{r:?}")).unwrap_or_default();
+        assert!(refused.contains("out of range"), "{refused}");
+        let long = format!(r#"{{"jsonrpc":"2.0","method":"ping","params":{{"n":{}}}}}"#, "9".repeat(400));
+        assert!(parse_envelope(long.as_bytes()).is_err());
+        let fine = br#"{"jsonrpc":"2.0","method":"ping","params":{"n":1.5e300,"s":"1e999","m":-2E-308}}"#;
+        assert!(parse_envelope(fine).is_ok(), "in range, and a string is a string");
     }
 }
