@@ -285,7 +285,9 @@ pub(crate) fn hold_until_sent<G: Send + Sync + 'static>(response: Response, guar
 /// Deepest nesting accepted; serde_json refuses deeper documents anyway (its recursion limit is 128).
 pub(crate) const MAX_DEPTH: usize = 100;
 
-/// The deepest `[`/`{` nesting in a JSON text, ignoring brackets inside strings.
+/// The deepest `[`/`{` nesting in a JSON text, ignoring brackets inside strings (for the fuzz target and tests;
+/// the edge takes it from [`scan`]).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn nesting_depth(bytes: &[u8]) -> usize {
     scan(bytes).depth
 }
