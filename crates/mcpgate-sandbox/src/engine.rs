@@ -150,8 +150,8 @@ fn humanize(d: Duration) -> String {
 
 /// What the host functions and the driving loop share.
 struct Shared {
-    next_id: u64,
-    calls: u32,
+    /// Calls started so far; also the id of the latest.
+    calls: u64,
     pending: u64,
     logs: Vec<LogLine>,
     log_bytes: usize,
@@ -159,19 +159,11 @@ struct Shared {
     started: Vec<(u64, String, String)>,
 }
 
-/// Why the interrupt handler stopped the interpreter (besides the deadline and a cancellation).
-#[derive(Default)]
-struct Stop {
-    over_calls: AtomicBool,
-}
-
 /// Run `program` to its end within `limits`, its tool calls going to `host`. `cancel`, when set from another
 /// thread, stops it at the interpreter's next check.
 pub fn run(program: &Program, limits: &Limits, host: &mut dyn Host, cancel: &Arc<AtomicBool>) -> Run {
-    let started = Instant::now();
-    let deadline = started + limits.time;
+    let deadline = Instant::now() + limits.time;
     let shared = Rc::new(RefCell::new(Shared {
-        next_id: 0,
         calls: 0,
         pending: 0,
         logs: Vec::new(),
@@ -179,25 +171,28 @@ pub fn run(program: &Program, limits: &Limits, host: &mut dyn Host, cancel: &Arc
         logs_cut: false,
         started: Vec::new(),
     }));
-    let stop = Arc::new(Stop::default());
+    // Set when the program asks for a call over its limit: the interrupt handler then ends the run.
+    let over_calls = Arc::new(AtomicBool::new(false));
     let outcome = match Runtime::new() {
         Ok(runtime) => {
             runtime.set_memory_limit(limits.memory);
             runtime.set_max_stack_size(limits.stack);
-            let (stop_in, cancel_in) = (stop.clone(), cancel.clone());
+            let (over_calls_in, cancel_in) = (over_calls.clone(), cancel.clone());
             runtime.set_interrupt_handler(Some(Box::new(move || {
                 Instant::now() >= deadline
-                    || stop_in.over_calls.load(Ordering::Relaxed)
+                    || over_calls_in.load(Ordering::Relaxed)
                     || cancel_in.load(Ordering::Relaxed)
             })));
             let outcome = match Context::full(&runtime) {
-                Ok(context) => drive(&context, program, limits, host, (&shared, &stop), deadline, cancel),
+                Ok(context) => {
+                    drive(&context, program, limits, host, (&shared, &over_calls), deadline, cancel)
+                }
                 Err(e) => Err(Failure::Sandbox(format!("cannot create a JavaScript context: {e}"))),
             };
             // An interrupt is reported as an exception; say what it was. A program over its call limit fails
             // even if it caught the error and finished before the interrupt came.
             match outcome {
-                _ if stop.over_calls.load(Ordering::Relaxed) => Err(Failure::Calls(limits.calls)),
+                _ if over_calls.load(Ordering::Relaxed) => Err(Failure::Calls(limits.calls)),
                 Err(Failure::Exception { .. }) if cancel.load(Ordering::Relaxed) => Err(Failure::Cancelled),
                 Err(Failure::Exception { ref message, .. })
                     if message.contains("interrupted") && Instant::now() >= deadline =>
@@ -222,11 +217,11 @@ fn drive(
     program: &Program,
     limits: &Limits,
     host: &mut dyn Host,
-    (shared, stop): (&Rc<RefCell<Shared>>, &Arc<Stop>),
+    (shared, over_calls): (&Rc<RefCell<Shared>>, &Arc<AtomicBool>),
     deadline: Instant,
     cancel: &Arc<AtomicBool>,
 ) -> Result<serde_json::Value, Failure> {
-    let (promise, settle) = context.with(|ctx| start(&ctx, program, limits, shared, stop))?;
+    let (promise, settle) = context.with(|ctx| start(&ctx, program, limits, shared, over_calls))?;
     loop {
         // Run every job that is ready (promise reactions: the program's code after each `await`).
         loop {
@@ -234,9 +229,8 @@ fn drive(
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(job) => {
-                    let error = |ctx: Ctx<'_>| {
-                        caught(&ctx, CaughtError::from_error(&ctx, rquickjs::Error::Exception))
-                    };
+                    let error =
+                        |ctx: Ctx<'_>| caught(CaughtError::from_error(&ctx, rquickjs::Error::Exception));
                     return Err(job.0.with(error));
                 }
             }
@@ -253,12 +247,11 @@ fn drive(
                     let json: String = promise
                         .result::<String>()
                         .transpose()
-                        .map_err(|e| caught(&ctx, CaughtError::from_error(&ctx, e)))?
+                        .map_err(|e| caught(CaughtError::from_error(&ctx, e)))?
                         .unwrap_or_default();
                     Ok(Some(json))
                 }
                 PromiseState::Rejected => Err(caught(
-                    &ctx,
                     promise
                         .finish::<Value>()
                         .catch(&ctx)
@@ -292,7 +285,7 @@ fn drive(
                 Ok(json) => (true, json),
                 Err(message) => (false, message),
             };
-            settle.call::<_, ()>((completion.id as f64, ok, payload)).catch(&ctx).map_err(|e| caught(&ctx, e))
+            settle.call::<_, ()>((completion.id as f64, ok, payload)).catch(&ctx).map_err(caught)
         })?;
     }
 }
@@ -304,24 +297,23 @@ fn start<'js>(
     program: &Program,
     limits: &Limits,
     shared: &Rc<RefCell<Shared>>,
-    stop: &Arc<Stop>,
+    over_calls: &Arc<AtomicBool>,
 ) -> Result<(Persistent<Promise<'static>>, Persistent<Function<'static>>), Failure> {
-    let fail = |e: rquickjs::Error| caught(ctx, CaughtError::from_error(ctx, e));
+    let fail = |e: rquickjs::Error| caught(CaughtError::from_error(ctx, e));
     let globals = ctx.globals();
     let max_calls = limits.calls;
-    let (calls, stop) = (shared.clone(), stop.clone());
+    let (calls, over_calls) = (shared.clone(), over_calls.clone());
     let call = Function::new(ctx.clone(), move |ctx: Ctx<'js>, tool: String, arguments: String| {
         let mut shared = calls.borrow_mut();
-        if shared.calls >= max_calls {
+        if shared.calls >= u64::from(max_calls) {
             // The interrupt handler ends the run at once: a program catching this could otherwise spin on it.
-            stop.over_calls.store(true, Ordering::Relaxed);
+            over_calls.store(true, Ordering::Relaxed);
             drop(shared);
             return Err(Exception::throw_internal(&ctx, &format!("more than {max_calls} tool calls")));
         }
         shared.calls += 1;
         shared.pending += 1;
-        shared.next_id += 1;
-        let id = shared.next_id;
+        let id = shared.calls;
         shared.started.push((id, tool, arguments));
         Ok(id as f64)
     })
@@ -360,13 +352,13 @@ fn start<'js>(
     options.strict = false;
     options.filename = Some(PROGRAM_FILE.into());
     let source = format!("(async function (tools, console, input) {{\n{}\n}})", program.code);
-    let main: Function = ctx.eval_with_options(source, options).catch(ctx).map_err(|e| caught(ctx, e))?;
-    let promise: Promise = run.call((main,)).catch(ctx).map_err(|e| caught(ctx, e))?;
+    let main: Function = ctx.eval_with_options(source, options).catch(ctx).map_err(caught)?;
+    let promise: Promise = run.call((main,)).catch(ctx).map_err(caught)?;
     Ok((Persistent::save(ctx, promise), Persistent::save(ctx, settle)))
 }
 
 /// The failure a caught JavaScript error is: its text, and the program line it came from.
-fn caught(_ctx: &Ctx<'_>, error: CaughtError<'_>) -> Failure {
+fn caught(error: CaughtError<'_>) -> Failure {
     match error {
         CaughtError::Exception(exception) => {
             let message = exception.message().unwrap_or_default();
