@@ -64,6 +64,20 @@ pub fn build(config: &SandboxConfig) -> Arc<dyn Sandbox> {
     }
 }
 
+/// The limits `code_mode.sandbox` sets on each program.
+impl From<&SandboxConfig> for Limits {
+    fn from(config: &SandboxConfig) -> Self {
+        Self {
+            time: config.max_execution_time.0,
+            memory: config.max_memory.0 as usize,
+            stack: config.max_stack.0 as usize,
+            output: config.max_output.0 as usize,
+            logs: config.max_logs.0 as usize,
+            calls: config.max_calls,
+        }
+    }
+}
+
 /// A configured sandbox that cannot run here: every run fails with the reason, and so does readiness.
 pub struct Unavailable {
     /// The backend's name.

@@ -14,7 +14,7 @@ use std::{
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use mcpgate_backends::BackendKind;
-use mcpgate_config::{CodeModeConfig, SandboxConfig};
+use mcpgate_config::CodeModeConfig;
 use mcpgate_core::{
     Answer, Backend, BackendError, CallContext, JsonObject, Mode, Operation, Principal, ScriptRunner,
     ToolCall, ToolDef, ToolOutcome,
@@ -291,7 +291,7 @@ impl CodeCall {
         let sandbox = &self.live.config.code_mode.sandbox;
         let calls = InnerCalls { call: self, cx: cx.clone(), principal, from_script, log: Mutex::default() };
         let started = Instant::now();
-        let run = self.gateway.code.sandbox.run(program, limits(sandbox), &calls).await;
+        let run = self.gateway.code.sandbox.run(program, Limits::from(sandbox), &calls).await;
         let calls = calls.log.into_inner();
         let outcome = match &run.outcome {
             Ok(_) => "ok",
@@ -360,18 +360,6 @@ impl ScriptRunner for CodeMode {
 /// The search and describe view of `reachable` tools.
 fn entries<'a>(reachable: &'a [(Binding, &'a ToolDef)]) -> Vec<search::Entry<'a>> {
     reachable.iter().map(|(binding, tool)| search::Entry { binding, tool }).collect()
-}
-
-/// The limits `sandbox` sets.
-fn limits(sandbox: &SandboxConfig) -> Limits {
-    Limits {
-        time: sandbox.max_execution_time.0,
-        memory: sandbox.max_memory.0 as usize,
-        stack: sandbox.max_stack.0 as usize,
-        output: sandbox.max_output.0 as usize,
-        logs: sandbox.max_logs.0 as usize,
-        calls: sandbox.max_calls,
-    }
 }
 
 /// A program's tool calls, dispatched with its caller's principal and request id, each one logged.

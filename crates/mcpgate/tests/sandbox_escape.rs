@@ -55,14 +55,7 @@ fn config(backend: SandboxBackend, pool_size: u32) -> SandboxConfig {
 }
 
 fn limits(config: &SandboxConfig) -> Limits {
-    Limits {
-        time: config.max_execution_time.0,
-        memory: config.max_memory.0 as usize,
-        stack: config.max_stack.0 as usize,
-        output: config.max_output.0 as usize,
-        logs: config.max_logs.0 as usize,
-        calls: config.max_calls,
-    }
+    Limits::from(config)
 }
 
 /// `echo` answers with its arguments, `hang` never answers; counts the calls.

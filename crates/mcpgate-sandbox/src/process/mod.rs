@@ -134,14 +134,8 @@ fn build(
 
 /// The limits workers are sized for until a run says otherwise.
 fn limits(config: &SandboxConfig) -> Limits {
-    Limits {
-        time: config.max_execution_time.0,
-        memory: config.max_memory.0 as usize,
-        stack: (config.max_stack.0 as usize).min(MAX_STACK),
-        output: config.max_output.0 as usize,
-        logs: config.max_logs.0 as usize,
-        calls: config.max_calls,
-    }
+    let limits = Limits::from(config);
+    Limits { stack: limits.stack.min(MAX_STACK), ..limits }
 }
 
 /// The sandbox whose workers `spawner` starts, its pool filling.
