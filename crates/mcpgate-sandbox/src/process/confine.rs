@@ -48,8 +48,9 @@ pub(crate) fn landlock(require: bool) -> Result<&'static str, String> {
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn seccomp() -> Result<(), String> {
     let fail = |e: seccompiler::BackendError| format!("cannot build the seccomp filter: {e}");
+    let opening = arch::OPENS.iter().map(|&(nr, _)| nr);
     let mut allow: BTreeMap<i64, Vec<SeccompRule>> =
-        arch::ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+        ALLOWED.iter().chain(arch::ALSO_ALLOWED).copied().chain(opening).map(|nr| (nr, Vec::new())).collect();
     // Closing a file checks it is open first (debug builds of the standard library).
     let getfd = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::F_GETFD as u64);
     allow.insert(libc::SYS_fcntl, vec![SeccompRule::new(vec![getfd.map_err(fail)?]).map_err(fail)?]);
@@ -119,6 +120,37 @@ fn write_flag_rules(flags_arg: u8) -> Result<Vec<SeccompRule>, seccompiler::Back
     .collect()
 }
 
+/// What the engine may call on every architecture (the opening calls are added from `arch::OPENS`: their own
+/// filters decide how an open ends).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const ALLOWED: &[i64] = &[
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_close,
+    libc::SYS_ppoll,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_mprotect,
+    libc::SYS_brk,
+    libc::SYS_madvise,
+    libc::SYS_futex,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_getres,
+    libc::SYS_gettimeofday,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_getrandom,
+    libc::SYS_getpid,
+    libc::SYS_gettid,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_sigaltstack,
+    libc::SYS_restart_syscall,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
 #[cfg(target_arch = "x86_64")]
 mod arch {
     /// The filters' architecture (a call from another ABI, such as x32 or i386, kills the process).
@@ -127,37 +159,8 @@ mod arch {
     /// Opening system calls, with the index of their flags argument.
     pub(super) const OPENS: [(i64, u8); 2] = [(libc::SYS_open, 1), (libc::SYS_openat, 2)];
 
-    /// What the engine may call.
-    pub(super) const ALLOWED: &[i64] = &[
-        libc::SYS_read,
-        libc::SYS_write,
-        libc::SYS_close,
-        libc::SYS_poll,
-        libc::SYS_ppoll,
-        libc::SYS_mmap,
-        libc::SYS_munmap,
-        libc::SYS_mremap,
-        libc::SYS_mprotect,
-        libc::SYS_brk,
-        libc::SYS_madvise,
-        libc::SYS_futex,
-        libc::SYS_clock_gettime,
-        libc::SYS_clock_getres,
-        libc::SYS_gettimeofday,
-        libc::SYS_sched_yield,
-        libc::SYS_sched_getaffinity,
-        libc::SYS_getrandom,
-        libc::SYS_getpid,
-        libc::SYS_gettid,
-        libc::SYS_rt_sigreturn,
-        libc::SYS_rt_sigprocmask,
-        libc::SYS_sigaltstack,
-        libc::SYS_restart_syscall,
-        libc::SYS_exit,
-        libc::SYS_exit_group,
-        libc::SYS_open,
-        libc::SYS_openat,
-    ];
+    /// What the engine may call here besides [`super::ALLOWED`].
+    pub(super) const ALSO_ALLOWED: &[i64] = &[libc::SYS_poll];
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -168,33 +171,6 @@ mod arch {
     /// Opening system calls, with the index of their flags argument.
     pub(super) const OPENS: [(i64, u8); 1] = [(libc::SYS_openat, 2)];
 
-    /// What the engine may call.
-    pub(super) const ALLOWED: &[i64] = &[
-        libc::SYS_read,
-        libc::SYS_write,
-        libc::SYS_close,
-        libc::SYS_ppoll,
-        libc::SYS_mmap,
-        libc::SYS_munmap,
-        libc::SYS_mremap,
-        libc::SYS_mprotect,
-        libc::SYS_brk,
-        libc::SYS_madvise,
-        libc::SYS_futex,
-        libc::SYS_clock_gettime,
-        libc::SYS_clock_getres,
-        libc::SYS_gettimeofday,
-        libc::SYS_sched_yield,
-        libc::SYS_sched_getaffinity,
-        libc::SYS_getrandom,
-        libc::SYS_getpid,
-        libc::SYS_gettid,
-        libc::SYS_rt_sigreturn,
-        libc::SYS_rt_sigprocmask,
-        libc::SYS_sigaltstack,
-        libc::SYS_restart_syscall,
-        libc::SYS_exit,
-        libc::SYS_exit_group,
-        libc::SYS_openat,
-    ];
+    /// What the engine may call here besides [`super::ALLOWED`].
+    pub(super) const ALSO_ALLOWED: &[i64] = &[];
 }
