@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use mcpgate_core::JsonObject;
 use serde_json::Value;
 
-use crate::search::{Entry, key, resolve};
+use crate::search::{Entry, key, required, resolve};
 
 /// Width the doc comments are wrapped to.
 const WIDTH: usize = 100;
@@ -469,13 +469,7 @@ impl<'s, 't> Schema<'s, 't> {
 
     /// The properties of an object schema, required or not, then its index signature if any.
     fn members(&mut self, schema: &JsonObject, depth: usize, path: Option<&str>) -> Vec<Member> {
-        let required: HashSet<&str> = schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let required = required(schema);
         let properties = schema.get("properties").and_then(Value::as_object);
         let mut members = Vec::new();
         for (name, property) in properties.into_iter().flatten() {

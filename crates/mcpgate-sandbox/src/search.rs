@@ -307,13 +307,7 @@ fn first_sentence(line: &str) -> &str {
 fn signature(entry: &Entry<'_>) -> String {
     let schema = &entry.tool.input_schema;
     let properties = schema.get("properties").and_then(Value::as_object);
-    let required: HashSet<&str> = schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let required = required(schema);
     let mut parameters = Vec::new();
     for want_required in [true, false] {
         for (name, property) in properties.into_iter().flatten() {
@@ -325,6 +319,12 @@ fn signature(entry: &Entry<'_>) -> String {
     }
     let path = names::path(entry.binding);
     if parameters.is_empty() { format!("{path}()") } else { format!("{path}({{{}}})", parameters.join(", ")) }
+}
+
+/// The property names an object schema's `required` lists.
+pub(crate) fn required(schema: &JsonObject) -> HashSet<&str> {
+    let names = schema.get("required").and_then(Value::as_array).into_iter().flatten();
+    names.filter_map(Value::as_str).collect()
 }
 
 /// A property name as written in an object type: bare when it is an identifier, quoted otherwise.
