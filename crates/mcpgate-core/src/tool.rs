@@ -94,9 +94,9 @@ pub struct ToolOutcome {
     #[serde(rename = "cacheScope", default, deserialize_with = "lenient_scope", skip_serializing)]
     pub cache_scope: Option<CacheScope>,
     /// Facts about the call for its audit line only (`detail`), never sent to the client: e.g. the size and
-    /// hash of a code-mode program.
+    /// hash of a code-mode program. Boxed: rare, and every outcome moves through the pipeline.
     #[serde(skip)]
-    pub audit: Option<Value>,
+    pub audit: Option<Box<Value>>,
 }
 
 /// Who may be served a cached copy of a result (`cacheScope`, 2026-07-28).

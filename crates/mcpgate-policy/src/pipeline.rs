@@ -320,7 +320,7 @@ impl Pipeline {
             tokens: facts.tokens,
             budget: facts.budget,
             arguments: arguments.as_ref(),
-            detail: result.as_ref().ok().and_then(|outcome| outcome.audit.as_ref()),
+            detail: result.as_ref().ok().and_then(|outcome| outcome.audit.as_deref()),
         };
         record(&report);
         self.report(&report).await;

@@ -223,7 +223,7 @@ impl Backend for CodeCall {
                 let detail = json!({ "code_bytes": code.len(), "code_sha256": digest });
                 let bindings = reachable.into_iter().map(|(binding, _)| binding).collect();
                 let outcome = self.execute(cx, inner, code, bindings).await;
-                Ok(ToolOutcome { audit: Some(detail), ..outcome })
+                Ok(ToolOutcome { audit: Some(Box::new(detail)), ..outcome })
             }
             other => Err(BackendError::NotFound { kind: "tool", name: other.to_owned() }),
         }
