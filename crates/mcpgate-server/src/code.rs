@@ -22,6 +22,7 @@ use mcpgate_core::{
 use mcpgate_policy::{ArgumentSchema, ToolPolicy, authz};
 use mcpgate_sandbox::{Binding, Failure, Limits, Program, Sandbox, ToolCaller, describe, names, search};
 use parking_lot::Mutex;
+use rmcp::model::Tool;
 use serde_json::{Value, json};
 use sha2::Digest;
 use tokio::time::Instant;
@@ -53,6 +54,8 @@ pub(crate) struct CodeMode {
     /// Per principal: a result's keys may be data (`{"alice@example.com": …}`), which another caller must not see.
     observed: Mutex<HashMap<(Arc<str>, String), Value>>,
     defs: [ToolDef; 3],
+    /// The definitions as `tools/list` items, converted once.
+    wire: [Tool; 3],
     policies: [ToolPolicy; 3],
     /// The gateway, for the programs' calls (set once it is built).
     gateway: OnceLock<Weak<Gateway>>,
@@ -74,10 +77,15 @@ impl CodeMode {
             rate_limit: Default::default(),
             cache: Default::default(),
         });
+        let wire = defs.each_ref().map(|def| {
+            let item = serde_json::to_value(def).and_then(serde_json::from_value);
+            item.expect("code mode's own tool definitions are valid tools/list items")
+        });
         Self {
             sandbox: mcpgate_sandbox::build(&sandbox),
             observed: Mutex::default(),
             defs,
+            wire,
             policies,
             gateway: OnceLock::new(),
         }
@@ -90,8 +98,13 @@ impl CodeMode {
 
     /// The code-mode tools `config` offers: all three, or without `execute` when the sandbox is off.
     pub(crate) fn tools<'a>(&'a self, config: &CodeModeConfig) -> impl Iterator<Item = &'a ToolDef> + 'a {
+        self.offered(config).map(|index| &self.defs[index])
+    }
+
+    /// Which of the three `config` offers, by index.
+    fn offered(&self, config: &CodeModeConfig) -> impl Iterator<Item = usize> + use<'_> {
         let execute = config.sandbox.enabled;
-        self.defs.iter().filter(move |def| execute || def.name != EXECUTE)
+        (0..self.defs.len()).filter(move |&index| execute || self.defs[index].name != EXECUTE)
     }
 
     /// `/status`'s `code_mode`.
@@ -121,8 +134,22 @@ impl Gateway {
         live: &'a Live,
         principal: &Principal,
     ) -> impl Iterator<Item = &'a ToolDef> + 'a {
-        let offered = matches!(principal.mode, Mode::Code { .. });
-        self.code.tools(&live.config.code_mode).filter(move |_| offered)
+        self.offered_to(live, principal).map(|index| &self.code.defs[index])
+    }
+
+    /// [`Gateway::code_tools`] as `tools/list` items.
+    pub(crate) fn code_wire_tools<'a>(
+        &'a self,
+        live: &'a Live,
+        principal: &Principal,
+    ) -> impl Iterator<Item = &'a Tool> + 'a {
+        self.offered_to(live, principal).map(|index| &self.code.wire[index])
+    }
+
+    /// Which code-mode tools, by index, `principal` is offered under `live`'s configuration.
+    fn offered_to<'a>(&'a self, live: &'a Live, principal: &Principal) -> impl Iterator<Item = usize> + 'a {
+        let in_code_mode = matches!(principal.mode, Mode::Code { .. });
+        self.code.offered(&live.config.code_mode).filter(move |_| in_code_mode)
     }
 
     /// Whether `name` is a code-mode tool `principal` is offered under `live`'s configuration.

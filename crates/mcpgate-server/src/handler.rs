@@ -290,14 +290,11 @@ impl ServerHandler for McpHandler {
                 context
             );
         }
-        // In code mode the code-mode tools come first (converted per list: code-mode lists are rare).
+        // In code mode the code-mode tools come first.
         let live = self.live(&context);
-        let code = self.gateway.code_tools(&live, &principal);
-        let code = code.filter_map(|def| serde_json::to_value(def).and_then(serde_json::from_value).ok());
-        let visible: Vec<rmcp::model::Tool> = code
-            .chain(
-                registry.wire_tools().iter().filter(|tool| authz::may_use(&principal, &tool.name)).cloned(),
-            )
+        let visible: Vec<_> = (self.gateway.code_wire_tools(&live, &principal))
+            .chain(registry.wire_tools().iter().filter(|tool| authz::may_use(&principal, &tool.name)))
+            .cloned()
             .collect();
         list_page!(self, ListToolsResult, &visible, Ok::<_, ErrorData>, request, context)
     }
