@@ -52,13 +52,7 @@ impl Backend for Shifting {
 }
 
 async fn tool_names(gw: &TestGateway) -> Vec<String> {
-    let (_, list) = gw.modern("tools/list", None, json!({})).await;
-    list["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect()
+    common::tool_names_of(&gw.modern("tools/list", None, json!({})).await.1)
 }
 
 #[tokio::test]

@@ -39,13 +39,7 @@ async fn request(gw: &TestGateway, key: &str, method: &str, name: Option<&str>, 
 }
 
 async fn tool_names(gw: &TestGateway, key: &str) -> Vec<String> {
-    let list = request(gw, key, "tools/list", None, json!({})).await;
-    list["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect()
+    common::tool_names_of(&request(gw, key, "tools/list", None, json!({})).await)
 }
 
 async fn call(gw: &TestGateway, key: &str, tool: &str, arguments: Value) -> Value {

@@ -70,6 +70,13 @@ pub fn meta() -> Value {
     })
 }
 
+/// The names of a `tools/list` answer's tools.
+pub fn tool_names_of(answer: &Value) -> Vec<String> {
+    let tools =
+        answer["result"]["tools"].as_array().unwrap_or_else(|| panic!("not a tools/list answer: {answer}"));
+    tools.iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
+}
+
 /// A 2026-07-28 request with matching headers.
 pub fn modern(method: &str, name: Option<&str>, mut params: Value) -> (Vec<(&'static str, String)>, Value) {
     params["_meta"] = meta();
