@@ -342,21 +342,56 @@ def test_stdio_tools(mcpgate_bin: str, mode: str, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- federation
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
+def _wait_ok(proc: subprocess.Popen[bytes], base: str, path: str, log: Path, within: float = HEALTH_TIMEOUT_S) -> None:
+    """Until GET `path` answers 200 (`/health`: serving; `/ready`: every upstream connected and listed)."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    deadline = time.monotonic() + within
     while True:
         if proc.poll() is not None:
             pytest.fail(f"mcpgate exited early with code {proc.returncode}; log:\n{_tail(log)}", pytrace=False)
         try:
-            with opener.open(f"{base}/health", timeout=2) as resp:
+            with opener.open(f"{base}{path}", timeout=2) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() > deadline:
-            pytest.fail(f"{base}/health not ready within {HEALTH_TIMEOUT_S}s; log:\n{_tail(log)}", pytrace=False)
+            pytest.fail(f"{base}{path} not 200 within {within}s; log:\n{_tail(log)}", pytrace=False)
         time.sleep(0.1)
+
+
+def _serve(mcpgate_bin: str, config: Path, tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """`mcpgate serve --config CONFIG` on a free port with `env` over ours, once `/health` answers: the process,
+    its base URL and its log."""
+    port = _free_port()
+    log = tmp_path / "gateway.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(
+            [mcpgate_bin, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LOG_LEVEL": "info", **env},
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ok(proc, base, "/health", log)
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc, base, log
+
+
+def _required_env(names: list[str]) -> dict[str, str]:
+    """The variables `scripts/upstreams.sh` exports; skipped (failed with MCPGATE_REQUIRE_UPSTREAMS=1) without them."""
+    found = {name: os.environ.get(name, "") for name in names}
+    if not all(found.values()):
+        missing = ", ".join(n for n, v in found.items() if not v)
+        message = f'{missing} unset: run `eval "$(scripts/upstreams.sh)"` first'
+        if os.environ.get("MCPGATE_REQUIRE_UPSTREAMS") == "1":
+            pytest.fail(f"MCPGATE_REQUIRE_UPSTREAMS=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    return found
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -373,12 +408,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def typescript_federation(mcpgate_bin: str, tmp_path: Path) -> Iterator[str]:
     """mcpgate fronting tests/upstream-ts/server.mjs (the official TypeScript SDK) over Streamable HTTP, prefix
     off; the gateway's /mcp URL. The server and node come from `eval "$(scripts/upstreams.sh)"`."""
-    node, server = os.environ.get("MCPGATE_TEST_NODE"), os.environ.get("MCPGATE_TEST_UPSTREAM_TS")
-    if not (node and server):
-        message = 'MCPGATE_TEST_NODE / MCPGATE_TEST_UPSTREAM_TS unset: run `eval "$(scripts/upstreams.sh)"` first'
-        if os.environ.get("MCPGATE_REQUIRE_UPSTREAMS") == "1":
-            pytest.fail(f"MCPGATE_REQUIRE_UPSTREAMS=1 but {message}", pytrace=False)
-        pytest.skip(message)
+    up = _required_env(["MCPGATE_TEST_NODE", "MCPGATE_TEST_UPSTREAM_TS"])
+    node, server = up["MCPGATE_TEST_NODE"], up["MCPGATE_TEST_UPSTREAM_TS"]
     upstream_log = tmp_path / "upstream-ts.log"
     with open(upstream_log, "wb") as logf:
         # Port 0: the server takes a free port and names its URL on its first line.
@@ -392,18 +423,8 @@ def typescript_federation(mcpgate_bin: str, tmp_path: Path) -> Iterator[str]:
             pytest.fail(f"the TypeScript upstream did not start ({line!r}); log:\n{_tail(upstream_log)}", pytrace=False)
         config = tmp_path / "gateway.yaml"
         config.write_text(f"upstreams:\n  typescript:\n    url: {match.group(1)}\n    prefix: false\n    timeout: 30s\n")
-        port = _free_port()
-        log = tmp_path / "gateway.log"
-        with open(log, "wb") as logf:
-            gateway = subprocess.Popen(
-                [mcpgate_bin, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "LOG_LEVEL": "info"},
-            )
-        _wait_healthy(gateway, f"http://127.0.0.1:{port}", log)
-        yield f"http://127.0.0.1:{port}/mcp"
+        gateway, base, log = _serve(mcpgate_bin, config, tmp_path, {})
+        yield f"{base}/mcp"
         assert 'protocol="2026-07-28"' in _tail(log, 1_000_000), (
             f"the gateway did not speak 2026-07-28 to the TypeScript upstream; log:\n{_tail(log)}"
         )
@@ -455,24 +476,11 @@ def test_sampling_and_elicitation_of_a_2026_typescript_upstream_reach_a_legacy_c
 # --------------------------------------------------------------------------- code mode
 
 
-def _upstream_vars() -> dict[str, str] | None:
-    names = ["MCPGATE_TEST_NODE", "MCPGATE_TEST_EVERYTHING", "MCPGATE_TEST_FILESYSTEM", "MCPGATE_TEST_TIME"]
-    found = {name: os.environ.get(name, "") for name in names}
-    if all(found.values()):
-        return found
-    message = f'{", ".join(n for n, v in found.items() if not v)} unset: run `eval "$(scripts/upstreams.sh)"` first'
-    if os.environ.get("MCPGATE_REQUIRE_UPSTREAMS") == "1":
-        pytest.fail(f"MCPGATE_REQUIRE_UPSTREAMS=1 but {message}", pytrace=False)
-    pytest.skip(message)
-    return None
-
-
 @pytest.fixture
 def code_mode_gateway(mcpgate_bin: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """mcpgate in code mode (EXECUTION_MODE=code) fronting the real server-everything, server-filesystem (over
     a directory holding `notes.txt`) and mcp-server-time, over stdio; the /mcp URL and the allowed directory."""
-    up = _upstream_vars()
-    assert up is not None
+    up = _required_env(["MCPGATE_TEST_NODE", "MCPGATE_TEST_EVERYTHING", "MCPGATE_TEST_FILESYSTEM", "MCPGATE_TEST_TIME"])
     allowed = tmp_path / "files"
     allowed.mkdir()
     (allowed / "notes.txt").write_text("alpha\nbeta\ngamma\n")
@@ -484,39 +492,12 @@ def code_mode_gateway(mcpgate_bin: str, tmp_path: Path) -> Iterator[tuple[str, P
         f"  fs:\n    command: {q(up['MCPGATE_TEST_NODE'])}\n    args: [{q(up['MCPGATE_TEST_FILESYSTEM'])}, {q(allowed)}]\n"
         f"  time:\n    command: {q(up['MCPGATE_TEST_TIME'])}\n"
     )
-    port = _free_port()
-    log = tmp_path / "gateway.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(
-            [mcpgate_bin, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LOG_LEVEL": "info", "EXECUTION_MODE": "code"},
-        )
+    proc, base, log = _serve(mcpgate_bin, config, tmp_path, {"EXECUTION_MODE": "code"})
     try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_healthy(proc, base, log)
-        _wait_ready(proc, base, log)
+        _wait_ok(proc, base, "/ready", log, within=30)
         yield f"{base}/mcp", allowed
     finally:
         _stop(proc)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    """Until /ready says 200: every upstream connected and listed."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with opener.open(f"{base}/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"{base}/ready not 200 within 30 s; log:\n{_tail(log)}", pytrace=False)
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("mode", MODES)
