@@ -107,6 +107,14 @@ def write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
+def save_answers(out: Path, part: str, pages: list[str], cpages: list[str], search: str, describe: str) -> None:
+    """Keep what the model would read, as received: both tools/list (every page) and the discovery answers."""
+    (out / f"{part}-direct-tools-list.json").write_text("[" + ",".join(pages) + "]\n")
+    (out / f"{part}-code-tools-list.json").write_text("[" + ",".join(cpages) + "]\n")
+    (out / f"{part}-search.json").write_text(search + "\n")
+    (out / f"{part}-describe.json").write_text(describe + "\n")
+
+
 # ------------------------------------------------------------ 1. surface ---
 
 SEARCH_QUERY = "create an invoice for a customer"
@@ -140,10 +148,7 @@ def part_surface(args: argparse.Namespace, tokens: Tokens, out: Path) -> JsonObj
     finally:
         direct.stop()
         code.stop()
-    (out / "surface-direct-tools-list.json").write_text("[" + ",".join(pages) + "]\n")
-    (out / "surface-code-tools-list.json").write_text("[" + ",".join(cpages) + "]\n")
-    (out / "surface-search.json").write_text(search_raw + "\n")
-    (out / "surface-describe.json").write_text(describe_raw + "\n")
+    save_answers(out, "surface", pages, cpages, search_raw, describe_raw)
     direct_tok = sum(tokens.count_many(pages))
     code_tok = sum(tokens.count_many(cpages))
     tools_only = tokens.count(compact(tools))
@@ -326,10 +331,7 @@ def part_workflow(args: argparse.Namespace, tokens: Tokens, out: Path) -> JsonOb
         direct.stop()
         code.stop()
         shutil_rmtree(work)
-    (out / "workflow-direct-tools-list.json").write_text("[" + ",".join(pages) + "]\n")
-    (out / "workflow-code-tools-list.json").write_text("[" + ",".join(cpages) + "]\n")
-    (out / "workflow-search.json").write_text(search_raw + "\n")
-    (out / "workflow-describe.json").write_text(describe_raw + "\n")
+    save_answers(out, "workflow", pages, cpages, search_raw, describe_raw)
 
     list_tok = sum(tokens.count_many(pages))
     clist_tok = sum(tokens.count_many(cpages))
