@@ -411,13 +411,7 @@ impl ToolCaller for InnerCalls<'_> {
                 progress_token: None,
                 peer: None,
             };
-            let door = Door {
-                live: self.call.live.clone(),
-                registry: self.call.registry.clone(),
-                jsonrpc_id: None,
-                meta: None,
-                request: None,
-            };
+            let door = Door::of(self.call.live.clone(), self.call.registry.clone());
             if self.from_script && self.call.is_script(&tool) {
                 return Err(format!("{tool}: a script tool cannot call another script tool"));
             }

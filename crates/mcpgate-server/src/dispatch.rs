@@ -50,13 +50,13 @@ pub(crate) struct Door<'a> {
 impl Door<'_> {
     /// A door with no trace context: the configuration and catalogue in force now.
     pub(crate) fn now(gateway: &Gateway) -> Door<'static> {
-        Door {
-            live: gateway.live(),
-            registry: gateway.registry(),
-            jsonrpc_id: None,
-            meta: None,
-            request: None,
-        }
+        Door::of(gateway.live(), gateway.registry())
+    }
+
+    /// A door with no trace context, for `live` and `registry` (those an outer call took: code mode's inner
+    /// calls run under their `execute`'s).
+    pub(crate) fn of(live: Arc<Live>, registry: RegistryHandle) -> Door<'static> {
+        Door { live, registry, jsonrpc_id: None, meta: None, request: None }
     }
 }
 
