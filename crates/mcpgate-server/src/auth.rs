@@ -108,7 +108,7 @@ pub(crate) struct Access {
 impl Access {
     /// Prepare `security`. Fails (with every problem) only on a config that skipped validation.
     pub(crate) fn new(security: &SecurityConfig, code: &CodeModeConfig) -> Result<Self, String> {
-        let mode = |own: Option<ExecutionMode>| mode(code, own.unwrap_or(code.mode));
+        let mode = |own: Option<ExecutionMode>| principal_mode(code, own.unwrap_or(code.mode));
         let mut problems = Vec::new();
         let mut nets = |field: &str, list: &[String]| -> Vec<IpNet> {
             list.iter()
@@ -318,7 +318,7 @@ pub(crate) async fn check(access: Arc<Access>, mut request: Request, next: Next)
 }
 
 /// The principal mode an execution mode gives: code mode, with hybrid's direct tools.
-fn mode(code: &CodeModeConfig, mode: ExecutionMode) -> Mode {
+fn principal_mode(code: &CodeModeConfig, mode: ExecutionMode) -> Mode {
     match mode {
         ExecutionMode::Direct => Mode::Direct,
         ExecutionMode::Code => Mode::Code { direct: Arc::new([]) },
