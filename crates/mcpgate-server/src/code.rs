@@ -119,11 +119,11 @@ impl CodeMode {
         })
     }
 
-    /// Why code mode cannot run programs, when it is in use, `execute` is offered and its sandbox cannot run
-    /// (for `/ready`).
-    pub(crate) fn unready(&self, config: &mcpgate_config::Config) -> Option<String> {
-        let offered = CodeModeConfig::in_use(config) && config.code_mode.sandbox.enabled;
-        offered.then(|| self.sandbox.ready().err()).flatten()
+    /// `/ready`'s `sandbox` check: `None` when nothing in `config` needs the sandbox; else whether it can run
+    /// programs (always, when `execute` is switched off: nothing will run).
+    pub(crate) fn readiness(&self, config: &mcpgate_config::Config) -> Option<Result<(), String>> {
+        let needed = CodeModeConfig::in_use(config);
+        needed.then(|| if config.code_mode.sandbox.enabled { self.sandbox.ready() } else { Ok(()) })
     }
 }
 

@@ -53,14 +53,12 @@ pub async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         });
     }
     // Code mode's sandbox: one that cannot run fails the node, never falls back to a weaker one.
-    let live = gateway.live();
-    if mcpgate_config::CodeModeConfig::in_use(&live.config) {
-        checks.push(match gateway.code.unready(&live.config) {
-            None => json!({ "name": "sandbox", "status": "up", "required": true }),
-            Some(reason) => {
-                json!({ "name": "sandbox", "status": "down", "required": true, "reason": reason })
-            }
-        });
+    match gateway.code.readiness(&gateway.live().config) {
+        None => {}
+        Some(Ok(())) => checks.push(json!({ "name": "sandbox", "status": "up", "required": true })),
+        Some(Err(reason)) => {
+            checks.push(json!({ "name": "sandbox", "status": "down", "required": true, "reason": reason }));
+        }
     }
     if gateway.shutdown.is_cancelled() {
         checks.push(json!({ "name": "shutdown", "status": "down", "required": true, "reason": "draining" }));
