@@ -96,6 +96,22 @@ pub struct Run {
     pub logs: Vec<LogLine>,
 }
 
+impl Run {
+    /// A run that never got going, or was cut short, for `failure`.
+    pub fn failed(failure: Failure) -> Self {
+        Self { outcome: Err(failure), logs: Vec::new() }
+    }
+
+    /// This run, a timeout reported with the caller's `limit` (the engine had only the time left after waiting
+    /// for a slot or a worker).
+    pub(crate) fn timed_out_at(self, limit: Duration) -> Self {
+        match self.outcome {
+            Err(Failure::Timeout(_)) => Self { outcome: Err(Failure::Timeout(limit)), logs: self.logs },
+            _ => self,
+        }
+    }
+}
+
 /// One `console.*` call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {

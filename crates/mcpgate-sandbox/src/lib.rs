@@ -94,7 +94,7 @@ impl Sandbox for Unavailable {
 
     async fn run(&self, _program: Program, _limits: Limits, _tools: &dyn ToolCaller) -> Run {
         let reason = format!("the {} sandbox cannot run: {}", self.name, self.reason);
-        Run { outcome: Err(Failure::Sandbox(reason)), logs: Vec::new() }
+        Run::failed(Failure::Sandbox(reason))
     }
 
     fn ready(&self) -> Result<(), String> {

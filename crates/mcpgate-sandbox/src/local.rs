@@ -18,7 +18,7 @@ use std::sync::{
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use parking_lot::Mutex;
 use tokio::{
-    sync::{Semaphore, mpsc as async_mpsc},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc as async_mpsc},
     time::Instant,
 };
 
@@ -36,6 +36,28 @@ pub trait ToolCaller: Send + Sync {
         tool: String,
         arguments: serde_json::Map<String, serde_json::Value>,
     ) -> BoxFuture<'_, Result<String, String>>;
+}
+
+/// Answer tool call `id` of a program with `tools`: `arguments` (JSON text) must be an object.
+pub(crate) async fn answer(tools: &dyn ToolCaller, id: u64, tool: String, arguments: String) -> Completion {
+    let result = match serde_json::from_str::<serde_json::Value>(&arguments) {
+        Ok(serde_json::Value::Object(arguments)) => tools.call(tool, arguments).await,
+        _ => Err(format!("{tool}: arguments must be a JSON object")),
+    };
+    Completion { id, result }
+}
+
+/// One of `slots`, waited for until `deadline`; else the run it ends as (a timeout reported as `limit`).
+pub(crate) async fn slot(
+    slots: &Arc<Semaphore>,
+    deadline: Instant,
+    limit: std::time::Duration,
+) -> Result<OwnedSemaphorePermit, Run> {
+    match tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await {
+        Ok(Ok(slot)) => Ok(slot),
+        Ok(Err(_)) => Err(Run::failed(Failure::Sandbox("the sandbox is shut down".into()))),
+        Err(_) => Err(Run::failed(Failure::Timeout(limit))),
+    }
 }
 
 /// The in-process QuickJS sandbox.
@@ -146,16 +168,15 @@ impl crate::Sandbox for Quickjs {
     /// against the time limit.
     async fn run(&self, program: Program, limits: Limits, tools: &dyn ToolCaller) -> Run {
         let deadline = Instant::now() + limits.time;
-        let slot = match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(slot)) => slot,
-            Ok(Err(_)) => return failed(Failure::Sandbox("the sandbox is shut down".into())),
-            Err(_) => return failed(Failure::Timeout(limits.time)),
+        let slot = match slot(&self.slots, deadline, limits.time).await {
+            Ok(slot) => slot,
+            Err(run) => return run,
         };
         let limit = limits.time;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let limits = Limits { time: remaining, ..limits };
         let (events, mut from_engine) = async_mpsc::unbounded_channel();
-        let (answer, answers) = mpsc::channel();
+        let (to_engine, answers) = mpsc::channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(cancel.clone());
         let mut channel = Channel { events, answers };
@@ -166,29 +187,19 @@ impl crate::Sandbox for Quickjs {
             let _ = channel.events.send(Event::Done(run));
         });
         if let Err(e) = self.start(job, limits.stack + STACK_MARGIN) {
-            return failed(Failure::Sandbox(format!("cannot start the engine thread: {e}")));
+            return Run::failed(Failure::Sandbox(format!("cannot start the engine thread: {e}")));
         }
         let mut calls = FuturesUnordered::new();
         loop {
             tokio::select! {
                 event = from_engine.recv() => match event {
-                    Some(Event::Call { id, tool, arguments }) => calls.push(async move {
-                        let result = match serde_json::from_str::<serde_json::Value>(&arguments) {
-                            Ok(serde_json::Value::Object(arguments)) => tools.call(tool, arguments).await,
-                            _ => Err(format!("{tool}: arguments must be a JSON object")),
-                        };
-                        Completion { id, result }
-                    }),
-                    // The engine's limit was what was left after waiting for a slot; report the one set.
-                    Some(Event::Done(Run { outcome: Err(Failure::Timeout(_)), logs })) => {
-                        return Run { outcome: Err(Failure::Timeout(limit)), logs };
-                    }
-                    Some(Event::Done(run)) => return run,
-                    None => return failed(Failure::Sandbox("the engine thread ended without a result".into())),
+                    Some(Event::Call { id, tool, arguments }) => calls.push(answer(tools, id, tool, arguments)),
+                    Some(Event::Done(run)) => return run.timed_out_at(limit),
+                    None => return Run::failed(Failure::Sandbox("the engine thread ended without a result".into())),
                 },
                 Some(completion) = calls.next(), if !calls.is_empty() => {
                     // The engine may have finished meanwhile; its result is on the way.
-                    let _ = answer.send(completion);
+                    let _ = to_engine.send(completion);
                 }
             }
         }
@@ -224,8 +235,4 @@ impl Quickjs {
         })?;
         jobs.send(Work::Run(job)).map_err(|_| std::io::Error::other("the engine thread ended at once"))
     }
-}
-
-fn failed(failure: Failure) -> Run {
-    Run { outcome: Err(failure), logs: Vec::new() }
 }

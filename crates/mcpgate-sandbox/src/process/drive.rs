@@ -8,8 +8,8 @@ use tokio::{io::AsyncWriteExt, time::Instant};
 
 use super::{child::Worker, lines::Line};
 use crate::{
-    engine::{Completion, Failure, Limits, Program, Run},
-    local::ToolCaller,
+    engine::{Failure, Limits, Program, Run},
+    local::{ToolCaller, answer},
     protocol::{self, FromWorker, ToWorker},
 };
 
@@ -28,7 +28,7 @@ pub(crate) async fn drive(
 ) -> Run {
     let bound = protocol::line_limit(limits);
     let Some(mut stdin) = worker.stdin.take() else {
-        return failed(Failure::Sandbox("the worker has no stdin".into()));
+        return Run::failed(Failure::Sandbox("the worker has no stdin".into()));
     };
     let mut outbox = VecDeque::from([protocol::encode(&ToWorker::Run { program, limits: sent })]);
     let mut written = 0;
@@ -43,19 +43,19 @@ pub(crate) async fn drive(
                         // The engine stops a program at its limit; a worker asking for more is not the engine.
                         made += 1;
                         if made > limits.calls {
-                            return failed(Failure::Calls(limits.calls));
+                            return Run::failed(Failure::Calls(limits.calls));
                         }
-                        calls.push(call(tools, id, tool, arguments));
+                        calls.push(answer(tools, id, tool, arguments));
                     }
                     Ok(FromWorker::Done(run)) => {
                         worker.finished = true;
-                        return reworded(run, limits);
+                        return run.timed_out_at(limits.time);
                     }
-                    Ok(FromWorker::Ready(_)) => return failed(Failure::Sandbox("the worker said `ready` twice".into())),
-                    Err(e) => return failed(Failure::Sandbox(format!("the worker sent a line that is not the protocol: {e}"))),
+                    Ok(FromWorker::Ready(_)) => return Run::failed(Failure::Sandbox("the worker said `ready` twice".into())),
+                    Err(e) => return Run::failed(Failure::Sandbox(format!("the worker sent a line that is not the protocol: {e}"))),
                 },
                 Ok(Line::TooLong) => {
-                    return failed(Failure::Sandbox(format!("the worker sent a line over {bound} bytes")));
+                    return Run::failed(Failure::Sandbox(format!("the worker sent a line over {bound} bytes")));
                 }
                 Ok(Line::Eof) | Err(_) => return ended(worker, limits).await,
             },
@@ -76,25 +76,8 @@ pub(crate) async fn drive(
                 }
             }
             () = worker.stderr.pump() => {}
-            () = tokio::time::sleep_until(hard_deadline) => return failed(Failure::Timeout(limits.time)),
+            () = tokio::time::sleep_until(hard_deadline) => return Run::failed(Failure::Timeout(limits.time)),
         }
-    }
-}
-
-/// Answer one tool call.
-async fn call(tools: &dyn ToolCaller, id: u64, tool: String, arguments: String) -> Completion {
-    let result = match serde_json::from_str::<serde_json::Value>(&arguments) {
-        Ok(serde_json::Value::Object(arguments)) => tools.call(tool, arguments).await,
-        _ => Err(format!("{tool}: arguments must be a JSON object")),
-    };
-    Completion { id, result }
-}
-
-/// The worker's run, its timeout given as the caller's limit (the worker had only the time left).
-fn reworded(run: Run, limits: &Limits) -> Run {
-    match run.outcome {
-        Err(Failure::Timeout(_)) => Run { outcome: Err(Failure::Timeout(limits.time)), logs: run.logs },
-        _ => run,
     }
 }
 
@@ -102,11 +85,7 @@ fn reworded(run: Run, limits: &Limits) -> Run {
 async fn ended(worker: &mut Worker, limits: &Limits) -> Run {
     let message = worker.explain("the worker ended without a result".into()).await;
     if worker.oom_killed() {
-        return failed(Failure::Memory(limits.memory));
+        return Run::failed(Failure::Memory(limits.memory));
     }
-    failed(Failure::Sandbox(message))
-}
-
-pub(crate) fn failed(failure: Failure) -> Run {
-    Run { outcome: Err(failure), logs: Vec::new() }
+    Run::failed(Failure::Sandbox(message))
 }

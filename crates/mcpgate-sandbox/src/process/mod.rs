@@ -30,7 +30,6 @@ use tokio::{sync::Semaphore, time::Instant};
 use self::{
     child::{Isolation, Spawner},
     container::Engine,
-    drive::failed,
     pool::Pool,
 };
 use crate::{
@@ -167,7 +166,7 @@ fn on_path(program: &str) -> Option<PathBuf> {
 
 impl Process {
     fn cannot_start(&self, reason: &str) -> Run {
-        failed(Failure::Sandbox(format!("cannot start a {} worker: {reason}", self.name)))
+        Run::failed(Failure::Sandbox(format!("cannot start a {} worker: {reason}", self.name)))
     }
 }
 
@@ -181,15 +180,14 @@ impl Sandbox for Process {
     /// count against the time limit.
     async fn run(&self, program: Program, limits: Limits, tools: &dyn ToolCaller) -> Run {
         let deadline = Instant::now() + limits.time;
-        let _slot = match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(slot)) => slot,
-            Ok(Err(_)) => return failed(Failure::Sandbox("the sandbox is shut down".into())),
-            Err(_) => return failed(Failure::Timeout(limits.time)),
+        let _slot = match crate::local::slot(&self.slots, deadline, limits.time).await {
+            Ok(slot) => slot,
+            Err(run) => return run,
         };
         let mut worker = match tokio::time::timeout_at(deadline, self.pool.take()).await {
             Ok(Ok((worker, _warm))) => worker,
             Ok(Err(reason)) => return self.cannot_start(&reason),
-            Err(_) => return failed(Failure::Timeout(limits.time)),
+            Err(_) => return Run::failed(Failure::Timeout(limits.time)),
         };
         match worker.fit(&self.spawner, &limits) {
             Ok(true) => {}
@@ -197,9 +195,11 @@ impl Sandbox for Process {
             Ok(false) => match tokio::time::timeout_at(deadline, self.spawner.start_for(&limits)).await {
                 Ok(Ok(sized)) => worker = sized,
                 Ok(Err(reason)) => return self.cannot_start(&reason),
-                Err(_) => return failed(Failure::Timeout(limits.time)),
+                Err(_) => return Run::failed(Failure::Timeout(limits.time)),
             },
-            Err(e) => return failed(Failure::Sandbox(format!("cannot set the worker's memory limit: {e}"))),
+            Err(e) => {
+                return Run::failed(Failure::Sandbox(format!("cannot set the worker's memory limit: {e}")));
+            }
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let sent = Limits { time: left, stack: limits.stack.min(MAX_STACK), ..limits };
