@@ -301,14 +301,14 @@ struct Scan {
 }
 
 /// One pass over `bytes`: nesting depth and numbers out of range (found by the edge fuzz target: a body whose
-/// skipped field held `88888E888` passed the edge, and the protocol layer then answered 415).
+/// skipped field held `88888E888` passed the edge, and the protocol layer then answered 415). The pass only
+/// notices a number that could be out of range — one with an exponent, or hundreds of digits — and reads the
+/// numbers then, in a second pass that ordinary bodies never take.
 fn scan(bytes: &[u8]) -> Scan {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    let mut huge_number = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        i += 1;
+    // Digits (and points) in a row outside strings, and whether a number may be out of range.
+    let (mut digits, mut suspect) = (0usize, false);
+    for &b in bytes {
         if in_string {
             match b {
                 _ if escaped => escaped = false,
@@ -319,28 +319,53 @@ fn scan(bytes: &[u8]) -> Scan {
             continue;
         }
         match b {
+            b'0'..=b'9' | b'.' => {
+                digits += 1;
+                suspect |= digits > 300;
+                continue;
+            }
+            // After a digit, an exponent (`true` and `false` have an `e` too, after letters).
+            b'e' | b'E' => suspect |= digits > 0,
             b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
-            b'-' | b'0'..=b'9' => {
-                let start = i - 1;
-                while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
-                    i += 1;
-                }
-                let number = &bytes[start..i];
-                // Only an exponent or hundreds of digits can leave a double's range.
-                if number.len() > 300 || number.iter().any(|c| matches!(c, b'e' | b'E')) {
-                    let parsed = std::str::from_utf8(number).ok().and_then(|n| n.parse::<f64>().ok());
-                    huge_number |= parsed.is_some_and(|n| n.is_infinite());
-                }
-            }
             _ => {}
         }
+        digits = 0;
     }
-    Scan { depth: deepest, huge_number }
+    Scan { depth: deepest, huge_number: suspect && has_huge_number(bytes) }
+}
+
+/// Whether a number outside the strings of `bytes` is too large for a double.
+fn has_huge_number(bytes: &[u8]) -> bool {
+    let (mut in_string, mut escaped, mut i) = (false, false, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let start = i - 1;
+            while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                i += 1;
+            }
+            let number = std::str::from_utf8(&bytes[start..i]).ok().and_then(|n| n.parse::<f64>().ok());
+            if number.is_some_and(f64::is_infinite) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// The protocol layer answers some rejections (foreign Host or Origin, unknown session) in plain text; give
