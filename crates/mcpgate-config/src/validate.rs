@@ -321,8 +321,10 @@ fn compiled() -> &'static CompiledSchema {
     })
 }
 
-/// Every schema violation in `value`, with paths. A tagged-union mismatch (`oneOf`) is refined: the variant
-/// the `kind` field names is validated alone, so the message names the offending field rather than the union.
+/// Every schema violation in `value`, with paths. Two kinds of mismatch are refined so the message names the
+/// offending field rather than the alternatives: a tagged union (`oneOf`), by validating alone the variant the
+/// `kind` field names; and an optional section (`anyOf` of a schema and `null`) that is set, by validating it
+/// alone against that schema.
 pub(crate) fn schema_problems(value: &Value) -> Vec<Problem> {
     let schema = compiled();
     let mut problems = Vec::new();
@@ -330,15 +332,40 @@ pub(crate) fn schema_problems(value: &Value) -> Vec<Problem> {
         let instance_path = error.instance_path().to_string();
         let schema_path = error.schema_path().to_string();
         let instance = value.pointer(&instance_path).unwrap_or(&Value::Null);
-        if schema_path.ends_with("/oneOf")
-            && let Some(refined) = refine_one_of(&schema.root, &schema_path, instance, &instance_path)
-        {
-            problems.extend(refined);
-            continue;
+        let refined = if schema_path.ends_with("/oneOf") {
+            refine_one_of(&schema.root, &schema_path, instance, &instance_path)
+        } else if schema_path.ends_with("/anyOf") {
+            refine_optional(&schema.root, &schema_path, instance, &instance_path)
+        } else {
+            None
+        };
+        match refined {
+            Some(refined) => problems.extend(refined),
+            None => problems.push(Problem::new(dotted(&instance_path), error.to_string())),
         }
-        problems.push(Problem::new(dotted(&instance_path), error.to_string()));
     }
     problems
+}
+
+/// `anyOf: [X, {type: null}]` (what an `Option` of a section becomes) failed for a value that is set: the
+/// problems are X's.
+fn refine_optional(
+    root: &Value,
+    schema_path: &str,
+    instance: &Value,
+    instance_path: &str,
+) -> Option<Vec<Problem>> {
+    let [first, second] = resolve(root, schema_path)?.as_array()?.as_slice() else {
+        return None;
+    };
+    let is_null =
+        |v: &Value| v.as_object().is_some_and(|o| o.len() == 1 && o.get("type") == Some(&"null".into()));
+    let set = match (is_null(first), is_null(second)) {
+        (true, false) => second,
+        (false, true) => first,
+        _ => return None,
+    };
+    validate_alone(root, set, instance, instance_path)
 }
 
 fn refine_one_of(
@@ -361,7 +388,13 @@ fn refine_one_of(
     let Some(variant) = variants.iter().find(|v| tag(v).as_deref() == kind.as_str()) else {
         return Some(vec![Problem::new(at("kind"), format!("unknown kind {kind}; one of {known:?}"))]);
     };
-    let mut standalone = variant.clone();
+    validate_alone(root, variant, instance, instance_path)
+}
+
+/// The problems of `instance` (at `instance_path`) under `part` of the schema alone, `$ref`s resolved against
+/// `root`; `None` when there are none.
+fn validate_alone(root: &Value, part: &Value, instance: &Value, instance_path: &str) -> Option<Vec<Problem>> {
+    let mut standalone = part.clone();
     if let (Some(obj), Some(defs)) = (standalone.as_object_mut(), root.get("$defs")) {
         obj.insert("$defs".into(), defs.clone());
     }
