@@ -27,6 +27,9 @@ use crate::{ApiKeyConfig, ByteSize, Config, HumanDuration, KeyHash, LogFormat, S
 /// | `ENABLE_TELEMETRY`; `OTEL_SDK_DISABLED=true` (switches off) | `telemetry.enabled` |
 /// | `TELEMETRY_ENDPOINT` (wins), `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` | `telemetry.endpoint` (an endpoint alone switches traces on) |
 /// | `OTEL_SERVICE_NAME` | `telemetry.service_name` |
+/// | `REDIS_URL`; `REDIS_HOST`, `REDIS_PORT` | `state.url` (and `state.backend: redis`): rate limits and the cache shared by every node on that Redis |
+/// | `REDIS_PASSWORD` | the Redis password (environment only; `state.password_env` names another variable) |
+/// | `REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER` | `state.sentinel`: comma-separated `host:port` of the sentinels, and the master's name |
 /// | `CACHE_TTL_SECONDS` | `cache.ttl`: the default TTL of cached tools, in seconds (`0`: no caching) |
 /// | `MAX_TOKENS_PER_REQUEST` | `budget.max_tokens`: tokens one tool result may send back (`0`: no limit) |
 /// | `CONTEXT_SIZE_LIMIT_KB` | `budget.max_bytes`, in KiB (`0`: no limit) |
@@ -147,6 +150,7 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
     problems.extend(crate::limits::apply_env(&mut config.rate_limits, get));
     problems.extend(crate::telemetry::apply_env(&mut config.telemetry, get));
     problems.extend(crate::cache::apply_env(&mut config.cache, get));
+    problems.extend(crate::state::apply_env(&mut config.state, get));
     problems.extend(crate::budget::apply_env(&mut config.budget, get));
     problems.extend(crate::audit::apply_env(&mut config.audit, get));
     problems.extend(crate::jwt::apply_env(&mut config.security, get));

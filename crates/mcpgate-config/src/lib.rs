@@ -20,6 +20,7 @@ mod metrics;
 mod model;
 mod resilience;
 mod security;
+mod state;
 mod telemetry;
 mod tools;
 mod units;
@@ -47,6 +48,7 @@ pub use resilience::{BreakerConfig, ResilienceConfig};
 pub use security::{
     ApiKeyConfig, HashMethod, KeyHash, KeyHasher, Secret, SecurityConfig, parse_cidr, parse_rfc3339,
 };
+pub use state::{Fallback, OnUnavailable, RedisTarget, SentinelConfig, StateBackendKind, StateConfig};
 pub use telemetry::TelemetryConfig;
 pub use tools::{
     CommandBackend, CommandCall, HttpBackend, HttpCall, HttpMethod, HttpResponse, OutputFormat,

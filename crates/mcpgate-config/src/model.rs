@@ -31,6 +31,10 @@ pub struct Config {
     pub rate_limits: crate::limits::RateLimitsConfig,
     /// The result cache: which tools' results are kept and for how long. No tool is cached by default.
     pub cache: crate::cache::CacheConfig,
+    /// Where rate-limit buckets and cached results live: this process (the default) or Redis, shared by many
+    /// nodes.
+    #[serde(skip_serializing_if = "crate::state::StateConfig::is_default")]
+    pub state: crate::state::StateConfig,
     /// Token and size limits on what one tool result sends back. None by default.
     pub budget: crate::budget::BudgetConfig,
     /// The audit log: one JSON line per `tools/call` (`AUDIT_LOG_FILE`). Off by default.

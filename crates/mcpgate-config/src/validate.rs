@@ -129,6 +129,7 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
     crate::limits::problems(config, &mut problems);
     crate::telemetry::problems(config, &mut problems);
     crate::cache::problems(config, &mut problems);
+    crate::state::problems(config, &mut problems);
     crate::budget::problems(config, &mut problems);
     crate::audit::problems(config, &mut problems);
     crate::jwt::problems(config, &mut problems);

@@ -65,6 +65,18 @@ impl Limit {
         self.per
     }
 
+    /// What one request costs: `per / requests`.
+    pub fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval)
+    }
+
+    /// The same budget with the cost of one request rounded up to whole microseconds, for a store that counts in
+    /// microseconds (exact in a double, as Redis Lua numbers are).
+    pub fn in_micros(&self) -> Self {
+        let interval = self.interval.div_ceil(1000) * 1000;
+        Self { interval, ..*self }
+    }
+
     fn from_config(limit: &RateLimit) -> Option<Self> {
         Self::new(limit.requests.get(), limit.per.0)
     }
@@ -186,8 +198,10 @@ pub struct Decision {
 }
 
 /// GCRA for one bucket at `now`, with stored TAT `stored` (both in nanoseconds since the store's epoch; 0 for a
-/// bucket never used): the decision if a request is taken, and the TAT to store if it is.
-pub(crate) fn gcra(stored: u64, now: u64, limit: Limit) -> (Decision, u64) {
+/// bucket never used): the decision if a request is taken, and the TAT to store if it is. A shared store that
+/// runs the algorithm elsewhere (a Redis script) reads its answers back through this, so every store decides
+/// alike.
+pub fn gcra(stored: u64, now: u64, limit: Limit) -> (Decision, u64) {
     let tat = stored.max(now);
     let ahead = tat - now;
     if ahead > limit.tolerance() {
@@ -214,7 +228,7 @@ pub(crate) fn gcra(stored: u64, now: u64, limit: Limit) -> (Decision, u64) {
 }
 
 /// An admitting decision as it reads when nothing was taken after all (another bucket of the request refused).
-pub(crate) fn untaken(mut decision: Decision) -> Decision {
+pub fn untaken(mut decision: Decision) -> Decision {
     if decision.allowed {
         decision.remaining = decision.remaining.saturating_add(1).min(decision.limit.requests);
         decision.reset = decision.reset.saturating_sub(Duration::from_nanos(decision.limit.interval));

@@ -113,7 +113,7 @@ impl Gateway {
         let subscriptions = Arc::new(Subscriptions::default());
         let metrics = Arc::new(Metrics::new());
         catalogue.get().prime_metrics(|name| metrics.tool(name));
-        let state = StateBackend::from_config(&config);
+        let state = StateBackend::from_config(&config).map_err(StartError::Internal)?;
         let (pipeline, audit) = pipeline(&config, &state, &metrics, None)?;
         let live = Live { config: Arc::new(config.clone()), pipeline, access, audit };
         let request_state = RequestStateCodec::try_new(state.seal_key().bytes().to_vec())
@@ -240,6 +240,10 @@ impl Readings for Gateway {
     fn sessions(&self) -> (usize, usize) {
         let sessions = self.sessions.get().and_then(std::sync::Weak::upgrade);
         sessions.map_or((0, 0), |sessions| (sessions.len(), sessions.workers()))
+    }
+
+    fn state(&self) -> (&'static str, bool) {
+        (self.state.kind().as_str(), self.state.is_up())
     }
 }
 

@@ -42,16 +42,15 @@ async fn backend_checks(gateway: &Gateway) -> Vec<Value> {
 pub async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     let mut checks = vec![json!({ "name": "config", "status": "up", "required": true })];
     checks.extend(backend_checks(&gateway).await);
-    // The stores behind rate limits and the cache: a node whose store is out of reach is not ready.
-    for (concern, health) in gateway.state.health().await {
-        let name = format!("state.{concern}");
-        checks.push(match health {
-            StoreHealth::Up => json!({ "name": name, "status": "up", "required": true }),
-            StoreHealth::Down(reason) => {
-                json!({ "name": name, "status": "down", "required": true, "reason": reason })
-            }
-        });
-    }
+    // The store behind rate limits and the cache. Out of reach, the node still serves (falling back as
+    // `state.on_unavailable` says), so it stays ready unless `state.required`.
+    let (name, required) = (format!("state:{}", gateway.state.kind().as_str()), gateway.state.required());
+    checks.push(match gateway.state.health().await {
+        StoreHealth::Up => json!({ "name": name, "status": "up", "required": required }),
+        StoreHealth::Down(reason) => {
+            json!({ "name": name, "status": "down", "required": required, "reason": reason })
+        }
+    });
     // Code mode's sandbox: one that cannot run fails the node, never falls back to a weaker one.
     match gateway.code.readiness(&gateway.live().config) {
         None => {}
@@ -68,10 +67,12 @@ pub async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     (status, Json(json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks })))
 }
 
-/// `/status`'s `state`: where buckets and cached results live, and whether the sealing key is shared by the nodes.
+/// `/status`'s `state`: where buckets and cached results live, whether that store answers, and whether the sealing
+/// key is shared by the nodes.
 fn state_status(gateway: &Gateway) -> Value {
-    let seal_key = if gateway.state.seal_key().is_shared() { "configured" } else { "per-process" };
-    json!({ "backend": gateway.state.kind().as_str(), "seal_key": seal_key })
+    let state = &gateway.state;
+    let seal_key = if state.seal_key().is_shared() { "configured" } else { "per-process" };
+    json!({ "backend": state.kind().as_str(), "at": state.location(), "up": state.is_up(), "seal_key": seal_key })
 }
 
 /// `/status`'s `cache`: whether results are cached, the default TTL, what the store holds and the hit counts.

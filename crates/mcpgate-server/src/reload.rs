@@ -34,7 +34,7 @@ pub struct Reloaded {
 /// `old` is the config the gateway started with (an earlier reload did not apply them either).
 fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
-    let checks: [(&'static str, bool); 11] = [
+    let checks: [(&'static str, bool); 12] = [
         ("server.listen", o.listen != n.listen),
         (
             "server.allowed_hosts / allowed_origins",
@@ -61,6 +61,7 @@ fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("metrics", old.metrics != new.metrics),
         ("telemetry", old.telemetry != new.telemetry),
         ("server.compression", o.compression != n.compression),
+        ("state", old.state != new.state),
     ];
     checks.into_iter().filter(|(_, changed)| *changed).map(|(path, _)| path).collect()
 }

@@ -122,10 +122,14 @@ async fn ready_and_status_describe_the_backends() {
     assert_eq!(ready["status"], "ready");
     let names: Vec<&str> =
         ready["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["config", "backend:conf", "backend:demo", "state.rate_limits", "state.cache"]);
+    assert_eq!(names, ["config", "backend:conf", "backend:demo", "state:memory"]);
     let status: Value =
         gw.http.get(format!("{}/status", gw.base)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(status["state"], json!({ "backend": "memory", "seal_key": "per-process" }), "{status}");
+    assert_eq!(
+        status["state"],
+        json!({ "backend": "memory", "at": null, "up": true, "seal_key": "per-process" }),
+        "{status}"
+    );
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     let demo = status["backends"].as_array().unwrap().iter().find(|b| b["name"] == "demo").unwrap();
     assert_eq!((demo["state"].as_str(), demo["tools"].as_u64()), (Some("up"), Some(4)));

@@ -4,13 +4,15 @@
 //! [`StateBackend`] is built once, from the config, and is the only place that chooses the stores'
 //! implementation: the pipeline asks it for a rate store and a cache store instead of naming one, and `/ready`
 //! asks it how they are. In memory (the default) each limiter and each cache gets a store of its own, in this
-//! process; a shared backend (Redis, for many nodes) will hand every one the same connection. The store traits
-//! stay beside the algorithms that use them (`mcpgate_policy::{RateStore, CacheStore}`); their implementations
-//! and their choice live here.
+//! process; with Redis (`state.backend: redis`, for many nodes) every store shares this node's one link to Redis,
+//! and every node's stores share the same keys. The store traits stay beside the algorithms that use them
+//! (`mcpgate_policy::{RateStore, CacheStore}`); their implementations and their choice live here.
+
+mod redis;
 
 use std::sync::Arc;
 
-use mcpgate_config::{CacheConfig, Config};
+use mcpgate_config::{CacheConfig, Config, StateBackendKind, StateConfig};
 use mcpgate_policy::{CacheStore, MemoryCache, MemoryStore, RateStore, StoreHealth};
 
 /// Which kind of state a gateway keeps.
@@ -18,6 +20,8 @@ use mcpgate_policy::{CacheStore, MemoryCache, MemoryStore, RateStore, StoreHealt
 pub enum Kind {
     /// In this process: one node needs nothing else.
     Memory,
+    /// In Redis, shared by every node.
+    Redis,
 }
 
 impl Kind {
@@ -25,6 +29,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Memory => "memory",
+            Self::Redis => "redis",
         }
     }
 }
@@ -73,19 +78,49 @@ impl std::fmt::Debug for SealKey {
 pub struct StateBackend {
     kind: Kind,
     seal_key: SealKey,
+    /// The `state` section it was built from (a reload does not rebuild it).
+    config: StateConfig,
+    /// This node's link to Redis, for `backend: redis`.
+    link: Option<Arc<redis::Link>>,
 }
 
 impl StateBackend {
-    /// The state `config` asks for.
-    pub fn from_config(config: &Config) -> Self {
+    /// The state `config` asks for. With Redis, the link starts connecting in the background (a node starts
+    /// whether Redis answers or not); must be called within a tokio runtime then. Fails on a Redis setting the
+    /// client refuses.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
         let seal_key = SealKey::from_config(config);
+        let state = config.state.clone();
+        let (kind, link) = match state.backend {
+            StateBackendKind::Memory => (Kind::Memory, None),
+            StateBackendKind::Redis => (Kind::Redis, Some(redis::Link::start(&state)?)),
+        };
         if !seal_key.is_shared() {
+            let why = if kind == Kind::Redis {
+                "the nodes sharing this Redis will refuse each other's multi-round retries"
+            } else {
+                "set the same key on every node when several serve one endpoint"
+            };
             tracing::info!(
-                "MCPGATE_SEAL_KEY is unset: multi-round requestState is sealed with a key of this process; set the \
-                 same key on every node when several serve one endpoint"
+                "MCPGATE_SEAL_KEY is unset: multi-round requestState is sealed with a key of this process; {why}"
             );
         }
-        Self { kind: Kind::Memory, seal_key }
+        Ok(Self { kind, seal_key, config: state, link })
+    }
+
+    /// Whether the shared store answers (always, in memory).
+    pub fn is_up(&self) -> bool {
+        self.link.as_ref().is_none_or(|link| link.is_up())
+    }
+
+    /// Whether `/ready` fails while the shared store cannot be reached (`state.required`).
+    pub fn required(&self) -> bool {
+        self.config.required
+    }
+
+    /// Where the shared store is, for `/status` (never a password).
+    pub fn location(&self) -> Option<&str> {
+        self.link.as_deref().map(|link| link.describe.as_str())
     }
 
     /// Its kind.
@@ -100,23 +135,33 @@ impl StateBackend {
 
     /// A store for a rate limiter's buckets.
     pub fn rate_store(&self) -> Arc<dyn RateStore> {
-        match self.kind {
-            Kind::Memory => Arc::new(MemoryStore::new()),
+        match &self.link {
+            None => Arc::new(MemoryStore::new()),
+            Some(link) => Arc::new(redis::RedisRates::new(
+                link.clone(),
+                &self.config.key_prefix,
+                self.config.on_unavailable.rate_limits,
+            )),
         }
     }
 
     /// A store for the result cache `config` describes (its size bound).
     pub fn cache_store(&self, config: &CacheConfig) -> Arc<dyn CacheStore> {
-        match self.kind {
-            Kind::Memory => Arc::new(MemoryCache::new(config.max_size.0)),
+        match &self.link {
+            None => Arc::new(MemoryCache::new(config.max_size.0)),
+            Some(link) => {
+                Arc::new(redis::RedisCache::new(link.clone(), &self.config.key_prefix, config.max_size.0))
+            }
         }
     }
 
-    /// How each store is, by concern, for `/ready` and `/status`.
-    pub async fn health(&self) -> Vec<(&'static str, StoreHealth)> {
-        match self.kind {
-            // Memory cannot be out of reach.
-            Kind::Memory => vec![("rate_limits", StoreHealth::Up), ("cache", StoreHealth::Up)],
+    /// How the stores are, for `/ready` and `/status`: memory cannot be out of reach; Redis is one link for
+    /// every concern.
+    pub async fn health(&self) -> StoreHealth {
+        match &self.link {
+            None => StoreHealth::Up,
+            Some(link) if link.is_up() => StoreHealth::Up,
+            Some(link) => StoreHealth::Down(link.reason()),
         }
     }
 }
@@ -130,11 +175,13 @@ mod tests {
     #[test]
     fn the_seal_key_is_the_configured_one_or_a_fresh_one() {
         let mut config = Config::default();
-        let (a, b) = (StateBackend::from_config(&config), StateBackend::from_config(&config));
+        let (a, b) =
+            (StateBackend::from_config(&config).unwrap(), StateBackend::from_config(&config).unwrap());
         assert!(!a.seal_key().is_shared() && a.seal_key().bytes().len() == 32);
         assert_ne!(a.seal_key().bytes(), b.seal_key().bytes(), "per process, random");
         config.security.seal_key = Some(Secret::new("k".repeat(40)));
-        let (a, b) = (StateBackend::from_config(&config), StateBackend::from_config(&config));
+        let (a, b) =
+            (StateBackend::from_config(&config).unwrap(), StateBackend::from_config(&config).unwrap());
         assert!(a.seal_key().is_shared());
         assert_eq!(a.seal_key().bytes(), b.seal_key().bytes());
         assert!(!format!("{a:?}").contains("kkkk"), "never printed");
@@ -142,9 +189,9 @@ mod tests {
 
     #[tokio::test]
     async fn memory_state_is_up_and_hands_out_its_own_stores() {
-        let state = StateBackend::from_config(&Config::default());
+        let state = StateBackend::from_config(&Config::default()).unwrap();
         assert_eq!(state.kind().as_str(), "memory");
-        assert!(state.health().await.iter().all(|(_, health)| *health == StoreHealth::Up));
+        assert_eq!(state.health().await, StoreHealth::Up);
         let (a, b) = (state.rate_store(), state.rate_store());
         assert!(!Arc::ptr_eq(&a, &b), "each limiter its own buckets in memory");
         assert_eq!(a.health().await, StoreHealth::Up);

@@ -6,6 +6,7 @@
 //!   the processes it starts and how its dependency goes away.
 //! - [`process`]: the processes a backend started, found through `/proc` by a marker in their environment, so
 //!   tests running side by side in one process never see each other's children.
+//! - [`redis`]: a real `redis-server` of the test's own, which the test can kill and start again.
 //! - [`free_port`] and [`eventually`]: a port nobody listens on, and a bounded wait for a state change.
 //!
 //! Waits are bounded polls on a condition, never a sleep followed by an assertion. Durations are measured
@@ -16,6 +17,7 @@
 
 pub mod contract;
 pub mod process;
+pub mod redis;
 
 use std::{net::TcpListener, time::Duration};
 

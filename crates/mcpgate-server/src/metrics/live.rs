@@ -30,6 +30,8 @@ pub(crate) trait Readings: Send + Sync {
     fn backends(&self) -> Vec<BackendReading>;
     /// Legacy sessions open, and how many of them hold a protocol worker (the others are parked).
     fn sessions(&self) -> (usize, usize);
+    /// The state backend's kind, and whether it answers.
+    fn state(&self) -> (&'static str, bool);
 }
 
 /// What is read at scrape time: breaker phases, upstream health and live sessions from the gateway's
@@ -51,8 +53,10 @@ impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let readings = self.readings.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let readings = readings.and_then(|weak| weak.upgrade());
-        let (backends, sessions) = readings
-            .map_or_else(|| (Vec::new(), (0, 0)), |readings| (readings.backends(), readings.sessions()));
+        let (backends, sessions, state) = readings.map_or_else(
+            || (Vec::new(), (0, 0), None),
+            |readings| (readings.backends(), readings.sessions(), Some(readings.state())),
+        );
         let (sessions, workers) = sessions;
 
         let help = "Circuit breaker of each backend: 0 closed, 1 half-open, 2 open";
@@ -79,6 +83,13 @@ impl Collector for Live {
         let help = "Legacy sessions holding a protocol worker (the rest are parked: a small record each)";
         let mut gauge = encoder.encode_descriptor(names::SESSION_WORKERS, help, None, MetricType::Gauge)?;
         gauge.encode_gauge(&(workers as i64))?;
+
+        if let Some((backend, up)) = state {
+            let help = "The state backend (rate limits, cache): 1 reachable, 0 not (in memory: always 1)";
+            let mut family =
+                encoder.encode_descriptor(names::STATE_BACKEND_UP, help, None, MetricType::Gauge)?;
+            family.encode_family(&[("backend", backend)])?.encode_gauge(&i64::from(up))?;
+        }
 
         // Zero while no audit log is configured; a failure is a call whose line is missing from the file.
         let audit = [

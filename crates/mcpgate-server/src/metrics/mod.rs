@@ -96,6 +96,8 @@ pub mod names {
     pub const UPSTREAM_UP: &str = "mcp_upstream_up";
     /// Gauge `mcp_active_sessions`.
     pub const ACTIVE_SESSIONS: &str = "mcp_active_sessions";
+    /// Gauge `mcp_state_backend_up{backend}`: whether the shared state (Redis) answers.
+    pub const STATE_BACKEND_UP: &str = "mcp_state_backend_up";
     /// Gauge `mcp_session_workers`: legacy sessions that hold a protocol worker (not parked).
     pub const SESSION_WORKERS: &str = "mcp_session_workers";
     /// Counter `mcp_operations_total{operation,status}`: resource reads, prompts, completions and subscriptions

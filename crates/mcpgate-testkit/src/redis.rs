@@ -1,0 +1,100 @@
+//! A real `redis-server` for a test: started on a free loopback port with nothing persisted, stopped (and
+//! started again, on the same port) when the test says, killed when dropped.
+
+use std::{
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// A `redis-server` of the test's own.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    /// Start one, or `None` after a loud message saying `what` was skipped when `redis-server` is not installed —
+    /// unless `MCPGATE_REQUIRE_REDIS=1` (set by `scripts/test.sh`), which makes that a failure.
+    pub fn start(what: &str) -> Option<Self> {
+        Self::start_with(what, &[])
+    }
+
+    /// [`start`](Self::start) with more `redis-server` arguments (`--requirepass`, `--replicaof`, …).
+    pub fn start_with(what: &str, extra: &[&str]) -> Option<Self> {
+        if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
+            assert!(
+                std::env::var("MCPGATE_REQUIRE_REDIS").as_deref() != Ok("1"),
+                "MCPGATE_REQUIRE_REDIS=1 but redis-server is not installed"
+            );
+            eprintln!(
+                "\n!!! SKIPPED {what}: redis-server is not installed (apt-get install redis-server) !!!\n"
+            );
+            return None;
+        }
+        let mut server = Self {
+            port: crate::free_port(),
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.restart();
+        Some(server)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kill it (SIGKILL: an outage, not a shutdown) and wait until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it (again) on its port, empty, and wait until it accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--dir", &std::env::temp_dir().display().to_string()])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        // At most 1,000 looks 10 ms apart (about 10 s): a bounded wait for the port to open.
+        for attempt in 0.. {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            assert!(attempt < 1000, "redis-server on port {} did not start", self.port);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
