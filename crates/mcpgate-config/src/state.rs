@@ -351,6 +351,33 @@ mod tests {
     }
 
     #[test]
+    fn validation_names_each_bad_setting() {
+        let yaml = "state:\n  backend: redis\n  url: http://cache:6379\n  key_prefix: \"a{b}\"\n  sentinel: { master: \"\", addresses: [\"s1:x\"] }\n  command_timeout: 0s\nbackends:\n  d: { kind: builtin, builtin: demo }\n";
+        let problems = match crate::parse_str(yaml, crate::Format::Yaml, "t.yaml") {
+            Err(crate::ConfigError::Invalid { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        };
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        for expected in [
+            "state.url: scheme \"http\"",
+            "state.sentinel.master: the master's name is required",
+            "state.sentinel.addresses.0: \"s1:x\"",
+            "state.key_prefix: \"a{b}\"",
+            "state.command_timeout: 0s",
+        ] {
+            assert!(text.iter().any(|t| t.starts_with(expected)), "missing {expected:?} in {text:#?}");
+        }
+        assert_eq!(text.len(), 5, "{text:#?}");
+        let yaml = "state:\n  backend: redis\nbackends:\n  d: { kind: builtin, builtin: demo }\n";
+        let Err(crate::ConfigError::Invalid { problems, .. }) =
+            crate::parse_str(yaml, crate::Format::Yaml, "t.yaml")
+        else {
+            panic!("a redis backend without a server is refused")
+        };
+        assert!(problems[0].to_string().contains("set url (REDIS_URL)"), "{problems:?}");
+    }
+
+    #[test]
     fn urls_parse_or_say_what_is_wrong() {
         let server = RedisTarget::parse("rediss://app:pw@redis.internal:6380/3").unwrap();
         let RedisTarget::Server { tls, host, port, db, username, password } = server else { panic!() };

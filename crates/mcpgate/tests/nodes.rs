@@ -1,0 +1,140 @@
+//! Two `mcpgate serve` processes on one real `redis-server` act as one gateway: one tool budget between them, one
+//! cache; and a node keeps serving (authentication included) while Redis is down, says so in `/ready`, `/status`
+//! and `mcp_state_backend_up`, and is back on Redis when it returns.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
+
+use std::{path::Path, time::Duration};
+
+use mcpgate_testkit::redis::RedisServer;
+use serde_json::{Value, json};
+use support::{Process, http_get, modern_with, serve_with_env};
+
+const KEY: &str = "node-test-key-0123456789";
+const SEAL: &str = "a-seal-key-shared-by-both-nodes-0123456789";
+
+const CONFIG: &str = "\
+rate_limits:
+  tools:
+    echo: { requests: 4, per: 1m }
+cache:
+  tools:
+    now: {}
+backends:
+  demo: { kind: builtin, builtin: demo }
+";
+
+fn node(dir: &Path, name: &str, redis: &RedisServer) -> (Process, String) {
+    let config = dir.join("nodes.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let env = [("REDIS_URL", redis.url()), ("MCP_API_KEY", KEY.into()), ("MCPGATE_SEAL_KEY", SEAL.into())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    serve_with_env(Some(&config), &dir.join(format!("{name}.log")), Duration::from_secs(20), &env)
+}
+
+/// A stateless call with the key: the HTTP status and the message.
+fn call(addr: &str, tool: &str, arguments: Value) -> (u16, Value) {
+    let params = json!({ "name": tool, "arguments": arguments });
+    modern_with(addr, &[("x-api-key", KEY)], "tools/call", Some(tool), params).unwrap()
+}
+
+fn json_of(addr: &str, path: &str) -> Value {
+    let raw = http_get(addr, path);
+    serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap_or(Value::Null)
+}
+
+fn state_check(addr: &str) -> (u16, Value) {
+    let raw = http_get(addr, "/ready");
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let ready: Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let check = ready["checks"].as_array().unwrap().iter().find(|c| c["name"] == "state:redis").cloned();
+    (status, check.unwrap())
+}
+
+fn backend_up(addr: &str) -> Option<i64> {
+    let metrics = http_get(addr, "/metrics");
+    let line = metrics.lines().find(|l| l.starts_with("mcp_state_backend_up{backend=\"redis\"}"))?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+/// Poll (at most 15 s, every 20 ms) until `condition` holds.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..750 {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("still not true after 15 s: {what}");
+}
+
+#[test]
+fn two_nodes_on_one_redis_share_a_budget_and_a_cache() {
+    let Some(redis) = RedisServer::start("two nodes on one redis") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, a) = node(dir.path(), "a", &redis);
+    let (_b, b) = node(dir.path(), "b", &redis);
+    for addr in [&a, &b] {
+        eventually("the node reaches redis", || backend_up(addr) == Some(1));
+        assert_eq!(state_check(addr).1["status"], "up");
+        let status = json_of(addr, "/status");
+        assert_eq!(status["state"]["backend"], "redis");
+        assert_eq!(status["state"]["seal_key"], "configured");
+        assert!(!status.to_string().contains(SEAL));
+    }
+
+    // echo: 4 per minute between both nodes, not 4 each.
+    let answers: Vec<i64> = (0..8)
+        .map(|i| {
+            let (_, message) = call(if i % 2 == 0 { &a } else { &b }, "echo", json!({ "message": "hi" }));
+            message["error"]["code"].as_i64().unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(answers, [0, 0, 0, 0, -32005, -32005, -32005, -32005]);
+
+    // A result cached through A is what B answers.
+    let (_, first) = call(&a, "now", json!({}));
+    let stamped = first["result"]["content"][0]["text"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(5)); // a fresh `now` would differ by at least a millisecond
+    let (_, through_b) = call(&b, "now", json!({}));
+    assert_eq!(through_b["result"]["content"][0]["text"], stamped.as_str(), "a hit on B for A's result");
+}
+
+#[test]
+fn a_node_serves_without_redis_says_so_and_goes_back_to_it() {
+    let Some(mut redis) = RedisServer::start("a node without redis") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, a) = node(dir.path(), "a", &redis);
+    eventually("the node reaches redis", || backend_up(&a) == Some(1));
+    assert_eq!(call(&a, "echo", json!({ "message": "x" })).0, 200);
+
+    redis.kill();
+    // Calls go on (local buckets, no cache), the first one noticing the outage.
+    for _ in 0..3 {
+        let (status, message) = call(&a, "echo", json!({ "message": "still here" }));
+        assert_eq!((status, message["result"]["isError"].as_bool()), (200, Some(false)), "{message}");
+    }
+    assert_eq!(call(&a, "now", json!({})).0, 200);
+    // Authentication never depends on Redis.
+    let unauthenticated =
+        modern_with(&a, &[], "tools/call", Some("echo"), json!({ "name": "echo" })).unwrap();
+    assert_eq!(unauthenticated.0, 401);
+    eventually("the metric shows redis down", || backend_up(&a) == Some(0));
+    let (status, check) = state_check(&a);
+    assert_eq!(
+        (status, &check["status"], &check["required"]),
+        (200, &json!("down"), &json!(false)),
+        "{check}"
+    );
+    assert_eq!(json_of(&a, "/status")["state"]["up"], false);
+    let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
+    assert_eq!(log.matches("state backend down").count(), 1, "one line per transition:\n{log}");
+
+    redis.restart();
+    eventually("the node is back on redis", || backend_up(&a) == Some(1));
+    assert_eq!(state_check(&a).1["status"], "up");
+    let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
+    assert!(log.contains("state backend up"), "{log}");
+}
