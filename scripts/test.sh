@@ -10,7 +10,7 @@
 #   - for the sql tools, a throw-away PostgreSQL cluster on a free port, owned by this run and stopped at its
 #     end (scripts/postgres.sh; the `postgresql` package is installed when missing); for the command tools'
 #     example, `ip` (iproute2) and `uptime` (procps); for code mode's OS sandboxes, bubblewrap, runsc (gVisor), podman and runc;
-#     for shared state, redis-server (each test starts its own on a free port).
+#     for shared state, redis-server and nginx (each test starts its own on free ports).
 #
 # Usage: scripts/test.sh            (from anywhere; the repository root is found from this file)
 # Set SKIP_CONFORMANCE=1 or SKIP_INTEROP=1 to leave a stage out while iterating.
@@ -78,7 +78,9 @@ export MCPGATE_REQUIRE_SANDBOXES=1
 # Shared state (crates/mcpgate-state/tests/redis.rs, crates/mcpgate/tests/nodes.rs): every test starts its own
 # redis-server on a free port and fails, rather than skips, without the program. The package's own service, if
 # the package starts one, is left alone: nothing here uses port 6379.
+# tests/interop/test_nodes.py puts two nodes behind a real nginx (round robin) of its own, on a free port.
 command -v redis-server >/dev/null || apt_install redis-server
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || apt_install nginx-light
 export MCPGATE_REQUIRE_REDIS=1
 
 step "cargo test"

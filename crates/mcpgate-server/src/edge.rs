@@ -153,7 +153,17 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
             Err(full) => return too_many_sessions(&edge, full, envelope.id),
         }
     }
-    let session = named.and_then(|id| edge.sessions.get(id));
+    let session = match named {
+        Some(id) => edge.sessions.find(id).await,
+        None => None,
+    };
+    // The client's answer to a request a server sent it: the call waiting for it may be on another node.
+    if envelope.method.is_none()
+        && let (Some(session), Some(id)) = (&session, named)
+        && edge.sessions.forward_answer(id, session, &bytes).await
+    {
+        return axum::response::IntoResponse::into_response(StatusCode::ACCEPTED);
+    }
     match (session, envelope.id, envelope.method.as_deref()) {
         (Some(session), Some(id), Some(_)) => match edge.sessions.begin(session.clone(), id.to_string()) {
             Ok(request) => in_session = Some((session, request)),

@@ -174,11 +174,29 @@ fn mcp_service(gateway: &Arc<Gateway>, sessions: Arc<Sessions>, streams: Cancell
     )))
 }
 
+/// How legacy sessions are shared with other nodes: with shared state and a sealing key every node shares.
+fn sharing(gateway: &Gateway, idle: std::time::Duration) -> Option<crate::sessions::Sharing> {
+    let store = gateway.state.sessions()?;
+    if !gateway.state.seal_key().is_shared() {
+        tracing::warn!(
+            "state is shared but MCPGATE_SEAL_KEY is unset: each legacy session is served by the node that \
+             opened it only"
+        );
+        return None;
+    }
+    Some(crate::sessions::Sharing::new(gateway.request_state.clone(), store.clone(), idle))
+}
+
 /// The application: `/mcp` and the ops endpoints, behind the edge layers.
 fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
     let server = &gateway.config.server;
     let caps = SessionCaps { total: server.max_sessions, per_client: server.max_sessions_per_client };
-    let sessions = Sessions::start(server.session_idle_timeout.0, server.session_park_after.0, caps);
+    let sessions = Sessions::start(
+        server.session_idle_timeout.0,
+        server.session_park_after.0,
+        caps,
+        sharing(&gateway, server.session_idle_timeout.0),
+    );
     let _ = gateway.sessions.set(Arc::downgrade(&sessions));
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,

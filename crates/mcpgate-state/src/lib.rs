@@ -10,6 +10,8 @@
 
 mod redis;
 
+pub use redis::{Heard, Life, SharedSessions};
+
 use std::sync::Arc;
 
 use mcpgate_config::{CacheConfig, Config, StateBackendKind, StateConfig};
@@ -82,6 +84,8 @@ pub struct StateBackend {
     config: StateConfig,
     /// This node's link to Redis, for `backend: redis`.
     link: Option<Arc<redis::Link>>,
+    /// What the nodes share about legacy sessions, for `backend: redis`.
+    sessions: Option<SharedSessions>,
 }
 
 impl StateBackend {
@@ -105,7 +109,13 @@ impl StateBackend {
                 "MCPGATE_SEAL_KEY is unset: multi-round requestState is sealed with a key of this process; {why}"
             );
         }
-        Ok(Self { kind, seal_key, config: state, link })
+        let sessions = link.as_ref().map(|link| SharedSessions::start(link.clone(), &state.key_prefix));
+        Ok(Self { kind, seal_key, config: state, link, sessions })
+    }
+
+    /// What the nodes share about legacy sessions: `None` in memory (one node has them all).
+    pub fn sessions(&self) -> Option<&SharedSessions> {
+        self.sessions.as_ref()
     }
 
     /// Whether the shared store answers (always, in memory).

@@ -1,6 +1,7 @@
 //! Two `mcpgate serve` processes on one real `redis-server` act as one gateway: one tool budget between them, one
-//! cache; and a node keeps serving (authentication included) while Redis is down, says so in `/ready`, `/status`
-//! and `mcp_state_backend_up`, and is back on Redis when it returns.
+//! cache, legacy sessions either serves (a DELETE on one ends the session on both); and a node keeps serving
+//! (authentication included) while Redis is down, says so in `/ready`, `/status` and `mcp_state_backend_up`, and is
+//! back on Redis when it returns.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -10,7 +11,7 @@ use std::{path::Path, time::Duration};
 
 use mcpgate_testkit::redis::RedisServer;
 use serde_json::{Value, json};
-use support::{Process, http_get, modern_with, serve_with_env};
+use support::{Process, http_get, modern_with, post, serve_with_env};
 
 const KEY: &str = "node-test-key-0123456789";
 const SEAL: &str = "a-seal-key-shared-by-both-nodes-0123456789";
@@ -137,4 +138,58 @@ fn a_node_serves_without_redis_says_so_and_goes_back_to_it() {
     assert_eq!(state_check(&a).1["status"], "up");
     let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
     assert!(log.contains("state backend up"), "{log}");
+}
+
+/// A legacy request in `session` (or the `initialize` opening one) with the key: status, head, messages.
+fn legacy(addr: &str, session: Option<&str>, body: &Value) -> (u16, String, Vec<Value>) {
+    let mut headers = vec![("x-api-key", KEY), ("MCP-Protocol-Version", "2025-11-25")];
+    headers.extend(session.map(|id| ("Mcp-Session-Id", id)));
+    post(addr, &headers, &body.to_string())
+}
+
+/// `add(id, 1)` in `session` (echo has a budget of its own in this config).
+fn add_in(addr: &str, session: &str, id: u64) -> (u16, Vec<Value>) {
+    let call = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": { "name": "add", "arguments": { "a": id, "b": 1 } } });
+    let (status, _, messages) = legacy(addr, Some(session), &call);
+    (status, messages)
+}
+
+#[test]
+fn either_node_serves_a_legacy_session_and_a_delete_ends_it_on_both() {
+    let Some(redis) = RedisServer::start("sessions across nodes") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, a) = node(dir.path(), "a", &redis);
+    let (_b, b) = node(dir.path(), "b", &redis);
+    eventually("both nodes reach redis", || backend_up(&a) == Some(1) && backend_up(&b) == Some(1));
+    let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "nodes", "version": "1" } } });
+    let headers = [("x-api-key", KEY), ("MCP-Protocol-Version", "2025-11-25")];
+    let session = support::session_id_of(&a, &headers, &initialize.to_string());
+    assert!(session.len() < 1024 && session.bytes().all(|b| b.is_ascii_graphic()), "{session}");
+    legacy(&a, Some(&session), &json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }));
+
+    // Calls alternate between the nodes; B has never seen the session.
+    for id in 2..8 {
+        let (status, messages) = add_in(if id % 2 == 0 { &b } else { &a }, &session, id);
+        assert_eq!(status, 200, "{messages:?}");
+        assert_eq!(messages.last().unwrap()["result"]["content"][0]["text"], (id + 1).to_string());
+    }
+    // A request that needs the protocol layer (a worker restored on B from the sealed record).
+    let (status, _, messages) =
+        legacy(&b, Some(&session), &json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/list" }));
+    assert_eq!(status, 200);
+    assert!(
+        messages.last().unwrap()["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()),
+        "{messages:?}"
+    );
+    // A forged id is unknown on either node.
+    let forged = format!("{}x", &session[..session.len() - 1]);
+    assert_eq!(add_in(&b, &forged, 10).0, 404);
+
+    // DELETE through A: B forgets it too, at once and for good.
+    let (status, _, _) = support::try_delete(&a, &[("x-api-key", KEY), ("Mcp-Session-Id", &session)]);
+    assert!(status == 200 || status == 202 || status == 204, "DELETE answered {status}");
+    eventually("the session is gone on B", || add_in(&b, &session, 11).0 == 404);
+    assert_eq!(add_in(&a, &session, 12).0, 404);
 }

@@ -15,9 +15,15 @@
 //! (`has_session`), and rmcp restores one from the record — the `SessionStore` it reads is this table — by
 //! replaying the client's `initialize` and `notifications/initialized`, in-process, in well under a millisecond.
 //!
+//! **Any node serves any session** (`sharing.rs`). With shared state (Redis) and a sealing key every node
+//! shares, a session opened here gets an id that is its record — protocol version and the client's `initialize`,
+//! sealed — so a node that has never seen the session adopts it from the id alone, parked, after asking Redis once
+//! whether it is still alive. Redis also carries a client's DELETE to every node.
+//!
 //! [`SessionState`] is the protocol handler's own per-session state (the client's log level).
 
 mod protocol;
+mod sharing;
 
 use std::{
     collections::HashMap,
@@ -39,6 +45,8 @@ use rmcp::{
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+pub(crate) use sharing::Sharing;
 
 /// What the gateway knows of one legacy session.
 #[derive(Debug, Default)]
@@ -66,6 +74,11 @@ pub(crate) struct Session {
     initialize: OnceLock<Box<str>>,
     /// Whether rmcp holds a worker for it. Read and changed under this short lock, never held across an await.
     worker: Mutex<Worker>,
+    /// Its id, when it is sealed (any node may serve it): the activity of such a session is told to the other
+    /// nodes.
+    sealed: OnceLock<Arc<str>>,
+    /// When this node last told the other nodes the session is alive ([`Sessions::epoch`] milliseconds).
+    told_alive: AtomicU64,
 }
 
 /// Whether a session has a protocol worker (rmcp's).
@@ -242,6 +255,10 @@ pub(crate) struct Sessions {
     park_after: Duration,
     /// Woken each time a session's worker is gone or live.
     changed: tokio::sync::Notify,
+    /// How sessions are shared with other nodes, when they are.
+    sharing: Option<Sharing>,
+    /// Messages for listening streams, by session id, as any node's worker sent them (shared sessions only).
+    streamed: tokio::sync::broadcast::Sender<(Arc<str>, Arc<rmcp::model::ServerJsonRpcMessage>)>,
     epoch: Instant,
     /// Handle to itself, for the guards of the streams it hands out through rmcp's `&self` methods.
     this: Weak<Sessions>,
@@ -255,8 +272,14 @@ pub(crate) enum Refused {
 
 impl Sessions {
     /// Sessions that expire after `idle` without requests or open streams, whose workers are released after
-    /// `park_after`, at most `caps` of them; starts the reaper.
-    pub(crate) fn start(idle: Duration, park_after: Duration, caps: SessionCaps) -> Arc<Self> {
+    /// `park_after`, at most `caps` of them, shared with other nodes as `sharing` says; starts the reaper (and
+    /// the listener for sessions ended on other nodes).
+    pub(crate) fn start(
+        idle: Duration,
+        park_after: Duration,
+        caps: SessionCaps,
+        sharing: Option<Sharing>,
+    ) -> Arc<Self> {
         let mut inner = LocalSessionManager::default();
         inner.session_config.keep_alive = None;
         let sessions = Arc::new_cyclic(|this| Self {
@@ -267,9 +290,14 @@ impl Sessions {
             idle,
             park_after,
             changed: tokio::sync::Notify::new(),
+            sharing,
+            streamed: tokio::sync::broadcast::channel(1024).0,
             epoch: Instant::now(),
             this: this.clone(),
         });
+        if let Some(sharing) = &sessions.sharing {
+            sharing.listen(Arc::downgrade(&sessions));
+        }
         let period = (idle.min(park_after) / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
         let weak = Arc::downgrade(&sessions);
         tokio::spawn(async move {
@@ -345,7 +373,11 @@ impl Sessions {
     }
 
     fn touch(&self, session: &Session) {
-        session.last_seen.store(self.now_ms(), Ordering::Release);
+        let now = self.now_ms();
+        session.last_seen.store(now, Ordering::Release);
+        if let (Some(sharing), Some(id)) = (&self.sharing, session.sealed.get()) {
+            sharing.used(id, session, now, self.idle);
+        }
     }
 
     fn touch_id(&self, id: &SessionId) -> Option<Arc<Session>> {
@@ -415,15 +447,22 @@ impl Sessions {
     }
 
     /// A session opened on the fast path: no worker yet. `initialize` holds the params of the client's request
-    /// as JSON, `version` the protocol version negotiated.
+    /// as JSON, `version` the protocol version negotiated. Shared with other nodes, its id is its sealed record.
     pub(crate) fn open(
         &self,
         initialize: Box<str>,
         capabilities: Option<serde_json::Value>,
         version: String,
     ) -> Arc<str> {
-        let id: Arc<str> = rmcp::transport::common::server_side_http::session_id();
+        let sealed = self.sharing.as_ref().and_then(|sharing| sharing.seal(&initialize, &version));
         let session = Session::default();
+        let id = match sealed {
+            Some(id) => {
+                let _ = session.sealed.set(id.clone());
+                id
+            }
+            None => rmcp::transport::common::server_side_http::session_id(),
+        };
         let _ = session.initialize.set(initialize);
         let _ = session.version.set(version);
         if let Some(capabilities) = capabilities {
@@ -432,6 +471,66 @@ impl Sessions {
         self.touch(&session);
         self.table.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Arc::new(session));
         id
+    }
+
+    /// The record of session `id`: the one this node holds, or — for a sealed id of a session still alive — one
+    /// adopted from the id, parked and ready (its client was initialized on the node that opened it).
+    pub(crate) async fn find(&self, id: &str) -> Option<Arc<Session>> {
+        if let Some(session) = self.get(id) {
+            return Some(session);
+        }
+        let sharing = self.sharing.as_ref()?;
+        let (initialize, version) = sharing.adoptable(id).await?;
+        let session = Session::default();
+        let capabilities = serde_json::from_str::<serde_json::Value>(&initialize)
+            .ok()
+            .and_then(|params| params.get("capabilities").filter(|c| c.is_object()).cloned());
+        let _ = session.sealed.set(id.into());
+        let _ = session.initialize.set(initialize);
+        let _ = session.version.set(version);
+        if let Some(capabilities) = capabilities {
+            session.learn(capabilities);
+        }
+        session.ready.store(true, Ordering::Release);
+        session.last_seen.store(self.now_ms(), Ordering::Release);
+        tracing::debug!("session adopted from its sealed id");
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        Some(table.entry(id.into()).or_insert_with(|| Arc::new(session)).clone())
+    }
+
+    /// The client's answer `message` (a JSON-RPC response) in session `session` (id `id`) to a request a
+    /// server sent it: with shared sessions it is published to every node, since the call waiting for it may be
+    /// on another ([`Sessions::deliver`] takes it there). `false` when it was not (the session is not shared, or
+    /// Redis cannot be reached): then the protocol layer here takes it, as for one node.
+    pub(crate) async fn forward_answer(&self, id: &str, session: &Session, message: &[u8]) -> bool {
+        let (Some(sharing), Some(_)) = (&self.sharing, session.sealed.get()) else { return false };
+        let Ok(message) = std::str::from_utf8(message) else { return false };
+        sharing.answer(id, message).await
+    }
+
+    /// A client's answer published by any node: hand it to the session's worker, if it has one here (a parked
+    /// session has no call waiting).
+    async fn deliver(&self, id: &str, message: &str) {
+        let Some(session) = self.get(id) else { return };
+        if !session.is_live() {
+            return;
+        }
+        match serde_json::from_str::<ClientJsonRpcMessage>(message) {
+            Ok(message) => {
+                if let Err(e) = self.inner.accept_message(&SessionId::from(id), message).await {
+                    tracing::debug!(error = %e, "a client's answer found no worker to take it");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "a published answer is not a JSON-RPC message"),
+        }
+    }
+
+    /// The client ended session `id` (DELETE): forget it here and, shared, on every node.
+    async fn end(&self, id: &str) {
+        self.remove(id).await;
+        if let Some(sharing) = &self.sharing {
+            sharing.end(id).await;
+        }
     }
 
     /// Count a listening stream as activity for as long as it is open.
@@ -525,6 +624,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(3600),
             SessionCaps { total: 10, per_client: 10 },
+            None,
         );
         let (idle, _) = sessions.create_session().await.unwrap();
         let (working, _) = sessions.create_session().await.unwrap();
@@ -561,6 +661,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(3600),
             SessionCaps { total: 2, per_client: 1 },
+            None,
         );
         let client: Arc<str> = "key:a".into();
         // A seat not bound to a session (the initialize failed) is given back.
@@ -587,6 +688,7 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(30),
             SessionCaps { total: 10, per_client: 10 },
+            None,
         );
         let id: SessionId =
             sessions.open(r#"{"protocolVersion":"2025-11-25"}"#.into(), None, "2025-11-25".into());

@@ -109,7 +109,7 @@ impl SessionManager for Sessions {
     /// Whether the session has a live worker. A parked one answers no, so rmcp restores it from the store; one
     /// being restored is waited for. The check counts as activity, under the worker lock the reaper parks under.
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
-        let Some(session) = self.get(id) else { return Ok(false) };
+        let Some(session) = self.find(id).await else { return Ok(false) };
         let worker = {
             let worker = session.worker();
             self.touch(&session);
@@ -139,7 +139,7 @@ impl SessionManager for Sessions {
     }
 
     async fn restore_session(&self, id: SessionId) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
-        let Some(session) = self.get(&id) else { return Ok(RestoreOutcome::NotSupported) };
+        let Some(session) = self.find(&id).await else { return Ok(RestoreOutcome::NotSupported) };
         self.worker_past(&session, Worker::Parking).await;
         *session.worker() = Worker::Restoring;
         let mut outcome = self.inner.restore_session(id.clone()).await;
@@ -186,9 +186,13 @@ impl SessionManager for Sessions {
         {
             session.ready.store(true, Ordering::Release);
             if replay {
-                // The restored worker has had its handshake: requests waiting for it go on.
+                // The restored worker has had its handshake: requests waiting for it go on, and a shared session's
+                // listening-stream messages are published from now on.
                 *session.worker() = Worker::Live;
                 self.changed.notify_waiters();
+                if session.sealed.get().is_some() {
+                    self.drain_stream(id);
+                }
             }
         }
         Ok(())
@@ -199,7 +203,8 @@ impl SessionManager for Sessions {
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         let stream = self.inner.create_standalone_stream(id).await?;
-        Ok(self.hold(id, stream))
+        let merged = self.with_relayed(id, stream);
+        Ok(self.hold(id, merged))
     }
 
     async fn resume(
@@ -231,9 +236,9 @@ impl SessionStore for Sessions {
         Ok(())
     }
 
-    /// The client ended the session (DELETE): forget it.
+    /// The client ended the session (DELETE): forget it, on every node when it is shared.
     async fn delete(&self, id: &str) -> Result<(), SessionStoreError> {
-        self.remove(id).await;
+        self.end(id).await;
         Ok(())
     }
 }

@@ -114,22 +114,31 @@ impl Link {
         true
     }
 
-    /// Connect every connection: to the server, or to the master Sentinel names now.
-    async fn connect(&self) -> Result<Vec<MultiplexedConnection>, RedisError> {
-        let client = match &self.target {
-            Target::Server(client) => client.clone(),
+    /// A client for the server: the configured one, or the master Sentinel names now.
+    pub(crate) async fn client(&self) -> Result<Client, RedisError> {
+        match &self.target {
+            Target::Server(client) => Ok(client.clone()),
             Target::Sentinel(sentinel) => {
                 let mut sentinel = sentinel.lock().await;
-                tokio::time::timeout(self.connect_timeout, sentinel.async_get_client()).await.map_err(
-                    |_| {
-                        RedisError::from(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "no sentinel answered",
-                        ))
-                    },
-                )??
+                let asked = tokio::time::timeout(self.connect_timeout, sentinel.async_get_client()).await;
+                asked.map_err(|_| {
+                    RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no sentinel answered",
+                    ))
+                })?
             }
-        };
+        }
+    }
+
+    /// The connect timeout, which also bounds asking Sentinel.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Connect every connection: to the server, or to the master Sentinel names now.
+    async fn connect(&self) -> Result<Vec<MultiplexedConnection>, RedisError> {
+        let client = self.client().await?;
         let mut connections = Vec::with_capacity(self.size);
         for _ in 0..self.size {
             let mut connection = client.get_multiplexed_async_connection_with_config(&self.options).await?;

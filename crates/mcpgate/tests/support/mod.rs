@@ -166,6 +166,40 @@ pub fn try_post(
     Ok((status, head, messages))
 }
 
+/// POST an `initialize` (`body`) with `headers`: the `Mcp-Session-Id` of the answer, its case kept (a sealed id is
+/// case-sensitive base64url, which [`post`]'s lower-cased head would spoil).
+pub fn session_id_of(addr: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let extra: String = headers.iter().map(|(h, v)| format!("{h}: {v}\r\n")).collect();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{extra}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let head = raw.split_once("\r\n\r\n").map_or(raw.as_str(), |(head, _)| head);
+    head.lines()
+        .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("mcp-session-id")))
+        .map(|(_, value)| value.trim().to_owned())
+        .unwrap_or_else(|| panic!("no session id in: {head}"))
+}
+
+/// `DELETE /mcp` with `headers` over a fresh connection: the HTTP status, the head and the body.
+pub fn try_delete(addr: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let extra: String = headers.iter().map(|(h, v)| format!("{h}: {v}\r\n")).collect();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "DELETE /mcp HTTP/1.1\r\nHost: {addr}\r\nMCP-Protocol-Version: 2025-11-25\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
 /// The body of a chunked HTTP/1.1 response.
 pub fn dechunk(mut body: &str) -> String {
     let mut out = String::new();

@@ -1,0 +1,253 @@
+//! Sessions any node can serve: the id of a session opened here is its record — the negotiated protocol version
+//! and the client's `initialize` params — sealed (HMAC-SHA256, the codec that seals `requestState`, under a
+//! binding of its own) with the key every node shares. A node meeting an id it does not hold opens it, asks Redis
+//! once whether the session is alive, and adopts it parked: its next request that needs the protocol layer
+//! replays the `initialize` into a worker, as for a session parked here. Serving a request costs no round trip;
+//! the only traffic is this one question per session per node, telling Redis the session is alive at most once a
+//! quarter of the idle timeout, a client's DELETE, published to every node, and the client's answers to what a
+//! server asked it (sampling, elicitation), published so that the node whose call waits for one gets it whichever
+//! node the balancer gave it to.
+//!
+//! What stays per node: a session opened by the protocol layer (an `initialize` the fast path does not answer,
+//! e.g. one with an `Origin`) keeps a random id; the seats a session takes are counted on the node that opened
+//! it.
+
+use std::{
+    sync::{Arc, Weak, atomic::Ordering},
+    time::Duration,
+};
+
+use futures::{Stream, StreamExt};
+use mcpgate_state::{Heard, Life, SharedSessions};
+use rmcp::model::{RequestStateCodec, SealOptions};
+use rmcp::{
+    model::ServerJsonRpcMessage,
+    transport::{
+        common::server_side_http::ServerSseMessage,
+        streamable_http_server::{SessionId, SessionManager},
+    },
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Session, Sessions};
+
+/// What binds a sealed session id to its use, so no other sealed value (a `requestState`) passes for one.
+const BINDING: &[u8] = b"mcpgate legacy session id";
+
+/// The largest `initialize` sealed into an id; a larger one (a client sending kilobytes of capabilities) gets a
+/// random id, served by this node only, rather than a header that size.
+const MAX_SEALED: usize = 2048;
+
+/// How long after opening a session a node adopts it though Redis does not know it yet: the node that opened it
+/// tells Redis without holding up the `initialize` answer, so the client's next request may overtake that.
+const YOUNG: Duration = Duration::from_secs(10);
+
+/// What a sealed id holds.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    /// The negotiated protocol version.
+    v: String,
+    /// The client's `initialize` params, as JSON text.
+    i: String,
+    /// When it was opened, in Unix milliseconds.
+    t: u64,
+    /// Makes every id unique, even for identical `initialize` requests.
+    n: String,
+}
+
+/// How this node shares its sessions: the sealing codec and what Redis keeps.
+pub(crate) struct Sharing {
+    codec: RequestStateCodec,
+    store: SharedSessions,
+    /// How long a session stays alive unused: the idle timeout and a quarter, since activity is told at most
+    /// once a quarter of it.
+    alive_for: Duration,
+}
+
+impl std::fmt::Debug for Sharing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sharing").field("alive_for", &self.alive_for).finish_non_exhaustive()
+    }
+}
+
+impl Sharing {
+    /// Sessions sealed with `codec` (whose key every node shares), alive in `store` for the idle timeout `idle`.
+    pub(crate) fn new(codec: RequestStateCodec, store: SharedSessions, idle: Duration) -> Self {
+        Self { codec, store, alive_for: idle + idle / 4 }
+    }
+
+    /// The sealed id of a new session, told alive to the other nodes; `None` for an `initialize` too large to
+    /// seal.
+    pub(super) fn seal(&self, initialize: &str, version: &str) -> Option<Arc<str>> {
+        if initialize.len() > MAX_SEALED {
+            return None;
+        }
+        let record = Record {
+            v: version.into(),
+            i: initialize.into(),
+            t: unix_millis(),
+            n: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let id: Arc<str> =
+            self.codec.seal_json_with(&record, &SealOptions::new().associated_data(BINDING)).ok()?.into();
+        self.tell_alive(id.clone());
+        Some(id)
+    }
+
+    /// The `initialize` params and version sealed in `id`, when it is a sealed id of a session still alive: one
+    /// Redis knows alive, one too young for Redis to know yet, or any while Redis cannot say (sealed sessions go
+    /// on while it is down).
+    pub(super) async fn adoptable(&self, id: &str) -> Option<(Box<str>, String)> {
+        let record: Record = self.codec.open_json_with(id, BINDING).ok()?;
+        let young = unix_millis().saturating_sub(record.t) < YOUNG.as_millis() as u64;
+        match self.store.life(id).await {
+            Some(Life::Alive) | None => {}
+            Some(Life::Unknown) if young => {}
+            Some(Life::Ended | Life::Unknown) => {
+                tracing::debug!("a sealed session id names a session that expired or was ended");
+                return None;
+            }
+        }
+        Some((record.i.into_boxed_str(), record.v))
+    }
+
+    /// `session` (sealed id `id`) was used at `now` ([`Sessions::epoch`] milliseconds): tell the other nodes
+    /// it is alive, unless this node did within the last quarter of the idle timeout.
+    pub(super) fn used(&self, id: &Arc<str>, session: &Session, now: u64, idle: Duration) {
+        let told = session.told_alive.load(Ordering::Relaxed);
+        let quarter = u64::try_from((idle / 4).as_millis()).unwrap_or(u64::MAX);
+        if told != 0 && now.saturating_sub(told) < quarter {
+            return;
+        }
+        if session.told_alive.compare_exchange(told, now.max(1), Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            self.tell_alive(id.clone());
+        }
+    }
+
+    fn tell_alive(&self, id: Arc<str>) {
+        let (store, alive_for) = (self.store.clone(), self.alive_for);
+        tokio::spawn(async move { store.alive_for(&id, alive_for).await });
+    }
+
+    /// The client ended session `id`: every node forgets it.
+    pub(super) async fn end(&self, id: &str) {
+        self.store.end(id, self.alive_for.max(YOUNG)).await;
+    }
+
+    /// Pass the client's answer `message` in session `id` to every node; `false` when that cannot be done.
+    pub(super) async fn answer(&self, id: &str, message: &str) -> bool {
+        self.store.answer(id, message).await
+    }
+
+    /// Follow, in `sessions`, what every node publishes, for as long as `sessions` lives: forget the sessions
+    /// ended anywhere, hand the client's answers to the workers of the sessions live here.
+    pub(super) fn listen(&self, sessions: Weak<Sessions>) {
+        let mut heard = self.store.heard();
+        tokio::spawn(async move {
+            loop {
+                match heard.recv().await {
+                    Ok(Heard::Ended(id)) => {
+                        let Some(sessions) = sessions.upgrade() else { return };
+                        if sessions.get(&id).is_some() {
+                            tracing::debug!("a session ended on another node is forgotten here");
+                            sessions.remove(&id).await;
+                        }
+                    }
+                    Ok(Heard::Answer(id, message)) => {
+                        let Some(sessions) = sessions.upgrade() else { return };
+                        sessions.deliver(&id, &message).await;
+                    }
+                    Ok(Heard::Stream(id, message)) => {
+                        let Some(sessions) = sessions.upgrade() else { return };
+                        if sessions.streamed.receiver_count() > 0 {
+                            match serde_json::from_str::<ServerJsonRpcMessage>(&message) {
+                                Ok(message) => drop(sessions.streamed.send((id, Arc::new(message)))),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "a published stream message does not parse")
+                                }
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(
+                            missed,
+                            "session news came faster than it was followed; some was lost"
+                        );
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+}
+
+fn unix_millis() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Sessions {
+    /// Take the listening-stream channel of the worker just restored for shared session `id` and publish what
+    /// it carries, so the node holding the client's `GET` stream sends it (this node included, through Redis; or
+    /// straight to its own streams while Redis cannot be reached). When the client's own `GET` stream here has
+    /// the channel already, this one gets none of it, and that stream sends it directly.
+    pub(super) fn drain_stream(&self, id: &SessionId) {
+        let (Some(this), Some(_)) = (self.this.upgrade(), self.sharing.as_ref()) else { return };
+        let id = id.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = this.inner.create_standalone_stream(&id).await else { return };
+            let mut stream = std::pin::pin!(stream);
+            let shared: Arc<str> = Arc::from(&*id);
+            while let Some(item) = stream.next().await {
+                let Some(message) = item.message else { continue };
+                let published = match (serde_json::to_string(&*message), &this.sharing) {
+                    (Ok(json), Some(sharing)) => sharing.store.to_stream(&shared, &json).await,
+                    _ => false,
+                };
+                if !published {
+                    let _ = this.streamed.send((shared.clone(), message));
+                }
+            }
+        });
+    }
+
+    /// The messages other nodes' workers (and this one's, through Redis) sent the listening stream of `id`, until
+    /// `until` ends; nothing for a session that is not shared.
+    pub(super) fn with_relayed<S>(
+        &self,
+        id: &SessionId,
+        until: S,
+    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static
+    where
+        S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+    {
+        let shared =
+            self.get(id).is_some_and(|session| session.sealed.get().is_some()) && self.sharing.is_some();
+        let receiver = shared.then(|| self.streamed.subscribe());
+        let wanted: Arc<str> = Arc::from(&**id);
+        let relayed = futures::stream::unfold(receiver, move |receiver| {
+            let wanted = wanted.clone();
+            async move {
+                let mut receiver = receiver?;
+                loop {
+                    match receiver.recv().await {
+                        Ok((id, message)) if id == wanted => {
+                            let item = ServerSseMessage::from_message(ServerJsonRpcMessage::clone(&message));
+                            return Some((Some(item), Some(receiver)));
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        // The listening stream ends when the worker's does: its end is a `None` that stops the merged stream.
+        let own = until.map(Some).chain(futures::stream::once(async { None }));
+        futures::stream::select(own, relayed)
+            .take_while(|item| std::future::ready(item.is_some()))
+            .filter_map(std::future::ready)
+    }
+}

@@ -1,0 +1,203 @@
+//! What the nodes share about legacy sessions. A session's record travels in its id (sealed by the node that
+//! opened it), so serving a request needs nothing from here; Redis keeps only what must be shared live:
+//!
+//! - **whether it is alive**: one key per session (`…{s}:<hash of the id>`) whose TTL is the idle timeout and a
+//!   quarter, pushed back by a node at most once a quarter of the idle timeout while the session is used there. A
+//!   node meeting a session it does not know asks for the key once; a session that expired, or that its client
+//!   ended, is not adopted.
+//! - **that it ended**: a client's DELETE marks the key ended and is published on `…sessions:ended`, so every node
+//!   holding the session drops it (its listening stream ends) at once.
+//! - **the client's answers**: a client answers a request the server sent it (sampling, elicitation, roots) with
+//!   a POST the balancer may give any node; that node publishes it on `…sessions:answers`, and the node whose call
+//!   is waiting for it hands it to the session's worker.
+//! - **what goes to the listening stream**: what a session's worker sends its client outside a response (log
+//!   messages, `list_changed`, resource updates) is published on `…sessions:streams`, and the node holding the
+//!   client's `GET` stream sends it there.
+//!
+//! While Redis cannot be reached the answers are "unknown" and sessions go on (fail open: they are sealed, and
+//! every request is still authenticated); an end published meanwhile is lost, and the key's TTL ends it.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+
+use super::link::Link;
+
+/// Legacy sessions as the nodes share them.
+#[derive(Debug, Clone)]
+pub struct SharedSessions {
+    link: Arc<Link>,
+    /// Marks a session alive unless it is marked ended.
+    alive: Arc<redis::Script>,
+    prefix: Arc<str>,
+    heard: broadcast::Sender<Heard>,
+}
+
+/// What Redis knows of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    /// Used within its idle timeout.
+    Alive,
+    /// Its client ended it.
+    Ended,
+    /// Nothing: it expired — or it is so new that the node that opened it has not said so yet.
+    Unknown,
+}
+
+/// What a node heard from the others about sessions.
+#[derive(Debug, Clone)]
+pub enum Heard {
+    /// The client ended the session with this id.
+    Ended(Arc<str>),
+    /// The client of the session with this id answered a request the server sent it: the JSON-RPC response.
+    Answer(Arc<str>, Arc<str>),
+    /// A message for the listening stream of the session with this id: the JSON-RPC message.
+    Stream(Arc<str>, Arc<str>),
+}
+
+/// An answer or a stream message as published: the session's id and the message.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Answer {
+    s: Arc<str>,
+    m: Arc<str>,
+}
+
+impl SharedSessions {
+    pub(crate) fn start(link: Arc<Link>, prefix: &str) -> Self {
+        let (heard, _) = broadcast::channel(1024);
+        let alive = Arc::new(redis::Script::new(
+            "if redis.call('GET', KEYS[1]) ~= '0' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end",
+        ));
+        let shared = Self { link, alive, prefix: prefix.into(), heard };
+        let channels = [shared.channel("ended"), shared.channel("answers"), shared.channel("streams")];
+        tokio::spawn(listen(Arc::downgrade(&shared.link), channels, shared.heard.clone()));
+        shared
+    }
+
+    fn key(&self, id: &str) -> String {
+        let hash = Sha256::digest(id.as_bytes());
+        format!("{}{{s}}:{}", self.prefix, hex::encode(&hash[..16]))
+    }
+
+    fn channel(&self, name: &str) -> String {
+        format!("{}sessions:{name}", self.prefix)
+    }
+
+    /// Run one command; `None` when Redis cannot be reached (the link is told).
+    async fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
+        let mut connection = self.link.connection()?;
+        match command.query_async(&mut connection).await {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.link.failed(&error);
+                None
+            }
+        }
+    }
+
+    /// A session was opened (or used): alive for `ttl` more — unless its client ended it (an end is never
+    /// undone by a request that was under way).
+    pub async fn alive_for(&self, id: &str, ttl: Duration) {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let Some(mut connection) = self.link.connection() else { return };
+        let mut invocation = self.alive.prepare_invoke();
+        invocation.key(self.key(id)).arg(millis);
+        if let Err(error) = invocation.invoke_async::<()>(&mut connection).await {
+            self.link.failed(&error);
+        }
+    }
+
+    /// What Redis knows of the session; `None` when Redis cannot say.
+    pub async fn life(&self, id: &str) -> Option<Life> {
+        let value: Option<String> = self.run(redis::cmd("GET").arg(self.key(id))).await?;
+        Some(match value.as_deref() {
+            Some("0") => Life::Ended,
+            Some(_) => Life::Alive,
+            None => Life::Unknown,
+        })
+    }
+
+    /// The client ended the session: mark it ended (for `ttl`, as long as it could otherwise live) and tell every
+    /// node.
+    pub async fn end(&self, id: &str, ttl: Duration) {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(self.key(id)).arg(0).arg("PX").arg(millis).ignore();
+        pipe.cmd("PUBLISH").arg(self.channel("ended")).arg(id).ignore();
+        if let Some(mut connection) = self.link.connection()
+            && let Err(error) = pipe.query_async::<()>(&mut connection).await
+        {
+            self.link.failed(&error);
+        }
+    }
+
+    /// Pass the client's answer `message` (a JSON-RPC response) in session `id` to every node, this one
+    /// included; `false` when Redis cannot be reached (then only this node can take it).
+    pub async fn answer(&self, id: &str, message: &str) -> bool {
+        let Ok(payload) = serde_json::to_string(&Answer { s: id.into(), m: message.into() }) else {
+            return false;
+        };
+        self.run::<u64>(redis::cmd("PUBLISH").arg(self.channel("answers")).arg(payload)).await.is_some()
+    }
+
+    /// Pass `message` (a JSON-RPC message) for the listening stream of session `id` to every node, this one
+    /// included; `false` when Redis cannot be reached.
+    pub async fn to_stream(&self, id: &str, message: &str) -> bool {
+        let Ok(payload) = serde_json::to_string(&Answer { s: id.into(), m: message.into() }) else {
+            return false;
+        };
+        self.run::<u64>(redis::cmd("PUBLISH").arg(self.channel("streams")).arg(payload)).await.is_some()
+    }
+
+    /// What is published about sessions by any node (this one included), as it comes.
+    pub fn heard(&self) -> broadcast::Receiver<Heard> {
+        self.heard.subscribe()
+    }
+}
+
+/// Hear the `[ended, answers, streams]` channels for as long as the link lives, resubscribing (with backoff)
+/// whenever the subscription breaks.
+async fn listen(link: std::sync::Weak<Link>, channels: [String; 3], heard: broadcast::Sender<Heard>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(strong) = link.upgrade() else { return };
+        let subscribed = async {
+            let client = strong.client().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channels[..]).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::time::timeout(strong.connect_timeout(), subscribed).await;
+        drop(strong);
+        match pubsub {
+            Ok(Ok(pubsub)) => {
+                backoff = Duration::from_millis(50);
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    let Ok(payload) = message.get_payload::<String>() else { continue };
+                    let channel = message.get_channel_name();
+                    let news = if channel == channels[0] {
+                        Some(Heard::Ended(payload.into()))
+                    } else {
+                        let answer = serde_json::from_str::<Answer>(&payload).ok();
+                        let stream = channel == channels[2];
+                        answer.map(|a| if stream { Heard::Stream(a.s, a.m) } else { Heard::Answer(a.s, a.m) })
+                    };
+                    if let Some(news) = news {
+                        let _ = heard.send(news);
+                    }
+                    if link.strong_count() == 0 {
+                        return;
+                    }
+                }
+                tracing::debug!("the subscription to session news broke; subscribing again");
+            }
+            Ok(Err(error)) => tracing::debug!(error = %error, "cannot subscribe to session news yet"),
+            Err(_) => tracing::debug!("subscribing to session news timed out"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
