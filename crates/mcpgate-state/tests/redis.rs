@@ -230,3 +230,68 @@ async fn a_password_from_the_environment_is_used_and_a_wrong_one_is_down_with_th
     assert!(reason.to_ascii_lowercase().contains("auth") || reason.contains("WRONGPASS"), "{reason}");
     assert!(!reason.contains("xyzzy"), "the password is not in the reason: {reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_nodes_follow_a_sentinel_failover() {
+    let Some(mut master) = RedisServer::start("sentinel failover") else { return };
+    let replica_of = ["--replicaof", "127.0.0.1", &master.port().to_string()].map(str::to_owned);
+    let replica_of: Vec<&str> = replica_of.iter().map(String::as_str).collect();
+    let replica = RedisServer::start_with("sentinel failover", &replica_of).unwrap();
+    let sentinel = RedisServer::sentinel("sentinel failover", "mcp-redis", master.port()).unwrap();
+    let mut config = Config::default();
+    config.state.backend = StateBackendKind::Redis;
+    config.state.sentinel = Some(mcpgate_config::SentinelConfig {
+        master: "mcp-redis".into(),
+        addresses: vec![format!("127.0.0.1:{}", sentinel.port())],
+    });
+    let (a, b) = (node(&config).await, node(&config).await);
+    let (a_rates, b_rates) = (a.rate_store(), b.rate_store());
+    let limit = [check(Scope::Global, BucketKey::Global, 100)];
+    assert_eq!(a_rates.acquire(&limit, Instant::now()).await[0].remaining, 99);
+    assert_eq!(b_rates.acquire(&limit, Instant::now()).await[0].remaining, 98, "one master between them");
+
+    // The master dies; the sentinel promotes the replica (after 500 ms down, then its failover).
+    master.kill();
+    let replica_url = replica.url();
+    let promoted = || async {
+        let client = redis::Client::open(replica_url.as_str()).unwrap();
+        let Ok(mut connection) = client.get_multiplexed_async_connection().await else { return false };
+        let role: Vec<redis::Value> =
+            redis::cmd("ROLE").query_async(&mut connection).await.unwrap_or_default();
+        matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
+    };
+    let mut waited = 0;
+    while !promoted().await {
+        waited += 1;
+        assert!(waited < 300, "the replica was not promoted within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each node notices at its next command, asks the sentinel again and reconnects to the new master: a bucket
+    // it takes then is written there.
+    let client = redis::Client::open(replica_url.as_str()).unwrap();
+    let mut on_replica = client.get_multiplexed_async_connection().await.unwrap();
+    for (name, rates, state) in [("a", &a_rates, &a), ("b", &b_rates, &b)] {
+        let key = BucketKey::Principal(format!("after-failover-{name}").into());
+        let mine = [Check {
+            scope: Scope::Key,
+            key: key.clone(),
+            limit: Limit::new(10, Duration::from_secs(60)).unwrap(),
+        }];
+        let mut followed = false;
+        for _ in 0..300 {
+            rates.acquire(&mine, Instant::now()).await;
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(format!("mcpgate:{{rl}}:{key}"))
+                .query_async(&mut on_replica)
+                .await
+                .unwrap();
+            if state.is_up() && exists {
+                followed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(followed, "node {name} did not follow the failover within 15 s");
+        assert!(state.location().unwrap().contains("sentinel mcp-redis"));
+    }
+}

@@ -12,6 +12,8 @@ use std::{
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// A config file given first (a sentinel's, which Sentinel rewrites as it learns).
+    config: Option<std::path::PathBuf>,
     extra: Vec<String>,
 }
 
@@ -34,13 +36,31 @@ impl RedisServer {
             );
             return None;
         }
-        let mut server = Self {
-            port: crate::free_port(),
-            child: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut server = Self { port: crate::free_port(), child: None, config: None, extra };
         server.restart();
         Some(server)
+    }
+
+    /// A Sentinel (`redis-server CONF --sentinel`) watching the master on `master_port` under `name`, with a
+    /// quorum of one and a master taken as down after 500 ms; `None` as for [`start`](Self::start).
+    pub fn sentinel(what: &str, name: &str, master_port: u16) -> Option<Self> {
+        let mut sentinel = Self::start_with(what, &[])?;
+        sentinel.kill();
+        let config = std::env::temp_dir().join(format!(
+            "mcpgate-sentinel-{}-{}.conf",
+            std::process::id(),
+            sentinel.port
+        ));
+        let text = format!(
+            "sentinel monitor {name} 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds {name} 500\n\
+             sentinel failover-timeout {name} 2000\nsentinel parallel-syncs {name} 1\n"
+        );
+        std::fs::write(&config, text).expect("write the sentinel's config");
+        sentinel.config = Some(config);
+        sentinel.extra = vec!["--sentinel".into()];
+        sentinel.restart();
+        Some(sentinel)
     }
 
     /// Its port.
@@ -64,17 +84,16 @@ impl RedisServer {
     /// Start it (again) on its port, empty, and wait until it accepts connections.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut command = Command::new("redis-server");
+        let port = self.port.to_string();
+        match &self.config {
+            // Sentinel takes its own settings from the file; persistence is not one of them.
+            Some(config) => command.arg(config).args(["--port", &port, "--bind", "127.0.0.1"]),
+            None => {
+                command.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            }
+        };
+        let child = command
             .args(["--dir", &std::env::temp_dir().display().to_string()])
             .args(&self.extra)
             .stdout(Stdio::null())
@@ -96,5 +115,8 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(config) = &self.config {
+            let _ = std::fs::remove_file(config);
+        }
     }
 }

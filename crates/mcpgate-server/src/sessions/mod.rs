@@ -458,7 +458,9 @@ impl Sessions {
         let session = Session::default();
         let id = match sealed {
             Some(id) => {
+                // Sealing told Redis it is alive.
                 let _ = session.sealed.set(id.clone());
+                session.told_alive.store(self.now_ms().max(1), Ordering::Relaxed);
                 id
             }
             None => rmcp::transport::common::server_side_http::session_id(),
