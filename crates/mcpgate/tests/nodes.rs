@@ -71,14 +71,29 @@ fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     panic!("still not true after 15 s: {what}");
 }
 
+/// Two nodes, `a` and `b`, on a Redis of their own; the servers and the directory live as long as the result.
+struct TwoNodes {
+    _redis: RedisServer,
+    _dir: tempfile::TempDir,
+    _processes: (Process, Process),
+    a: String,
+    b: String,
+}
+
+fn two_nodes(what: &str) -> Option<TwoNodes> {
+    let redis = RedisServer::start(what)?;
+    let dir = tempfile::tempdir().unwrap();
+    let (process_a, a) = node(dir.path(), "a", &redis);
+    let (process_b, b) = node(dir.path(), "b", &redis);
+    eventually("both nodes reach redis", || backend_up(&a) == Some(1) && backend_up(&b) == Some(1));
+    Some(TwoNodes { _redis: redis, _dir: dir, _processes: (process_a, process_b), a, b })
+}
+
 #[test]
 fn two_nodes_on_one_redis_share_a_budget_and_a_cache() {
-    let Some(redis) = RedisServer::start("two nodes on one redis") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (_a, a) = node(dir.path(), "a", &redis);
-    let (_b, b) = node(dir.path(), "b", &redis);
+    let Some(nodes) = two_nodes("two nodes on one redis") else { return };
+    let (a, b) = (nodes.a.clone(), nodes.b.clone());
     for addr in [&a, &b] {
-        eventually("the node reaches redis", || backend_up(addr) == Some(1));
         assert_eq!(state_check(addr).1["status"], "up");
         let status = json_of(addr, "/status");
         assert_eq!(status["state"]["backend"], "redis");
@@ -157,11 +172,8 @@ fn add_in(addr: &str, session: &str, id: u64) -> (u16, Vec<Value>) {
 
 #[test]
 fn either_node_serves_a_legacy_session_and_a_delete_ends_it_on_both() {
-    let Some(redis) = RedisServer::start("sessions across nodes") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (_a, a) = node(dir.path(), "a", &redis);
-    let (_b, b) = node(dir.path(), "b", &redis);
-    eventually("both nodes reach redis", || backend_up(&a) == Some(1) && backend_up(&b) == Some(1));
+    let Some(nodes) = two_nodes("sessions across nodes") else { return };
+    let (a, b) = (nodes.a.clone(), nodes.b.clone());
     let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "nodes", "version": "1" } } });
     let headers = [("x-api-key", KEY), ("MCP-Protocol-Version", "2025-11-25")];
