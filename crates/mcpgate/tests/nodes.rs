@@ -1,5 +1,6 @@
 //! Two `mcpgate serve` processes on one real `redis-server` act as one gateway: one tool budget between them, one
-//! cache, legacy sessions either serves (a DELETE on one ends the session on both); and a node keeps serving
+//! cache, legacy sessions either serves (a DELETE on one ends the session on both; a listening stream gets what a
+//! call on the other node sends it, and resumes on either node with `Last-Event-ID`); and a node keeps serving
 //! (authentication included) while Redis is down, says so in `/ready`, `/status` and `mcp_state_backend_up`, and is
 //! back on Redis when it returns.
 
@@ -25,6 +26,7 @@ cache:
     now: {}
 backends:
   demo: { kind: builtin, builtin: demo }
+  conf: { kind: builtin, builtin: conformance }
 ";
 
 fn node(dir: &Path, name: &str, redis: &RedisServer) -> (Process, String) {
@@ -204,4 +206,116 @@ fn either_node_serves_a_legacy_session_and_a_delete_ends_it_on_both() {
     assert!(status == 200 || status == 202 || status == 204, "DELETE answered {status}");
     eventually("the session is gone on B", || add_in(&b, &session, 11).0 == 404);
     assert_eq!(add_in(&a, &session, 12).0, 404);
+}
+
+/// A listening (`GET`) stream of a session: the messages it has carried so far, with their event ids.
+struct Listening {
+    stream: std::net::TcpStream,
+    raw: Vec<u8>,
+}
+
+impl Listening {
+    fn open(addr: &str, session: &str, last_event: Option<&str>) -> Self {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let resume = last_event.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+        write!(
+            stream,
+            "GET /mcp HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nx-api-key: {KEY}\r\n\
+             Mcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-11-25\r\n{resume}\r\n"
+        )
+        .unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        Self { stream, raw: Vec::new() }
+    }
+
+    /// The messages (event id, JSON-RPC message) received so far, waiting (at most 10 s) until there are `n`.
+    fn messages(&mut self, n: usize) -> Vec<(Option<String>, Value)> {
+        use std::io::Read;
+        for _ in 0..100 {
+            let got = self.parse();
+            if got.len() >= n {
+                return got;
+            }
+            let mut buf = [0u8; 8192];
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(read) => self.raw.extend_from_slice(&buf[..read]),
+                Err(_) => {} // the read timeout: look again
+            }
+        }
+        self.parse()
+    }
+
+    fn parse(&self) -> Vec<(Option<String>, Value)> {
+        let text = String::from_utf8_lossy(&self.raw);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else { return Vec::new() };
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            support::dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        let mut messages = Vec::new();
+        for event in body.split("\n\n") {
+            let id = event.lines().find_map(|l| l.strip_prefix("id:")).map(|id| id.trim().to_owned());
+            let data: String = event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).collect();
+            if let Ok(message) = serde_json::from_str::<Value>(&data) {
+                messages.push((id, message));
+            }
+        }
+        messages
+    }
+}
+
+fn logs_of(messages: &[(Option<String>, Value)]) -> Vec<(String, String)> {
+    (messages.iter())
+        .filter(|(_, m)| m["method"] == "notifications/message")
+        .map(|(id, m)| {
+            (id.clone().unwrap_or_default(), m["params"]["data"].as_str().unwrap_or("").to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_listening_stream_on_one_node_gets_what_a_call_on_the_other_sends_and_resumes_on_either() {
+    let Some(nodes) = two_nodes("listening streams across nodes") else { return };
+    let (a, b) = (nodes.a.clone(), nodes.b.clone());
+    // A client that may be asked things: its calls run in the session's protocol worker, whose log messages go
+    // to the listening stream.
+    let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": { "elicitation": {} },
+        "clientInfo": { "name": "nodes", "version": "1" } } });
+    let headers = [("x-api-key", KEY), ("MCP-Protocol-Version", "2025-11-25")];
+    let session = support::session_id_of(&a, &headers, &initialize.to_string());
+    legacy(&a, Some(&session), &json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }));
+    let log_call = |id: u64| json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": "test_tool_with_logging" } });
+
+    let mut on_a = Listening::open(&a, &session, None);
+    let (status, _, messages) = legacy(&b, Some(&session), &log_call(2));
+    assert_eq!(status, 200, "{messages:?}");
+    let first = logs_of(&on_a.messages(3));
+    let texts: Vec<&str> = first.iter().map(|(_, text)| text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["Tool execution started", "Tool processing data", "Tool execution completed"],
+        "{first:?}"
+    );
+    assert!(
+        first.iter().all(|(id, _)| id.contains('-')),
+        "event ids from the session's Redis stream: {first:?}"
+    );
+    drop(on_a);
+
+    // While no stream listens, a second call on B; the client resumes on B from the last event it saw.
+    let (status, _, _) = legacy(&b, Some(&session), &log_call(3));
+    assert_eq!(status, 200);
+    let mut on_b = Listening::open(&b, &session, Some(&first[2].0));
+    let missed = logs_of(&on_b.messages(3));
+    assert_eq!(missed.len(), 3, "{missed:?}");
+    assert!(missed.iter().all(|(id, _)| !first.iter().any(|(seen, _)| seen == id)), "only what it missed");
+    assert_eq!(missed[0].1, "Tool execution started");
+    // And it goes on listening there: a call on A reaches it.
+    legacy(&a, Some(&session), &log_call(4));
+    assert_eq!(logs_of(&on_b.messages(6)).len(), 6);
 }

@@ -79,6 +79,8 @@ pub(crate) struct Session {
     sealed: OnceLock<Arc<str>>,
     /// When this node last told the other nodes the session is alive ([`Sessions::epoch`] milliseconds).
     told_alive: AtomicU64,
+    /// Whether this node has taken the listening-stream channel of the session's worker (a shared session's).
+    draining: tokio::sync::Mutex<bool>,
 }
 
 /// Whether a session has a protocol worker (rmcp's).
@@ -258,7 +260,7 @@ pub(crate) struct Sessions {
     /// How sessions are shared with other nodes, when they are.
     sharing: Option<Sharing>,
     /// Messages for listening streams, by session id, as any node's worker sent them (shared sessions only).
-    streamed: tokio::sync::broadcast::Sender<(Arc<str>, Arc<rmcp::model::ServerJsonRpcMessage>)>,
+    streamed: tokio::sync::broadcast::Sender<sharing::Streamed>,
     epoch: Instant,
     /// Handle to itself, for the guards of the streams it hands out through rmcp's `&self` methods.
     this: Weak<Sessions>,

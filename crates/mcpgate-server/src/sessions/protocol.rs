@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use rmcp::{
     model::{
         ClientJsonRpcMessage, ClientNotification, GetExtensions, InitializeRequestParams, JsonRpcMessage,
@@ -190,8 +190,11 @@ impl SessionManager for Sessions {
                 // listening-stream messages are published from now on.
                 *session.worker() = Worker::Live;
                 self.changed.notify_waiters();
-                if session.sealed.get().is_some() {
-                    self.drain_stream(id);
+                if session.sealed.get().is_some()
+                    && let Some(this) = self.this.upgrade()
+                {
+                    let id = id.clone();
+                    tokio::spawn(async move { this.ensure_drain(&id).await });
                 }
             }
         }
@@ -202,8 +205,9 @@ impl SessionManager for Sessions {
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.ensure_drain(id).await;
         let stream = self.inner.create_standalone_stream(id).await?;
-        let merged = self.with_relayed(id, stream);
+        let merged = self.with_relayed(id, stream, None).await;
         Ok(self.hold(id, merged))
     }
 
@@ -212,8 +216,17 @@ impl SessionManager for Sessions {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        // An event id of a shared session's Redis stream resumes on any node: from Redis.
+        let shared =
+            self.get(id).is_some_and(|session| session.sealed.get().is_some()) && self.sharing.is_some();
+        if shared && super::sharing::event_order(&last_event_id).is_some() {
+            self.ensure_drain(id).await;
+            let own = self.inner.create_standalone_stream(id).await?;
+            let merged = self.with_relayed(id, own, Some(&last_event_id)).await;
+            return Ok(self.hold(id, merged).left_stream());
+        }
         let stream = self.inner.resume(id, last_event_id).await?;
-        Ok(self.hold(id, stream))
+        Ok(self.hold(id, stream).right_stream())
     }
 }
 

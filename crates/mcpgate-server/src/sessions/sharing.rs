@@ -160,11 +160,13 @@ impl Sharing {
                         let Some(sessions) = sessions.upgrade() else { return };
                         sessions.deliver(&id, &message).await;
                     }
-                    Ok(Heard::Stream(id, message)) => {
+                    Ok(Heard::Stream(id, message, event)) => {
                         let Some(sessions) = sessions.upgrade() else { return };
                         if sessions.streamed.receiver_count() > 0 {
                             match serde_json::from_str::<ServerJsonRpcMessage>(&message) {
-                                Ok(message) => drop(sessions.streamed.send((id, Arc::new(message)))),
+                                Ok(message) => {
+                                    drop(sessions.streamed.send((id, Arc::new(message), Some(event))))
+                                }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "a published stream message does not parse")
                                 }
@@ -189,54 +191,90 @@ fn unix_millis() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A message for a listening stream, as the nodes pass it: the session's id, the message, and its event id in the
+/// session's Redis stream (`None` for one passed locally while Redis could not be reached).
+pub(super) type Streamed = (Arc<str>, Arc<ServerJsonRpcMessage>, Option<Arc<str>>);
+
 impl Sessions {
-    /// Take the listening-stream channel of the worker just restored for shared session `id` and publish what
-    /// it carries, so the node holding the client's `GET` stream sends it (this node included, through Redis; or
-    /// straight to its own streams while Redis cannot be reached). When the client's own `GET` stream here has
-    /// the channel already, this one gets none of it, and that stream sends it directly.
-    pub(super) fn drain_stream(&self, id: &SessionId) {
-        let (Some(this), Some(_)) = (self.this.upgrade(), self.sharing.as_ref()) else { return };
-        let id = id.clone();
+    /// Make sure the worker of shared session `id` has its listening-stream channel taken by this node, which
+    /// appends what it carries to the session's Redis stream (and so to the node holding the client's `GET`
+    /// stream, this one included; straight to this node's own streams while Redis cannot be reached). Taken once
+    /// per worker, before the client's own `GET` stream is opened here, so that stream gets every message through
+    /// Redis, with an event id any node can resume from.
+    pub(super) async fn ensure_drain(&self, id: &SessionId) {
+        let (Some(this), Some(session)) = (self.this.upgrade(), self.get(id)) else { return };
+        let Some(sharing) = &self.sharing else { return };
+        let mut draining = session.draining.lock().await;
+        if *draining {
+            return;
+        }
+        let Ok(stream) = self.inner.create_standalone_stream(id).await else { return };
+        *draining = true;
+        drop(draining);
+        let (id, alive_for) = (Arc::<str>::from(&**id), sharing.alive_for);
         tokio::spawn(async move {
-            let Ok(stream) = this.inner.create_standalone_stream(&id).await else { return };
             let mut stream = std::pin::pin!(stream);
-            let shared: Arc<str> = Arc::from(&*id);
             while let Some(item) = stream.next().await {
                 let Some(message) = item.message else { continue };
-                let published = match (serde_json::to_string(&*message), &this.sharing) {
-                    (Ok(json), Some(sharing)) => sharing.store.to_stream(&shared, &json).await,
-                    _ => false,
+                let event = match (serde_json::to_string(&*message), &this.sharing) {
+                    (Ok(json), Some(sharing)) => sharing.store.to_stream(&id, &json, alive_for).await,
+                    _ => None,
                 };
-                if !published {
-                    let _ = this.streamed.send((shared.clone(), message));
+                if event.is_none() {
+                    let _ = this.streamed.send((id.clone(), message, None));
                 }
             }
+            // The worker is gone (parked or closed): the next one is drained afresh.
+            *session.draining.lock().await = false;
         });
     }
 
-    /// The messages other nodes' workers (and this one's, through Redis) sent the listening stream of `id`, until
-    /// `until` ends; nothing for a session that is not shared.
-    pub(super) fn with_relayed<S>(
+    /// The listening stream of shared session `id` as the client sees it: `own` (this node's channel of the
+    /// worker, which carries nothing but keep-alives once drained) merged with every message published for the
+    /// session — first, with `after` (a `Last-Event-ID`), what the session's Redis stream holds after it — until
+    /// `own` ends. A session that is not shared gets `own` alone.
+    pub(super) async fn with_relayed<S>(
         &self,
         id: &SessionId,
-        until: S,
-    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static
+        own: S,
+        after: Option<&str>,
+    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static + use<S>
     where
         S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
     {
-        let shared =
-            self.get(id).is_some_and(|session| session.sealed.get().is_some()) && self.sharing.is_some();
-        let receiver = shared.then(|| self.streamed.subscribe());
+        let shared = self.get(id).is_some_and(|session| session.sealed.get().is_some());
+        let sharing = self.sharing.as_ref().filter(|_| shared);
+        // Subscribed before the replay is read, so nothing falls between them; what both carry is sent once.
+        let receiver = sharing.map(|_| self.streamed.subscribe());
+        let mut replayed = Vec::new();
+        if let (Some(sharing), Some(after)) = (sharing, after) {
+            for (event, message) in sharing.store.stream_after(id, after).await.unwrap_or_default() {
+                match serde_json::from_str::<ServerJsonRpcMessage>(&message) {
+                    Ok(message) => replayed.push(ServerSseMessage::new(event, message)),
+                    Err(e) => tracing::warn!(error = %e, "a stored stream message does not parse"),
+                }
+            }
+        }
+        let last = replayed.last().and_then(|m| m.event_id.as_deref()).and_then(event_order);
         let wanted: Arc<str> = Arc::from(&**id);
-        let relayed = futures::stream::unfold(receiver, move |receiver| {
+        let relayed = futures::stream::unfold((receiver, last), move |(receiver, mut last)| {
             let wanted = wanted.clone();
             async move {
                 let mut receiver = receiver?;
                 loop {
                     match receiver.recv().await {
-                        Ok((id, message)) if id == wanted => {
-                            let item = ServerSseMessage::from_message(ServerJsonRpcMessage::clone(&message));
-                            return Some((Some(item), Some(receiver)));
+                        Ok((id, message, event)) if id == wanted => {
+                            let order = event.as_deref().and_then(event_order);
+                            if order.is_some() && order <= last {
+                                continue;
+                            }
+                            last = order.or(last);
+                            let message = ServerJsonRpcMessage::clone(&message);
+                            let item = match event {
+                                Some(event) => ServerSseMessage::new(&*event, message),
+                                None => ServerSseMessage::from_message(message),
+                            };
+                            return Some((Some(item), (Some(receiver), last)));
                         }
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return None,
@@ -245,9 +283,16 @@ impl Sessions {
             }
         });
         // The listening stream ends when the worker's does: its end is a `None` that stops the merged stream.
-        let own = until.map(Some).chain(futures::stream::once(async { None }));
-        futures::stream::select(own, relayed)
+        let own = own.map(Some).chain(futures::stream::once(async { None }));
+        let replayed = futures::stream::iter(replayed.into_iter().map(Some));
+        futures::stream::select(own, replayed.chain(relayed))
             .take_while(|item| std::future::ready(item.is_some()))
             .filter_map(std::future::ready)
     }
+}
+
+/// A Redis stream entry id (`1733550000000-3`) as something ordered; `None` for any other event id.
+pub(super) fn event_order(event: &str) -> Option<(u64, u64)> {
+    let (millis, sequence) = event.split_once('-')?;
+    Some((millis.parse().ok()?, sequence.parse().ok()?))
 }

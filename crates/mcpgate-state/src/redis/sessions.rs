@@ -11,8 +11,10 @@
 //!   a POST the balancer may give any node; that node publishes it on `…sessions:answers`, and the node whose call
 //!   is waiting for it hands it to the session's worker.
 //! - **what goes to the listening stream**: what a session's worker sends its client outside a response (log
-//!   messages, `list_changed`, resource updates) is published on `…sessions:streams`, and the node holding the
-//!   client's `GET` stream sends it there.
+//!   messages, `list_changed`, resource updates) is appended to the session's Redis stream (`…{s}:<hash>:events`,
+//!   its last 1,000 events, kept as long as the session may live) and published on `…sessions:streams` with the
+//!   entry's id as its event id. The node holding the client's `GET` stream sends it there; a client reconnecting
+//!   with `Last-Event-ID`, to any node, is sent what it missed from the Redis stream.
 //!
 //! While Redis cannot be reached the answers are "unknown" and sessions go on (fail open: they are sealed, and
 //! every request is still authenticated); an end published meanwhile is lost, and the key's TTL ends it.
@@ -31,6 +33,8 @@ pub struct SharedSessions {
     link: Arc<Link>,
     /// Marks a session alive unless it is marked ended.
     alive: Arc<redis::Script>,
+    /// Appends to a session's listening stream ([`TO_STREAM`]).
+    to_stream: Arc<redis::Script>,
     prefix: Arc<str>,
     heard: broadcast::Sender<Heard>,
 }
@@ -53,16 +57,27 @@ pub enum Heard {
     Ended(Arc<str>),
     /// The client of the session with this id answered a request the server sent it: the JSON-RPC response.
     Answer(Arc<str>, Arc<str>),
-    /// A message for the listening stream of the session with this id: the JSON-RPC message.
-    Stream(Arc<str>, Arc<str>),
+    /// A message for the listening stream of the session with this id: the JSON-RPC message and its event id.
+    Stream(Arc<str>, Arc<str>, Arc<str>),
 }
 
-/// An answer or a stream message as published: the session's id and the message.
+/// An answer or a stream message as published: the session's id, the message and (a stream message) its event
+/// id.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Answer {
+struct Published {
     s: Arc<str>,
     m: Arc<str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<Arc<str>>,
 }
+
+/// Appends a listening-stream message to the session's Redis stream and publishes it with the entry's id.
+const TO_STREAM: &str = r"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', 1000, '*', 'm', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], cjson.encode({s = ARGV[4], m = ARGV[1], e = id}))
+return id
+";
 
 impl SharedSessions {
     pub(crate) fn start(link: Arc<Link>, prefix: &str) -> Self {
@@ -70,7 +85,8 @@ impl SharedSessions {
         let alive = Arc::new(redis::Script::new(
             "if redis.call('GET', KEYS[1]) ~= '0' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end",
         ));
-        let shared = Self { link, alive, prefix: prefix.into(), heard };
+        let to_stream = Arc::new(redis::Script::new(TO_STREAM));
+        let shared = Self { link, alive, to_stream, prefix: prefix.into(), heard };
         let channels = [shared.channel("ended"), shared.channel("answers"), shared.channel("streams")];
         tokio::spawn(listen(Arc::downgrade(&shared.link), channels, shared.heard.clone()));
         shared
@@ -136,19 +152,43 @@ impl SharedSessions {
     /// Pass the client's answer `message` (a JSON-RPC response) in session `id` to every node, this one
     /// included; `false` when Redis cannot be reached (then only this node can take it).
     pub async fn answer(&self, id: &str, message: &str) -> bool {
-        let Ok(payload) = serde_json::to_string(&Answer { s: id.into(), m: message.into() }) else {
+        let Ok(payload) = serde_json::to_string(&Published { s: id.into(), m: message.into(), e: None })
+        else {
             return false;
         };
         self.run::<u64>(redis::cmd("PUBLISH").arg(self.channel("answers")).arg(payload)).await.is_some()
     }
 
-    /// Pass `message` (a JSON-RPC message) for the listening stream of session `id` to every node, this one
-    /// included; `false` when Redis cannot be reached.
-    pub async fn to_stream(&self, id: &str, message: &str) -> bool {
-        let Ok(payload) = serde_json::to_string(&Answer { s: id.into(), m: message.into() }) else {
-            return false;
-        };
-        self.run::<u64>(redis::cmd("PUBLISH").arg(self.channel("streams")).arg(payload)).await.is_some()
+    /// Append `message` (a JSON-RPC message) to the listening stream of session `id`, kept for `ttl`, and pass
+    /// it to every node, this one included: its event id, or `None` when Redis cannot be reached.
+    pub async fn to_stream(&self, id: &str, message: &str, ttl: Duration) -> Option<String> {
+        let mut connection = self.link.connection()?;
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut invocation = self.to_stream.prepare_invoke();
+        invocation.key(self.events(id)).arg(message).arg(millis).arg(self.channel("streams")).arg(id);
+        match invocation.invoke_async::<String>(&mut connection).await {
+            Ok(event) => Some(event),
+            Err(error) => {
+                self.link.failed(&error);
+                None
+            }
+        }
+    }
+
+    /// What the listening stream of session `id` carried after event `after` (of its last 1,000), oldest first,
+    /// as `(event id, message)`; `None` when Redis cannot say.
+    pub async fn stream_after(&self, id: &str, after: &str) -> Option<Vec<(String, String)>> {
+        let mut command = redis::cmd("XRANGE");
+        command.arg(self.events(id)).arg(format!("({after}")).arg("+");
+        let entries: Vec<(String, Vec<(String, String)>)> = self.run(&command).await?;
+        let messages = entries.into_iter().filter_map(|(event, fields)| {
+            fields.into_iter().find(|(name, _)| name == "m").map(|(_, message)| (event, message))
+        });
+        Some(messages.collect())
+    }
+
+    fn events(&self, id: &str) -> String {
+        format!("{}:events", self.key(id))
     }
 
     /// What is published about sessions by any node (this one included), as it comes.
@@ -181,9 +221,10 @@ async fn listen(link: std::sync::Weak<Link>, channels: [String; 3], heard: broad
                     let news = if channel == channels[0] {
                         Some(Heard::Ended(payload.into()))
                     } else {
-                        let answer = serde_json::from_str::<Answer>(&payload).ok();
-                        let stream = channel == channels[2];
-                        answer.map(|a| if stream { Heard::Stream(a.s, a.m) } else { Heard::Answer(a.s, a.m) })
+                        serde_json::from_str::<Published>(&payload).ok().map(|p| match p.e {
+                            Some(event) if channel == channels[2] => Heard::Stream(p.s, p.m, event),
+                            _ => Heard::Answer(p.s, p.m),
+                        })
                     };
                     if let Some(news) = news {
                         let _ = heard.send(news);
