@@ -19,6 +19,7 @@ const SEAL: &str = "a-seal-key-shared-by-both-nodes-0123456789";
 
 const CONFIG: &str = "\
 rate_limits:
+  global: { requests: 1000000, per: 1s }
   tools:
     echo: { requests: 4, per: 1m }
 cache:
@@ -30,8 +31,13 @@ backends:
 ";
 
 fn node(dir: &Path, name: &str, redis: &RedisServer) -> (Process, String) {
-    let config = dir.join("nodes.yaml");
-    std::fs::write(&config, CONFIG).unwrap();
+    node_with(dir, name, redis, "")
+}
+
+/// [`node`] with more config (`state: { required: true }`).
+fn node_with(dir: &Path, name: &str, redis: &RedisServer, more: &str) -> (Process, String) {
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(&config, format!("{CONFIG}{more}")).unwrap();
     let env = [("REDIS_URL", redis.url()), ("MCP_API_KEY", KEY.into()), ("MCPGATE_SEAL_KEY", SEAL.into())];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     serve_with_env(Some(&config), &dir.join(format!("{name}.log")), Duration::from_secs(20), &env)
@@ -125,10 +131,39 @@ fn a_node_serves_without_redis_says_so_and_goes_back_to_it() {
     let Some(mut redis) = RedisServer::start("a node without redis") else { return };
     let dir = tempfile::tempdir().unwrap();
     let (_a, a) = node(dir.path(), "a", &redis);
-    eventually("the node reaches redis", || backend_up(&a) == Some(1));
+    let (_strict, strict) = node_with(dir.path(), "strict", &redis, "state: { required: true }\n");
+    eventually("the nodes reach redis", || backend_up(&a) == Some(1) && backend_up(&strict) == Some(1));
     assert_eq!(call(&a, "echo", json!({ "message": "x" })).0, 200);
+    // Load on both nodes all through the outage and the recovery: no call may fail for it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let answered_now = || answered.load(std::sync::atomic::Ordering::Relaxed);
+    let load: Vec<_> = [&a, &strict, &a, &strict]
+        .into_iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let (addr, stop, answered) = (addr.clone(), stop.clone(), answered.clone());
+            std::thread::spawn(move || {
+                let mut failed = Vec::new();
+                let mut calls = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let n = calls * 10 + i as u64;
+                    let (status, message) = call(&addr, "add", json!({ "a": n, "b": 1 }));
+                    if status != 200 || message["result"]["content"][0]["text"] != json!((n + 1).to_string())
+                    {
+                        failed.push(format!("{status} {message}"));
+                    }
+                    calls += 1;
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                (calls, failed)
+            })
+        })
+        .collect();
 
+    eventually("the load is under way", || answered_now() > 20);
     redis.kill();
+    let at_kill = answered_now();
     // Calls go on (local buckets, no cache), the first one noticing the outage.
     for _ in 0..3 {
         let (status, message) = call(&a, "echo", json!({ "message": "still here" }));
@@ -146,15 +181,29 @@ fn a_node_serves_without_redis_says_so_and_goes_back_to_it() {
         (200, &json!("down"), &json!(false)),
         "{check}"
     );
+    eventually("the strict node sees redis down", || backend_up(&strict) == Some(0));
+    assert_eq!(state_check(&strict).0, 503, "state.required: not ready without redis");
     assert_eq!(json_of(&a, "/status")["state"]["up"], false);
     let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
     assert_eq!(log.matches("state backend down").count(), 1, "one line per transition:\n{log}");
 
+    eventually("the load went on without redis", || answered_now() > at_kill + 50);
     redis.restart();
-    eventually("the node is back on redis", || backend_up(&a) == Some(1));
+    eventually("the nodes are back on redis", || backend_up(&a) == Some(1) && backend_up(&strict) == Some(1));
     assert_eq!(state_check(&a).1["status"], "up");
+    assert_eq!(state_check(&strict).0, 200);
     let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
     assert!(log.contains("state backend up"), "{log}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in load {
+        let (calls, failed) = thread.join().unwrap();
+        assert!(
+            calls > 0 && failed.is_empty(),
+            "{} of {calls} calls failed: {:?}",
+            failed.len(),
+            failed.first()
+        );
+    }
 }
 
 /// A legacy request in `session` (or the `initialize` opening one) with the key: status, head, messages.
