@@ -244,6 +244,13 @@ impl Gateway {
         let key = peer.session().unwrap_or_default().to_owned();
         let subscriptions = &self.subscriptions;
         let change = async {
+            // A shared session's subscriptions live in Redis: the node holding its listening stream watches them.
+            let ttl = self.config.server.session_idle_timeout.0 * 5 / 4;
+            if let Some(shared) = self.shared_session(&key)
+                && shared.set_subscription(&key, &uri, kind == OperationKind::Subscribe, ttl).await
+            {
+                return Ok(());
+            }
             if kind == OperationKind::Subscribe {
                 if subscriptions.add(&uri, &key, peer)
                     && let Err(e) = entry.backend.subscribe(&uri).await

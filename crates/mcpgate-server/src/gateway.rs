@@ -151,6 +151,41 @@ impl Gateway {
         self.sessions.get().and_then(std::sync::Weak::upgrade).and_then(|sessions| sessions.get(id))
     }
 
+    /// What the nodes share of legacy session `id`, when it is shared (sealed, with shared state).
+    pub(crate) fn shared_session(&self, id: &str) -> Option<&mcpgate_state::SharedSessions> {
+        self.session(id).filter(|session| session.is_shared())?;
+        self.state.sessions()
+    }
+
+    /// Watch resource `uri` for session `key`, its updates going to `peer`: the backend owning it is asked when
+    /// this is its first watcher. Failures are logged: the caller has no one to answer.
+    pub(crate) async fn watch_resource(&self, uri: &str, key: &str, peer: Arc<dyn mcpgate_core::ClientPeer>) {
+        let registry = self.registry();
+        let Some(owner) = registry.resource_owner(uri).await else {
+            tracing::debug!(%uri, "a shared subscription names no resource of this node's catalogue");
+            return;
+        };
+        let entry = &registry.backends()[owner];
+        if self.subscriptions.add(uri, key, peer)
+            && let Err(e) = entry.backend.subscribe(uri).await
+        {
+            self.subscriptions.remove(uri, key);
+            tracing::warn!(%uri, backend = %entry.name, "cannot watch a shared subscription: {e}");
+        }
+    }
+
+    /// Stop watching resource `uri` for session `key`; the backend is told when that was its last watcher.
+    pub(crate) async fn unwatch_resource(&self, uri: &str, key: &str) {
+        if self.subscriptions.remove(uri, key) {
+            let registry = self.registry();
+            if let Some(owner) = registry.resource_owner(uri).await
+                && let Err(e) = registry.backends()[owner].backend.unsubscribe(uri).await
+            {
+                tracing::debug!(%uri, "cannot unsubscribe: {e}");
+            }
+        }
+    }
+
     /// The configuration in force and what is prepared from it; hold it for the whole of a request.
     pub fn live(&self) -> Arc<Live> {
         self.live.load_full()

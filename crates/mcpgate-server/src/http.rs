@@ -198,6 +198,8 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         sharing(&gateway, server.session_idle_timeout.0),
     );
     let _ = gateway.sessions.set(Arc::downgrade(&sessions));
+    let watcher = gateway.clone();
+    sessions.on_listen(Arc::new(move |id, until| crate::listening::follow(watcher.clone(), id, until)));
     let edge = Arc::new(edge::Edge {
         max_body: gateway.config.server.max_request_size.0 as usize,
         body_timeout: gateway.config.server.body_read_timeout.0,

@@ -22,6 +22,7 @@ mod jwks;
 mod jwt;
 mod limits;
 mod listener;
+mod listening;
 pub mod metrics;
 mod opening;
 mod ops;

@@ -368,3 +368,60 @@ fn a_listening_stream_on_one_node_gets_what_a_call_on_the_other_sends_and_resume
     legacy(&a, Some(&session), &log_call(4));
     assert_eq!(logs_of(&on_b.messages(6)).len(), 6);
 }
+
+#[test]
+fn a_subscription_taken_by_one_node_is_watched_by_the_node_holding_the_stream_and_outlives_the_first() {
+    let names = ["MCPGATE_TEST_NODE", "MCPGATE_TEST_EVERYTHING"];
+    let Some([node_js, everything]) = support::upstream_vars("shared subscriptions", names) else { return };
+    let Some(redis) = RedisServer::start("shared subscriptions") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = format!(
+        "upstreams:\n  everything:\n    command: {}\n    args: [{}, stdio]\n",
+        Value::from(node_js.as_str()),
+        Value::from(everything.as_str())
+    );
+    let (_a, a) = node_with(dir.path(), "a", &redis, &upstream);
+    let (b_process, b) = node_with(dir.path(), "b", &redis, &upstream);
+    eventually("both nodes reach redis", || backend_up(&a) == Some(1) && backend_up(&b) == Some(1));
+    let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "nodes", "version": "1" } } });
+    let headers = [("x-api-key", KEY), ("MCP-Protocol-Version", "2025-11-25")];
+    let session = support::session_id_of(&a, &headers, &initialize.to_string());
+    legacy(&a, Some(&session), &json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }));
+    let (_, _, listed) =
+        legacy(&a, Some(&session), &json!({ "jsonrpc": "2.0", "id": 2, "method": "resources/list" }));
+    let uri = listed.last().unwrap()["result"]["resources"]
+        .as_array()
+        .and_then(|all| {
+            all.iter().find_map(|r| r["uri"].as_str().filter(|u| u.starts_with("demo://resource/static")))
+        })
+        .unwrap_or_else(|| panic!("no static resource in {listed:?}"))
+        .to_owned();
+
+    // The stream is on A; the subscription is taken by B, which then goes away.
+    let mut on_a = Listening::open(&a, &session, None);
+    let subscribe =
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": { "uri": uri } });
+    let (status, _, answer) = legacy(&b, Some(&session), &subscribe);
+    assert_eq!(status, 200, "{answer:?}");
+    assert!(answer.last().unwrap()["result"].is_object(), "{answer:?}");
+    drop(b_process);
+    // A watches it for the stream it holds: the upstream's updates reach it.
+    let toggle = json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": { "name": "everything__toggle-subscriber-updates", "arguments": {} } });
+    // Switched on, the upstream sends an update at once; until A's watch is in place it may find no subscriber,
+    // so switch again (on, off, on: every other switch sends). Each look waits up to 10 s.
+    let mut updated = Vec::new();
+    for _ in 0..5 {
+        legacy(&a, Some(&session), &toggle);
+        updated = (on_a.messages(1).into_iter())
+            .filter(|(_, m)| m["method"] == "notifications/resources/updated")
+            .collect::<Vec<_>>();
+        if !updated.is_empty() {
+            break;
+        }
+    }
+    let (event, message) = updated.first().unwrap_or_else(|| panic!("no resource update reached the stream"));
+    assert_eq!(message["params"]["uri"], uri.as_str());
+    assert!(event.as_deref().is_some_and(|id| id.contains('-')), "an event of the session's Redis stream");
+}

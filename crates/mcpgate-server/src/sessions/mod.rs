@@ -123,6 +123,11 @@ impl Session {
         &self.state
     }
 
+    /// Whether any node may serve it (its id is its sealed record).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.sealed.get().is_some()
+    }
+
     /// Record what the client declared in its `initialize` request (the first one wins).
     fn learn_client(&self, initialize: &ClientJsonRpcMessage) {
         let declared = serde_json::to_value(initialize)
@@ -259,6 +264,9 @@ pub(crate) struct Sessions {
     changed: tokio::sync::Notify,
     /// How sessions are shared with other nodes, when they are.
     sharing: Option<Sharing>,
+    /// What the gateway does while a shared session's listening stream is held here (watch its subscriptions),
+    /// until the token it is given is cancelled (the stream ended).
+    on_listen: OnceLock<sharing::Hook>,
     /// Messages for listening streams, by session id, as any node's worker sent them (shared sessions only).
     streamed: tokio::sync::broadcast::Sender<sharing::Streamed>,
     epoch: Instant,
@@ -293,6 +301,7 @@ impl Sessions {
             park_after,
             changed: tokio::sync::Notify::new(),
             sharing,
+            on_listen: OnceLock::new(),
             streamed: tokio::sync::broadcast::channel(1024).0,
             epoch: Instant::now(),
             this: this.clone(),

@@ -208,7 +208,14 @@ impl SessionManager for Sessions {
         self.ensure_drain(id).await;
         let stream = self.inner.create_standalone_stream(id).await?;
         let merged = self.with_relayed(id, stream, None).await;
-        Ok(self.hold(id, merged))
+        let listening = self.listening(id);
+        Ok(self.hold(
+            id,
+            merged.map(move |message| {
+                let _listening = &listening;
+                message
+            }),
+        ))
     }
 
     async fn resume(
@@ -223,6 +230,11 @@ impl SessionManager for Sessions {
             self.ensure_drain(id).await;
             let own = self.inner.create_standalone_stream(id).await?;
             let merged = self.with_relayed(id, own, Some(&last_event_id)).await;
+            let listening = self.listening(id);
+            let merged = merged.map(move |message| {
+                let _listening = &listening;
+                message
+            });
             return Ok(self.hold(id, merged).left_stream());
         }
         let stream = self.inner.resume(id, last_event_id).await?;

@@ -30,6 +30,7 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use super::{Session, Sessions};
 
@@ -179,6 +180,8 @@ impl Sharing {
                             "session news came faster than it was followed; some was lost"
                         );
                     }
+                    // Followed by the node holding the session's listening stream (`listening.rs`).
+                    Ok(Heard::Subscriptions(_)) => {}
                     Err(RecvError::Closed) => return,
                 }
             }
@@ -191,11 +194,39 @@ fn unix_millis() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// What the gateway does while a shared session's listening stream is held on this node: given the session's id
+/// and a token cancelled when the stream ends.
+pub(crate) type OnListen = Arc<dyn Fn(Arc<str>, CancellationToken) + Send + Sync>;
+
+/// The hook, which has nothing to show.
+pub(super) struct Hook(pub(super) OnListen);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
 /// A message for a listening stream, as the nodes pass it: the session's id, the message, and its event id in the
 /// session's Redis stream (`None` for one passed locally while Redis could not be reached).
 pub(super) type Streamed = (Arc<str>, Arc<ServerJsonRpcMessage>, Option<Arc<str>>);
 
 impl Sessions {
+    /// Have `on_listen` run for every listening stream of a shared session opened here.
+    pub(crate) fn on_listen(&self, on_listen: OnListen) {
+        let _ = self.on_listen.set(Hook(on_listen));
+    }
+
+    /// A listening stream of shared session `id` opens here: run the gateway's hook, whose token is cancelled when
+    /// the returned guard (held by the stream) drops.
+    pub(super) fn listening(&self, id: &SessionId) -> Option<tokio_util::sync::DropGuard> {
+        let shared = self.sharing.is_some() && self.get(id).is_some_and(|session| session.is_shared());
+        let Hook(on_listen) = self.on_listen.get().filter(|_| shared)?;
+        let until = CancellationToken::new();
+        on_listen(Arc::from(&**id), until.clone());
+        Some(until.drop_guard())
+    }
+
     /// Make sure the worker of shared session `id` has its listening-stream channel taken by this node, which
     /// appends what it carries to the session's Redis stream (and so to the node holding the client's `GET`
     /// stream, this one included; straight to this node's own streams while Redis cannot be reached). Taken once

@@ -15,9 +15,13 @@
 //!   its last 1,000 events, kept as long as the session may live) and published on `…sessions:streams` with the
 //!   entry's id as its event id. The node holding the client's `GET` stream sends it there; a client reconnecting
 //!   with `Last-Event-ID`, to any node, is sent what it missed from the Redis stream.
+//! - **its resource subscriptions**: a set per session (`…{s}:<hash>:subs`), changed by whichever node takes
+//!   the `resources/subscribe`, each change published on `…sessions:subscriptions`; the node holding the client's
+//!   `GET` stream watches the resources in the set, so updates go on when the node that took the request is gone.
 //!
 //! While Redis cannot be reached the answers are "unknown" and sessions go on (fail open: they are sealed, and
-//! every request is still authenticated); an end published meanwhile is lost, and the key's TTL ends it.
+//! every request is still authenticated); an end published meanwhile is lost, and the key's TTL ends it; a
+//! subscription is kept by the node that takes it, as on one node.
 
 use std::{sync::Arc, time::Duration};
 
@@ -59,6 +63,8 @@ pub enum Heard {
     Answer(Arc<str>, Arc<str>),
     /// A message for the listening stream of the session with this id: the JSON-RPC message and its event id.
     Stream(Arc<str>, Arc<str>, Arc<str>),
+    /// The resource subscriptions of the session with this id changed.
+    Subscriptions(Arc<str>),
 }
 
 /// An answer or a stream message as published: the session's id, the message and (a stream message) its event
@@ -87,7 +93,7 @@ impl SharedSessions {
         ));
         let to_stream = Arc::new(redis::Script::new(TO_STREAM));
         let shared = Self { link, alive, to_stream, prefix: prefix.into(), heard };
-        let channels = [shared.channel("ended"), shared.channel("answers"), shared.channel("streams")];
+        let channels = ["ended", "answers", "streams", "subscriptions"].map(|name| shared.channel(name));
         tokio::spawn(listen(Arc::downgrade(&shared.link), channels, shared.heard.clone()));
         shared
     }
@@ -191,15 +197,39 @@ impl SharedSessions {
         format!("{}:events", self.key(id))
     }
 
+    /// Subscribe session `id` to `uri` (or, `on` false, unsubscribe it), kept for `ttl`, and tell every node;
+    /// `false` when Redis cannot be reached.
+    pub async fn set_subscription(&self, id: &str, uri: &str, on: bool, ttl: Duration) -> bool {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let subs = format!("{}:subs", self.key(id));
+        let mut pipe = redis::pipe();
+        pipe.cmd(if on { "SADD" } else { "SREM" }).arg(&subs).arg(uri).ignore();
+        pipe.cmd("PEXPIRE").arg(&subs).arg(millis).ignore();
+        pipe.cmd("PUBLISH").arg(self.channel("subscriptions")).arg(id).ignore();
+        let Some(mut connection) = self.link.connection() else { return false };
+        match pipe.query_async::<()>(&mut connection).await {
+            Ok(()) => true,
+            Err(error) => {
+                self.link.failed(&error);
+                false
+            }
+        }
+    }
+
+    /// The resources session `id` is subscribed to; `None` when Redis cannot say.
+    pub async fn subscriptions(&self, id: &str) -> Option<Vec<String>> {
+        self.run(redis::cmd("SMEMBERS").arg(format!("{}:subs", self.key(id)))).await
+    }
+
     /// What is published about sessions by any node (this one included), as it comes.
     pub fn heard(&self) -> broadcast::Receiver<Heard> {
         self.heard.subscribe()
     }
 }
 
-/// Hear the `[ended, answers, streams]` channels for as long as the link lives, resubscribing (with backoff)
-/// whenever the subscription breaks.
-async fn listen(link: std::sync::Weak<Link>, channels: [String; 3], heard: broadcast::Sender<Heard>) {
+/// Hear the `[ended, answers, streams, subscriptions]` channels for as long as the link lives, resubscribing (with
+/// backoff) whenever the subscription breaks.
+async fn listen(link: std::sync::Weak<Link>, channels: [String; 4], heard: broadcast::Sender<Heard>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(strong) = link.upgrade() else { return };
@@ -220,6 +250,8 @@ async fn listen(link: std::sync::Weak<Link>, channels: [String; 3], heard: broad
                     let channel = message.get_channel_name();
                     let news = if channel == channels[0] {
                         Some(Heard::Ended(payload.into()))
+                    } else if channel == channels[3] {
+                        Some(Heard::Subscriptions(payload.into()))
                     } else {
                         serde_json::from_str::<Published>(&payload).ok().map(|p| match p.e {
                             Some(event) if channel == channels[2] => Heard::Stream(p.s, p.m, event),
