@@ -3,7 +3,9 @@
 // A command-line tool prints its answers.
 #![allow(clippy::print_stdout)]
 
+mod health;
 mod keys;
+mod notify;
 mod telemetry;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -57,6 +59,20 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Probe a running gateway: exit 0 when its `/health` (or, with `--ready`, `/ready`) answers 200, else 1.
+    /// For a container `HEALTHCHECK` or a script: no curl needed.
+    Health {
+        /// The gateway's address (`HOST:PORT`); default: from `BIND_IP` and `MCP_PORT` / `PORT` as `serve` takes
+        /// them (a wildcard as loopback), else `127.0.0.1:8000`.
+        #[arg(long)]
+        addr: Option<String>,
+        /// Probe `/ready` (every required backend up) instead of `/health` (the process serves).
+        #[arg(long)]
+        ready: bool,
+        /// How long the probe may take, in seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
     },
     /// Print the version.
     Version,
@@ -146,6 +162,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let request = keys::NewKey { name, tier, tools, expires };
             keys::new_key(request, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Health { addr, ready, timeout } => {
+            let addr = addr.unwrap_or_else(|| health::default_addr(|name| std::env::var(name).ok()));
+            let path = if ready { "/ready" } else { "/health" };
+            match health::probe(&addr, path, std::time::Duration::from_secs(timeout)) {
+                Ok(line) => {
+                    println!("{addr}{path}: {line}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("mcpgate health: {addr}: {error:#}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Version => {
             println!("mcpgate {}", env!("CARGO_PKG_VERSION"));
@@ -268,6 +298,7 @@ async fn serve(config: Config, source: Source, stdio: bool) -> anyhow::Result<()
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
+    notify::ready();
     serve_http(gateway, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
@@ -284,8 +315,10 @@ async fn reload_on_hangup(gateway: std::sync::Arc<Gateway>, source: Source) {
     };
     while hangups.recv().await.is_some() {
         tracing::info!(config = ?source.path, "SIGHUP received: reloading the configuration");
+        notify::reloading();
         let loaded = source.load().map_err(|error| format!("{error:#}"));
         let _ = gateway.reload_with(loaded).await;
+        notify::ready();
     }
 }
 
@@ -301,5 +334,6 @@ async fn signals(shutdown: CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
+    notify::stopping();
     shutdown.cancel();
 }
