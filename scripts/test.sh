@@ -10,7 +10,7 @@
 #   - for the sql tools, a throw-away PostgreSQL cluster on a free port, owned by this run and stopped at its
 #     end (scripts/postgres.sh; the `postgresql` package is installed when missing); for the command tools'
 #     example, `ip` (iproute2) and `uptime` (procps); for code mode's OS sandboxes, bubblewrap, runsc (gVisor), podman and runc;
-#     for shared state, redis-server and nginx (each test starts its own on free ports); systemd-analyze for the unit.
+#     for shared state, redis-server and nginx (each test starts its own on free ports); systemd-analyze for the unit; promtool for the alert rules.
 #
 # Usage: scripts/test.sh            (from anywhere; the repository root is found from this file)
 # Set SKIP_CONFORMANCE=1 or SKIP_INTEROP=1 to leave a stage out while iterating.
@@ -86,6 +86,9 @@ export MCPGATE_REQUIRE_REDIS=1
 # deploy/systemd/mcpgate.service is checked with systemd-analyze (crates/mcpgate/tests/systemd.rs).
 command -v systemd-analyze >/dev/null || apt_install systemd
 export MCPGATE_REQUIRE_SYSTEMD=1
+# deploy/prometheus is checked with promtool (crates/mcpgate/tests/prometheus.rs); Debian's prometheus package has it.
+command -v promtool >/dev/null || apt_install prometheus
+export MCPGATE_REQUIRE_PROMETHEUS=1
 
 step "cargo test"
 cargo test --workspace --locked
