@@ -315,17 +315,12 @@ struct Scan {
 /// notices a number that could be out of range — one with an exponent, or hundreds of digits — and reads the
 /// numbers then, in a second pass that ordinary bodies never take.
 fn scan(bytes: &[u8]) -> Scan {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    let (mut depth, mut deepest, mut strings) = (0usize, 0usize, Strings::default());
     // Digits (and points) in a row outside strings, and whether a number may be out of range.
     let (mut digits, mut suspect) = (0usize, false);
     for &b in bytes {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
+        if !strings.outside(b) {
+            digits = 0;
             continue;
         }
         match b {
@@ -336,7 +331,6 @@ fn scan(bytes: &[u8]) -> Scan {
             }
             // After a digit, an exponent (`true` and `false` have an `e` too, after letters).
             b'e' | b'E' => suspect |= digits > 0,
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -349,22 +343,41 @@ fn scan(bytes: &[u8]) -> Scan {
     Scan { depth: deepest, huge_number: suspect && has_huge_number(bytes) }
 }
 
+/// Where a byte-by-byte scan of JSON text stands with respect to its strings.
+#[derive(Default)]
+struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Take the next byte: whether it lies outside every string (a quote opening or closing one is inside).
+    #[inline(always)]
+    fn outside(&mut self, b: u8) -> bool {
+        if self.inside {
+            match b {
+                _ if self.escaped => self.escaped = false,
+                b'\\' => self.escaped = true,
+                b'"' => self.inside = false,
+                _ => {}
+            }
+            false
+        } else if b == b'"' {
+            self.inside = true;
+            false
+        } else {
+            true
+        }
+    }
+}
+
 /// Whether a number outside the strings of `bytes` is too large for a double.
 fn has_huge_number(bytes: &[u8]) -> bool {
-    let (mut in_string, mut escaped, mut i) = (false, false, 0);
+    let (mut strings, mut i) = (Strings::default(), 0);
     while i < bytes.len() {
         let b = bytes[i];
         i += 1;
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if b == b'-' || b.is_ascii_digit() {
+        if strings.outside(b) && (b == b'-' || b.is_ascii_digit()) {
             let start = i - 1;
             while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
                 i += 1;
