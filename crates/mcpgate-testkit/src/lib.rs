@@ -41,6 +41,23 @@ pub async fn eventually(what: &str, within: Duration, mut condition: impl FnMut(
     }
 }
 
+/// Whether `program` is installed (it runs with `--version`). When it is not: a loud message saying `what` was
+/// skipped and `install` would fix it, and `false` — unless the environment variable `require` is `1` (set by
+/// `scripts/test.sh`), which makes a missing program a failure, so CI cannot pass by skipping.
+pub fn have_program(what: &str, program: &str, require: &str, install: &str) -> bool {
+    let runs = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !runs {
+        assert!(std::env::var(require).as_deref() != Ok("1"), "{require}=1 but {program} is not installed");
+        eprintln!("\n!!! SKIPPED {what}: {program} is not installed ({install}) !!!\n");
+    }
+    runs
+}
+
 /// The PostgreSQL server the tests may use: `MCPGATE_TEST_POSTGRES_URL` (set by `scripts/test.sh`). Without it,
 /// `None` after a loud message saying `what` was skipped — unless `MCPGATE_REQUIRE_POSTGRES=1`, which makes a
 /// missing server a failure, so CI cannot pass by skipping.

@@ -26,14 +26,8 @@ impl RedisServer {
 
     /// [`start`](Self::start) with more `redis-server` arguments (`--requirepass`, `--replicaof`, …).
     pub fn start_with(what: &str, extra: &[&str]) -> Option<Self> {
-        if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
-            assert!(
-                std::env::var("MCPGATE_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "MCPGATE_REQUIRE_REDIS=1 but redis-server is not installed"
-            );
-            eprintln!(
-                "\n!!! SKIPPED {what}: redis-server is not installed (apt-get install redis-server) !!!\n"
-            );
+        if !crate::have_program(what, "redis-server", "MCPGATE_REQUIRE_REDIS", "apt-get install redis-server")
+        {
             return None;
         }
         let extra = extra.iter().map(|s| s.to_string()).collect();

@@ -7,19 +7,14 @@ mod support;
 
 use std::{collections::BTreeSet, path::Path, process::Command, time::Duration};
 
+use mcpgate_testkit::have_program;
+
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/prometheus");
 
-/// `promtool`, or `None` after a loud line — unless `MCPGATE_REQUIRE_PROMETHEUS=1` (scripts/test.sh).
+/// `promtool`, or `None` when it is not installed and not required (`MCPGATE_REQUIRE_PROMETHEUS=1`).
 fn promtool(test: &str) -> Option<&'static str> {
-    if Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return Some("promtool");
-    }
-    assert!(
-        std::env::var("MCPGATE_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
-        "MCPGATE_REQUIRE_PROMETHEUS=1 but promtool is not installed"
-    );
-    eprintln!("\n!!! SKIPPED {test}: promtool is not installed (apt-get install prometheus) !!!\n");
-    None
+    let program = "promtool";
+    have_program(test, program, "MCPGATE_REQUIRE_PROMETHEUS", "apt-get install prometheus").then_some(program)
 }
 
 fn run(promtool: &str, args: &[&str]) {

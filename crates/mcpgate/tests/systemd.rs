@@ -8,19 +8,13 @@ mod support;
 
 use std::{os::unix::net::UnixDatagram, process::Command, time::Duration};
 
+use mcpgate_testkit::have_program;
 use support::{BIN, serve_with_env};
 
-/// `systemd-analyze`, or `None` after a loud line — unless `MCPGATE_REQUIRE_SYSTEMD=1` (scripts/test.sh).
+/// `systemd-analyze`, or `None` when it is not installed and not required (`MCPGATE_REQUIRE_SYSTEMD=1`).
 fn systemd_analyze(test: &str) -> Option<&'static str> {
-    if Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return Some("systemd-analyze");
-    }
-    assert!(
-        std::env::var("MCPGATE_REQUIRE_SYSTEMD").as_deref() != Ok("1"),
-        "MCPGATE_REQUIRE_SYSTEMD=1 but systemd-analyze is not installed"
-    );
-    eprintln!("\n!!! SKIPPED {test}: systemd-analyze is not installed (apt-get install systemd) !!!\n");
-    None
+    let program = "systemd-analyze";
+    have_program(test, program, "MCPGATE_REQUIRE_SYSTEMD", "apt-get install systemd").then_some(program)
 }
 
 #[test]
