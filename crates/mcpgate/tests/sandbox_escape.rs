@@ -499,32 +499,31 @@ async fn the_escape_catalogue_fails_each_attack_precisely_in_quickjs() {
 
 #[tokio::test]
 async fn the_escape_catalogue_fails_each_attack_precisely_in_process_workers() {
-    let _serial = SERIAL.lock().await;
-    let Some((sandbox, config)) = available(SandboxBackend::Process, 2).await else { return };
-    wait_warm(&*sandbox, 2).await;
-    attack(&*sandbox, &config, Leftovers::Cgroups).await;
-    drop(sandbox);
-    only_the_pool_is_left(0, "process: after the sandbox is dropped").await;
+    catalogue_on_a_pool(SandboxBackend::Process, Leftovers::Cgroups).await;
 }
 
 #[tokio::test]
 async fn the_escape_catalogue_fails_each_attack_precisely_in_gvisor() {
-    let _serial = SERIAL.lock().await;
-    let Some((sandbox, config)) = available(SandboxBackend::Gvisor, 2).await else { return };
-    wait_warm(&*sandbox, 2).await;
-    attack(&*sandbox, &config, Leftovers::Cgroups).await;
-    drop(sandbox);
-    only_the_pool_is_left(0, "gvisor: after the sandbox is dropped").await;
+    catalogue_on_a_pool(SandboxBackend::Gvisor, Leftovers::Cgroups).await;
 }
 
 #[tokio::test]
 async fn the_escape_catalogue_fails_each_attack_precisely_in_docker() {
+    catalogue_on_a_pool(SandboxBackend::Docker, Leftovers::Containers).await;
+}
+
+/// Every attack on an OS sandbox with a warm pool of two, then nothing of it left once it is dropped.
+async fn catalogue_on_a_pool(backend: SandboxBackend, leftovers: Leftovers) {
     let _serial = SERIAL.lock().await;
-    let Some((sandbox, config)) = available(SandboxBackend::Docker, 2).await else { return };
+    let Some((sandbox, config)) = available(backend, 2).await else { return };
     wait_warm(&*sandbox, 2).await;
-    attack(&*sandbox, &config, Leftovers::Containers).await;
+    attack(&*sandbox, &config, leftovers).await;
     drop(sandbox);
-    only_the_pools_containers_are_left(0, "docker: after the sandbox is dropped").await;
+    let after = format!("{}: after the sandbox is dropped", backend.as_str());
+    match leftovers {
+        Leftovers::Containers => only_the_pools_containers_are_left(0, &after).await,
+        Leftovers::Cgroups | Leftovers::Nothing => only_the_pool_is_left(0, &after).await,
+    }
 }
 
 fn status_field(pid: i32, field: &str) -> String {
