@@ -245,9 +245,8 @@ impl Gateway {
         let subscriptions = &self.subscriptions;
         let change = async {
             // A shared session's subscriptions live in Redis: the node holding its listening stream watches them.
-            let ttl = self.config.server.session_idle_timeout.0 * 5 / 4;
             if let Some(shared) = self.shared_session(&key)
-                && shared.set_subscription(&key, &uri, kind == OperationKind::Subscribe, ttl).await
+                && shared.set_subscription(&key, &uri, kind == OperationKind::Subscribe).await
             {
                 return Ok(());
             }

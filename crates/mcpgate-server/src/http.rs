@@ -175,7 +175,7 @@ fn mcp_service(gateway: &Arc<Gateway>, sessions: Arc<Sessions>, streams: Cancell
 }
 
 /// How legacy sessions are shared with other nodes: with shared state and a sealing key every node shares.
-fn sharing(gateway: &Gateway, idle: std::time::Duration) -> Option<crate::sessions::Sharing> {
+fn sharing(gateway: &Gateway) -> Option<crate::sessions::Sharing> {
     let store = gateway.state.sessions()?;
     if !gateway.state.seal_key().is_shared() {
         tracing::warn!(
@@ -184,19 +184,15 @@ fn sharing(gateway: &Gateway, idle: std::time::Duration) -> Option<crate::sessio
         );
         return None;
     }
-    Some(crate::sessions::Sharing::new(gateway.request_state.clone(), store.clone(), idle))
+    Some(crate::sessions::Sharing::new(gateway.request_state.clone(), store.clone()))
 }
 
 /// The application: `/mcp` and the ops endpoints, behind the edge layers.
 fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -> Router {
     let server = &gateway.config.server;
     let caps = SessionCaps { total: server.max_sessions, per_client: server.max_sessions_per_client };
-    let sessions = Sessions::start(
-        server.session_idle_timeout.0,
-        server.session_park_after.0,
-        caps,
-        sharing(&gateway, server.session_idle_timeout.0),
-    );
+    let sessions =
+        Sessions::start(server.session_idle_timeout.0, server.session_park_after.0, caps, sharing(&gateway));
     let _ = gateway.sessions.set(Arc::downgrade(&sessions));
     let watcher = gateway.clone();
     sessions.on_listen(Arc::new(move |id, until| crate::listening::follow(watcher.clone(), id, until)));

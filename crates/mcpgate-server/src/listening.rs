@@ -4,7 +4,7 @@
 //! from where it reaches the client wherever its stream is, resumable like any other event. So updates go on when
 //! the node that took the subscription is gone, and move with the stream when the client reconnects elsewhere.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc};
 
 use async_trait::async_trait;
 use mcpgate_core::{ClientPeer, ClientRequestError, LogLevel};
@@ -18,10 +18,9 @@ use crate::gateway::Gateway;
 /// Watch the subscriptions of shared session `id` for the listening stream held here, until `until`.
 pub(crate) fn follow(gateway: Arc<Gateway>, id: Arc<str>, until: CancellationToken) {
     let Some(store) = gateway.state.sessions().cloned() else { return };
-    let alive_for = gateway.config.server.session_idle_timeout.0 * 5 / 4;
     tokio::spawn(async move {
         let peer: Arc<dyn ClientPeer> =
-            Arc::new(Listener { store: store.clone(), id: id.clone(), until: until.clone(), alive_for });
+            Arc::new(Listener { store: store.clone(), id: id.clone(), until: until.clone() });
         let mut heard = store.heard();
         let mut held = BTreeSet::new();
         loop {
@@ -60,7 +59,6 @@ struct Listener {
     store: SharedSessions,
     id: Arc<str>,
     until: CancellationToken,
-    alive_for: Duration,
 }
 
 #[async_trait]
@@ -83,7 +81,7 @@ impl ClientPeer for Listener {
 
     async fn resource_updated(&self, uri: &str) {
         let message = json!({ "jsonrpc": "2.0", "method": "notifications/resources/updated", "params": { "uri": uri } });
-        if self.store.to_stream(&self.id, &message.to_string(), self.alive_for).await.is_none() {
+        if self.store.to_stream(&self.id, &message.to_string()).await.is_none() {
             tracing::debug!(%uri, "a resource update found no shared stream (redis unreachable)");
         }
     }

@@ -78,7 +78,6 @@ impl std::fmt::Debug for SealKey {
 /// The stores of one gateway, chosen once from its config.
 #[derive(Debug, Clone)]
 pub struct StateBackend {
-    kind: Kind,
     seal_key: SealKey,
     /// The `state` section it was built from (a reload does not rebuild it).
     config: StateConfig,
@@ -95,12 +94,12 @@ impl StateBackend {
     pub fn from_config(config: &Config) -> Result<Self, String> {
         let seal_key = SealKey::from_config(config);
         let state = config.state.clone();
-        let (kind, link) = match state.backend {
-            StateBackendKind::Memory => (Kind::Memory, None),
-            StateBackendKind::Redis => (Kind::Redis, Some(redis::Link::start(&state)?)),
+        let link = match state.backend {
+            StateBackendKind::Memory => None,
+            StateBackendKind::Redis => Some(redis::Link::start(&state)?),
         };
         if !seal_key.is_shared() {
-            let why = if kind == Kind::Redis {
+            let why = if link.is_some() {
                 "the nodes sharing this Redis will refuse each other's multi-round retries"
             } else {
                 "set the same key on every node when several serve one endpoint"
@@ -109,8 +108,10 @@ impl StateBackend {
                 "MCPGATE_SEAL_KEY is unset: multi-round requestState is sealed with a key of this process; {why}"
             );
         }
-        let sessions = link.as_ref().map(|link| SharedSessions::start(link.clone(), &state.key_prefix));
-        Ok(Self { kind, seal_key, config: state, link, sessions })
+        let sessions = link.as_ref().map(|link| {
+            SharedSessions::start(link.clone(), &state.key_prefix, config.server.session_idle_timeout.0)
+        });
+        Ok(Self { seal_key, config: state, link, sessions })
     }
 
     /// What the nodes share about legacy sessions: `None` in memory (one node has them all).
@@ -135,7 +136,7 @@ impl StateBackend {
 
     /// Its kind.
     pub fn kind(&self) -> Kind {
-        self.kind
+        if self.link.is_some() { Kind::Redis } else { Kind::Memory }
     }
 
     /// The sealing key.
@@ -168,11 +169,7 @@ impl StateBackend {
     /// How the stores are, for `/ready` and `/status`: memory cannot be out of reach; Redis is one link for
     /// every concern.
     pub async fn health(&self) -> StoreHealth {
-        match &self.link {
-            None => StoreHealth::Up,
-            Some(link) if link.is_up() => StoreHealth::Up,
-            Some(link) => StoreHealth::Down(link.reason()),
-        }
+        self.link.as_ref().map_or(StoreHealth::Up, |link| link.health())
     }
 }
 

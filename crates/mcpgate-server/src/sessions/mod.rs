@@ -551,7 +551,7 @@ impl Sessions {
         &self,
         id: &SessionId,
         stream: S,
-    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static {
+    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static + use<S> {
         let open = match (self.this.upgrade(), self.touch_id(id)) {
             (Some(sessions), Some(session)) => {
                 session.streams.fetch_add(1, Ordering::AcqRel);

@@ -205,17 +205,7 @@ impl SessionManager for Sessions {
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.ensure_drain(id).await;
-        let stream = self.inner.create_standalone_stream(id).await?;
-        let merged = self.with_relayed(id, stream, None).await;
-        let listening = self.listening(id);
-        Ok(self.hold(
-            id,
-            merged.map(move |message| {
-                let _listening = &listening;
-                message
-            }),
-        ))
+        self.listening_stream(id, None).await
     }
 
     async fn resume(
@@ -224,18 +214,8 @@ impl SessionManager for Sessions {
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         // An event id of a shared session's Redis stream resumes on any node: from Redis.
-        let shared =
-            self.get(id).is_some_and(|session| session.sealed.get().is_some()) && self.sharing.is_some();
-        if shared && super::sharing::event_order(&last_event_id).is_some() {
-            self.ensure_drain(id).await;
-            let own = self.inner.create_standalone_stream(id).await?;
-            let merged = self.with_relayed(id, own, Some(&last_event_id)).await;
-            let listening = self.listening(id);
-            let merged = merged.map(move |message| {
-                let _listening = &listening;
-                message
-            });
-            return Ok(self.hold(id, merged).left_stream());
+        if self.shares(id) && super::sharing::event_order(&last_event_id).is_some() {
+            return Ok(self.listening_stream(id, Some(&last_event_id)).await?.left_stream());
         }
         let stream = self.inner.resume(id, last_event_id).await?;
         Ok(self.hold(id, stream).right_stream())

@@ -19,13 +19,16 @@ use std::{
 
 use futures::{Stream, StreamExt};
 use mcpgate_state::{Heard, Life, SharedSessions};
-use rmcp::model::{RequestStateCodec, SealOptions};
 use rmcp::{
     model::ServerJsonRpcMessage,
     transport::{
         common::server_side_http::ServerSseMessage,
         streamable_http_server::{SessionId, SessionManager},
     },
+};
+use rmcp::{
+    model::{RequestStateCodec, SealOptions},
+    transport::streamable_http_server::session::local::LocalSessionManagerError,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -40,10 +43,6 @@ const BINDING: &[u8] = b"mcpgate legacy session id";
 /// The largest `initialize` sealed into an id; a larger one (a client sending kilobytes of capabilities) gets a
 /// random id, served by this node only, rather than a header that size.
 const MAX_SEALED: usize = 2048;
-
-/// How long after opening a session a node adopts it though Redis does not know it yet: the node that opened it
-/// tells Redis without holding up the `initialize` answer, so the client's next request may overtake that.
-const YOUNG: Duration = Duration::from_secs(10);
 
 /// What a sealed id holds.
 #[derive(Serialize, Deserialize)]
@@ -62,21 +61,18 @@ struct Record {
 pub(crate) struct Sharing {
     codec: RequestStateCodec,
     store: SharedSessions,
-    /// How long a session stays alive unused: the idle timeout and a quarter, since activity is told at most
-    /// once a quarter of it.
-    alive_for: Duration,
 }
 
 impl std::fmt::Debug for Sharing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sharing").field("alive_for", &self.alive_for).finish_non_exhaustive()
+        f.debug_struct("Sharing").finish_non_exhaustive()
     }
 }
 
 impl Sharing {
-    /// Sessions sealed with `codec` (whose key every node shares), alive in `store` for the idle timeout `idle`.
-    pub(crate) fn new(codec: RequestStateCodec, store: SharedSessions, idle: Duration) -> Self {
-        Self { codec, store, alive_for: idle + idle / 4 }
+    /// Sessions sealed with `codec` (whose key every node shares), kept alive in `store`.
+    pub(crate) fn new(codec: RequestStateCodec, store: SharedSessions) -> Self {
+        Self { codec, store }
     }
 
     /// The sealed id of a new session, told alive to the other nodes; `None` for an `initialize` too large to
@@ -102,7 +98,7 @@ impl Sharing {
     /// on while it is down).
     pub(super) async fn adoptable(&self, id: &str) -> Option<(Box<str>, String)> {
         let record: Record = self.codec.open_json_with(id, BINDING).ok()?;
-        let young = unix_millis().saturating_sub(record.t) < YOUNG.as_millis() as u64;
+        let young = unix_millis().saturating_sub(record.t) < SharedSessions::YOUNG.as_millis() as u64;
         match self.store.life(id).await {
             Some(Life::Alive) | None => {}
             Some(Life::Unknown) if young => {}
@@ -129,13 +125,13 @@ impl Sharing {
     }
 
     fn tell_alive(&self, id: Arc<str>) {
-        let (store, alive_for) = (self.store.clone(), self.alive_for);
-        tokio::spawn(async move { store.alive_for(&id, alive_for).await });
+        let store = self.store.clone();
+        tokio::spawn(async move { store.alive(&id).await });
     }
 
     /// The client ended session `id`: every node forgets it.
     pub(super) async fn end(&self, id: &str) {
-        self.store.end(id, self.alive_for.max(YOUNG)).await;
+        self.store.end(id).await;
     }
 
     /// Pass the client's answer `message` in session `id` to every node; `false` when that cannot be done.
@@ -217,11 +213,39 @@ impl Sessions {
         let _ = self.on_listen.set(Hook(on_listen));
     }
 
+    /// Whether session `id` is one this node shares with the others.
+    pub(super) fn shares(&self, id: &str) -> bool {
+        self.sharing.is_some() && self.get(id).is_some_and(|session| session.is_shared())
+    }
+
+    /// The client's listening stream of session `id`, opened here — for a shared session, resumed after event
+    /// `after` when given: this node's channel of the worker, merged with what every node published for the
+    /// session, with the gateway's hook running for as long as it is open. Counted as activity while open.
+    pub(super) async fn listening_stream<'s, 'i>(
+        &'s self,
+        id: &'i SessionId,
+        after: Option<&str>,
+    ) -> Result<
+        impl Stream<Item = ServerSseMessage> + Send + Sync + 'static + use<'s, 'i>,
+        LocalSessionManagerError,
+    > {
+        self.ensure_drain(id).await;
+        let own = self.inner.create_standalone_stream(id).await?;
+        let merged = self.with_relayed(id, own, after).await;
+        let listening = self.listening(id);
+        Ok(self.hold(
+            id,
+            merged.map(move |message| {
+                let _listening = &listening;
+                message
+            }),
+        ))
+    }
+
     /// A listening stream of shared session `id` opens here: run the gateway's hook, whose token is cancelled when
     /// the returned guard (held by the stream) drops.
-    pub(super) fn listening(&self, id: &SessionId) -> Option<tokio_util::sync::DropGuard> {
-        let shared = self.sharing.is_some() && self.get(id).is_some_and(|session| session.is_shared());
-        let Hook(on_listen) = self.on_listen.get().filter(|_| shared)?;
+    fn listening(&self, id: &SessionId) -> Option<tokio_util::sync::DropGuard> {
+        let Hook(on_listen) = self.on_listen.get().filter(|_| self.shares(id))?;
         let until = CancellationToken::new();
         on_listen(Arc::from(&**id), until.clone());
         Some(until.drop_guard())
@@ -233,8 +257,10 @@ impl Sessions {
     /// per worker, before the client's own `GET` stream is opened here, so that stream gets every message through
     /// Redis, with an event id any node can resume from.
     pub(super) async fn ensure_drain(&self, id: &SessionId) {
+        if self.sharing.is_none() {
+            return;
+        }
         let (Some(this), Some(session)) = (self.this.upgrade(), self.get(id)) else { return };
-        let Some(sharing) = &self.sharing else { return };
         let mut draining = session.draining.lock().await;
         if *draining {
             return;
@@ -242,13 +268,13 @@ impl Sessions {
         let Ok(stream) = self.inner.create_standalone_stream(id).await else { return };
         *draining = true;
         drop(draining);
-        let (id, alive_for) = (Arc::<str>::from(&**id), sharing.alive_for);
+        let id = Arc::<str>::from(&**id);
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(item) = stream.next().await {
                 let Some(message) = item.message else { continue };
                 let event = match (serde_json::to_string(&*message), &this.sharing) {
-                    (Ok(json), Some(sharing)) => sharing.store.to_stream(&id, &json, alive_for).await,
+                    (Ok(json), Some(sharing)) => sharing.store.to_stream(&id, &json).await,
                     _ => None,
                 };
                 if event.is_none() {
@@ -273,8 +299,7 @@ impl Sessions {
     where
         S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
     {
-        let shared = self.get(id).is_some_and(|session| session.sealed.get().is_some());
-        let sharing = self.sharing.as_ref().filter(|_| shared);
+        let sharing = self.sharing.as_ref().filter(|_| self.shares(id));
         // Subscribed before the replay is read, so nothing falls between them; what both carry is sent once.
         let receiver = sharing.map(|_| self.streamed.subscribe());
         let mut replayed = Vec::new();

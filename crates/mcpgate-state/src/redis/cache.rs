@@ -188,6 +188,6 @@ impl CacheStore for RedisCache {
     }
 
     async fn health(&self) -> StoreHealth {
-        if self.link.is_up() { StoreHealth::Up } else { StoreHealth::Down(self.link.reason()) }
+        self.link.health()
     }
 }

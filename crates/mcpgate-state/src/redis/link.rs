@@ -16,6 +16,7 @@ use std::{
 };
 
 use mcpgate_config::{RedisTarget, StateConfig};
+use mcpgate_policy::StoreHealth;
 use parking_lot::Mutex;
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo,
@@ -84,9 +85,9 @@ impl Link {
         self.up.load(Ordering::Acquire)
     }
 
-    /// Why the link is down.
-    pub(crate) fn reason(&self) -> String {
-        self.reason.lock().clone()
+    /// Up, or down with the last failure, for `/ready` and `/status`.
+    pub(crate) fn health(&self) -> StoreHealth {
+        if self.is_up() { StoreHealth::Up } else { StoreHealth::Down(self.reason.lock().clone()) }
     }
 
     /// A connection to send a command on; `None` while the link is down (fall back, do not wait).
@@ -100,18 +101,17 @@ impl Link {
     }
 
     /// Report a failed command. A failure of the connection (not of the command itself) marks the link down and
-    /// wakes the reconnecting task; returns whether it did.
-    pub(crate) fn failed(&self, error: &RedisError) -> bool {
+    /// wakes the reconnecting task.
+    pub(crate) fn failed(&self, error: &RedisError) {
         if !unreachable(error) {
             tracing::warn!(error = %error, "redis command failed");
-            return false;
+            return;
         }
         if self.up.swap(false, Ordering::AcqRel) {
             tracing::warn!(redis = %self.describe, error = %error, "state backend down: redis unreachable; falling back");
         }
         *self.reason.lock() = error.to_string();
         self.wake.notify_one();
-        true
     }
 
     /// A client for the server: the configured one, or the master Sentinel names now.

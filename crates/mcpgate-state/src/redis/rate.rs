@@ -131,6 +131,6 @@ impl RateStore for RedisRates {
     }
 
     async fn health(&self) -> StoreHealth {
-        if self.link.is_up() { StoreHealth::Up } else { StoreHealth::Down(self.link.reason()) }
+        self.link.health()
     }
 }

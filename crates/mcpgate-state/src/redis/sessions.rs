@@ -41,6 +41,11 @@ pub struct SharedSessions {
     to_stream: Arc<redis::Script>,
     prefix: Arc<str>,
     heard: broadcast::Sender<Heard>,
+    /// How long a session's keys live unused: the idle timeout and a quarter (a node tells Redis a session is
+    /// used at most once a quarter of the idle timeout).
+    lifetime: Duration,
+    /// The same in milliseconds, as Redis takes it.
+    lifetime_ms: u64,
 }
 
 /// What Redis knows of a session.
@@ -86,13 +91,20 @@ return id
 ";
 
 impl SharedSessions {
-    pub(crate) fn start(link: Arc<Link>, prefix: &str) -> Self {
+    /// How long after opening a session a node adopts it though Redis does not know it yet (the node that opened
+    /// it tells Redis without holding up the `initialize` answer); an ended session stays marked at least this long.
+    pub const YOUNG: Duration = Duration::from_secs(10);
+
+    /// The shared sessions of nodes whose sessions expire after `idle` without use.
+    pub(crate) fn start(link: Arc<Link>, prefix: &str, idle: Duration) -> Self {
+        let lifetime = idle + idle / 4;
+        let lifetime_ms = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX).max(1);
         let (heard, _) = broadcast::channel(1024);
         let alive = Arc::new(redis::Script::new(
             "if redis.call('GET', KEYS[1]) ~= '0' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end",
         ));
         let to_stream = Arc::new(redis::Script::new(TO_STREAM));
-        let shared = Self { link, alive, to_stream, prefix: prefix.into(), heard };
+        let shared = Self { link, alive, to_stream, prefix: prefix.into(), heard, lifetime, lifetime_ms };
         let channels = ["ended", "answers", "streams", "subscriptions"].map(|name| shared.channel(name));
         tokio::spawn(listen(Arc::downgrade(&shared.link), channels, shared.heard.clone()));
         shared
@@ -119,13 +131,12 @@ impl SharedSessions {
         }
     }
 
-    /// A session was opened (or used): alive for `ttl` more — unless its client ended it (an end is never
+    /// A session was opened (or used): alive for its lifetime more — unless its client ended it (an end is never
     /// undone by a request that was under way).
-    pub async fn alive_for(&self, id: &str, ttl: Duration) {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+    pub async fn alive(&self, id: &str) {
         let Some(mut connection) = self.link.connection() else { return };
         let mut invocation = self.alive.prepare_invoke();
-        invocation.key(self.key(id)).arg(millis);
+        invocation.key(self.key(id)).arg(self.lifetime_ms);
         if let Err(error) = invocation.invoke_async::<()>(&mut connection).await {
             self.link.failed(&error);
         }
@@ -141,10 +152,10 @@ impl SharedSessions {
         })
     }
 
-    /// The client ended the session: mark it ended (for `ttl`, as long as it could otherwise live) and tell every
-    /// node.
-    pub async fn end(&self, id: &str, ttl: Duration) {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+    /// The client ended the session: mark it ended (as long as it could otherwise live, and at least
+    /// [`YOUNG`](Self::YOUNG)) and tell every node.
+    pub async fn end(&self, id: &str) {
+        let millis = u64::try_from(self.lifetime.max(Self::YOUNG).as_millis()).unwrap_or(u64::MAX);
         let mut pipe = redis::pipe();
         pipe.cmd("SET").arg(self.key(id)).arg(0).arg("PX").arg(millis).ignore();
         pipe.cmd("PUBLISH").arg(self.channel("ended")).arg(id).ignore();
@@ -165,13 +176,17 @@ impl SharedSessions {
         self.run::<u64>(redis::cmd("PUBLISH").arg(self.channel("answers")).arg(payload)).await.is_some()
     }
 
-    /// Append `message` (a JSON-RPC message) to the listening stream of session `id`, kept for `ttl`, and pass
+    /// Append `message` (a JSON-RPC message) to the listening stream of session `id`, kept for its lifetime, and pass
     /// it to every node, this one included: its event id, or `None` when Redis cannot be reached.
-    pub async fn to_stream(&self, id: &str, message: &str, ttl: Duration) -> Option<String> {
+    pub async fn to_stream(&self, id: &str, message: &str) -> Option<String> {
         let mut connection = self.link.connection()?;
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut invocation = self.to_stream.prepare_invoke();
-        invocation.key(self.events(id)).arg(message).arg(millis).arg(self.channel("streams")).arg(id);
+        invocation
+            .key(self.events(id))
+            .arg(message)
+            .arg(self.lifetime_ms)
+            .arg(self.channel("streams"))
+            .arg(id);
         match invocation.invoke_async::<String>(&mut connection).await {
             Ok(event) => Some(event),
             Err(error) => {
@@ -197,14 +212,13 @@ impl SharedSessions {
         format!("{}:events", self.key(id))
     }
 
-    /// Subscribe session `id` to `uri` (or, `on` false, unsubscribe it), kept for `ttl`, and tell every node;
+    /// Subscribe session `id` to `uri` (or, `on` false, unsubscribe it), kept for its lifetime, and tell every node;
     /// `false` when Redis cannot be reached.
-    pub async fn set_subscription(&self, id: &str, uri: &str, on: bool, ttl: Duration) -> bool {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+    pub async fn set_subscription(&self, id: &str, uri: &str, on: bool) -> bool {
         let subs = format!("{}:subs", self.key(id));
         let mut pipe = redis::pipe();
         pipe.cmd(if on { "SADD" } else { "SREM" }).arg(&subs).arg(uri).ignore();
-        pipe.cmd("PEXPIRE").arg(&subs).arg(millis).ignore();
+        pipe.cmd("PEXPIRE").arg(&subs).arg(self.lifetime_ms).ignore();
         pipe.cmd("PUBLISH").arg(self.channel("subscriptions")).arg(id).ignore();
         let Some(mut connection) = self.link.connection() else { return false };
         match pipe.query_async::<()>(&mut connection).await {
