@@ -13,6 +13,9 @@ use crate::{ApiKeyConfig, ByteSize, Config, HumanDuration, KeyHash, LogFormat, S
 /// | `PORT`, `MCP_PORT` (wins) | the port of `server.listen` |
 /// | `LOG_LEVEL` | `logging.level` |
 /// | `LOG_FORMAT` | `logging.format` (`json` or `text`) |
+/// | `LOG_FILE` | `logging.file`: the log also goes to this file (opened again on SIGHUP) |
+/// | `HEALTH_CHECK_PATH` | `server.health_path`: where the liveness endpoint answers (`/health`) |
+/// | `WORKERS` | `server.workers`: threads serving requests (an integer ≥ 1) |
 /// | `MAX_REQUEST_SIZE` | `server.max_request_size` (`1048576`, `10mb`) |
 /// | `REQUEST_TIMEOUT` | `server.request_timeout`, in milliseconds (or `30s`) |
 /// | `CIRCUIT_BREAKER_FAILURE_THRESHOLD` | `resilience.circuit_breaker.failure_threshold` (an integer ≥ 1) |
@@ -20,7 +23,7 @@ use crate::{ApiKeyConfig, ByteSize, Config, HumanDuration, KeyHash, LogFormat, S
 /// | `MCP_API_KEYS` | adds `security.api_keys` `env-1`, `env-2`, … (comma-separated keys; tier `default`, every tool) |
 /// | `MCP_API_KEY` | adds one `security.api_keys` entry named `env` |
 /// | `API_KEY_SALT` | the HMAC key of `hmac-sha256:` key hashes (environment only) |
-/// | `MCPGATE_SEAL_KEY` | `security.seal_key`: the key that seals `requestState` (at least 32 bytes; environment only; the same on every node) |
+/// | `MCPGATE_SEAL_KEY` (wins), `SESSION_SECRET` | `security.seal_key`: the key that seals `requestState` and shared session ids (at least 32 bytes; environment only; the same on every node) |
 /// | `METRICS_ENABLED` (wins), `ENABLE_METRICS` | `metrics.enabled` (`true` / `false` / `1` / `0`) |
 /// | `PROMETHEUS_PORT` (wins), `METRICS_PORT` | `metrics.port`: metrics on a listener of their own |
 /// | `RATE_LIMIT_MAX_REQUESTS`, `RATE_LIMIT_WINDOW_MS` | `rate_limits.per_ip`: requests per window (milliseconds or `15m`) per client address |
@@ -72,6 +75,18 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
             _ => bad("LOG_FORMAT", format!("{format:?}: use json or text")),
         }
     }
+    if let Some(file) = get("LOG_FILE") {
+        config.logging.file = Some(file.into());
+    }
+    if let Some(path) = get("HEALTH_CHECK_PATH") {
+        config.server.health_path = path;
+    }
+    if let Some(workers) = get("WORKERS") {
+        match workers.parse() {
+            Ok(n) => config.server.workers = Some(n),
+            Err(_) => bad("WORKERS", format!("{workers:?}: use an integer ≥ 1")),
+        }
+    }
     if let Some(size) = get("MAX_REQUEST_SIZE") {
         match size.parse::<ByteSize>() {
             Ok(size) => config.server.max_request_size = size,
@@ -112,11 +127,13 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
     if let Some(salt) = get("API_KEY_SALT") {
         config.security.api_key_salt = Some(Secret::new(salt));
     }
-    if let Some(key) = get("MCPGATE_SEAL_KEY") {
+    // The configurable guide's `SESSION_SECRET` is the same secret under its name.
+    let seal = ["MCPGATE_SEAL_KEY", "SESSION_SECRET"].into_iter().find_map(|n| get(n).map(|k| (n, k)));
+    if let Some((name, key)) = seal {
         if key.len() < crate::security::SEAL_KEY_MIN_BYTES {
             // Never echo the key: say how long it must be.
             let min = crate::security::SEAL_KEY_MIN_BYTES;
-            bad("MCPGATE_SEAL_KEY", format!("must be at least {min} bytes (`openssl rand -base64 48`)"));
+            bad(name, format!("must be at least {min} bytes (`openssl rand -base64 48`)"));
         } else {
             config.security.seal_key = Some(Secret::new(key));
         }
@@ -323,6 +340,39 @@ mod tests {
         let (c, p) = with(&[("MCPGATE_SEAL_KEY", &key)]);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(c.security.seal_key.as_ref().map(|k| k.expose()), Some(key.as_str()));
+    }
+
+    #[test]
+    fn session_secret_is_the_seal_key_under_the_guides_name() {
+        let (ours, theirs) = ("o".repeat(32), "t".repeat(40));
+        let (c, p) = with(&[("SESSION_SECRET", &theirs)]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.security.seal_key.as_ref().map(|k| k.expose()), Some(theirs.as_str()));
+        let (c, _) = with(&[("SESSION_SECRET", &theirs), ("MCPGATE_SEAL_KEY", &ours)]);
+        assert_eq!(c.security.seal_key.as_ref().map(|k| k.expose()), Some(ours.as_str()));
+        let (_, p) = with(&[("SESSION_SECRET", "too-short")]);
+        assert_eq!(p[0].path, "env SESSION_SECRET");
+    }
+
+    #[test]
+    fn log_file_health_path_and_workers_come_from_the_guides_variables() {
+        let (c, p) = with(&[
+            ("LOG_FILE", "/var/log/mcp/server.log"),
+            ("HEALTH_CHECK_PATH", "/healthz"),
+            ("WORKERS", "4"),
+        ]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.logging.file.as_deref(), Some(std::path::Path::new("/var/log/mcp/server.log")));
+        assert_eq!(c.server.health_path, "/healthz");
+        assert_eq!(c.server.workers.map(|n| n.get()), Some(4));
+        for bad in ["0", "-1", "four"] {
+            let (c, p) = with(&[("WORKERS", bad)]);
+            assert!(c.server.workers.is_none());
+            assert_eq!(p[0].path, "env WORKERS", "{bad}");
+        }
+        // A path that cannot be served is the validator's to refuse, with the field's name.
+        let (c, _) = with(&[("HEALTH_CHECK_PATH", "health")]);
+        assert!(crate::validate(&c).iter().any(|p| p.path == "server.health_path"));
     }
 
     #[test]

@@ -26,20 +26,32 @@ impl Default for MetricsConfig {
     }
 }
 
-/// Paths the main listener already serves; the metrics path may not take one of them.
-const TAKEN: [&str; 4] = ["/mcp", "/health", "/ready", "/status"];
+/// Paths the main listener serves besides the liveness endpoint (`server.health_path`) and metrics.
+const TAKEN: [&str; 3] = ["/mcp", "/ready", "/status"];
 
-/// What the schema cannot say about the `metrics` section.
-pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
-    let metrics = &config.metrics;
-    let path = metrics.path.as_str();
+/// `problem` for an endpoint path (`field`) an operator may choose: absolute, plain characters.
+fn path_problem(field: &str, path: &str) -> Option<Problem> {
     let path_chars = |c: char| c.is_ascii_alphanumeric() || "/_-.~".contains(c);
-    if !path.starts_with('/') || !path.chars().all(path_chars) {
-        problems.push(Problem::new(
-            "metrics.path",
+    (!path.starts_with('/') || !path.chars().all(path_chars)).then(|| {
+        Problem::new(
+            field,
             format!("{path:?}: must start with '/' and hold only letters, digits and / _ - . ~"),
-        ));
-    } else if metrics.port.is_none() && TAKEN.contains(&path) {
+        )
+    })
+}
+
+/// What the schema cannot say about the `metrics` section and the liveness path.
+pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
+    let (metrics, health) = (&config.metrics, config.server.health_path.as_str());
+    if let Some(problem) = path_problem("server.health_path", health) {
+        problems.push(problem);
+    } else if TAKEN.contains(&health) {
+        problems.push(Problem::new("server.health_path", format!("{health} is already served")));
+    }
+    let path = metrics.path.as_str();
+    if let Some(problem) = path_problem("metrics.path", path) {
+        problems.push(problem);
+    } else if metrics.port.is_none() && (TAKEN.contains(&path) || path == health) {
         problems.push(Problem::new("metrics.path", format!("{path} is already served on the main listener")));
     }
     match metrics.port {
@@ -89,6 +101,20 @@ mod tests {
         assert!(check(|c| c.metrics.port = Some(0))[0].starts_with("metrics.port"));
         let same = check(|c| c.metrics.port = Some(8000));
         assert!(same[0].contains("server.listen"), "{same:?}");
+    }
+
+    #[test]
+    fn the_liveness_path_moves_and_keeps_clear_of_the_other_endpoints() {
+        assert!(check(|c| c.server.health_path = "/healthz".into()).is_empty());
+        // Metrics may take `/health` once the liveness endpoint has left it, not the path it moved to.
+        assert!(
+            check(|c| (c.server.health_path, c.metrics.path) = ("/healthz".into(), "/health".into()))
+                .is_empty()
+        );
+        let clash = check(|c| (c.server.health_path, c.metrics.path) = ("/m".into(), "/m".into()));
+        assert!(clash == ["metrics.path: /m is already served on the main listener"], "{clash:?}");
+        assert!(check(|c| c.server.health_path = "/ready".into())[0].starts_with("server.health_path"));
+        assert!(check(|c| c.server.health_path = "health".into())[0].starts_with("server.health_path"));
     }
 
     #[test]

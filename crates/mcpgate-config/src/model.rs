@@ -148,6 +148,13 @@ pub struct ServerConfig {
     pub list_ttl: HumanDuration,
     /// Gzip for response bodies of at least `min_size` (1 KiB); event streams never.
     pub compression: crate::compression::CompressionConfig,
+    /// Path of the liveness endpoint (`HEALTH_CHECK_PATH` in the environment), which then answers there and not
+    /// at `/health`; `mcpgate health` probes the same variable's path.
+    pub health_path: String,
+    /// Threads that serve requests (`WORKERS` in the environment). Unset: one per CPU the process may use (its
+    /// cgroup's CPU quota counts). Read at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<std::num::NonZeroUsize>,
 }
 
 impl Default for ServerConfig {
@@ -175,6 +182,8 @@ impl Default for ServerConfig {
             page_size: 100,
             list_ttl: HumanDuration::secs(60),
             compression: crate::compression::CompressionConfig::default(),
+            health_path: "/health".into(),
+            workers: None,
         }
     }
 }
@@ -187,11 +196,15 @@ pub struct LoggingConfig {
     pub level: String,
     /// `text` (readable) or `json` (one JSON object per line); `LOG_FORMAT` overrides it.
     pub format: LogFormat,
+    /// Also write the log to this file, appending (`LOG_FILE` in the environment); stderr keeps it too. The file
+    /// is opened again on SIGHUP, so `logrotate` can move it away and signal (no `copytruncate` needed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<std::path::PathBuf>,
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text }
+        Self { level: "info".into(), format: LogFormat::Text, file: None }
     }
 }
 

@@ -33,6 +33,9 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The most `server.workers` accepted: far past any CPU count, short of a typo's thousands of threads.
+const MAX_WORKERS: usize = 1024;
+
 /// Checks a schema cannot express. Returns every problem found.
 pub fn validate(config: &Config) -> Vec<Problem> {
     semantic_problems(config)
@@ -70,6 +73,9 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
     }
     if server.max_request_size.0 < 1024 {
         problems.push(Problem::new("server.max_request_size", "must be at least 1kb"));
+    }
+    if server.workers.is_some_and(|n| n.get() > MAX_WORKERS) {
+        problems.push(Problem::new("server.workers", format!("at most {MAX_WORKERS} threads")));
     }
     if let Err(e) = tracing_filter_ok(&config.logging.level) {
         problems.push(Problem::new("logging.level", e));

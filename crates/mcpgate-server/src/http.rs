@@ -231,7 +231,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         .service(mcp_service(&gateway, sessions, streams));
     Router::new()
         .route_service("/mcp", mcp)
-        .route("/health", get(ops::health))
+        .route(&gateway.config.server.health_path, get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/status", get(ops::status))
         .merge(crate::metrics::routes(&gateway.config.metrics, &gateway.metrics))

@@ -34,7 +34,7 @@ pub struct Reloaded {
 /// `old` is the config the gateway started with (an earlier reload did not apply them either).
 fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
-    let checks: [(&'static str, bool); 12] = [
+    let checks: [(&'static str, bool); 13] = [
         ("server.listen", o.listen != n.listen),
         (
             "server.allowed_hosts / allowed_origins",
@@ -49,6 +49,7 @@ fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
                 || o.max_sessions_per_client != n.max_sessions_per_client,
         ),
         ("server.drain_timeout", o.drain_timeout != n.drain_timeout),
+        ("server.health_path / workers", o.health_path != n.health_path || o.workers != n.workers),
         (
             "server.header_read_timeout / body_read_timeout / idle_timeout / max_connections",
             o.header_read_timeout != n.header_read_timeout

@@ -5,17 +5,21 @@
 
 mod health;
 mod keys;
+mod logfile;
 mod notify;
 mod telemetry;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mcpgate_config::{Config, ConfigError, LogFormat};
 use mcpgate_server::{Gateway, serve_http, serve_stdio};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{
+    EnvFilter,
+    fmt::writer::{BoxMakeWriter, MakeWriterExt},
+};
 
 // Many small, short-lived allocations per request (JSON values, headers, channels): mimalloc serves them
 // markedly faster than glibc malloc (bench/README.md). Built with `no_thp`: with transparent huge pages its
@@ -67,9 +71,12 @@ enum Command {
         /// them (a wildcard as loopback), else `127.0.0.1:8000`.
         #[arg(long)]
         addr: Option<String>,
-        /// Probe `/ready` (every required backend up) instead of `/health` (the process serves).
+        /// Probe `/ready` (every required backend up) instead of the liveness path (the process serves).
         #[arg(long)]
         ready: bool,
+        /// The liveness path, where `server.health_path` (or `HEALTH_CHECK_PATH`) moved it.
+        #[arg(long, env = "HEALTH_CHECK_PATH", default_value = "/health")]
+        path: String,
         /// How long the probe may take, in seconds.
         #[arg(long, default_value_t = 3)]
         timeout: u64,
@@ -135,11 +142,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config_path = config.or_else(|| std::env::var_os("CONFIG_PATH").map(PathBuf::from));
             let source = Source { path: config_path, listen };
             let config = source.load()?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(workers) = config.server.workers {
+                runtime.worker_threads(workers.get());
+            }
+            let runtime = runtime.enable_all().build()?;
             // Inside the runtime: the trace exporter's batch processor is one of its tasks.
-            let telemetry = init_logging(&config, &runtime)?;
+            let Logging { telemetry, file } = init_logging(&config, &runtime)?;
             runtime.block_on(async {
-                let served = serve(config, source, stdio).await;
+                let served = serve(config, source, file, stdio).await;
                 // After the drain, so the last requests' spans go out too.
                 if let Some(telemetry) = telemetry {
                     telemetry.shutdown().await;
@@ -163,9 +174,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keys::new_key(request, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Health { addr, ready, timeout } => {
+        Command::Health { addr, ready, path, timeout } => {
             let addr = addr.unwrap_or_else(|| health::default_addr(|name| std::env::var(name).ok()));
-            let path = if ready { "/ready" } else { "/health" };
+            let path = if ready { "/ready" } else { path.as_str() };
             match health::probe(&addr, path, std::time::Duration::from_secs(timeout)) {
                 Ok(line) => {
                     println!("{addr}{path}: {line}");
@@ -239,12 +250,17 @@ fn validate(file: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Install the log subscriber and, when telemetry is on, the trace exporter beside it (returned, to be flushed
-/// at the exit).
-fn init_logging(
-    config: &Config,
-    runtime: &tokio::runtime::Runtime,
-) -> anyhow::Result<Option<telemetry::Telemetry>> {
+/// What logging set up that the process keeps a hand on.
+struct Logging {
+    /// The trace exporter, when telemetry is on: flushed at the exit.
+    telemetry: Option<telemetry::Telemetry>,
+    /// `logging.file`: opened again on SIGHUP.
+    file: Option<logfile::LogFile>,
+}
+
+/// Install the log subscriber (stderr, and `logging.file` when set) and, when telemetry is on, the trace
+/// exporter beside it.
+fn init_logging(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Logging> {
     // rmcp reports every stateless request's lifecycle at info; keep it at warn unless asked for by name.
     let mut directives = config.logging.level.clone();
     if !directives.contains("rmcp") {
@@ -254,17 +270,22 @@ fn init_logging(
     directives.push_str(&format!(",{}=off", mcpgate_server::telemetry::TARGET));
     let filter = EnvFilter::try_new(&directives)
         .with_context(|| format!("logging.level {:?} is not a valid filter", config.logging.level))?;
+    let file = config.logging.file.as_deref().map(logfile::LogFile::open).transpose()?;
+    let writer = match &file {
+        Some(file) => BoxMakeWriter::new(std::io::stderr.and(file.clone())),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     if !config.telemetry.active() {
-        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
         match config.logging.format {
             LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
             LogFormat::Text => builder.with_ansi(false).init(),
         }
-        return Ok(None);
+        return Ok(Logging { telemetry: None, file });
     }
     // Each layer with its own filter: the log's must not hide the telemetry spans from the exporter.
     use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
-    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = tracing_subscriber::fmt::layer().with_writer(writer);
     let log = match config.logging.format {
         LogFormat::Json => {
             log.json().with_current_span(true).with_span_list(false).with_filter(filter).boxed()
@@ -277,13 +298,18 @@ fn init_logging(
     };
     tracing_subscriber::registry().with(log).with(traces).init();
     telemetry::announce(&config.telemetry);
-    Ok(Some(telemetry))
+    Ok(Logging { telemetry: Some(telemetry), file })
 }
 
-async fn serve(config: Config, source: Source, stdio: bool) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    source: Source,
+    log_file: Option<logfile::LogFile>,
+    stdio: bool,
+) -> anyhow::Result<()> {
     let listen = config.server.listen.clone();
     let gateway = Gateway::build(config).await?;
-    tokio::spawn(reload_on_hangup(gateway.clone(), source));
+    tokio::spawn(reload_on_hangup(gateway.clone(), source, log_file));
     if stdio {
         tracing::info!(tools = gateway.registry().wire_tools().len(), "serving MCP over stdio");
         return Ok(serve_stdio(gateway).await?);
@@ -304,16 +330,21 @@ async fn serve(config: Config, source: Source, stdio: bool) -> anyhow::Result<()
     Ok(())
 }
 
-/// On each SIGHUP, load the config again (the same file, or the embedded default, with the environment) and put
-/// it in force; one that does not load, validate or build is refused and the old one kept (`Gateway::reload_with`
-/// logs either way).
-async fn reload_on_hangup(gateway: std::sync::Arc<Gateway>, source: Source) {
+/// On each SIGHUP, open the log file again (logrotate has moved it), then load the config again (the same file,
+/// or the embedded default, with the environment) and put it in force; one that does not load, validate or build
+/// is refused and the old one kept (`Gateway::reload_with` logs either way).
+async fn reload_on_hangup(gateway: Arc<Gateway>, source: Source, log_file: Option<logfile::LogFile>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot install the SIGHUP handler; reloading is off");
         return;
     };
     while hangups.recv().await.is_some() {
+        if let Some(file) = &log_file
+            && let Err(error) = file.reopen()
+        {
+            tracing::error!(file = %file.path().display(), %error, "cannot open the log file again; still writing to the old one");
+        }
         tracing::info!(config = ?source.path, "SIGHUP received: reloading the configuration");
         notify::reloading();
         let loaded = source.load().map_err(|error| format!("{error:#}"));

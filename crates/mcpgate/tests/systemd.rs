@@ -1,6 +1,8 @@
 //! `deploy/systemd/mcpgate.service` checked by systemd's own tool, and the notifications it relies on
 //! (`Type=notify`) read from a `NOTIFY_SOCKET` this test owns: `READY=1` once `mcpgate serve` listens,
-//! `RELOADING=1` and `READY=1` around a SIGHUP reload, `STOPPING=1` on SIGTERM. Also `mcpgate health`.
+//! `RELOADING=1` and `READY=1` around a SIGHUP reload, `STOPPING=1` on SIGTERM. Also `mcpgate health`, and the
+//! guides' operator variables a unit's `EnvironmentFile` sets: `LOG_FILE` (opened again on SIGHUP, for
+//! logrotate), `HEALTH_CHECK_PATH`, `WORKERS`, `SESSION_SECRET`.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -78,4 +80,63 @@ fn systemd_is_told_ready_reloading_and_stopping() {
 
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     assert_eq!(next(&socket), "STOPPING=1\n");
+}
+
+/// What `pid`'s threads named `comm` number.
+fn threads_named(pid: u32, comm: &str) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let names = tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok());
+    names.filter(|name| name.trim_end() == comm).count()
+}
+
+/// Poll `done` every 20 ms for up to 20 s.
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} within 20 s");
+}
+
+#[test]
+fn the_guides_operator_variables_apply_and_the_log_file_follows_logrotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log_file, rotated) = (dir.path().join("server.log"), dir.path().join("server.log.1"));
+    let secret = "a-session-secret-of-the-configurable-guide-0123456789";
+    let env = [
+        ("LOG_FILE", log_file.to_str().unwrap()),
+        ("HEALTH_CHECK_PATH", "/healthz"),
+        ("WORKERS", "3"),
+        ("SESSION_SECRET", secret),
+    ];
+    let (gateway, addr) = serve_with_env(None, &dir.path().join("serve.log"), Duration::from_secs(20), &env);
+    let pid = gateway.0.id();
+
+    // The liveness endpoint moved; `mcpgate health` follows the same variable.
+    assert!(support::http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(support::http_get(&addr, "/health").starts_with("HTTP/1.1 404"));
+    let probe = |path: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command.args(["health", "--addr", &addr, "--timeout", "5"]).env_remove("HEALTH_CHECK_PATH");
+        path.map(|p| command.env("HEALTH_CHECK_PATH", p));
+        command.output().unwrap().status.code()
+    };
+    assert_eq!((probe(Some("/healthz")), probe(None)), (Some(0), Some(1)));
+    assert_eq!(threads_named(pid, "tokio-rt-worker"), 3, "WORKERS=3 runtime threads");
+
+    // The log goes to the file as well as stderr.
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    wait_for("the start logged to LOG_FILE", || read(&log_file).contains("serving MCP at /mcp"));
+    assert!(read(&dir.path().join("serve.log")).contains("serving MCP at /mcp"));
+
+    // logrotate: rename, then SIGHUP. The reload's lines go to a new file at the old path.
+    std::fs::rename(&log_file, &rotated).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
+    wait_for("the reload logged to a new LOG_FILE", || read(&log_file).contains("SIGHUP received"));
+    assert!(!read(&rotated).contains("SIGHUP received"), "{}", read(&rotated));
+    assert!(read(&rotated).contains("serving MCP at /mcp"));
+    // The key itself is never logged, wherever the log goes.
+    assert!(!read(&log_file).contains(secret) && !read(&rotated).contains(secret));
 }
