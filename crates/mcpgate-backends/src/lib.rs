@@ -134,6 +134,37 @@ pub async fn start_with(
     })
 }
 
+/// What may keep an upstream from starting now yet could change before it is needed, so it is a warning and not
+/// a problem: a stdio `command` not found (on the `PATH` the child gets: its `env.PATH`, else the gateway's). Its
+/// supervisor retries until the program appears. Paths under `upstreams.NAME` / `mcpServers.NAME`.
+pub fn upstream_warnings(config: &mcpgate_config::Config) -> Vec<Problem> {
+    let sections = [("upstreams", &config.upstreams), ("mcpServers", &config.mcp_servers)];
+    let enabled = sections.into_iter().flat_map(|(section, upstreams)| {
+        upstreams.iter().filter(|(_, u)| u.enabled).map(move |(name, u)| (format!("{section}.{name}"), u))
+    });
+    let mut warnings = Vec::new();
+    for (path, upstream) in enabled {
+        let stdio = upstream.transport() == Some(mcpgate_config::UpstreamTransport::Stdio);
+        // A command or PATH naming an unset variable is `start`'s error to report; nothing to guess here.
+        let Some(Ok(program)) = upstream.command.as_deref().filter(|_| stdio).map(template::expand_env)
+        else {
+            continue;
+        };
+        let search = match upstream.env.get("PATH") {
+            Some(path) => match template::expand_env(path) {
+                Ok(path) => path.into(),
+                Err(_) => continue,
+            },
+            None => std::env::var_os("PATH").unwrap_or_default(),
+        };
+        if let Err(why) = command::find_program(&program, &search, upstream.cwd.as_deref()) {
+            let hint = "it is retried until it appears; install it, or give its full path";
+            warnings.push(Problem::new(format!("{path}.command"), format!("{why}: {hint}")));
+        }
+    }
+    warnings
+}
+
 /// Every problem in a backend's config that only the backend can see, with paths under `backends.NAME`.
 pub fn check(name: &str, config: &BackendConfig) -> Vec<Problem> {
     let path = format!("backends.{name}");

@@ -241,6 +241,9 @@ fn validate(file: &std::path::Path) -> ExitCode {
                 "{}: valid ({backends} enabled backend(s), {upstreams} enabled upstream(s))",
                 file.display()
             );
+            for warning in mcpgate_backends::upstream_warnings(&config) {
+                eprintln!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -308,6 +311,9 @@ async fn serve(
     stdio: bool,
 ) -> anyhow::Result<()> {
     let listen = config.server.listen.clone();
+    for warning in mcpgate_backends::upstream_warnings(&config) {
+        tracing::warn!(path = %warning.path, "{}", warning.message);
+    }
     let gateway = Gateway::build(config).await?;
     tokio::spawn(reload_on_hangup(gateway.clone(), source, log_file));
     if stdio {

@@ -308,15 +308,25 @@ fn add_template(
 
 /// The program as an absolute path: a name without `/` looked up on the gateway's `PATH`, once.
 fn resolve_program(program: &str) -> Result<PathBuf, String> {
+    find_program(program, &std::env::var_os("PATH").unwrap_or_default(), None)
+}
+
+/// `program` as an absolute path: a name without `/` looked up on `search` (a `PATH` value), a path with one
+/// taken from `cwd` (else the gateway's working directory); it must be an executable file.
+pub(crate) fn find_program(
+    program: &str,
+    search: &std::ffi::OsStr,
+    cwd: Option<&Path>,
+) -> Result<PathBuf, String> {
     if program.is_empty() {
         return Err("empty program".into());
     }
     if program.contains('/') {
-        let path = std::path::absolute(program).map_err(|e| format!("{program}: {e}"))?;
+        let path = cwd.map_or_else(|| PathBuf::from(program), |cwd| cwd.join(program));
+        let path = std::path::absolute(path).map_err(|e| format!("{program}: {e}"))?;
         return executable(&path).map(|()| path).map_err(|why| format!("{program}: {why}"));
     }
-    let search = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&search)
+    std::env::split_paths(search)
         .filter(|dir| !dir.as_os_str().is_empty())
         .map(|dir| dir.join(program))
         .find(|candidate| executable(candidate).is_ok())
