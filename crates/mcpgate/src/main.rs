@@ -3,6 +3,7 @@
 // A command-line tool prints its answers.
 #![allow(clippy::print_stdout)]
 
+mod client;
 mod health;
 mod keys;
 mod logfile;
@@ -80,6 +81,13 @@ enum Command {
         /// How long the probe may take, in seconds.
         #[arg(long, default_value_t = 3)]
         timeout: u64,
+    },
+    /// Talk to any MCP server from the command line: `--url http://…/mcp`, or a stdio command after `--`.
+    /// Exit status: 0, 1 when the server answered with an error (a tool's `isError` too), 2 for a usage error, 3
+    /// when it could not be reached.
+    Client {
+        #[command(subcommand)]
+        action: client::Action,
     },
     /// Print the version.
     Version,
@@ -187,6 +195,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Client { action } => {
+            // A client's log is for trouble only (what fails is reported once, on its own); `LOG_LEVEL` asks for
+            // more.
+            let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "error,rmcp=off".into());
+            let filter = EnvFilter::try_new(&level).with_context(|| format!("LOG_LEVEL {level:?}"))?;
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(client::run(action))
         }
         Command::Version => {
             println!("mcpgate {}", env!("CARGO_PKG_VERSION"));

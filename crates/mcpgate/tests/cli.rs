@@ -219,3 +219,61 @@ fn validate_reports_handler_problems_all_at_once() {
         assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
     }
 }
+
+/// `mcpgate client ARGS…`: its exit code, stdout and stderr.
+fn client(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = mcpgate().arg("client").args(args).output().unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_client_talks_to_a_stdio_server_and_its_exit_code_says_whose_fault() {
+    let server = ["--", env!("CARGO_BIN_EXE_mcpgate"), "serve", "--stdio"];
+    let with = |args: &[&str]| client(&[args, &server[..]].concat());
+
+    let (code, tools, _) = with(&["tools"]);
+    assert_eq!(code, Some(0));
+    assert!(tools.starts_with("NAME") && tools.lines().any(|l| l.starts_with("echo ")), "{tools}");
+    // `message` is a string in echo's schema: 42 stays text.
+    assert_eq!(with(&["call", "echo", "--arg", "message=42"]), (Some(0), "42\n".into(), String::new()));
+    let (code, json, _) = with(&["call", "add", "--arg", "a=2", "--arg", "b=3", "--json"]);
+    assert_eq!(code, Some(0));
+    let answer: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(answer["structuredContent"]["sum"], 5, "{json}");
+
+    // The server answered, with an error: 1. Nothing to talk to: 3.
+    let (code, _, stderr) = with(&["call", "no_such_tool"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("unknown tool: no_such_tool"), "{stderr}");
+    let (code, _, stderr) = client(&["tools", "--", "/surely/not/a/server"]);
+    assert_eq!(code, Some(3));
+    assert!(stderr.contains("cannot connect") && stderr.contains("/surely/not/a/server"), "{stderr}");
+    let (code, _, stderr) = client(&["tools"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--url"), "{stderr}");
+}
+
+#[test]
+fn the_client_talks_to_an_http_server_of_the_stateless_era() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut server = mcpgate().args(["serve", "--listen", &listen]).stderr(log).spawn().unwrap();
+    let url = format!("http://{listen}/mcp");
+    let mut info = client(&["info", "--url", &url]);
+    for _ in 0..500 {
+        if info.0 != Some(3) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        info = client(&["info", "--url", &url]);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let (code, text, stderr) = info;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(text.contains("server:        mcpgate") && text.contains("protocol:      2026-07-28"), "{text}");
+    assert!(text.contains("tools:         4"), "{text}");
+}

@@ -371,3 +371,42 @@ fn a_legacy_sessions_resource_subscription_reaches_the_upstream_and_its_updates_
     let (_, answer) = support::legacy_post(addr, Some(&session), &unsubscribe);
     assert_eq!(answer.last().map(|a| &a["result"]), Some(&json!({})), "{answer:?}");
 }
+
+/// `mcpgate client ARGS… -- SERVER…` against a third-party server: exit code and stdout (stderr in the panic).
+fn client_of(args: &[&str], server: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN).arg("client").args(args).arg("--").args(server).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn the_client_lists_calls_reads_and_prompts_real_third_party_servers() {
+    let Some(up) = upstreams("the_client_lists_calls_reads_and_prompts_real_third_party_servers") else {
+        return;
+    };
+    let everything = [up.node.as_str(), up.everything.as_str(), "stdio"];
+    let (code, info) = client_of(&["info", "--timeout", "20"], &everything);
+    assert_eq!(code, Some(0), "{info}");
+    assert!(info.contains("protocol:      2025-") && info.contains("prompts"), "{info}");
+    let (code, echoed) = client_of(&["call", "echo", "--arg", "message=from the client"], &everything);
+    assert_eq!((code, echoed.trim()), (Some(0), "Echo: from the client"));
+    let (code, resources) = client_of(&["resources", "--json"], &everything);
+    assert_eq!(code, Some(0));
+    let resources: Value = serde_json::from_str(&resources).unwrap();
+    let uri = resources["resources"][0]["uri"].as_str().unwrap_or_else(|| panic!("{resources}")).to_owned();
+    let (code, read) = client_of(&["read", &uri, "--json"], &everything);
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<Value>(&read).unwrap()["contents"][0]["uri"], uri.as_str());
+    let (code, prompt) = client_of(&["prompt", "simple-prompt"], &everything);
+    assert_eq!(code, Some(0));
+    assert!(prompt.starts_with("user: "), "{prompt}");
+
+    // The PyPI server: a schema-typed string argument, and a tool error as exit code 1.
+    let time = [up.time.as_str()];
+    let (code, now) = client_of(&["call", "get_current_time", "--arg", "timezone=UTC", "--json"], &time);
+    assert_eq!(code, Some(0), "{now}");
+    assert!(now.contains("UTC"), "{now}");
+    let (code, bad) = client_of(&["call", "get_current_time", "--arg", "timezone=Not/AZone"], &time);
+    assert_eq!(code, Some(1), "{bad}");
+}

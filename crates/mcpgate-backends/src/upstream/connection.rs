@@ -179,13 +179,13 @@ pub(super) async fn supervise(
             Ok(Ok(connected)) => Some(connected),
             Ok(Err(error)) => {
                 tracing::warn!(upstream = %name, "cannot connect: {error}");
-                shared.set(None, error);
+                shared.attempt_failed(error);
                 None
             }
             Err(_) => {
                 let error = format!("no connection within {connect_timeout:?}");
                 tracing::warn!(upstream = %name, "cannot connect: {error}");
-                shared.set(None, error);
+                shared.attempt_failed(error);
                 None
             }
         };

@@ -194,6 +194,25 @@ impl NamingRules {
 impl Upstream {
     /// Start the supervisor and wait (briefly) for the first connection.
     pub async fn start(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
+        let (upstream, mut ready) = Self::spawn(name, config)?;
+        let wait = upstream.timeout.clamp(FIRST_CONNECTION_WAIT.0, FIRST_CONNECTION_WAIT.1);
+        if tokio::time::timeout(wait, ready.wait_for(|up| *up)).await.is_err() {
+            tracing::warn!(
+                upstream = %name,
+                "not connected after {wait:?}; starting without its tools while retrying in the background"
+            );
+        }
+        Ok(upstream)
+    }
+
+    /// Start the supervisor and return at once; the caller watches [`server_info`](Self::server_info) and
+    /// [`failed_attempt`](Self::failed_attempt) for how the first attempt went.
+    pub fn launch(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
+        Self::spawn(name, config).map(|(upstream, _)| upstream)
+    }
+
+    /// The upstream with its supervisor running, and a watch that turns true on each connection.
+    fn spawn(name: &str, config: &UpstreamConfig) -> Result<(Self, watch::Receiver<bool>), String> {
         let launch = Launch::prepare(config)?;
         let rules = NamingRules {
             name: name.to_owned(),
@@ -209,6 +228,7 @@ impl Upstream {
                 link: None,
                 down: "not connected yet".to_owned(),
                 last_generation: 0,
+                failed_attempts: 0,
             }),
             on_catalogue: Box::new(move |catalogue| {
                 let next = Arc::new(rules.publish(catalogue));
@@ -224,7 +244,7 @@ impl Upstream {
             subscribed: parking_lot::Mutex::default(),
         });
         let stop = CancellationToken::new();
-        let (ready_tx, mut ready_rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = watch::channel(false);
         let timeout = config.timeout.0;
         let supervisor = tokio::spawn(connection::supervise(
             shared.clone(),
@@ -234,25 +254,33 @@ impl Upstream {
             stop.clone(),
             ready_tx,
         ));
-        let wait = timeout.clamp(FIRST_CONNECTION_WAIT.0, FIRST_CONNECTION_WAIT.1);
-        if tokio::time::timeout(wait, ready_rx.wait_for(|up| *up)).await.is_err() {
-            tracing::warn!(
-                upstream = %name,
-                "not connected after {wait:?}; starting without its tools while retrying in the background"
-            );
-        }
-        Ok(Self {
+        let upstream = Self {
             name: name.to_owned(),
             timeout,
             shared,
             published,
             stop,
             supervisor: Mutex::new(Some(supervisor)),
-        })
+        };
+        Ok((upstream, ready_rx))
     }
 
     fn published(&self) -> Arc<Published> {
         self.published.read().clone()
+    }
+
+    /// Why the last connection attempt failed, while there is no connection and one has failed: for a caller
+    /// that wants one try (`mcpgate client`), not the supervisor's retries.
+    pub fn failed_attempt(&self) -> Option<String> {
+        let state = self.shared.state.read();
+        (state.link.is_none() && state.failed_attempts > 0).then(|| state.down.clone())
+    }
+
+    /// What the server said of itself when the live connection opened (`initialize` result or discovery:
+    /// `protocolVersion`, `serverInfo`, `capabilities`, `instructions`), or `None` while it is not connected.
+    pub fn server_info(&self) -> Option<Value> {
+        let link = self.shared.state.read().link.clone()?;
+        link.peer.peer_info().and_then(|info| serde_json::to_value(info).ok())
     }
 
     /// The live connection, or why there is none: the outage since the last connection ended.

@@ -62,6 +62,8 @@ pub(super) struct State {
     /// The generation of the last connection published (0 before the first): while there is no link, the
     /// outage calls fail in — every call between one connection's end and the next one is the same outage.
     pub last_generation: u64,
+    /// Connection attempts that failed (spawn, connect, handshake or catalogue), since the start.
+    pub failed_attempts: u64,
 }
 
 /// Shared between the supervisor and the backend.
@@ -93,6 +95,13 @@ impl Shared {
         }
         state.link = link;
         state.down = down;
+    }
+
+    /// Record a connection attempt that failed, and why.
+    pub(super) fn attempt_failed(&self, error: String) {
+        let mut state = self.state.write();
+        state.failed_attempts += 1;
+        state.down = error;
     }
 
     /// Publish a whole new catalogue (after a connection), or an empty one (the upstream is down past a restart
