@@ -19,6 +19,7 @@ mod load;
 mod metrics;
 mod model;
 mod resilience;
+mod rest;
 mod security;
 mod state;
 mod telemetry;
@@ -45,6 +46,7 @@ pub use model::{
     BackendConfig, BuiltinBackend, BuiltinSet, Config, LogFormat, LoggingConfig, ServerConfig, Source, schema,
 };
 pub use resilience::{BreakerConfig, ResilienceConfig};
+pub use rest::RestConfig;
 pub use security::{
     ApiKeyConfig, HashMethod, KeyHash, KeyHasher, Secret, SecurityConfig, parse_cidr, parse_rfc3339,
 };

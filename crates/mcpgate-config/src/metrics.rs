@@ -40,18 +40,25 @@ fn path_problem(field: &str, path: &str) -> Option<Problem> {
     })
 }
 
+/// Whether the REST facade (when on) serves `path`.
+fn rest_serves(config: &Config, path: &str) -> bool {
+    config.rest.enabled
+        && (path == "/openapi.json" || path == "/docs" || path == "/api" || path.starts_with("/api/"))
+}
+
 /// What the schema cannot say about the `metrics` section and the liveness path.
 pub(crate) fn problems(config: &Config, problems: &mut Vec<Problem>) {
     let (metrics, health) = (&config.metrics, config.server.health_path.as_str());
     if let Some(problem) = path_problem("server.health_path", health) {
         problems.push(problem);
-    } else if TAKEN.contains(&health) {
+    } else if TAKEN.contains(&health) || rest_serves(config, health) {
         problems.push(Problem::new("server.health_path", format!("{health} is already served")));
     }
     let path = metrics.path.as_str();
     if let Some(problem) = path_problem("metrics.path", path) {
         problems.push(problem);
-    } else if metrics.port.is_none() && (TAKEN.contains(&path) || path == health) {
+    } else if metrics.port.is_none() && (TAKEN.contains(&path) || path == health || rest_serves(config, path))
+    {
         problems.push(Problem::new("metrics.path", format!("{path} is already served on the main listener")));
     }
     match metrics.port {
@@ -115,6 +122,9 @@ mod tests {
         assert!(clash == ["metrics.path: /m is already served on the main listener"], "{clash:?}");
         assert!(check(|c| c.server.health_path = "/ready".into())[0].starts_with("server.health_path"));
         assert!(check(|c| c.server.health_path = "health".into())[0].starts_with("server.health_path"));
+        // The REST facade's paths are taken only while it is on.
+        assert!(check(|c| c.metrics.path = "/docs".into()).is_empty());
+        assert_eq!(check(|c| (c.rest.enabled, c.metrics.path) = (true, "/docs".into())).len(), 1);
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Config {
     /// Code mode: `search_tools`, `describe_tools` and `execute` instead of (or beside) the catalogue, and the
     /// sandbox programs run in. Off (`mode: direct`) by default.
     pub code_mode: crate::code_mode::CodeModeConfig,
+    /// The REST facade and its OpenAPI document (`/api`, `/openapi.json`, `/docs`). Off by default.
+    pub rest: crate::rest::RestConfig,
     /// Tool sources by name. The name prefixes nothing here; it names the backend in logs, `/status` and errors.
     pub backends: BTreeMap<String, BackendConfig>,
     /// Upstream MCP servers by name; their tools are published as `NAME__tool` unless configured otherwise.

@@ -101,6 +101,29 @@ pub trait ClientPeer: Send + Sync {
     }
 }
 
+/// The surface a call came in through, as the audit line names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Surface {
+    /// MCP: Streamable HTTP (either era) or stdio.
+    #[default]
+    Mcp,
+    /// The REST facade (`/api`).
+    Rest,
+    /// A code-mode program's inner call.
+    Code,
+}
+
+impl Surface {
+    /// The audit line's `surface` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mcp => "mcp",
+            Self::Rest => "rest",
+            Self::Code => "code",
+        }
+    }
+}
+
 /// Everything a call carries besides its arguments.
 #[derive(Clone)]
 pub struct CallContext {
@@ -116,6 +139,8 @@ pub struct CallContext {
     pub progress_token: Option<Value>,
     /// The way back to the client, when the transport has one.
     pub peer: Option<Arc<dyn ClientPeer>>,
+    /// Where the call came in.
+    pub surface: Surface,
 }
 
 impl fmt::Debug for CallContext {
@@ -140,6 +165,7 @@ impl CallContext {
             timeout: None,
             progress_token: None,
             peer: None,
+            surface: Surface::Mcp,
         }
     }
 

@@ -13,7 +13,7 @@ mod script;
 mod tool;
 
 pub use backend::{Backend, BackendHealth};
-pub use context::{CallContext, ClientPeer, ClientRequestError, LogLevel};
+pub use context::{CallContext, ClientPeer, ClientRequestError, LogLevel, Surface};
 pub use error::{BackendError, Blame};
 pub use operation::{Answer, Dispatch, ListKind, Operation, OperationKind};
 pub use principal::{CODE_TOOLS, Mode, Principal};

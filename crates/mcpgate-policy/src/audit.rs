@@ -145,6 +145,7 @@ struct Line<'a> {
     #[serde(serialize_with = "rfc3339_millis")]
     time: SystemTime,
     request_id: &'a str,
+    surface: &'static str,
     principal: &'a str,
     client_ip: Option<IpAddr>,
     operation: &'static str,
@@ -430,6 +431,7 @@ fn line<'r>(report: &CallReport<'r>, arguments: Option<Value>) -> Line<'r> {
     Line {
         time: SystemTime::now(),
         request_id: &report.cx.request_id,
+        surface: report.cx.surface.as_str(),
         principal: &principal.name,
         client_ip: principal.client_ip,
         operation: report.operation.as_str(),

@@ -17,7 +17,7 @@ use mcpgate_backends::BackendKind;
 use mcpgate_config::CodeModeConfig;
 use mcpgate_core::{
     Answer, Backend, BackendError, CallContext, JsonObject, Mode, Operation, Principal, ScriptRunner,
-    ToolCall, ToolDef, ToolOutcome,
+    Surface, ToolCall, ToolDef, ToolOutcome,
 };
 use mcpgate_policy::{ArgumentSchema, ToolPolicy, authz};
 use mcpgate_sandbox::{Binding, Failure, Limits, Program, Sandbox, ToolCaller, describe, names, search};
@@ -410,6 +410,7 @@ impl ToolCaller for InnerCalls<'_> {
                 timeout: None,
                 progress_token: None,
                 peer: None,
+                surface: Surface::Code,
             };
             let door = Door::of(self.call.live.clone(), self.call.registry.clone());
             if self.from_script && self.call.is_script(&tool) {

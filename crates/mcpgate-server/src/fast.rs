@@ -44,6 +44,7 @@ use crate::{
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
     handler::McpHandler,
+    hosts::AllowedHosts,
     jsonrpc::{CompleteResult, reply, reply_or_stream},
     metrics::labels::{McpMethod, heard},
     peer::StreamPeer,
@@ -164,29 +165,13 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// The one place that decides whether a request takes the fast path. Pure: headers, body and what is known of
 /// the session and the tool in, a [`DirectCall`] or `None` (rmcp serves it) out.
 pub(crate) struct Classifier {
-    any_host: bool,
-    hosts: Vec<String>,
+    hosts: AllowedHosts,
 }
 
 impl Classifier {
     /// A classifier admitting the `Host` values of `allowed_hosts` (`*`: any).
     pub(crate) fn new(allowed_hosts: &[String]) -> Self {
-        let hosts: Vec<String> = allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
-        Self { any_host: hosts.iter().any(|h| h == "*"), hosts }
-    }
-
-    /// `Host` exactly as configured: a bare name matches it with any port, an entry with a port matches only
-    /// itself. Anything subtler (IPv6 forms, odd spellings) goes to rmcp's check.
-    fn host_allowed(&self, headers: &HeaderMap) -> bool {
-        if self.any_host {
-            return true;
-        }
-        let Some(host) = header(headers, "host").map(str::to_ascii_lowercase) else { return false };
-        let bare = match host.rsplit_once(':') {
-            Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
-            _ => host.as_str(),
-        };
-        self.hosts.iter().any(|h| *h == host || (!h.contains(':') && h == bare))
+        Self { hosts: AllowedHosts::new(allowed_hosts) }
     }
 
     /// What both eras require of the headers.
@@ -196,7 +181,7 @@ impl Classifier {
             && accept.contains("application/json")
             && accept.contains("text/event-stream")
             && !accept.contains("q=0")
-            && self.host_allowed(headers)
+            && self.hosts.admit(headers)
     }
 
     /// The call this path serves, or `None`. `session`: the legacy session the request belongs to (the edge

@@ -218,12 +218,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         // Address and key before the guard reads the body: a refused client gets nothing buffered or parsed.
         // `/health`, `/ready` and `/status` stay open, as the guides' probes and dashboards expect.
         // Here the request takes the configuration of the moment, once, for the layers after this and its handler.
-        .layer(axum::middleware::from_fn(move |mut req: Request, next| {
-            let live = access.live();
-            let keys = live.access.clone();
-            req.extensions_mut().insert(live);
-            auth::check(keys, req, next)
-        }))
+        .layer(axum::middleware::from_fn(move |req, next| admit(access.clone(), req, next)))
         // Rate limits after the key (a per-key budget needs the principal; a refused key spends none) and before
         // the body is read: a client over its budget costs a lookup, not a parse.
         .layer(axum::middleware::from_fn(move |req, next| limits::check(limited.clone(), req, next)))
@@ -231,6 +226,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         .service(mcp_service(&gateway, sessions, streams));
     Router::new()
         .route_service("/mcp", mcp)
+        .merge(rest_facade(&gateway))
         .route(&gateway.config.server.health_path, get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/status", get(ops::status))
@@ -253,6 +249,31 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
                 .layer(crate::cors::layer(&cors_origins))
                 .layer(axum::middleware::from_fn(move |req, next| track(in_flight.clone(), req, next))),
         )
+}
+
+/// The door's credential check, for `/mcp` and the REST facade alike: the request takes the configuration of the
+/// moment, once, for the layers after this and its handler; then its address and key or token are checked.
+async fn admit(gateway: Arc<Gateway>, mut request: Request, next: Next) -> Response {
+    let live = gateway.live();
+    let keys = live.access.clone();
+    request.extensions_mut().insert(live);
+    auth::check(keys, request, next).await
+}
+
+/// The REST facade when `rest.enabled`, behind the door `/mcp` has — `Host`, then address and key, then the
+/// request rate limits — and its documentation page (`rest.docs`), which needs none of it.
+fn rest_facade(gateway: &Arc<Gateway>) -> Router<Arc<Gateway>> {
+    let config = &gateway.config.rest;
+    if !config.enabled {
+        return Router::new();
+    }
+    let hosts = Arc::new(crate::hosts::AllowedHosts::new(&gateway.config.server.allowed_hosts));
+    let (access, limited) = (gateway.clone(), gateway.clone());
+    let api = crate::rest::routes()
+        .layer(axum::middleware::from_fn(move |req, next| limits::check(limited.clone(), req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| admit(access.clone(), req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| crate::rest::host_check(hosts.clone(), req, next)));
+    if config.docs { api.merge(crate::rest::docs()) } else { api }
 }
 
 /// Serve until `shutdown` is cancelled, then drain: stop accepting, let in-flight requests finish (bounded by
