@@ -127,12 +127,14 @@ def test_rest_calls_pass_the_door_and_the_pipeline_as_the_caller(facade: tuple[s
     assert ("admin", "add", "tool_error") in rest, rest
 
 
-def test_schemathesis_gets_a_documented_answer_to_every_generated_request(facade: tuple[str, Path]) -> None:
+def test_schemathesis_gets_a_documented_answer_to_every_generated_request(
+    facade: tuple[str, Path], tmp_path: Path
+) -> None:
     base, _ = facade
     cli = Path(sys.executable).with_name("schemathesis")
     if not cli.exists():
         pytest.fail("schemathesis is not installed in the venv (tests/interop/requirements.txt)", pytrace=False)
-    hooks_dir = Path(__file__).with_name("schemathesis_hooks.py").parent
+    hooks_dir = Path(__file__).resolve().parent
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks", "PYTHONPATH": str(hooks_dir)}
     # Every check but two: a server error here is a documented 5xx (501 for a tool that needs the client, 504
     # past the 1 s timeout), judged by `not_a_500` instead; and a tool may refuse input its schema allows (422).
@@ -141,7 +143,7 @@ def test_schemathesis_gets_a_documented_answer_to_every_generated_request(facade
          "--exclude-checks", "not_a_server_error,positive_data_acceptance",
          "--header", f"Authorization: Bearer {ADMIN}", "--max-examples", "10", "--seed", "1",
          "--request-timeout", "10", "--no-color"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,  # its replay files stay out of the tree
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "not_a_500" in run.stdout or "Tested: " in run.stdout, run.stdout[-2000:]
