@@ -24,6 +24,7 @@ mod security;
 mod state;
 mod telemetry;
 mod tools;
+mod ui;
 mod units;
 mod upstreams;
 mod validate;
@@ -56,6 +57,7 @@ pub use tools::{
     CommandBackend, CommandCall, HttpBackend, HttpCall, HttpMethod, HttpResponse, OutputFormat,
     ScriptBackend, ScriptCall, SqlBackend, SqlCall, ToolConfig,
 };
+pub use ui::UiConfig;
 pub use units::{ByteSize, HumanDuration};
 pub use upstreams::{Naming, UpstreamConfig, UpstreamProtocol, UpstreamTransport, WhenDown, glob};
 pub use validate::{Problem, validate};

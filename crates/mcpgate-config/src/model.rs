@@ -46,6 +46,8 @@ pub struct Config {
     pub code_mode: crate::code_mode::CodeModeConfig,
     /// The REST facade and its OpenAPI document (`/api`, `/openapi.json`, `/docs`). Off by default.
     pub rest: crate::rest::RestConfig,
+    /// The admin page (`/ui`), behind its own credential. Off by default.
+    pub ui: crate::ui::UiConfig,
     /// Tool sources by name. The name prefixes nothing here; it names the backend in logs, `/status` and errors.
     pub backends: BTreeMap<String, BackendConfig>,
     /// Upstream MCP servers by name; their tools are published as `NAME__tool` unless configured otherwise.

@@ -122,6 +122,12 @@ pub trait Backend: Send + Sync + 'static {
         Ok(CompletionValues::default())
     }
 
+    /// The MCP revision an upstream speaks on its live connection (`2026-07-28`, `2025-11-25`, …); `None` for
+    /// backends that are not MCP servers, or while not connected.
+    fn protocol(&self) -> Option<String> {
+        None
+    }
+
     /// Current health.
     async fn health(&self) -> BackendHealth {
         BackendHealth::Up

@@ -111,6 +111,8 @@ pub enum Surface {
     Rest,
     /// A code-mode program's inner call.
     Code,
+    /// The admin page's tool playground.
+    Admin,
 }
 
 impl Surface {
@@ -120,6 +122,7 @@ impl Surface {
             Self::Mcp => "mcp",
             Self::Rest => "rest",
             Self::Code => "code",
+            Self::Admin => "admin",
         }
     }
 }

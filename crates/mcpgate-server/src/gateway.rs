@@ -79,6 +79,8 @@ pub struct Gateway {
     pub(crate) code: Arc<crate::code::CodeMode>,
     /// The legacy sessions of the HTTP server, once it serves.
     pub(crate) sessions: std::sync::OnceLock<std::sync::Weak<crate::sessions::Sessions>>,
+    /// The last tool calls, for the admin page; `None` while it is off.
+    pub(crate) recent: Option<crate::recent::RecentCalls>,
 }
 
 impl Gateway {
@@ -116,6 +118,7 @@ impl Gateway {
         let state = StateBackend::from_config(&config).map_err(StartError::Internal)?;
         let (pipeline, audit) = pipeline(&config, &state, &metrics, None)?;
         let live = Live { config: Arc::new(config.clone()), pipeline, access, audit };
+        let recent = config.ui.enabled.then(|| crate::recent::RecentCalls::new(config.ui.recent_calls));
         let request_state = RequestStateCodec::try_new(state.seal_key().bytes().to_vec())
             .map_err(|e| StartError::Internal(e.to_string()))?;
         let gateway = Arc::new(Self {
@@ -135,6 +138,7 @@ impl Gateway {
             reloading: tokio::sync::Mutex::default(),
             reloads: parking_lot::Mutex::default(),
             sessions: std::sync::OnceLock::new(),
+            recent,
             code,
         });
         gateway.code.attach(&gateway);

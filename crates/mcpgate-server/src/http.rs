@@ -227,6 +227,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
     Router::new()
         .route_service("/mcp", mcp)
         .merge(rest_facade(&gateway))
+        .merge(crate::ui::routes(&gateway))
         .route(&gateway.config.server.health_path, get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/status", get(ops::status))

@@ -29,6 +29,7 @@ mod opening;
 mod ops;
 mod peer;
 mod protocol;
+mod recent;
 pub mod registry;
 mod reload;
 mod resource_metadata;
@@ -37,6 +38,7 @@ mod sessions;
 mod stdio;
 pub mod subscriptions;
 pub mod telemetry;
+mod ui;
 
 pub use catalogue::Catalogue;
 pub use errors::{StartError, to_jsonrpc};

@@ -114,8 +114,13 @@ fn audit_status(live: &crate::gateway::Live) -> Value {
 
 /// Status: version, uptime, a config summary and each backend with its state and tool count.
 pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    Json(status_value(&gateway).await)
+}
+
+/// What `/status` shows (the admin page shows it too).
+pub(crate) async fn status_value(gateway: &Arc<Gateway>) -> Value {
     let registry = gateway.registry();
-    let checks = backend_checks(&gateway).await;
+    let checks = backend_checks(gateway).await;
     let backends: Vec<Value> = registry
         .backends()
         .iter()
@@ -128,6 +133,7 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
                 "state": check["status"],
                 "reason": check["reason"],
                 "tools": registry.tool_count(index),
+                "protocol": entry.backend.protocol(),
                 "breaker": entry.breaker.snapshot().to_json(),
                 "health_check": entry.health.as_ref().and_then(|h| h.last()).map(|last| last.to_json()),
             })
@@ -135,7 +141,8 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         .collect();
     let live = gateway.live();
     let server = &live.config.server;
-    Json(json!({
+    let sessions = gateway.sessions.get().and_then(std::sync::Weak::upgrade).map_or(0, |s| s.len());
+    json!({
         "name": server.name,
         "version": env!("CARGO_PKG_VERSION"),
         "started_at": humantime::format_rfc3339_seconds(gateway.started_at).to_string(),
@@ -152,12 +159,13 @@ pub async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
             "prompts": registry.prompts().count(),
         },
         "backends": backends,
-        "rate_limits": crate::limits::status(&gateway).await,
-        "state": state_status(&gateway),
-        "cache": cache_status(&gateway, &live),
+        "sessions": sessions,
+        "rate_limits": crate::limits::status(gateway).await,
+        "state": state_status(gateway),
+        "cache": cache_status(gateway, &live),
         "audit": audit_status(&live),
         "reloads": gateway.reloads.lock().to_json(),
         "calls": { "fast_path": gateway.fast_path_calls.load(std::sync::atomic::Ordering::Relaxed) },
         "code_mode": gateway.code.status(&live.config.code_mode),
-    }))
+    })
 }

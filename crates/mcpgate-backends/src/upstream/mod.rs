@@ -351,6 +351,11 @@ impl Backend for Upstream {
         Some(self.shared.changes.subscribe())
     }
 
+    fn protocol(&self) -> Option<String> {
+        let link = self.shared.state.read().link.clone()?;
+        link.peer.peer_info().map(|info| info.protocol_version.to_string())
+    }
+
     async fn call_tool(&self, cx: &CallContext, call: ToolCall) -> Result<ToolOutcome, BackendError> {
         let published = self.published();
         let Some(upstream_name) = published.tool_names.get(&call.name) else {
