@@ -43,6 +43,7 @@ use crate::{ApiKeyConfig, ByteSize, Config, HumanDuration, KeyHash, LogFormat, S
 /// | `SANDBOX_BACKEND`, `SANDBOX_ENABLED` | `code_mode.sandbox.backend`, `code_mode.sandbox.enabled` |
 /// | `REST_ENABLED` | `rest.enabled`: the REST facade and its OpenAPI document |
 /// | `UI_ENABLED`, `ADMIN_API_KEY` (environment only: hashed at once) | `ui.enabled`, `ui.admin_key`: the admin page |
+/// | `CHAT_ENABLED`, `CHAT_PROVIDER`, `CHAT_MODEL`, `CHAT_BASE_URL` | `chat`: `POST /chat` and its LLM (`ANTHROPIC_API_KEY` / `OPENAI_API_KEY` are read per request) |
 /// | `MAX_EXECUTION_TIME`, `MAX_MEMORY_MB` | `code_mode.sandbox.max_execution_time` (seconds), `.max_memory` (MiB) |
 pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -177,6 +178,7 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
     problems.extend(crate::code_mode::apply_env(&mut config.code_mode, get));
     problems.extend(crate::rest::apply_env(&mut config.rest, get));
     problems.extend(crate::ui::apply_env(&mut config.ui, get));
+    problems.extend(crate::chat::apply_env(&mut config.chat, get));
     problems
 }
 

@@ -7,6 +7,7 @@
 mod audit;
 mod budget;
 mod cache;
+mod chat;
 mod code_mode;
 mod compression;
 mod env;
@@ -32,6 +33,7 @@ mod validate;
 pub use audit::AuditConfig;
 pub use budget::{BudgetConfig, MIN_TOKENS, OnExceed};
 pub use cache::{CacheConfig, CacheRule, CacheSharing};
+pub use chat::{ChatConfig, ChatProvider};
 pub use code_mode::{CodeModeConfig, ExecutionMode, SandboxBackend, SandboxConfig};
 pub use compression::CompressionConfig;
 pub use env::apply_env;

@@ -40,7 +40,7 @@ fn path_problem(field: &str, path: &str) -> Option<Problem> {
     })
 }
 
-/// Whether the REST facade or the admin page (when on) serves `path`.
+/// Whether the REST facade, the admin page or the chat (when on) serves `path`.
 fn rest_serves(config: &Config, path: &str) -> bool {
     config.rest.enabled
         && (path == "/openapi.json" || path == "/docs" || path == "/api" || path.starts_with("/api/"))

@@ -48,6 +48,9 @@ pub struct Config {
     pub rest: crate::rest::RestConfig,
     /// The admin page (`/ui`), behind its own credential. Off by default.
     pub ui: crate::ui::UiConfig,
+    /// The chat loop: an LLM with the gateway's tools (`POST /chat`, `mcpgate chat`). `POST /chat` is off by
+    /// default.
+    pub chat: crate::chat::ChatConfig,
     /// Tool sources by name. The name prefixes nothing here; it names the backend in logs, `/status` and errors.
     pub backends: BTreeMap<String, BackendConfig>,
     /// Upstream MCP servers by name; their tools are published as `NAME__tool` unless configured otherwise.

@@ -142,6 +142,7 @@ pub(crate) fn semantic_problems(config: &Config) -> Vec<Problem> {
     crate::compression::problems(config, &mut problems);
     crate::code_mode::problems(config, &mut problems);
     crate::ui::problems(config, &mut problems);
+    crate::chat::problems(config, &mut problems);
     let serves = config.backends.values().any(BackendConfig::enabled)
         || config.all_upstreams().any(|(_, u)| u.enabled);
     if !serves {

@@ -113,6 +113,8 @@ pub enum Surface {
     Code,
     /// The admin page's tool playground.
     Admin,
+    /// An LLM's tool call in the chat loop (`POST /chat`, `mcpgate chat`).
+    Chat,
 }
 
 impl Surface {
@@ -123,6 +125,7 @@ impl Surface {
             Self::Rest => "rest",
             Self::Code => "code",
             Self::Admin => "admin",
+            Self::Chat => "chat",
         }
     }
 }

@@ -261,20 +261,31 @@ async fn admit(gateway: Arc<Gateway>, mut request: Request, next: Next) -> Respo
     auth::check(keys, request, next).await
 }
 
-/// The REST facade when `rest.enabled`, behind the door `/mcp` has — `Host`, then address and key, then the
-/// request rate limits — and its documentation page (`rest.docs`), which needs none of it.
+/// The REST facade when `rest.enabled` and `POST /chat` when `chat.enabled`, behind the door `/mcp` has —
+/// `Host`, then address and key, then the request rate limits — and the facade's documentation page
+/// (`rest.docs`), which needs none of it.
 fn rest_facade(gateway: &Arc<Gateway>) -> Router<Arc<Gateway>> {
     let config = &gateway.config.rest;
-    if !config.enabled {
+    if !config.enabled && !gateway.config.chat.enabled {
         return Router::new();
     }
     let hosts = Arc::new(crate::hosts::AllowedHosts::new(&gateway.config.server.allowed_hosts));
     let (access, limited) = (gateway.clone(), gateway.clone());
-    let api = crate::rest::routes()
+    let rest = if config.enabled { crate::rest::routes() } else { Router::new() };
+    let api = rest
+        .merge(chat_route(gateway))
         .layer(axum::middleware::from_fn(move |req, next| limits::check(limited.clone(), req, next)))
         .layer(axum::middleware::from_fn(move |req, next| admit(access.clone(), req, next)))
         .layer(axum::middleware::from_fn(move |req, next| crate::rest::host_check(hosts.clone(), req, next)));
-    if config.docs { api.merge(crate::rest::docs()) } else { api }
+    if config.enabled && config.docs { api.merge(crate::rest::docs()) } else { api }
+}
+
+/// `POST /chat` when `chat.enabled`.
+fn chat_route(gateway: &Gateway) -> Router<Arc<Gateway>> {
+    if !gateway.config.chat.enabled {
+        return Router::new();
+    }
+    Router::new().route("/chat", axum::routing::post(crate::chat::route::chat))
 }
 
 /// Serve until `shutdown` is cancelled, then drain: stop accepting, let in-flight requests finish (bounded by

@@ -4,6 +4,7 @@
 mod auth;
 mod backends;
 mod catalogue;
+pub mod chat;
 mod code;
 mod compression;
 mod cors;

@@ -34,7 +34,7 @@ pub struct Reloaded {
 /// `old` is the config the gateway started with (an earlier reload did not apply them either).
 fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
-    let checks: [(&'static str, bool); 15] = [
+    let checks: [(&'static str, bool); 16] = [
         ("server.listen", o.listen != n.listen),
         (
             "server.allowed_hosts / allowed_origins",
@@ -65,6 +65,7 @@ fn need_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("state", old.state != new.state),
         ("rest", old.rest != new.rest),
         ("ui", old.ui != new.ui),
+        ("chat", old.chat != new.chat),
     ];
     checks.into_iter().filter(|(_, changed)| *changed).map(|(path, _)| path).collect()
 }

@@ -3,6 +3,7 @@
 // A command-line tool prints its answers.
 #![allow(clippy::print_stdout)]
 
+mod chat;
 mod client;
 mod health;
 mod keys;
@@ -81,6 +82,16 @@ enum Command {
         /// How long the probe may take, in seconds.
         #[arg(long, default_value_t = 3)]
         timeout: u64,
+    },
+    /// Chat with an LLM that has the gateway's tools (the `chat` section: Anthropic with `ANTHROPIC_API_KEY`, or
+    /// any OpenAI-compatible endpoint); its tool calls run through the gateway built from the config.
+    Chat {
+        /// Configuration file; without one, the embedded default.
+        #[arg(long, short, env = "MCP_CONFIG_PATH")]
+        config: Option<PathBuf>,
+        /// Send this one message, print the answer and exit (else: read messages from stdin).
+        #[arg(long, short)]
+        message: Option<String>,
     },
     /// Talk to any MCP server from the command line: `--url http://…/mcp`, or a stdio command after `--`.
     /// Exit status: 0, 1 when the server answered with an error (a tool's `isError` too), 2 for a usage error, 3
@@ -195,6 +206,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Chat { config, message } => {
+            let config_path = config.or_else(|| std::env::var_os("CONFIG_PATH").map(PathBuf::from));
+            let config = load(config_path.as_deref())?;
+            let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn,rmcp=off".into());
+            let filter = EnvFilter::try_new(&level).with_context(|| format!("LOG_LEVEL {level:?}"))?;
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let gateway = Gateway::build(config).await?;
+                let chatted = chat::run(gateway.clone(), message).await;
+                gateway.shutdown_backends().await;
+                chatted
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Client { action } => {
             // A client's log is for trouble only (what fails is reported once, on its own); `LOG_LEVEL` asks for
