@@ -279,7 +279,7 @@ fn validate(file: &std::path::Path) -> ExitCode {
     match load(Some(file)) {
         Ok(config) => {
             let backends = config.backends.values().filter(|b| b.enabled()).count();
-            let upstreams = config.upstreams.values().filter(|u| u.enabled).count();
+            let upstreams = config.all_upstreams().filter(|(_, u)| u.enabled).count();
             println!(
                 "{}: valid ({backends} enabled backend(s), {upstreams} enabled upstream(s))",
                 file.display()

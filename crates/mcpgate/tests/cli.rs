@@ -43,6 +43,11 @@ fn validate_counts_upstreams_beside_backends() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Before, "valid (0 enabled backend(s))": upstreams were not counted.
     assert!(stdout.contains("enabled upstream(s)") && !stdout.contains(" 0 enabled upstream"), "{stdout}");
+    // The Claude Desktop spelling counts too.
+    let desktop = ["validate", "examples/claude_desktop_config.json"];
+    let out = mcpgate().current_dir(&root).args(desktop).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(" 1 enabled upstream(s)"), "{stdout}");
 }
 
 #[test]
