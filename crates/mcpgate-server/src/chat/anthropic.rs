@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use mcpgate_config::ChatConfig;
 use serde_json::{Value, json};
-use sse_stream::SseStream;
 
 use super::{Message, Offered, Provider, Reply, ToolUse};
 
@@ -96,27 +95,12 @@ impl Provider for Anthropic {
         tools: &[Offered],
         text: &(dyn for<'a> Fn(&'a str) + Send + Sync),
     ) -> Result<Reply, String> {
-        let response = self
-            .client
-            .post(&self.url)
-            .header("x-api-key", &self.key)
-            .header("anthropic-version", VERSION)
-            .header("accept", "text/event-stream")
-            .json(&self.body(messages, tools))
-            .send()
-            .await
-            .map_err(|e| format!("the LLM API cannot be reached: {}", e.without_url()))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(format!("the LLM API answered {status}: {}", super::openai::error_message(&body)));
-        }
-        let mut events = SseStream::from_bytes_stream(response.bytes_stream());
+        let request =
+            (self.client.post(&self.url)).header("x-api-key", &self.key).header("anthropic-version", VERSION);
+        let mut events = super::stream(request, &self.body(messages, tools)).await?;
         let (mut reply, mut blocks) = (Reply::default(), Vec::<Block>::new());
-        while let Some(event) = events.next().await {
-            let event = event.map_err(|e| format!("the LLM's event stream broke: {e}"))?;
-            let Some(data) = event.data else { continue };
-            let Ok(data) = serde_json::from_str::<Value>(&data) else { continue };
+        while let Some(data) = events.next().await {
+            let Ok(data) = serde_json::from_str::<Value>(&data?) else { continue };
             match data["type"].as_str().unwrap_or("") {
                 "message_start" => {
                     let usage = &data["message"]["usage"];
@@ -164,12 +148,7 @@ impl Provider for Anthropic {
         }
         for block in blocks {
             if let Block::Tool { id, name, json } = block {
-                let arguments = if json.trim().is_empty() {
-                    json!({})
-                } else {
-                    serde_json::from_str(&json)
-                        .map_err(|e| format!("the LLM's tool input is not JSON: {e}"))?
-                };
+                let arguments = super::arguments(&json)?;
                 reply.calls.push(ToolUse { id, name, arguments });
             }
         }

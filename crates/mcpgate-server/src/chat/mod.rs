@@ -222,6 +222,43 @@ impl Chat {
     }
 }
 
+/// Send an LLM request with `body` and give the `data` of each server-sent event of its streamed answer; an
+/// answer that is not a success is the API's error message.
+async fn stream(
+    request: reqwest::RequestBuilder,
+    body: &Value,
+) -> Result<impl futures::Stream<Item = Result<String, String>> + Unpin + use<>, String> {
+    use futures::StreamExt;
+    let response = (request.header("accept", "text/event-stream").json(body).send().await)
+        .map_err(|e| format!("the LLM API cannot be reached: {}", e.without_url()))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| body.chars().take(300).collect());
+        return Err(format!("the LLM API answered {status}: {message}"));
+    }
+    let events = sse_stream::SseStream::from_bytes_stream(response.bytes_stream());
+    Ok(events
+        .filter_map(|event| async move {
+            match event {
+                Ok(event) => event.data.map(Ok),
+                Err(e) => Some(Err(format!("the LLM's event stream broke: {e}"))),
+            }
+        })
+        .boxed())
+}
+
+/// A tool call's arguments as the LLM streamed them (JSON text in pieces); none at all is `{}`.
+fn arguments(json: &str) -> Result<Value, String> {
+    if json.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_str(json).map_err(|e| format!("the LLM's tool arguments are not JSON: {e}"))
+}
+
 /// Who a local chat (`mcpgate chat`) calls tools as: the principal stdio has (anonymous, in the configured mode).
 pub fn local_principal(gateway: &Gateway) -> Arc<Principal> {
     Arc::new(gateway.live().access.local())

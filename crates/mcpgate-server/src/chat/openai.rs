@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use mcpgate_config::ChatConfig;
 use serde_json::{Value, json};
-use sse_stream::SseStream;
 
 use super::{Message, Offered, Provider, Reply, ToolUse};
 
@@ -78,14 +77,6 @@ impl OpenAi {
     }
 }
 
-/// The message of an API's error body (`{"error": {"message": …}}`, both providers), else the body cut short.
-pub(super) fn error_message(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| body.chars().take(300).collect())
-}
-
 /// A tool call being streamed, by its index.
 #[derive(Default)]
 struct Partial {
@@ -102,25 +93,14 @@ impl Provider for OpenAi {
         tools: &[Offered],
         text: &(dyn for<'a> Fn(&'a str) + Send + Sync),
     ) -> Result<Reply, String> {
-        let mut request = self.client.post(&self.url).header("accept", "text/event-stream");
+        let mut request = self.client.post(&self.url);
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
         }
-        let response = request
-            .json(&self.body(messages, tools))
-            .send()
-            .await
-            .map_err(|e| format!("the LLM API cannot be reached: {}", e.without_url()))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(format!("the LLM API answered {status}: {}", error_message(&body)));
-        }
-        let mut events = SseStream::from_bytes_stream(response.bytes_stream());
+        let mut events = super::stream(request, &self.body(messages, tools)).await?;
         let (mut reply, mut partial) = (Reply::default(), BTreeMap::<u64, Partial>::new());
-        while let Some(event) = events.next().await {
-            let event = event.map_err(|e| format!("the LLM's event stream broke: {e}"))?;
-            let Some(data) = event.data else { continue };
+        while let Some(data) = events.next().await {
+            let data = data?;
             if data.trim() == "[DONE]" {
                 break;
             }
@@ -151,12 +131,7 @@ impl Provider for OpenAi {
             }
         }
         for (_, Partial { id, name, arguments }) in partial {
-            let arguments = if arguments.trim().is_empty() {
-                json!({})
-            } else {
-                serde_json::from_str(&arguments)
-                    .map_err(|e| format!("the LLM's tool arguments are not JSON: {e}"))?
-            };
+            let arguments = super::arguments(&arguments)?;
             reply.calls.push(ToolUse { id, name, arguments });
         }
         Ok(reply)
