@@ -27,7 +27,7 @@ def _sha(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
-def _config(provider: str, base_url: str, audit: Path, max_steps: int = 4) -> str:
+def _config(provider: str, base_url: str, audit: Path, max_steps: int = 4, token_budget: int = 50000) -> str:
     return f"""\
 chat:
   enabled: true
@@ -36,6 +36,7 @@ chat:
   base_url: {base_url}
   api_key_env: FAKE_LLM_KEY
   max_steps: {max_steps}
+  token_budget: {token_budget}
 security:
   api_keys:
     - {{ name: user, hash: "{_sha(USER)}" }}
@@ -131,6 +132,21 @@ def test_the_step_limit_ends_a_turn_that_never_answers(fake: FakeLlm, mcpgate_bi
         turn = json.loads(text)
         assert status == 200 and turn["stop"] == "max_steps" and turn["steps"] == 3, turn
         assert len(fake.requests) == 3 and len(turn["tool_calls"]) == 3
+    finally:
+        _stop(proc)
+
+
+def test_the_token_budget_ends_a_turn_once_spent(fake: FakeLlm, mcpgate_bin: str, tmp_path: Path) -> None:
+    # Each fake reply counts 30+n input and 5+n output tokens: 37 after the first request, 76 after the second.
+    fake.always_call = True
+    config = tmp_path / "chat.yaml"
+    config.write_text(_config("openai", f"{fake.url}/v1", tmp_path / "audit.log", max_steps=8, token_budget=60))
+    proc, base, _ = _serve(mcpgate_bin, config, tmp_path, {"FAKE_LLM_KEY": API_KEY})
+    try:
+        status, text = _post(base, {"message": "echo forever"}, USER)
+        turn = json.loads(text)
+        assert status == 200 and turn["stop"] == "token_budget" and turn["steps"] == 2, turn
+        assert turn["usage"] == {"input_tokens": 63, "output_tokens": 13}, turn
     finally:
         _stop(proc)
 
