@@ -135,8 +135,9 @@ pub async fn start_with(
 }
 
 /// What may keep an upstream from starting now yet could change before it is needed, so it is a warning and not
-/// a problem: a stdio `command` not found (on the `PATH` the child gets: its `env.PATH`, else the gateway's). Its
-/// supervisor retries until the program appears. Paths under `upstreams.NAME` / `mcpServers.NAME`.
+/// a problem: a `${VAR}` not set (in `command`, `args`, `env`, `url`, `headers`), a header that is not one, a stdio
+/// `command` not found (on the `PATH` the child gets: its `env.PATH`, else the gateway's; its supervisor retries
+/// until the program appears). Paths under `upstreams.NAME` / `mcpServers.NAME`.
 pub fn upstream_warnings(config: &mcpgate_config::Config) -> Vec<Problem> {
     let sections = [("upstreams", &config.upstreams), ("mcpServers", &config.mcp_servers)];
     let enabled = sections.into_iter().flat_map(|(section, upstreams)| {
@@ -144,6 +145,11 @@ pub fn upstream_warnings(config: &mcpgate_config::Config) -> Vec<Problem> {
     });
     let mut warnings = Vec::new();
     for (path, upstream) in enabled {
+        // A variable set by the time the gateway starts is fine; one unset now is worth a warning.
+        if let Err(why) = upstream::Upstream::check(upstream) {
+            warnings.push(Problem::new(path.clone(), why));
+            continue;
+        }
         let stdio = upstream.transport() == Some(mcpgate_config::UpstreamTransport::Stdio);
         // A command or PATH naming an unset variable is `start`'s error to report; nothing to guess here.
         let Some(Ok(program)) = upstream.command.as_deref().filter(|_| stdio).map(template::expand_env)

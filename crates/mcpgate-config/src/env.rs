@@ -58,7 +58,10 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
         }
     }
     for name in ["PORT", "MCP_PORT"] {
-        if let Some(value) = get(name) {
+        // Kubernetes sets `MCP_PORT=tcp://10.0.0.9:8000` in every pod of a namespace with a Service named `mcp`
+        // (a service link): that is not the port to listen on.
+        let value = get(name).filter(|v| !(name == "MCP_PORT" && v.contains("://")));
+        if let Some(value) = value {
             match value.parse::<u16>() {
                 Ok(p) => port = p.to_string(),
                 Err(_) => bad(name, format!("{value:?} is not a port number")),
@@ -267,6 +270,13 @@ mod tests {
     fn mcp_port_wins_over_port_and_ipv6_is_bracketed() {
         let (c, _) = with(&[("PORT", "1"), ("MCP_PORT", "2"), ("BIND_IP", "::1")]);
         assert_eq!(c.server.listen, "[::1]:2");
+    }
+
+    #[test]
+    fn a_kubernetes_service_link_in_mcp_port_is_not_a_port() {
+        let (c, p) = with(&[("PORT", "8000"), ("MCP_PORT", "tcp://10.0.0.9:8000")]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.server.listen, "127.0.0.1:8000");
     }
 
     #[test]

@@ -51,25 +51,32 @@ fn validate_counts_upstreams_beside_backends() {
 }
 
 #[test]
-fn validate_warns_of_an_upstream_command_not_on_path_and_still_passes() {
+fn validate_warns_of_an_upstream_command_not_on_path_or_an_unset_variable_and_still_passes() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("upstreams.yaml");
     let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_mcpgate")).parent().unwrap().to_owned();
     let config = format!(
         "upstreams:\n  gone:\n    command: surely-not-installed-here\n  \
          here:\n    command: mcpgate\n    env: {{ PATH: \"${{BIN_DIR}}\" }}\n  \
-         relative:\n    command: ./mcpgate\n    cwd: {}\n",
+         relative:\n    command: ./mcpgate\n    cwd: {}\n  \
+         remote:\n    url: https://mcp.example.com/mcp\n    headers: {{ Authorization: \"Bearer ${{UNSET_TOKEN}}\" }}\n",
         bin_dir.display()
     );
     std::fs::write(&file, config).unwrap();
     // PATH without the binary: the child's own `env.PATH` and `cwd` are what count for the other two.
     let mut validate = mcpgate();
-    validate.env("PATH", "/usr/bin:/bin").env("BIN_DIR", &bin_dir).arg("validate").arg(&file);
+    validate.env("PATH", "/usr/bin:/bin").env("BIN_DIR", &bin_dir).env_remove("UNSET_TOKEN");
+    validate.arg("validate").arg(&file);
     let out = validate.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
-    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    // The unset variable is named, as `serve` would fail on it.
+    assert!(
+        warnings[1].starts_with("warning: upstreams.remote: ") && warnings[1].contains("UNSET_TOKEN"),
+        "{stderr}"
+    );
     assert!(
         warnings[0]
             .starts_with("warning: upstreams.gone.command: \"surely-not-installed-here\" not found on PATH")

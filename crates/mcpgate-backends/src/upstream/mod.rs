@@ -269,6 +269,12 @@ impl Upstream {
         self.published.read().clone()
     }
 
+    /// What in `config` cannot be used as it is now (a `${VAR}` that is not set, a header that is not one) —
+    /// what [`start`](Self::start) would fail on — without starting anything.
+    pub fn check(config: &UpstreamConfig) -> Result<(), String> {
+        Launch::prepare(config).map(drop)
+    }
+
     /// Why the last connection attempt failed, while there is no connection and one has failed: for a caller
     /// that wants one try (`mcpgate client`), not the supervisor's retries.
     pub fn failed_attempt(&self) -> Option<String> {
