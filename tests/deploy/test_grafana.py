@@ -2,7 +2,7 @@
 
 - The dashboard's shape: unique panel ids, a grid without overlaps, every panel and query on `${datasource}`,
   every variable defined and used, the guides' key metrics present.
-- Against Grafana's own published types (@grafana/schema, pinned in tests/deploy/grafana-schema/package.json):
+- Against Grafana's own published types (@grafana/schema, pinned in tests/deploy/npm/package.json):
   the dashboard, each panel with its plugin's options and field config, and each variable are type-checked by
   the TypeScript compiler, excess (misspelled) keys included; a deliberately broken copy must fail the check.
 - Live: every panel query, with the variables substituted as Grafana would (All, and one node and one upstream),
@@ -37,7 +37,7 @@ from live import OPENER, Prometheus, call_tool, prometheus, redis_server
 
 GRAFANA = DEPLOY / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "mcpgate.json"
-SCHEMA_DIR = ROOT / "tests" / "deploy" / "grafana-schema"
+SCHEMA_DIR = ROOT / "tests" / "deploy" / "npm"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana's own variables a query may use; `$__rate_interval` is at least four scrape intervals (1 s here).
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h"}

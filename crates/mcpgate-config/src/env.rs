@@ -11,6 +11,7 @@ use crate::{ApiKeyConfig, ByteSize, Config, HumanDuration, KeyHash, LogFormat, S
 /// |---|---|
 /// | `BIND_IP` | the IP of `server.listen` |
 /// | `PORT`, `MCP_PORT` (wins) | the port of `server.listen` |
+/// | `ALLOWED_HOSTS`, `ALLOWED_ORIGINS` | `server.allowed_hosts`, `server.allowed_origins` (comma-separated; `*`: any) |
 /// | `LOG_LEVEL` | `logging.level` |
 /// | `LOG_FORMAT` | `logging.format` (`json` or `text`) |
 /// | `LOG_FILE` | `logging.file`: the log also goes to this file (opened again on SIGHUP) |
@@ -71,6 +72,16 @@ pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -
     config.server.listen =
         if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
 
+    // Comma-separated lists (`*` alone: any), for a container reached under names its image cannot know.
+    let list = |value: String| {
+        value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect()
+    };
+    if let Some(hosts) = get("ALLOWED_HOSTS") {
+        config.server.allowed_hosts = list(hosts);
+    }
+    if let Some(origins) = get("ALLOWED_ORIGINS") {
+        config.server.allowed_origins = list(origins);
+    }
     if let Some(level) = get("LOG_LEVEL") {
         config.logging.level = level.to_ascii_lowercase();
     }
@@ -270,6 +281,15 @@ mod tests {
     fn mcp_port_wins_over_port_and_ipv6_is_bracketed() {
         let (c, _) = with(&[("PORT", "1"), ("MCP_PORT", "2"), ("BIND_IP", "::1")]);
         assert_eq!(c.server.listen, "[::1]:2");
+    }
+
+    #[test]
+    fn allowed_hosts_and_origins_are_comma_separated_lists() {
+        let (c, p) =
+            with(&[("ALLOWED_HOSTS", "mcpgate, mcpgate.prod.svc ,localhost"), ("ALLOWED_ORIGINS", "*")]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.server.allowed_hosts, ["mcpgate", "mcpgate.prod.svc", "localhost"]);
+        assert_eq!(c.server.allowed_origins, ["*"]);
     }
 
     #[test]
