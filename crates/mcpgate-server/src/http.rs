@@ -226,7 +226,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         .service(mcp_service(&gateway, sessions, streams));
     Router::new()
         .route_service("/mcp", mcp)
-        .merge(rest_facade(&gateway))
+        .merge(api_surfaces(&gateway))
         .merge(crate::ui::routes(&gateway))
         .route(&gateway.config.server.health_path, get(ops::health))
         .route("/ready", get(ops::ready))
@@ -264,7 +264,7 @@ async fn admit(gateway: Arc<Gateway>, mut request: Request, next: Next) -> Respo
 /// The REST facade when `rest.enabled` and `POST /chat` when `chat.enabled`, behind the door `/mcp` has —
 /// `Host`, then address and key, then the request rate limits — and the facade's documentation page
 /// (`rest.docs`), which needs none of it.
-fn rest_facade(gateway: &Arc<Gateway>) -> Router<Arc<Gateway>> {
+fn api_surfaces(gateway: &Arc<Gateway>) -> Router<Arc<Gateway>> {
     let config = &gateway.config.rest;
     if !config.enabled && !gateway.config.chat.enabled {
         return Router::new();
