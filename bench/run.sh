@@ -601,4 +601,15 @@ fi
 
 cleanup
 py summarize "$OUT"
-log "saved: $OUT/summary.md, $OUT/summary.json (raw outputs alongside)"
+# 6. Instructions per call under callgrind (bench/instructions.py): the figure the machine's noise cannot move.
+if [[ $MODE == full ]]; then
+    if command -v valgrind >/dev/null; then
+        log "instructions per call (callgrind): every target"
+        python3 "$BENCH/instructions.py" --mcpgate "$MCPGATE_BIN" --ceiling "$CEILING_BIN" >"$OUT/instructions.txt" ||
+            die "bench/instructions.py failed"
+        cat "$OUT/instructions.txt" >&2
+    else
+        log "valgrind not installed: no instruction counts (apt-get install valgrind)"
+    fi
+fi
+log "saved: $OUT/summary.md, $OUT/summary.json, $OUT/instructions.txt (raw outputs alongside)"
