@@ -159,17 +159,10 @@ impl Provider for Anthropic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::ToolResult;
 
     #[test]
     fn the_conversation_takes_the_messages_apis_shape() {
-        let call = ToolUse { id: "toolu_1".into(), name: "echo".into(), arguments: json!({"message": "hi"}) };
-        let results = vec![ToolResult { id: "toolu_1".into(), content: "hi".into(), is_error: false }];
-        let conversation = [
-            Message::User("say hi".into()),
-            Message::Assistant { text: String::new(), calls: vec![call] },
-            Message::Results(results),
-        ];
+        let conversation = crate::chat::one_tool_round("toolu_1");
         let shaped: Vec<Value> = conversation.iter().filter_map(message).collect();
         assert_eq!(shaped[0], json!({"role": "user", "content": "say hi"}));
         assert_eq!(

@@ -327,6 +327,17 @@ fn result_text(content: &[Value], structured: Option<&Value>) -> String {
     }
 }
 
+/// A user message, the assistant's call of `echo` under `id`, and its result: what both wire formats' tests shape.
+#[cfg(test)]
+pub(super) fn one_tool_round(id: &str) -> [Message; 3] {
+    let call = ToolUse { id: id.into(), name: "echo".into(), arguments: json!({"message": "hi"}) };
+    [
+        Message::User("say hi".into()),
+        Message::Assistant { text: String::new(), calls: vec![call] },
+        Message::Results(vec![ToolResult { id: id.into(), content: "hi".into(), is_error: false }]),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

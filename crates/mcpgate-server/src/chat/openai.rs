@@ -141,18 +141,12 @@ impl Provider for OpenAi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::ToolResult;
 
     #[test]
     fn the_conversation_takes_the_chat_completions_shape() {
         let config = ChatConfig { system: Some("be brief".into()), ..ChatConfig::default() };
         let api = OpenAi::new(reqwest::Client::new(), &config, None);
-        let call = ToolUse { id: "call_1".into(), name: "echo".into(), arguments: json!({"message": "hi"}) };
-        let conversation = [
-            Message::User("say hi".into()),
-            Message::Assistant { text: String::new(), calls: vec![call] },
-            Message::Results(vec![ToolResult { id: "call_1".into(), content: "hi".into(), is_error: false }]),
-        ];
+        let conversation = crate::chat::one_tool_round("call_1");
         let tools =
             [Offered { wire: "echo".into(), description: "Echo".into(), schema: json!({"type": "object"}) }];
         let body = api.body(&conversation, &tools);

@@ -23,7 +23,8 @@ use axum::{
 };
 use http::{HeaderValue, StatusCode, header};
 use mcpgate_core::{
-    Answer, BackendError, Blame, CallContext, JsonObject, ListKind, Operation, Surface, ToolOutcome,
+    Answer, BackendError, Blame, CallContext, JsonObject, ListKind, Operation, PromptDef, Surface, ToolDef,
+    ToolOutcome,
 };
 use serde_json::{Value, json};
 
@@ -169,10 +170,41 @@ impl Caller {
         gateway.dispatch_at(&self.door, self.cx, op).await
     }
 
-    async fn list(self, gateway: &Gateway, kind: ListKind) -> Answer {
-        // Listing never fails: it is the caller's view of the catalogue.
-        self.run(gateway, Operation::List(kind)).await.unwrap_or(Answer::Done)
+    /// The caller's view of the catalogue, one kind of item as JSON (listing never fails).
+    async fn list(self, gateway: &Gateway, kind: ListKind) -> Value {
+        let listed = match self.run(gateway, Operation::List(kind)).await {
+            Ok(Answer::Tools(items)) => serde_json::to_value(items),
+            Ok(Answer::Resources(items)) => serde_json::to_value(items),
+            Ok(Answer::ResourceTemplates(items)) => serde_json::to_value(items),
+            Ok(Answer::Prompts(items)) => serde_json::to_value(items),
+            _ => Ok(Value::Array(Vec::new())),
+        };
+        listed.unwrap_or_default()
     }
+
+    /// The tools and prompts the caller may use, for its OpenAPI document.
+    async fn tools_and_prompts(
+        gateway: &Gateway,
+        parts: &http::request::Parts,
+    ) -> (Vec<ToolDef>, Vec<PromptDef>) {
+        let run = |kind| Self::of(gateway, parts).run(gateway, Operation::List(kind));
+        let tools = match run(ListKind::Tools).await {
+            Ok(Answer::Tools(tools)) => tools,
+            _ => Vec::new(),
+        };
+        let prompts = match run(ListKind::Prompts).await {
+            Ok(Answer::Prompts(prompts)) => prompts,
+            _ => Vec::new(),
+        };
+        (tools, prompts)
+    }
+}
+
+/// The caller, and the request's body as the arguments of a call or prompt.
+async fn arguments(gateway: &Gateway, request: Request) -> Result<(Caller, JsonObject), Response> {
+    let (parts, body) = request.into_parts();
+    let arguments = object_body(gateway, body).await?;
+    Ok((Caller::of(gateway, &parts), arguments))
 }
 
 /// The body as a JSON object, within `server.max_request_size` (413) and `body_read_timeout` (408); an empty
@@ -212,12 +244,10 @@ async fn call_tool(
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let arguments = match object_body(&gateway, body).await {
-        Ok(arguments) => arguments,
+    let (caller, arguments) = match arguments(&gateway, request).await {
+        Ok(read) => read,
         Err(refused) => return refused,
     };
-    let caller = Caller::of(&gateway, &parts);
     match caller.run(&gateway, Operation::CallTool { name, arguments }).await {
         Ok(Answer::Tool(outcome)) => tool_answer(outcome),
         Ok(_) => failure(StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": "unexpected answer" })),
@@ -230,9 +260,8 @@ async fn get_prompt(
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let arguments = match object_body(&gateway, body).await {
-        Ok(arguments) => arguments,
+    let (caller, arguments) = match arguments(&gateway, request).await {
+        Ok(read) => read,
         Err(refused) => return refused,
     };
     // Prompt arguments are strings on the wire.
@@ -240,7 +269,6 @@ async fn get_prompt(
         let message = format!("prompt argument {name:?} must be a string");
         return failure(StatusCode::BAD_REQUEST, json!({ "message": message }));
     }
-    let caller = Caller::of(&gateway, &parts);
     match caller.run(&gateway, Operation::GetPrompt { name, arguments }).await {
         Ok(Answer::Prompt(result)) => axum::Json(result).into_response(),
         Ok(_) => failure(StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": "unexpected answer" })),
@@ -269,32 +297,20 @@ async fn read_resource(State(gateway): State<Arc<Gateway>>, request: Request) ->
 
 async fn list_tools(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    let tools = match Caller::of(&gateway, &parts).list(&gateway, ListKind::Tools).await {
-        Answer::Tools(tools) => tools,
-        _ => Vec::new(),
-    };
+    let tools = Caller::of(&gateway, &parts).list(&gateway, ListKind::Tools).await;
     axum::Json(json!({ "tools": tools })).into_response()
 }
 
 async fn list_resources(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    let resources = match Caller::of(&gateway, &parts).list(&gateway, ListKind::Resources).await {
-        Answer::Resources(resources) => resources,
-        _ => Vec::new(),
-    };
-    let templates = match Caller::of(&gateway, &parts).list(&gateway, ListKind::ResourceTemplates).await {
-        Answer::ResourceTemplates(templates) => templates,
-        _ => Vec::new(),
-    };
+    let resources = Caller::of(&gateway, &parts).list(&gateway, ListKind::Resources).await;
+    let templates = Caller::of(&gateway, &parts).list(&gateway, ListKind::ResourceTemplates).await;
     axum::Json(json!({ "resources": resources, "resourceTemplates": templates })).into_response()
 }
 
 async fn list_prompts(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    let prompts = match Caller::of(&gateway, &parts).list(&gateway, ListKind::Prompts).await {
-        Answer::Prompts(prompts) => prompts,
-        _ => Vec::new(),
-    };
+    let prompts = Caller::of(&gateway, &parts).list(&gateway, ListKind::Prompts).await;
     axum::Json(json!({ "prompts": prompts })).into_response()
 }
 

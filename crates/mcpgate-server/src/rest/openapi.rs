@@ -9,7 +9,7 @@ use axum::{
     extract::{Request, State},
     response::{IntoResponse, Response},
 };
-use mcpgate_core::{Answer, ListKind, PromptDef, ToolDef};
+use mcpgate_core::{PromptDef, ToolDef};
 use serde_json::{Map, Value, json};
 
 use super::Caller;
@@ -35,14 +35,7 @@ const DOOR_FAILURES: [(&str, &str); 2] =
 
 pub(super) async fn document(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    let tools = match Caller::of(&gateway, &parts).list(&gateway, ListKind::Tools).await {
-        Answer::Tools(tools) => tools,
-        _ => Vec::new(),
-    };
-    let prompts = match Caller::of(&gateway, &parts).list(&gateway, ListKind::Prompts).await {
-        Answer::Prompts(prompts) => prompts,
-        _ => Vec::new(),
-    };
+    let (tools, prompts) = Caller::tools_and_prompts(&gateway, &parts).await;
     axum::Json(build(&gateway.config.server.name, &tools, &prompts)).into_response()
 }
 
