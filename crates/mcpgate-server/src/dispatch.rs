@@ -124,26 +124,8 @@ impl Dispatch for Gateway {
 }
 
 impl Gateway {
-    /// Run `op` for the caller `cx` describes, with what the surface took at `door`. With the admin page on, a
-    /// tool call is remembered for it (`recent.rs`).
+    /// Run `op` for the caller `cx` describes, with what the surface took at `door`.
     pub(crate) async fn dispatch_at(
-        &self,
-        door: &Door<'_>,
-        cx: CallContext,
-        op: Operation,
-    ) -> Result<Answer, BackendError> {
-        if let (Some(recent), Operation::CallTool { name, .. }) = (&self.recent, &op) {
-            let (principal, tool, started) =
-                (cx.principal.name.clone(), name.clone(), tokio::time::Instant::now());
-            let answer = self.run_operation(door, cx, op).await;
-            recent.record(principal, tool, &answer, started.elapsed());
-            return answer;
-        }
-        self.run_operation(door, cx, op).await
-    }
-
-    /// [`dispatch_at`](Self::dispatch_at)'s work: resolve, authorize and run `op` through the pipeline.
-    async fn run_operation(
         &self,
         door: &Door<'_>,
         cx: CallContext,

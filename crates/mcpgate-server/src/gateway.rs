@@ -79,8 +79,8 @@ pub struct Gateway {
     pub(crate) code: Arc<crate::code::CodeMode>,
     /// The legacy sessions of the HTTP server, once it serves.
     pub(crate) sessions: std::sync::OnceLock<std::sync::Weak<crate::sessions::Sessions>>,
-    /// The last tool calls, for the admin page; `None` while it is off.
-    pub(crate) recent: Option<crate::recent::RecentCalls>,
+    /// The last tool calls, for the admin page (one of the pipeline's observers); `None` while it is off.
+    pub(crate) recent: Option<Arc<crate::recent::RecentCalls>>,
 }
 
 impl Gateway {
@@ -116,9 +116,10 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         catalogue.get().prime_metrics(|name| metrics.tool(name));
         let state = StateBackend::from_config(&config).map_err(StartError::Internal)?;
-        let (pipeline, audit) = pipeline(&config, &state, &metrics, None)?;
+        let recent =
+            config.ui.enabled.then(|| Arc::new(crate::recent::RecentCalls::new(config.ui.recent_calls)));
+        let (pipeline, audit) = pipeline(&config, &state, &metrics, recent.as_ref(), None)?;
         let live = Live { config: Arc::new(config.clone()), pipeline, access, audit };
-        let recent = config.ui.enabled.then(|| crate::recent::RecentCalls::new(config.ui.recent_calls));
         let request_state = RequestStateCodec::try_new(state.seal_key().bytes().to_vec())
             .map_err(|e| StartError::Internal(e.to_string()))?;
         let gateway = Arc::new(Self {
@@ -302,13 +303,14 @@ impl Drop for BackendWatch {
 }
 
 /// The per-call pipeline `config` asks for: its deadline, backoff, limits and observers (metrics, the audit log,
-/// returned too). Built at start and again by every reload, which passes the settings in force as `previous`: a
+/// returned too, and the admin page's `recent` calls). Built at start and again by every reload, which passes the settings in force as `previous`: a
 /// rate limiter, cache, budget or audit log whose section did not change is kept as it is (buckets, cached
 /// results, the loaded tokenizer, the open file).
 pub(crate) fn pipeline(
     config: &Config,
     state: &StateBackend,
     metrics: &Metrics,
+    recent: Option<&Arc<crate::recent::RecentCalls>>,
     previous: Option<&Live>,
 ) -> Result<(Pipeline, Option<Arc<AuditLog>>), StartError> {
     let resilience = &config.resilience;
@@ -341,6 +343,9 @@ pub(crate) fn pipeline(
         .with_observer(metrics.call_observer());
     if let Some(audit) = &audit {
         pipeline = pipeline.with_observer(audit.clone());
+    }
+    if let Some(recent) = recent {
+        pipeline = pipeline.with_observer(recent.clone());
     }
     Ok((pipeline, audit))
 }

@@ -1,13 +1,16 @@
 //! The last tool calls, for the admin page: a bounded ring of what each was (when, who, which tool, how it ended,
-//! how long it took) — never its arguments or result. Kept only when the page is on.
+//! how long it took) — never its arguments or result. One more of the pipeline's call observers (beside metrics
+//! and the audit log), attached only while the page is on.
 
 use std::{collections::VecDeque, time::SystemTime};
 
-use mcpgate_core::{Answer, BackendError};
+use mcpgate_core::OperationKind;
+use mcpgate_policy::{CallObserver, CallReport, Outcome, Settling};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 /// One finished call.
+#[derive(Debug)]
 struct RecentCall {
     at: SystemTime,
     principal: std::sync::Arc<str>,
@@ -17,6 +20,7 @@ struct RecentCall {
 }
 
 /// The last `capacity` calls, oldest dropped first.
+#[derive(Debug)]
 pub(crate) struct RecentCalls {
     capacity: usize,
     calls: Mutex<VecDeque<RecentCall>>,
@@ -27,26 +31,7 @@ impl RecentCalls {
         Self { capacity: capacity.max(1), calls: Mutex::new(VecDeque::with_capacity(capacity.min(1024))) }
     }
 
-    /// Remember a call of `tool` by `principal` that ended with `answer` after `elapsed`.
-    pub(crate) fn record(
-        &self,
-        principal: std::sync::Arc<str>,
-        tool: String,
-        answer: &Result<Answer, BackendError>,
-        elapsed: std::time::Duration,
-    ) {
-        let outcome = match answer {
-            Ok(Answer::Tool(outcome)) if outcome.is_error => "tool_error",
-            Ok(_) => "ok",
-            Err(error) => error.kind(),
-        };
-        let call = RecentCall {
-            at: SystemTime::now(),
-            principal,
-            tool,
-            outcome,
-            duration_ms: elapsed.as_secs_f64() * 1e3,
-        };
+    fn record(&self, call: RecentCall) {
         let mut calls = self.calls.lock();
         if calls.len() == self.capacity {
             calls.pop_front();
@@ -74,22 +59,65 @@ impl RecentCalls {
     }
 }
 
+impl CallObserver for RecentCalls {
+    fn call_finished(&self, report: &CallReport<'_>) -> Option<Settling<'_>> {
+        if report.operation != OperationKind::CallTool {
+            return None;
+        }
+        let outcome = match report.outcome {
+            Outcome::Ok => "ok",
+            Outcome::ToolError => "tool_error",
+            Outcome::Failed(error) => error.kind(),
+        };
+        self.record(RecentCall {
+            at: SystemTime::now(),
+            principal: report.cx.principal.name.clone(),
+            tool: report.tool.to_owned(),
+            outcome,
+            duration_ms: report.elapsed.as_secs_f64() * 1e3,
+        });
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use mcpgate_core::ToolOutcome;
+    use mcpgate_core::{BackendError, CallContext};
+    use mcpgate_policy::CacheStatus;
 
     use super::*;
+
+    /// What the pipeline reports for `tool` called by `principal`, ended with `outcome` after `elapsed`.
+    fn report(recent: &RecentCalls, principal: &str, tool: &str, outcome: Outcome<'_>, elapsed: Duration) {
+        let cx = CallContext {
+            principal: std::sync::Arc::new(mcpgate_core::Principal::named(principal, "t", &[])),
+            ..CallContext::detached("r")
+        };
+        let report = CallReport {
+            cx: &cx,
+            operation: OperationKind::CallTool,
+            tool,
+            backend: "b",
+            elapsed,
+            outcome,
+            cache: CacheStatus::NotCacheable,
+            tokens: None,
+            budget: None,
+            arguments: None,
+            detail: None,
+        };
+        assert!(recent.call_finished(&report).is_none());
+    }
 
     #[test]
     fn the_ring_keeps_the_newest_first_and_drops_the_oldest() {
         let recent = RecentCalls::new(2);
-        let ok = Ok(Answer::Tool(ToolOutcome::default()));
-        let failed = Err(BackendError::Timeout(Duration::from_secs(1)));
-        recent.record("a".into(), "one".into(), &ok, Duration::from_millis(1));
-        recent.record("b".into(), "two".into(), &failed, Duration::from_millis(2));
-        recent.record("c".into(), "three".into(), &ok, Duration::from_micros(1500));
+        let failed = BackendError::Timeout(Duration::from_secs(1));
+        report(&recent, "a", "one", Outcome::Ok, Duration::from_millis(1));
+        report(&recent, "b", "two", Outcome::Failed(&failed), Duration::from_millis(2));
+        report(&recent, "c", "three", Outcome::Ok, Duration::from_micros(1500));
         let calls = recent.to_json();
         let tools: Vec<&str> =
             calls.as_array().unwrap().iter().map(|c| c["tool"].as_str().unwrap()).collect();

@@ -112,7 +112,8 @@ impl Gateway {
             crate::auth::Access::new(&config.security, &config.code_mode).map_err(StartError::Security)?;
         access.keep_caches(&live.access);
         let access = Arc::new(access);
-        let (pipeline, audit) = pipeline(&config, &self.state, &self.metrics, Some(&live))?;
+        let (pipeline, audit) =
+            pipeline(&config, &self.state, &self.metrics, self.recent.as_ref(), Some(&live))?;
         let entries =
             crate::backends::build(&config, Some((&live.config, old_registry.backends())), &self.code)
                 .await?;
