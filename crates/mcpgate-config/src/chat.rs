@@ -79,7 +79,7 @@ impl ChatConfig {
         url.trim_end_matches('/').to_owned()
     }
 
-    /// The variable the API key is read from (at each request: it is never in the config).
+    /// The variable the API key is read from, at start (the key is never in the config).
     pub fn api_key_env(&self) -> &str {
         self.api_key_env.as_deref().unwrap_or(match self.provider {
             ChatProvider::Anthropic => "ANTHROPIC_API_KEY",

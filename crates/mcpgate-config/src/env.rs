@@ -44,7 +44,7 @@ use crate::{ApiKeyConfig, ByteSize, Config, HumanDuration, KeyHash, LogFormat, S
 /// | `SANDBOX_BACKEND`, `SANDBOX_ENABLED` | `code_mode.sandbox.backend`, `code_mode.sandbox.enabled` |
 /// | `REST_ENABLED` | `rest.enabled`: the REST facade and its OpenAPI document |
 /// | `UI_ENABLED`, `ADMIN_API_KEY` (environment only: hashed at once) | `ui.enabled`, `ui.admin_key`: the admin page |
-/// | `CHAT_ENABLED`, `CHAT_PROVIDER`, `CHAT_MODEL`, `CHAT_BASE_URL` | `chat`: `POST /chat` and its LLM (`ANTHROPIC_API_KEY` / `OPENAI_API_KEY` are read per request) |
+/// | `CHAT_ENABLED`, `CHAT_PROVIDER`, `CHAT_MODEL`, `CHAT_BASE_URL` | `chat`: `POST /chat` and its LLM (`ANTHROPIC_API_KEY` / `OPENAI_API_KEY` are read at start) |
 /// | `MAX_EXECUTION_TIME`, `MAX_MEMORY_MB` | `code_mode.sandbox.max_execution_time` (seconds), `.max_memory` (MiB) |
 pub fn apply_env(config: &mut Config, lookup: impl Fn(&str) -> Option<String>) -> Vec<Problem> {
     let mut problems = Vec::new();

@@ -252,6 +252,14 @@ impl KeyHasher {
         mac.update(key.as_bytes());
         Some(mac.finalize().into_bytes().into())
     }
+
+    /// The digest of `key` made as `method` makes it (`None`: an HMAC without a salt).
+    pub fn digest(&self, method: HashMethod, key: &str) -> Option<[u8; 32]> {
+        match method {
+            HashMethod::Sha256 => Some(self.sha256(key)),
+            HashMethod::HmacSha256 => self.hmac(key),
+        }
+    }
 }
 
 // === IP lists ===

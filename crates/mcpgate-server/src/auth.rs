@@ -262,7 +262,7 @@ impl Access {
 }
 
 /// The key in `x-api-key`, or in `Authorization: Bearer …`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let key = match headers.get("x-api-key") {
         Some(value) => value.to_str().ok()?,
         None => {

@@ -285,7 +285,7 @@ fn chat_route(gateway: &Gateway) -> Router<Arc<Gateway>> {
     if !gateway.config.chat.enabled {
         return Router::new();
     }
-    Router::new().route("/chat", axum::routing::post(crate::chat::route::chat))
+    crate::chat::route::route(gateway)
 }
 
 /// Serve until `shutdown` is cancelled, then drain: stop accepting, let in-flight requests finish (bounded by

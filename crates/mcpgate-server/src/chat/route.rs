@@ -6,15 +6,17 @@
 use std::{convert::Infallible, sync::Arc};
 
 use axum::{
+    Router,
     extract::{Request, State},
     response::{IntoResponse, Response, Sse, sse::Event as SseEvent},
 };
+use futures::StreamExt;
 use http::StatusCode;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{Chat, ChatMessage, Event};
-use crate::{auth, gateway::Gateway};
+use crate::{auth, gateway::Gateway, rest};
 
 /// What a client sends.
 #[derive(serde::Deserialize)]
@@ -24,29 +26,37 @@ struct Ask {
     history: Vec<ChatMessage>,
 }
 
-fn failure(status: StatusCode, message: String) -> Response {
-    (status, axum::Json(json!({ "error": { "message": message } }))).into_response()
+/// The route, with the chat loop made once from the config (its HTTP client, its API key): when that fails
+/// (the key's variable unset), every request is answered 503 with why.
+pub(crate) fn route(gateway: &Gateway) -> Router<Arc<Gateway>> {
+    let chat = Chat::new(&gateway.config.chat).map(Arc::new);
+    if let Err(why) = &chat {
+        tracing::warn!("POST /chat cannot ask the LLM: {why}");
+    }
+    let chat = Arc::new(chat);
+    Router::new()
+        .route("/chat", axum::routing::post(move |state, request| answer(chat.clone(), state, request)))
 }
 
-pub(crate) async fn chat(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+async fn answer(
+    chat: Arc<Result<Arc<Chat>, String>>,
+    State(gateway): State<Arc<Gateway>>,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
-    let limit = usize::try_from(gateway.config.server.max_request_size.0).unwrap_or(usize::MAX);
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return failure(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {limit} bytes"));
+    let bytes = match rest::read_body(&gateway, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
     };
     let Ok(Ask { message, history }) = serde_json::from_slice::<Ask>(&bytes) else {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            "send {\"message\": \"…\", \"history\"?: [{\"role\", \"content\"}]}".into(),
-        );
+        let message = "send {\"message\": \"…\", \"history\"?: [{\"role\", \"content\"}]}";
+        return rest::failure(StatusCode::BAD_REQUEST, json!({ "message": message }));
     };
-    let chat = match Chat::new(&gateway.config.chat) {
-        Ok(chat) => Arc::new(chat),
+    let chat = match chat.as_ref() {
+        Ok(chat) => chat.clone(),
         Err(why) => {
-            return failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the chat's LLM is not configured: {why}"),
-            );
+            let message = format!("the chat's LLM is not configured: {why}");
+            return rest::failure(StatusCode::SERVICE_UNAVAILABLE, json!({ "message": message }));
         }
     };
     let principal = auth::principal(&parts.extensions);
@@ -58,28 +68,28 @@ pub(crate) async fn chat(State(gateway): State<Arc<Gateway>>, request: Request) 
     if !streamed {
         return match chat.turn(&gateway, principal, &request_id, &mut conversation, None).await {
             Ok(turn) => axum::Json(turn).into_response(),
-            Err(why) => failure(StatusCode::BAD_GATEWAY, why),
+            Err(why) => rest::failure(StatusCode::BAD_GATEWAY, json!({ "message": why })),
         };
     }
-    let (events, mut received) = mpsc::unbounded_channel::<Event>();
-    let (out, stream) = mpsc::unbounded_channel::<Result<SseEvent, Infallible>>();
-    tokio::spawn(async move {
-        let forward = out.clone();
-        let relay = tokio::spawn(async move {
-            while let Some(event) = received.recv().await {
-                let _ = forward
-                    .send(Ok(SseEvent::default().event(kind(&event)).json_data(&event).unwrap_or_default()));
-            }
-        });
-        let turn = chat.turn(&gateway, principal, &request_id, &mut conversation, Some(events)).await;
-        let _ = relay.await;
-        let last = match turn {
-            Ok(turn) => SseEvent::default().event("done").json_data(&turn),
-            Err(why) => SseEvent::default().event("error").json_data(json!({ "message": why })),
-        };
-        let _ = out.send(Ok(last.unwrap_or_default()));
+    // The turn runs on its own task; its events are the stream, which ends with the turn's summary once the turn
+    // has dropped its sender.
+    let (events, received) = mpsc::unbounded_channel::<Event>();
+    let turn = tokio::spawn(async move {
+        chat.turn(&gateway, principal, &request_id, &mut conversation, Some(events)).await
     });
-    Sse::new(tokio_stream_of(stream)).into_response()
+    let during = futures::stream::unfold(received, |mut received| async move {
+        let event = received.recv().await?;
+        Some((SseEvent::default().event(kind(&event)).json_data(&event), received))
+    });
+    let done = futures::stream::once(async move {
+        match turn.await {
+            Ok(Ok(turn)) => SseEvent::default().event("done").json_data(&turn),
+            Ok(Err(why)) => SseEvent::default().event("error").json_data(json!({ "message": why })),
+            Err(_) => SseEvent::default().event("error").json_data(json!({ "message": "the turn failed" })),
+        }
+    });
+    let events = during.chain(done).map(|event| Ok::<_, Infallible>(event.unwrap_or_default()));
+    Sse::new(events).into_response()
 }
 
 fn kind(event: &Event) -> &'static str {
@@ -88,11 +98,4 @@ fn kind(event: &Event) -> &'static str {
         Event::ToolCall { .. } => "tool_call",
         Event::ToolResult { .. } => "tool_result",
     }
-}
-
-/// The receiver as a stream of events, ending when the sender is dropped.
-fn tokio_stream_of<T: Send + 'static>(
-    mut receiver: mpsc::UnboundedReceiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }

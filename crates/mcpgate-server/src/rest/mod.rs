@@ -79,7 +79,7 @@ pub(crate) async fn host_check(hosts: Arc<AllowedHosts>, request: Request, next:
 }
 
 /// A failure answer: `{"error": error}` with `status`.
-fn failure(status: StatusCode, error: Value) -> Response {
+pub(crate) fn failure(status: StatusCode, error: Value) -> Response {
     (status, axum::Json(json!({ "error": error }))).into_response()
 }
 
@@ -104,7 +104,7 @@ pub(crate) fn status_of(error: &BackendError) -> StatusCode {
 
 /// The answer to a failed operation: its status, the JSON-RPC error object `/mcp` would send, and for a rate
 /// limit `Retry-After`.
-fn error_answer(error: &BackendError) -> Response {
+pub(crate) fn error_answer(error: &BackendError) -> Response {
     let mut response = failure(status_of(error), serde_json::to_value(to_jsonrpc(error)).unwrap_or_default());
     if let BackendError::RateLimited { retry_after, .. } = error {
         let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
@@ -207,23 +207,28 @@ async fn arguments(gateway: &Gateway, request: Request) -> Result<(Caller, JsonO
     Ok((Caller::of(gateway, &parts), arguments))
 }
 
-/// The body as a JSON object, within `server.max_request_size` (413) and `body_read_timeout` (408); an empty
-/// body is `{}`.
-async fn object_body(gateway: &Gateway, body: Body) -> Result<JsonObject, Response> {
+/// A request body for the surfaces beside `/mcp` (the facade, the chat, the admin page's playground), within
+/// `server.max_request_size` (413) and `body_read_timeout` (408), as the edge holds `/mcp`'s.
+pub(crate) async fn read_body(gateway: &Gateway, body: Body) -> Result<bytes::Bytes, Response> {
     let server = &gateway.config.server;
     let limit = usize::try_from(server.max_request_size.0).unwrap_or(usize::MAX);
     let read = tokio::time::timeout(server.body_read_timeout.0, axum::body::to_bytes(body, limit));
-    let bytes = match read.await {
-        Ok(Ok(bytes)) => bytes,
+    match read.await {
+        Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => {
             let message = format!("the body is over server.max_request_size ({limit} bytes), or broken");
-            return Err(failure(StatusCode::PAYLOAD_TOO_LARGE, json!({ "message": message })));
+            Err(failure(StatusCode::PAYLOAD_TOO_LARGE, json!({ "message": message })))
         }
         Err(_) => {
             let message = "the body did not arrive within server.body_read_timeout";
-            return Err(failure(StatusCode::REQUEST_TIMEOUT, json!({ "message": message })));
+            Err(failure(StatusCode::REQUEST_TIMEOUT, json!({ "message": message })))
         }
-    };
+    }
+}
+
+/// The body as a JSON object ([`read_body`]); an empty body is `{}`.
+async fn object_body(gateway: &Gateway, body: Body) -> Result<JsonObject, Response> {
+    let bytes = read_body(gateway, body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(JsonObject::new());
     }

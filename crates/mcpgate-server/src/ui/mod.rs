@@ -15,12 +15,12 @@ use axum::{
 };
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use mcpgate_config::{HashMethod, KeyHash, KeyHasher};
+use mcpgate_config::{KeyHash, KeyHasher};
 use mcpgate_core::{Answer, CallContext, JsonObject, ListKind, Operation, Principal, Surface};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::{dispatch::Door, errors::to_jsonrpc, gateway::Gateway, hosts::AllowedHosts};
+use crate::{auth, dispatch::Door, gateway::Gateway, hosts::AllowedHosts, rest};
 
 /// The admin credential, as configured: its hash and what makes the same hash of a presented credential.
 pub(crate) struct AdminKey {
@@ -40,26 +40,20 @@ impl AdminKey {
     /// Whether `headers` carry the admin credential (Basic's password, or a bearer token), compared in constant
     /// time.
     fn admits(&self, headers: &HeaderMap) -> bool {
-        let Some(presented) = presented(headers) else { return false };
-        let digest = match self.hash.method {
-            HashMethod::Sha256 => Some(self.hasher.sha256(&presented)),
-            HashMethod::HmacSha256 => self.hasher.hmac(&presented),
-        };
+        let presented = basic_password(headers).or_else(|| auth::presented_key(headers).map(str::to_owned));
+        let digest = presented.and_then(|key| self.hasher.digest(self.hash.method, &key));
         digest.is_some_and(|d| bool::from(d.ct_eq(&self.hash.digest)))
     }
 }
 
-/// The credential in `Authorization`: Basic's password (the user name is not checked) or a bearer token.
-fn presented(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = value.split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(rest.trim().to_owned());
-    }
+/// HTTP Basic's password (the user name is not checked), which is how a browser sends the credential; scripts
+/// send it as the API keys are sent (`Authorization: Bearer`, `x-api-key`).
+fn basic_password(headers: &HeaderMap) -> Option<String> {
+    let (scheme, encoded) = headers.get(header::AUTHORIZATION)?.to_str().ok()?.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     text.split_once(':').map(|(_, password)| password.to_owned())
 }
@@ -139,24 +133,20 @@ struct Call {
 
 async fn call(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let limit = usize::try_from(gateway.config.server.max_request_size.0).unwrap_or(usize::MAX);
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({ "error": "body too large" })))
-            .into_response();
+    let bytes = match rest::read_body(&gateway, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
     };
     let Ok(Call { name, arguments }) = serde_json::from_slice(&bytes) else {
-        let error = json!({ "error": "give {\"name\": TOOL, \"arguments\": {…}}" });
-        return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+        let message = "give {\"name\": TOOL, \"arguments\": {…}}";
+        return rest::failure(StatusCode::BAD_REQUEST, json!({ "message": message }));
     };
     let request_id = crate::fast::header(&parts.headers, "x-request-id").unwrap_or("admin-page");
     let cx = CallContext { principal: admin(), surface: Surface::Admin, ..CallContext::detached(request_id) };
     match gateway.dispatch_at(&Door::now(&gateway), cx, Operation::CallTool { name, arguments }).await {
         Ok(Answer::Tool(outcome)) => axum::Json(json!({ "result": outcome })).into_response(),
-        Ok(_) => axum::Json(json!({ "error": "unexpected answer" })).into_response(),
-        Err(error) => {
-            let status = crate::rest::status_of(&error);
-            (status, axum::Json(json!({ "error": to_jsonrpc(&error) }))).into_response()
-        }
+        Ok(_) => rest::failure(StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": "unexpected answer" })),
+        Err(error) => rest::error_answer(&error),
     }
 }
 
