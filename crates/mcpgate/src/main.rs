@@ -158,8 +158,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config, listen, stdio } => {
-            let config_path = config.or_else(|| std::env::var_os("CONFIG_PATH").map(PathBuf::from));
-            let source = Source { path: config_path, listen };
+            let source = Source { path: config_path(config), listen };
             let config = source.load()?;
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
             if let Some(workers) = config.server.workers {
@@ -208,11 +207,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Chat { config, message } => {
-            let config_path = config.or_else(|| std::env::var_os("CONFIG_PATH").map(PathBuf::from));
-            let config = load(config_path.as_deref())?;
-            let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn,rmcp=off".into());
-            let filter = EnvFilter::try_new(&level).with_context(|| format!("LOG_LEVEL {level:?}"))?;
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            let config = load(config_path(config).as_deref())?;
+            plain_logging("warn,rmcp=off")?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
                 let gateway = Gateway::build(config).await?;
@@ -223,11 +219,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Client { action } => {
-            // A client's log is for trouble only (what fails is reported once, on its own); `LOG_LEVEL` asks for
-            // more.
-            let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "error,rmcp=off".into());
-            let filter = EnvFilter::try_new(&level).with_context(|| format!("LOG_LEVEL {level:?}"))?;
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            // A client's log is for trouble only: what fails is reported once, on its own.
+            plain_logging("error,rmcp=off")?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(client::run(action))
         }
@@ -237,6 +230,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::SandboxWorker { args } => Ok(mcpgate_sandbox::worker::main(args)),
     }
+}
+
+/// The config file `--config` (or `MCP_CONFIG_PATH`) names, else `CONFIG_PATH`; none: the embedded default.
+fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("CONFIG_PATH").map(PathBuf::from))
+}
+
+/// The log of a command that is not a server (`chat`, `client`): text on stderr at `LOG_LEVEL`, else `default`.
+fn plain_logging(default: &str) -> anyhow::Result<()> {
+    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| default.to_owned());
+    let filter = EnvFilter::try_new(&level).with_context(|| format!("LOG_LEVEL {level:?}"))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    Ok(())
 }
 
 /// Where the served config comes from: a file (or the embedded default) and the `--listen` flag. Read at start
