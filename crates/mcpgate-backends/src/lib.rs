@@ -146,26 +146,13 @@ pub fn upstream_warnings(config: &mcpgate_config::Config) -> Vec<Problem> {
     let mut warnings = Vec::new();
     for (path, upstream) in enabled {
         // A variable set by the time the gateway starts is fine; one unset now is worth a warning.
-        if let Err(why) = upstream::Upstream::check(upstream) {
-            warnings.push(Problem::new(path.clone(), why));
-            continue;
-        }
-        let stdio = upstream.transport() == Some(mcpgate_config::UpstreamTransport::Stdio);
-        // A command or PATH naming an unset variable is `start`'s error to report; nothing to guess here.
-        let Some(Ok(program)) = upstream.command.as_deref().filter(|_| stdio).map(template::expand_env)
-        else {
-            continue;
-        };
-        let search = match upstream.env.get("PATH") {
-            Some(path) => match template::expand_env(path) {
-                Ok(path) => path.into(),
-                Err(_) => continue,
-            },
-            None => std::env::var_os("PATH").unwrap_or_default(),
-        };
-        if let Err(why) = command::find_program(&program, &search, upstream.cwd.as_deref()) {
-            let hint = "it is retried until it appears; install it, or give its full path";
-            warnings.push(Problem::new(format!("{path}.command"), format!("{why}: {hint}")));
+        match upstream::Upstream::check(upstream) {
+            Err(why) => warnings.push(Problem::new(path, why)),
+            Ok(Some(why)) => {
+                let hint = "it is retried until it appears; install it, or give its full path";
+                warnings.push(Problem::new(format!("{path}.command"), format!("{why}: {hint}")));
+            }
+            Ok(None) => {}
         }
     }
     warnings

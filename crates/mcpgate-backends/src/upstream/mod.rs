@@ -269,10 +269,20 @@ impl Upstream {
         self.published.read().clone()
     }
 
-    /// What in `config` cannot be used as it is now (a `${VAR}` that is not set, a header that is not one) —
-    /// what [`start`](Self::start) would fail on — without starting anything.
-    pub fn check(config: &UpstreamConfig) -> Result<(), String> {
-        Launch::prepare(config).map(drop)
+    /// What in `config` cannot be used as it is now, without starting anything: `Err`, what
+    /// [`start`](Self::start) would fail on (a `${VAR}` that is not set, a header that is not one); `Ok(Some)`,
+    /// why a stdio server's program cannot be started yet (not found on the `PATH` the child gets, or from its
+    /// `cwd`) — which its supervisor would retry.
+    pub fn check(config: &UpstreamConfig) -> Result<Option<String>, String> {
+        Ok(match Launch::prepare(config)? {
+            Launch::Stdio { command, env, cwd, .. } => {
+                // The child's PATH: the last one its environment sets (the config's, else the gateway's).
+                let search =
+                    env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("");
+                crate::command::find_program(&command, search.as_ref(), cwd.as_deref()).err()
+            }
+            _ => None,
+        })
     }
 
     /// Why the last connection attempt failed, while there is no connection and one has failed: for a caller
