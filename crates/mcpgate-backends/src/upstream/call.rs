@@ -11,7 +11,7 @@ use rmcp::{
     service::PeerRequestOptions,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 use super::{
     Upstream,
@@ -30,8 +30,8 @@ const MAX_ROUNDS: usize = 10;
 pub(super) enum Answer {
     /// Through rmcp, typed.
     Typed(ServerResult),
-    /// Through the lane: the `result` member as the upstream sent it.
-    Raw(Value),
+    /// Through the lane: the `result` member as the upstream sent it, unparsed.
+    Raw(Box<RawValue>),
 }
 
 /// How a request is sent.
@@ -60,10 +60,8 @@ impl Upstream {
                 Answer::Typed(ServerResult::InputRequiredResult(input)) => {
                     read_result::<_, Value>(&self.name, &input)?
                 }
-                Answer::Raw(result)
-                    if result.get("resultType").and_then(Value::as_str) == Some("input_required") =>
-                {
-                    result
+                Answer::Raw(result) if asks_for_input(&result) => {
+                    convert::from_raw::<Value>(&self.name, &result)?
                 }
                 done => return Ok(done),
             };
@@ -168,7 +166,7 @@ impl Upstream {
         link: &Link,
         lane: &Lane,
         params: &Value,
-    ) -> Result<Value, BackendError> {
+    ) -> Result<Box<RawValue>, BackendError> {
         let sent = lane.call(&self.name, cx, params)?;
         let (request_id, token) = (sent.request_id(), sent.progress_token().clone());
         let exchange = sent.answer(&self.name, cx, self.gone(link));
@@ -250,3 +248,16 @@ impl Upstream {
 
 /// A delivery to the caller's client under way.
 type DeliveryFuture<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Whether a lane result is `input_required` rather than complete. Nearly every result is complete and never
+/// names the type: those are told by a substring search, without parsing them.
+fn asks_for_input(result: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "resultType", borrow)]
+        result_type: Option<std::borrow::Cow<'a, str>>,
+    }
+    result.get().contains("input_required")
+        && serde_json::from_str::<Kind<'_>>(result.get())
+            .is_ok_and(|kind| kind.result_type.as_deref() == Some("input_required"))
+}

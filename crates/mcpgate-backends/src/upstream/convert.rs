@@ -45,16 +45,28 @@ pub(super) fn service_error(name: &str, error: ServiceError) -> BackendError {
     }
 }
 
+/// A result the lane brought unparsed, read into our type.
+pub(super) fn from_raw<U: DeserializeOwned>(
+    name: &str,
+    raw: &serde_json::value::RawValue,
+) -> Result<U, BackendError> {
+    serde_json::from_str(raw.get()).map_err(|e| unreadable_result(name, &e))
+}
+
+fn unreadable_result(name: &str, error: &dyn std::fmt::Display) -> BackendError {
+    BackendError::Failed {
+        backend: name.to_owned(),
+        message: format!("cannot read the upstream's result: {error}"),
+        blame: Blame::Upstream,
+    }
+}
+
 /// An upstream result in another shape (our types, or plain JSON) through its wire form.
 pub(super) fn read_result<T: serde::Serialize, U: serde::de::DeserializeOwned>(
     name: &str,
     value: &T,
 ) -> Result<U, BackendError> {
-    retype(value).map_err(|e| BackendError::Failed {
-        backend: name.to_owned(),
-        message: format!("cannot read the upstream's result: {e}"),
-        blame: Blame::Upstream,
-    })
+    retype(value).map_err(|e| unreadable_result(name, &e))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use rmcp::{
     },
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 use sse_stream::SseStream;
 
 use super::{
@@ -82,9 +82,9 @@ impl HttpLane {
         format!("~{}", self.next.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// The `_meta` every request carries, for a request to add to.
-    pub(super) fn base_meta(&self) -> RequestMetaObject {
-        self.meta.clone()
+    /// The `_meta` every request carries.
+    pub(super) fn base_meta(&self) -> &RequestMetaObject {
+        &self.meta
     }
 
     /// POST one request line and read its answer's `result`.
@@ -96,7 +96,7 @@ impl HttpLane {
         token: &ProgressToken,
         tool: &str,
         line: Vec<u8>,
-    ) -> Result<Value, BackendError> {
+    ) -> Result<Box<RawValue>, BackendError> {
         let unavailable =
             |why: String| BackendError::unavailable(upstream, format!("upstream {upstream}: {why}"));
         let name = HeaderValue::from_str(tool).map_err(|_| BackendError::Failed {
@@ -148,7 +148,7 @@ impl HttpLane {
         id: &str,
         token: &ProgressToken,
         response: reqwest::Response,
-    ) -> Result<Value, BackendError> {
+    ) -> Result<Box<RawValue>, BackendError> {
         let mut size = EventSize::new(MAX_MESSAGE);
         let body = response.bytes_stream().map(move |chunk| match chunk {
             Ok(chunk) if size.fits(&chunk) => Ok(chunk),

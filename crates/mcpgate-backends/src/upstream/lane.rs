@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use mcpgate_core::{BackendError, CallContext};
 use rmcp::model::{NumberOrString, ProgressToken, RequestId};
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 
 use super::{
     http_lane::HttpLane,
@@ -53,7 +53,7 @@ impl Lane {
         cx: &CallContext,
         params: &'a Value,
     ) -> Result<Sent<'a>, BackendError> {
-        let (to, id, mut meta) = match self {
+        let (to, id, connection) = match self {
             Lane::Pipe(pipe) => {
                 let pending = pipe.expect();
                 let id = pending.id();
@@ -62,9 +62,9 @@ impl Lane {
             Lane::Http(http) => (To::Http(http), http.next_id(), http.base_meta()),
         };
         let token = ProgressToken(NumberOrString::String(id.as_str().into()));
-        meta.extend(caller_meta(cx));
+        let mut meta = caller_meta(cx);
         meta.set_progress_token(token.clone());
-        let line = LaneRequest::new(&id, "tools/call", params, &meta).to_line().map_err(|e| {
+        let line = LaneRequest::new(&id, "tools/call", params, connection, &meta).to_line().map_err(|e| {
             BackendError::InvalidArguments(format!("{upstream}: cannot write the request: {e}"))
         })?;
         let tool = params.get("name").and_then(Value::as_str).unwrap_or_default();
@@ -90,7 +90,7 @@ impl Sent<'_> {
         upstream: &str,
         cx: &CallContext,
         closed: impl Future<Output = BackendError>,
-    ) -> Result<Value, BackendError> {
+    ) -> Result<Box<RawValue>, BackendError> {
         match self.to {
             To::Pipe(pipe, mut pending) => {
                 if pipe.write(self.line).await.is_err() {

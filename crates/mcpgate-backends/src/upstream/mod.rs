@@ -353,6 +353,15 @@ fn params<T: serde::de::DeserializeOwned>(name: &str, value: Value) -> Result<T,
     serde_json::from_value(value).map_err(|e| BackendError::InvalidArguments(format!("{name}: {e}")))
 }
 
+/// The params `{"name": …, "arguments": …}` of a tool call or prompt request, the arguments moved in (`json!`
+/// would copy them through their serialized form).
+fn named(name: &str, arguments: JsonObject) -> Value {
+    Value::Object(JsonObject::from_iter([
+        ("name".to_owned(), Value::String(name.to_owned())),
+        ("arguments".to_owned(), Value::Object(arguments)),
+    ]))
+}
+
 #[async_trait]
 impl Backend for Upstream {
     fn name(&self) -> &str {
@@ -379,10 +388,9 @@ impl Backend for Upstream {
             self.link()?;
             return Err(BackendError::NotFound { kind: "tool", name: call.name });
         };
-        let request = json!({ "name": upstream_name, "arguments": call.arguments });
-        match self.with_input(cx, request, Via::ToolCall).await? {
+        match self.with_input(cx, named(upstream_name, call.arguments), Via::ToolCall).await? {
             Answer::Typed(ServerResult::CallToolResult(result)) => read_result(&self.name, &result),
-            Answer::Raw(result) => read_result(&self.name, &result),
+            Answer::Raw(result) => convert::from_raw(&self.name, &result),
             Answer::Typed(_) => Err(unexpected(&self.name, "tools/call")),
         }
     }
@@ -427,7 +435,7 @@ impl Backend for Upstream {
             self.link()?;
             return Err(BackendError::NotFound { kind: "prompt", name: name.to_owned() });
         };
-        let request = json!({ "name": upstream_name, "arguments": arguments });
+        let request = named(upstream_name, arguments);
         let make = |p: &Value| {
             serde::Deserialize::deserialize(p)
                 .map(|p| ClientRequest::GetPromptRequest(GetPromptRequest::new(p)))

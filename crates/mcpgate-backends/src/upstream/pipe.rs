@@ -80,9 +80,10 @@ impl PipeLane {
         let _ = self.meta.set(meta);
     }
 
-    /// The `_meta` every request on this connection carries, for a request to add to.
-    pub(super) fn base_meta(&self) -> RequestMetaObject {
-        self.meta.get().cloned().unwrap_or_default()
+    /// The `_meta` every request on this connection carries (none before the handshake is done).
+    pub(super) fn base_meta(&self) -> &RequestMetaObject {
+        static NONE: OnceLock<RequestMetaObject> = OnceLock::new();
+        self.meta.get().unwrap_or_else(|| NONE.get_or_init(RequestMetaObject::default))
     }
 
     /// Write one message (a whole line, newline included). A line once begun is always finished, even if the

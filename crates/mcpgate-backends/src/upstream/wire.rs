@@ -16,7 +16,7 @@ use rmcp::{
     },
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 use super::convert;
 
@@ -37,17 +37,40 @@ struct LaneParams<'a> {
     #[serde(flatten)]
     params: &'a Value,
     #[serde(rename = "_meta")]
-    meta: &'a RequestMetaObject,
+    meta: Meta<'a>,
+}
+
+/// A request's `_meta`: the connection's, with this request's own entries over it — written as one object
+/// without copying the connection's map for every request.
+struct Meta<'a> {
+    connection: &'a RequestMetaObject,
+    request: &'a RequestMetaObject,
+}
+
+impl Serialize for Meta<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.connection.iter().filter(|(key, _)| !self.request.contains_key(*key)) {
+            map.serialize_entry(key, value)?;
+        }
+        for (key, value) in self.request.iter() {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 impl<'a> LaneRequest<'a> {
+    /// `method` with `params`, its `_meta` the `connection`'s with the `request`'s own entries over them.
     pub(super) fn new(
         id: &'a str,
         method: &'static str,
         params: &'a Value,
-        meta: &'a RequestMetaObject,
+        connection: &'a RequestMetaObject,
+        request: &'a RequestMetaObject,
     ) -> Self {
-        Self { jsonrpc: "2.0", id, method, params: LaneParams { params, meta } }
+        Self { jsonrpc: "2.0", id, method, params: LaneParams { params, meta: Meta { connection, request } } }
     }
 
     pub(super) fn to_line(&self) -> Result<Vec<u8>, serde_json::Error> {
@@ -57,11 +80,12 @@ impl<'a> LaneRequest<'a> {
     }
 }
 
-/// The `result` of an answer line, or its `error` as the caller should see it.
-pub(super) fn read_answer(name: &str, line: &[u8]) -> Result<Value, BackendError> {
+/// The `result` of an answer line as it came (read into its type once, by whoever knows the type), or its
+/// `error` as the caller should see it.
+pub(super) fn read_answer(name: &str, line: &[u8]) -> Result<Box<RawValue>, BackendError> {
     #[derive(Deserialize)]
     struct Reply {
-        result: Option<Value>,
+        result: Option<Box<RawValue>>,
         error: Option<ErrorData>,
     }
     let unreadable = |why: String| BackendError::Failed {
@@ -165,23 +189,34 @@ mod tests {
 
     #[test]
     fn a_lane_request_is_one_json_rpc_line_with_its_meta() {
-        let mut meta = RequestMetaObject::default();
-        meta.set_progress_token(ProgressToken(NumberOrString::String("~5".into())));
+        let mut connection = RequestMetaObject::default();
+        connection.set_log_level(LoggingLevel::Error);
+        connection.set_traceparent("connection's");
+        let mut request = RequestMetaObject::default();
+        request.set_progress_token(ProgressToken(NumberOrString::String("~5".into())));
+        request.set_log_level(LoggingLevel::Debug);
         let params = json!({ "name": "echo", "arguments": { "message": "hi" } });
-        let line = LaneRequest::new("~5", "tools/call", &params, &meta).to_line().unwrap();
+        let line = LaneRequest::new("~5", "tools/call", &params, &connection, &request).to_line().unwrap();
         assert_eq!(line.last(), Some(&b'\n'));
+        // One `logLevel` key: the request's entry replaces the connection's.
+        assert_eq!(String::from_utf8_lossy(&line).matches("logLevel").count(), 1);
         let sent: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(
             sent,
             json!({ "jsonrpc": "2.0", "id": "~5", "method": "tools/call", "params": {
-                "name": "echo", "arguments": { "message": "hi" }, "_meta": { "progressToken": "~5" } } })
+                "name": "echo", "arguments": { "message": "hi" },
+                "_meta": {
+                    "progressToken": "~5",
+                    "io.modelcontextprotocol/logLevel": "debug",
+                    "traceparent": "connection's",
+                } } })
         );
     }
 
     #[test]
     fn answers_are_results_or_the_upstreams_errors() {
         let ok = read_answer("up", br#"{"jsonrpc":"2.0","id":"~1","result":{"content":[]}}"#).unwrap();
-        assert_eq!(ok, json!({ "content": [] }));
+        assert_eq!(ok.get(), r#"{"content":[]}"#);
         let bad_params =
             read_answer("up", br#"{"jsonrpc":"2.0","id":"~1","error":{"code":-32602,"message":"no"}}"#);
         assert!(matches!(bad_params, Err(BackendError::InvalidArguments(m)) if m.contains("upstream up")));
