@@ -85,14 +85,21 @@ pub(crate) struct StatelessClient {
 }
 
 /// What binds a `requestState` to one operation: the method, the target and the arguments.
+/// Made for every stateless call, so written straight into one buffer (not through `format!`).
 pub(crate) fn binding(op: &Operation) -> String {
-    let arguments = match op {
-        Operation::CallTool { arguments, .. } | Operation::GetPrompt { arguments, .. } => {
-            serde_json::to_string(arguments).unwrap_or_default()
-        }
-        _ => String::new(),
-    };
-    format!("{}\n{}\n{arguments}", op.kind().as_str(), op.target())
+    let (kind, target) = (op.kind().as_str(), op.target());
+    let mut binding = Vec::with_capacity(kind.len() + target.len() + 64);
+    binding.extend_from_slice(kind.as_bytes());
+    binding.push(b'\n');
+    binding.extend_from_slice(target.as_bytes());
+    binding.push(b'\n');
+    if let Operation::CallTool { arguments, .. } | Operation::GetPrompt { arguments, .. } = op {
+        // A map of JSON values always serializes; were it ever not to, the binding would still be the
+        // operation's (its kind and target) and sealing stays sound.
+        let _ = serde_json::to_writer(&mut binding, arguments);
+    }
+    // Every part is UTF-8: two `&str`s and serde_json's output.
+    String::from_utf8(binding).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The answers a `requestState` holds, sealed for the operation `binding` names, valid for
