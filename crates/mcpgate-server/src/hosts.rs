@@ -4,16 +4,28 @@
 use http::HeaderMap;
 
 /// The `Host` values `server.allowed_hosts` admits: a bare name (or IP) with any port, an entry with a port
-/// only itself; `*` admits every host.
+/// only itself; `*` admits every host. Checked on every request, so the entries are read once, here, and a
+/// request's `Host` is compared without copying it.
 pub(crate) struct AllowedHosts {
     any: bool,
-    hosts: Vec<String>,
+    hosts: Vec<Entry>,
+}
+
+/// One `allowed_hosts` entry, lower-cased.
+struct Entry {
+    text: String,
+    /// Whether it names a port, and so matches only a `Host` with that port.
+    has_port: bool,
 }
 
 impl AllowedHosts {
     pub(crate) fn new(allowed_hosts: &[String]) -> Self {
-        let hosts: Vec<String> = allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
-        Self { any: hosts.iter().any(|h| h == "*"), hosts }
+        let hosts: Vec<Entry> = allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .map(|text| Entry { has_port: has_port(&text), text })
+            .collect();
+        Self { any: hosts.iter().any(|h| h.text == "*"), hosts }
     }
 
     /// Whether the request's `Host` is admitted. `[v6]:port` and `[v6]` match the entry `v6`.
@@ -22,15 +34,16 @@ impl AllowedHosts {
             return true;
         }
         let Some(host) = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()) else { return false };
-        let host = host.to_ascii_lowercase();
         let bare = match host.strip_prefix('[') {
             Some(v6) => v6.split_once(']').map_or(v6, |(address, _)| address),
             None => match host.rsplit_once(':') {
                 Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
-                _ => host.as_str(),
+                _ => host,
             },
         };
-        self.hosts.iter().any(|h| *h == host || (!has_port(h) && h == bare))
+        self.hosts
+            .iter()
+            .any(|h| h.text.eq_ignore_ascii_case(host) || (!h.has_port && h.text.eq_ignore_ascii_case(bare)))
     }
 }
 
