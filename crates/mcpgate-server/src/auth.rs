@@ -27,6 +27,7 @@ use mcpgate_core::{Mode, Principal};
 use subtle::ConstantTimeEq;
 
 use crate::{
+    headers::{X_API_KEY, X_FORWARDED_FOR, X_REAL_IP},
     jsonrpc::Rejection,
     jwt::{JwtAuth, TokenFailure, looks_like_jwt},
 };
@@ -193,7 +194,7 @@ impl Access {
         }
         let mut client = peer;
         let mut forwarded = false;
-        for value in headers.get_all("x-forwarded-for").iter().rev() {
+        for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
             let Ok(list) = value.to_str() else { return client };
             for hop in list.split(',').rev() {
                 forwarded = true;
@@ -204,7 +205,7 @@ impl Access {
                 }
             }
         }
-        if !forwarded && let Some(ip) = headers.get("x-real-ip").and_then(|v| parse_hop(v.to_str().ok()?)) {
+        if !forwarded && let Some(ip) = headers.get(&X_REAL_IP).and_then(|v| parse_hop(v.to_str().ok()?)) {
             return ip;
         }
         client
@@ -263,7 +264,7 @@ impl Access {
 
 /// The key in `x-api-key`, or in `Authorization: Bearer …`.
 pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let key = match headers.get("x-api-key") {
+    let key = match headers.get(&X_API_KEY) {
         Some(value) => value.to_str().ok()?,
         None => {
             let authorization = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim_start();

@@ -20,7 +20,8 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use crate::{
-    fast::FastPath,
+    fast::{self, CallRequest, FastPath},
+    headers::{MCP_SESSION_ID, header},
     jsonrpc::Rejection,
     metrics::{
         Metrics,
@@ -138,13 +139,13 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
             return Rejection::invalid(format!("cannot read body: {e}"), None).into_response();
         }
     };
-    let envelope = match parse_envelope(&bytes) {
-        Ok(envelope) => envelope,
+    let (envelope, call) = match read_message(&bytes) {
+        Ok(read) => read,
         Err(rejection) => return rejection.into_response(),
     };
     let mut in_session = None;
     let mut seat = None;
-    let named = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+    let named = header(&parts.headers, &MCP_SESSION_ID);
     // A new legacy session takes a seat: none left for this client, or for anyone, and it is refused.
     if named.is_none() && envelope.method.as_deref() == Some("initialize") {
         let client = seat_holder(&crate::auth::principal(&parts.extensions));
@@ -194,15 +195,13 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
     if seat.is_some()
         && let Some(response) = edge.fast.initialize(&parts, &bytes, &edge.sessions)
     {
-        if let (Some(seat), Some(id)) =
-            (seat, response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()))
-        {
+        if let (Some(seat), Some(id)) = (seat, header(response.headers(), &MCP_SESSION_ID)) {
             seat.bind(id);
         }
         return response;
     }
     let session = in_session.as_ref().map(|(session, request)| (&**session, request.cancel.clone()));
-    let fast = edge.fast.serve(&parts, &bytes, session).await;
+    let fast = edge.fast.serve(&parts, call, session).await;
     if let Some(response) = fast {
         // An answer that streams (a call sending its client messages first) outlives this function: the request
         // stays in its session — cancellable, keeping the session busy — until it is sent.
@@ -214,9 +213,7 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
     }
     let response = with_jsonrpc_body(next.run(Request::from_parts(parts, Body::from(bytes))).await).await;
     // The `initialize` opened a session: the seat is its (else it is given back as `seat` drops).
-    if let (Some(seat), Some(id)) =
-        (seat, response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()))
-    {
+    if let (Some(seat), Some(id)) = (seat, header(response.headers(), &MCP_SESSION_ID)) {
         seat.bind(id);
     }
     match in_session {
@@ -226,9 +223,26 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
 }
 
 /// The checks of a POST body that need nothing but its bytes: UTF-8, nesting depth, JSON, and the JSON-RPC
-/// envelope (`jsonrpc: "2.0"`, and a method, result or error). The envelope borrows from `bytes`.
-pub(crate) fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
-    // Skipped fields are not checked by the envelope parse: check encoding and depth over the whole body.
+/// envelope (`jsonrpc: "2.0"`, and a method, result or error); the envelope borrows from `bytes`. A plain
+/// `tools/call` is parsed once, whole, for the fast path (given back with the envelope), not twice.
+pub(crate) fn read_message(bytes: &[u8]) -> Result<(Envelope<'_>, Option<CallRequest<'_>>), Rejection> {
+    check_text(bytes)?;
+    if let Some(call) = fast::read_call(bytes) {
+        let envelope = Envelope {
+            jsonrpc: Some(Cow::Borrowed("2.0")),
+            id: Some(call.id.clone()),
+            method: Some(Cow::Borrowed("tools/call")),
+            result: None,
+            error: None,
+        };
+        return Ok((envelope, Some(call)));
+    }
+    Ok((read_envelope(bytes)?, None))
+}
+
+/// What the envelope parse does not check in the fields it skips, checked over the whole body: encoding,
+/// nesting depth, numbers out of range.
+fn check_text(bytes: &[u8]) -> Result<(), Rejection> {
     if let Err(e) = std::str::from_utf8(bytes) {
         return Err(Rejection::Parse(format!("Parse error: invalid UTF-8 ({e})")));
     }
@@ -239,6 +253,11 @@ pub(crate) fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
     if scanned.huge_number {
         return Err(Rejection::Parse("Parse error: a number out of range (larger than a double)".into()));
     }
+    Ok(())
+}
+
+/// The JSON-RPC envelope of a body [`check_text`] passed.
+fn read_envelope(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
     let envelope = match serde_json::from_slice::<Envelope<'_>>(bytes) {
         Ok(envelope) => envelope,
         Err(e) if e.is_data() => {
@@ -315,15 +334,15 @@ struct Scan {
 /// notices a number that could be out of range — one with an exponent, or hundreds of digits — and reads the
 /// numbers then, in a second pass that ordinary bodies never take.
 fn scan(bytes: &[u8]) -> Scan {
-    let (mut depth, mut deepest, mut strings) = (0usize, 0usize, Strings::default());
+    let (mut depth, mut deepest) = (0usize, 0usize);
     // Digits (and points) in a row outside strings, and whether a number may be out of range.
     let (mut digits, mut suspect) = (0usize, false);
-    for &b in bytes {
-        if !strings.outside(b) {
-            digits = 0;
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
         match b {
+            // Most of a body is strings: jump to the closing quote rather than stepping through them.
+            b'"' => i = past_string(bytes, i),
             b'0'..=b'9' | b'.' => {
                 digits += 1;
                 suspect |= digits > 300;
@@ -343,41 +362,28 @@ fn scan(bytes: &[u8]) -> Scan {
     Scan { depth: deepest, huge_number: suspect && has_huge_number(bytes) }
 }
 
-/// Where a byte-by-byte scan of JSON text stands with respect to its strings.
-#[derive(Default)]
-struct Strings {
-    inside: bool,
-    escaped: bool,
-}
-
-impl Strings {
-    /// Take the next byte: whether it lies outside every string (a quote opening or closing one is inside).
-    #[inline(always)]
-    fn outside(&mut self, b: u8) -> bool {
-        if self.inside {
-            match b {
-                _ if self.escaped => self.escaped = false,
-                b'\\' => self.escaped = true,
-                b'"' => self.inside = false,
-                _ => {}
-            }
-            false
-        } else if b == b'"' {
-            self.inside = true;
-            false
-        } else {
-            true
+/// Where the string whose contents begin at `start` ends: just past its closing quote (escapes skipped), or the
+/// end of `bytes` for a string never closed.
+fn past_string(bytes: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while let Some(found) = bytes.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+        if bytes[i + found] == b'"' {
+            return i + found + 1;
         }
+        // A backslash: the byte after it is escaped, whatever it is.
+        i += found + 2;
     }
+    bytes.len()
 }
 
 /// Whether a number outside the strings of `bytes` is too large for a double.
 fn has_huge_number(bytes: &[u8]) -> bool {
-    let (mut strings, mut i) = (Strings::default(), 0);
-    while i < bytes.len() {
-        let b = bytes[i];
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
         i += 1;
-        if strings.outside(b) && (b == b'-' || b.is_ascii_digit()) {
+        if b == b'"' {
+            i = past_string(bytes, i);
+        } else if b == b'-' || b.is_ascii_digit() {
             let start = i - 1;
             while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
                 i += 1;
@@ -419,7 +425,11 @@ async fn with_jsonrpc_body(response: Response) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::{nesting_depth, parse_envelope};
+    use super::{Envelope, Rejection, nesting_depth, read_message};
+
+    fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
+        read_message(bytes).map(|(envelope, _)| envelope)
+    }
 
     #[test]
     fn depth_ignores_brackets_in_strings() {
@@ -427,6 +437,12 @@ mod tests {
         assert_eq!(nesting_depth(br#"{"a":"\"[["}"#), 1);
         assert_eq!(nesting_depth(b"1"), 0);
         assert_eq!(nesting_depth(br#"{"a":[1e5,-2.5E-3,"1e999"]}"#), 2);
+        // An escaped backslash ends with the string's own quote; escapes of every kind are stepped over.
+        assert_eq!(nesting_depth(br#"{"a":"x\\","b":[[1]]}"#), 3);
+        assert_eq!(nesting_depth(br#"{"a":"\u005b\"\\[","b":[2]}"#), 2);
+        // Strings never closed, or closed by nothing but a trailing backslash, end the scan.
+        assert_eq!(nesting_depth(br#"{"a":"[[["#), 1);
+        assert_eq!(nesting_depth(br#"[{"a":"\"#), 2);
     }
 
     #[test]
@@ -439,5 +455,26 @@ mod tests {
         assert!(parse_envelope(long.as_bytes()).is_err());
         let fine = br#"{"jsonrpc":"2.0","method":"ping","params":{"n":1.5e300,"s":"1e999","m":-2E-308}}"#;
         assert!(parse_envelope(fine).is_ok(), "in range, and a string is a string");
+    }
+
+    #[test]
+    fn a_plain_call_is_read_once_and_gives_the_same_envelope() {
+        let plain =
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+        let (envelope, call) = read_message(plain).unwrap();
+        assert!(call.is_some_and(|call| call.id == 7));
+        assert_eq!((envelope.id, envelope.method.as_deref()), (Some(7.into()), Some("tools/call")));
+        // Not the fast path's shape (an unknown member): the envelope parse reads it, to the same envelope.
+        let other = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"},"x":1}"#;
+        let (envelope, call) = read_message(other).unwrap();
+        assert!(call.is_none());
+        assert_eq!((envelope.id, envelope.method.as_deref()), (Some(7.into()), Some("tools/call")));
+        // The checks of the whole text come first either way.
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"e","arguments":{{"a":{}1{}}}}}}}"#,
+            "[".repeat(120),
+            "]".repeat(120)
+        );
+        assert!(read_message(deep.as_bytes()).is_err());
     }
 }

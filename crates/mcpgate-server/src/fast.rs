@@ -31,7 +31,11 @@ use std::{
 };
 
 use axum::{body::Bytes, response::Response};
-use http::{HeaderMap, StatusCode, request::Parts};
+use http::{
+    HeaderMap, StatusCode,
+    header::{ACCEPT, ORIGIN},
+    request::Parts,
+};
 use mcpgate_core::{Answer, CallContext, ClientPeer, JsonObject, Operation};
 use serde::Deserialize;
 use serde_json::Value;
@@ -44,6 +48,7 @@ use crate::{
     errors::{stateless_status, to_jsonrpc},
     gateway::Gateway,
     handler::McpHandler,
+    headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, X_REQUEST_ID, header},
     hosts::AllowedHosts,
     jsonrpc::{CompleteResult, reply, reply_or_stream},
     metrics::labels::{McpMethod, heard},
@@ -82,11 +87,18 @@ impl<P> PlainRequest<'_, P> {
 }
 
 /// A `tools/call` request in exactly the shape this path serves.
-type CallRequest<'a> = PlainRequest<'a, CallParams>;
+pub(crate) type CallRequest<'a> = PlainRequest<'a, CallParams>;
 
+/// The body as a plain `tools/call` request, or `None`. The edge reads every POST body with this first: a call
+/// (nearly all traffic) is then parsed once, for the edge's checks and for this path.
+pub(crate) fn read_call(body: &[u8]) -> Option<CallRequest<'_>> {
+    serde_json::from_slice::<CallRequest<'_>>(body).ok().filter(|r| r.is_plain("tools/call"))
+}
+
+/// The params of a [`CallRequest`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CallParams {
+pub(crate) struct CallParams {
     name: String,
     #[serde(default)]
     arguments: Option<JsonObject>,
@@ -158,10 +170,6 @@ pub(crate) enum Era {
     },
 }
 
-pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// The one place that decides whether a request takes the fast path. Pure: headers, body and what is known of
 /// the session and the tool in, a [`DirectCall`] or `None` (rmcp serves it) out.
 pub(crate) struct Classifier {
@@ -176,8 +184,8 @@ impl Classifier {
 
     /// What both eras require of the headers.
     pub(crate) fn headers_fit(&self, headers: &HeaderMap) -> bool {
-        let accept = header(headers, "accept").unwrap_or("");
-        header(headers, "origin").is_none()
+        let accept = header(headers, ACCEPT).unwrap_or("");
+        !headers.contains_key(ORIGIN)
             && accept.contains("application/json")
             && accept.contains("text/event-stream")
             && !accept.contains("q=0")
@@ -186,6 +194,7 @@ impl Classifier {
 
     /// The call this path serves, or `None`. `session`: the legacy session the request belongs to (the edge
     /// found it by its id); `tool`: what the catalogue knows of a tool, by public name.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn classify(
         &self,
         headers: &HeaderMap,
@@ -193,19 +202,28 @@ impl Classifier {
         session: Option<SessionView<'_>>,
         tool: impl Fn(&str) -> Option<ToolView>,
     ) -> Option<DirectCall> {
+        self.classify_call(headers, read_call(body)?, session, tool)
+    }
+
+    /// [`Classifier::classify`] of a body already read as a call ([`read_call`]).
+    pub(crate) fn classify_call(
+        &self,
+        headers: &HeaderMap,
+        request: CallRequest<'_>,
+        session: Option<SessionView<'_>>,
+        tool: impl Fn(&str) -> Option<ToolView>,
+    ) -> Option<DirectCall> {
         if !self.headers_fit(headers) {
             return None;
         }
-        let request =
-            serde_json::from_slice::<CallRequest<'_>>(body).ok().filter(|r| r.is_plain("tools/call"))?;
         let CallParams { name, arguments, meta, input_responses, request_state } = request.params;
         let view = tool(&name)?;
         let era = match session {
             None => {
-                let headers_fit = header(headers, "mcp-session-id").is_none()
-                    && header(headers, "mcp-protocol-version") == Some(VERSION)
-                    && header(headers, "mcp-method") == Some("tools/call")
-                    && header(headers, "mcp-name") == Some(name.as_str())
+                let headers_fit = !headers.contains_key(&MCP_SESSION_ID)
+                    && header(headers, &MCP_PROTOCOL_VERSION) == Some(VERSION)
+                    && header(headers, &MCP_METHOD) == Some("tools/call")
+                    && header(headers, &MCP_NAME) == Some(name.as_str())
                     && !headers.keys().any(|k| k.as_str().starts_with("mcp-param-"));
                 let meta = meta.as_ref()?;
                 let meta_fits = meta.get(META_VERSION).and_then(Value::as_str) == Some(VERSION)
@@ -226,7 +244,7 @@ impl Classifier {
             }
             Some(session) => {
                 let version = session.version?;
-                let fits = header(headers, "mcp-protocol-version") == Some(version)
+                let fits = header(headers, &MCP_PROTOCOL_VERSION) == Some(version)
                     && input_responses.is_none()
                     && request_state.is_none();
                 // A tool that may contact the client (every upstream tool) only when the client declared
@@ -259,15 +277,16 @@ impl FastPath {
         crate::opening::open(&McpHandler::new(self.gateway.clone()), sessions, opening)
     }
 
-    /// Serve the request (`parts` and its `body`) if it is one this path is for; `None` hands it to rmcp.
-    /// `session`: the legacy session it belongs to, with the request's token in the session record, which
-    /// `notifications/cancelled` fires.
+    /// Serve the request (`parts`, its body read as a plain `call` by [`read_call`]) if it is one this path is
+    /// for; `None` hands it to rmcp. `session`: the legacy session it belongs to, with the request's token in the
+    /// session record, which `notifications/cancelled` fires.
     pub(crate) async fn serve(
         &self,
         parts: &Parts,
-        body: &Bytes,
+        call: Option<CallRequest<'_>>,
         session: Option<(&Session, CancellationToken)>,
     ) -> Option<Response> {
+        let call = call?;
         let registry = self.gateway.registry();
         let view = session.as_ref().map(|(session, _)| SessionView {
             version: session.ready_version(),
@@ -275,9 +294,9 @@ impl FastPath {
         });
         let call = self
             .classifier
-            .classify(&parts.headers, body, view, |name| registry.tool(name).map(ToolView::of))?;
+            .classify_call(&parts.headers, call, view, |name| registry.tool(name).map(ToolView::of))?;
         heard(McpMethod::ToolsCall);
-        let request_id = header(&parts.headers, "x-request-id").unwrap_or("");
+        let request_id = header(&parts.headers, &X_REQUEST_ID).unwrap_or("");
         let cx = CallContext {
             principal: auth::principal(&parts.extensions),
             ..CallContext::detached(request_id)

@@ -47,8 +47,8 @@ pub fn edge(headers: &HeaderMap, body: &[u8]) -> EdgeVerdict {
             id: None,
         }
     } else {
-        match edge::parse_envelope(body) {
-            Ok(envelope) => {
+        match edge::read_message(body) {
+            Ok((envelope, _)) => {
                 return EdgeVerdict::Passed {
                     id: envelope.id,
                     method: envelope.method.map(|m| m.into_owned()),

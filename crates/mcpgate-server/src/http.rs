@@ -241,7 +241,7 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
                 // The id first, so the span and every log line of the request carry it.
                 .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
                 .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let id = crate::headers::header(request.headers(), &crate::headers::X_REQUEST_ID).unwrap_or("");
                     tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
                 }))
                 // Echo the id to the client.

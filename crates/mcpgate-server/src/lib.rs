@@ -17,6 +17,7 @@ mod fast;
 pub mod fuzz;
 mod gateway;
 mod handler;
+mod headers;
 mod hosts;
 mod http;
 mod jsonrpc;

@@ -18,8 +18,9 @@ use rmcp::{
 use serde_json::Value;
 
 use crate::{
-    fast::{Classifier, PlainRequest, header},
+    fast::{Classifier, PlainRequest},
     handler::McpHandler,
+    headers::header,
     jsonrpc::reply,
     metrics::labels::{McpMethod, heard},
     sessions::Sessions,

@@ -17,7 +17,7 @@
 use std::{fmt, future::Future};
 
 use axum::{extract::Request, middleware::Next, response::Response};
-use http::{HeaderMap, Method};
+use http::Method;
 use mcpgate_core::{BackendError, JsonObject, ToolOutcome};
 use opentelemetry::{
     Context,
@@ -31,6 +31,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     errors::to_jsonrpc,
+    headers::{MCP_METHOD, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, X_REQUEST_ID, header},
     metrics::labels::{McpMethod, heard_so_far},
 };
 
@@ -87,10 +88,6 @@ fn well_formed(traceparent: &str) -> bool {
     [2, 32, 16, 2].into_iter().all(|len| parts.next().is_some_and(|part| hex(part, len)))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// The `/mcp` layer (installed only when telemetry is on): a server span around the request, continuing the
 /// caller's trace; its JSON-RPC method (as the metrics layer learnt it) and HTTP status recorded at the end.
 /// The span ends when the response is handed over; a streamed answer goes on past it.
@@ -111,9 +108,9 @@ pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response 
         http.route = "/mcp",
         url.path = "/mcp",
         url.scheme = "http",
-        mcpgate.request_id = header(headers, "x-request-id"),
-        mcp.session.id = header(headers, "mcp-session-id"),
-        mcp.protocol.version = header(headers, "mcp-protocol-version"),
+        mcpgate.request_id = header(headers, &X_REQUEST_ID),
+        mcp.session.id = header(headers, &MCP_SESSION_ID),
+        mcp.protocol.version = header(headers, &MCP_PROTOCOL_VERSION),
         mcp.method.name = Empty,
         http.response.status_code = Empty,
         error.type = Empty,
@@ -122,7 +119,7 @@ pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response 
     if let Some(parent) = remote(header(headers, "traceparent"), header(headers, "tracestate")) {
         let _ = span.set_parent(parent);
     }
-    let declared = header(headers, "mcp-method").map(McpMethod::from_name);
+    let declared = header(headers, &MCP_METHOD).map(McpMethod::from_name);
     request.extensions_mut().insert(RequestTrace(span.context()));
     let response = next.run(request).instrument(span.clone()).await;
     if let Some(method) = heard_so_far().or(declared).filter(|m| m.is_jsonrpc_method()) {

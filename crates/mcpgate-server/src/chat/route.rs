@@ -60,11 +60,12 @@ async fn answer(
         }
     };
     let principal = auth::principal(&parts.extensions);
-    let request_id = crate::fast::header(&parts.headers, "x-request-id").unwrap_or("chat").to_owned();
+    let request_id =
+        crate::headers::header(&parts.headers, &crate::headers::X_REQUEST_ID).unwrap_or("chat").to_owned();
     let mut conversation = history;
     conversation.push(ChatMessage::user(message));
-    let streamed =
-        crate::fast::header(&parts.headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
+    let streamed = crate::headers::header(&parts.headers, http::header::ACCEPT)
+        .is_some_and(|a| a.contains("text/event-stream"));
     if !streamed {
         return match chat.turn(&gateway, principal, &request_id, &mut conversation, None).await {
             Ok(turn) => axum::Json(turn).into_response(),

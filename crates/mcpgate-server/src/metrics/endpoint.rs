@@ -85,7 +85,7 @@ pub(crate) async fn track(metrics: Arc<Metrics>, request: Request, next: Next) -
     let started = Instant::now();
     let verb = request.method().clone();
     let declared =
-        request.headers().get("mcp-method").and_then(|v| v.to_str().ok()).map(McpMethod::from_name);
+        crate::headers::header(request.headers(), &crate::headers::MCP_METHOD).map(McpMethod::from_name);
     let (response, heard) = HEARD
         .scope(Cell::new(None), async move {
             let response = next.run(request).await;

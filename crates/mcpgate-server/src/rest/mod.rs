@@ -29,7 +29,7 @@ use mcpgate_core::{
 use serde_json::{Value, json};
 
 use crate::{
-    auth, dispatch::Door, errors::to_jsonrpc, fast::header as header_str, gateway::Gateway,
+    auth, dispatch::Door, errors::to_jsonrpc, gateway::Gateway, headers::header as header_str,
     hosts::AllowedHosts,
 };
 

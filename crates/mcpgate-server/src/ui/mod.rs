@@ -141,7 +141,8 @@ async fn call(State(gateway): State<Arc<Gateway>>, request: Request) -> Response
         let message = "give {\"name\": TOOL, \"arguments\": {…}}";
         return rest::failure(StatusCode::BAD_REQUEST, json!({ "message": message }));
     };
-    let request_id = crate::fast::header(&parts.headers, "x-request-id").unwrap_or("admin-page");
+    let request_id =
+        crate::headers::header(&parts.headers, &crate::headers::X_REQUEST_ID).unwrap_or("admin-page");
     let cx = CallContext { principal: admin(), surface: Surface::Admin, ..CallContext::detached(request_id) };
     match gateway.dispatch_at(&Door::now(&gateway), cx, Operation::CallTool { name, arguments }).await {
         Ok(Answer::Tool(outcome)) => axum::Json(json!({ "result": outcome })).into_response(),
