@@ -15,7 +15,6 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, Request},
-    middleware::Next,
     response::Response,
 };
 use http::{HeaderMap, HeaderValue, header::WWW_AUTHENTICATE};
@@ -287,7 +286,11 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 
 /// Admit the request (with its [`Principal`] in the extensions) or refuse it: 403 for an address outside the
 /// allowlist, 401 with `WWW-Authenticate` for a missing, wrong or expired key.
-pub(crate) async fn check(access: Arc<Access>, mut request: Request, next: Next) -> Response {
+pub(crate) async fn check<F: Future<Output = Response>>(
+    access: &Access,
+    mut request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let client_ip = peer.map(|peer| access.client_ip(peer, request.headers()));
     if !access.ip_allowed(client_ip) {
@@ -300,7 +303,7 @@ pub(crate) async fn check(access: Arc<Access>, mut request: Request, next: Next)
         Ok(mut principal) => {
             principal.client_ip = client_ip;
             request.extensions_mut().insert(Arc::new(principal));
-            next.run(request).await
+            next(request).await
         }
         Err(failure) => {
             let why = match failure {
@@ -521,7 +524,10 @@ mod tests {
         };
         Router::new()
             .route("/mcp", post(who))
-            .layer(axum::middleware::from_fn(move |req, next| check(access.clone(), req, next)))
+            .layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| {
+                let access = access.clone();
+                async move { check(&access, req, |req| next.run(req)).await }
+            }))
             // What `into_make_service_with_connect_info` puts on every request.
             .layer(Extension(ConnectInfo(peer.parse::<SocketAddr>().unwrap())))
     }
@@ -559,9 +565,12 @@ mod tests {
     async fn without_a_peer_address_an_allowlist_refuses() {
         let config = SecurityConfig { allowed_ips: vec!["0.0.0.0/0".into()], ..Default::default() };
         let access = Arc::new(Access::new(&config, &CodeModeConfig::default()).unwrap());
-        let app = Router::new()
-            .route("/mcp", post(|| async { "in" }))
-            .layer(axum::middleware::from_fn(move |req, next| check(access.clone(), req, next)));
+        let app = Router::new().route("/mcp", post(|| async { "in" })).layer(axum::middleware::from_fn(
+            move |req, next: axum::middleware::Next| {
+                let access = access.clone();
+                async move { check(&access, req, |req| next.run(req)).await }
+            },
+        ));
         let (status, _, body) = send(app, &[]).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert!(body.contains("client address unknown"), "{body}");

@@ -7,7 +7,6 @@ use std::{borrow::Cow, sync::Arc, time::Duration};
 use axum::{
     body::{Body, Bytes},
     extract::Request,
-    middleware::Next,
     response::Response,
 };
 use http::{
@@ -110,13 +109,17 @@ fn body_too_slow(edge: &Edge) -> Response {
 /// Check a POST body (size, media type, JSON, JSON-RPC shape), take a seat for a new session's `initialize`
 /// (or refuse it past a cap), serve the body on the fast path when it is a plain `tools/call`, else put it back
 /// for the protocol layer; give plain-text rejections from the layers below a JSON-RPC body.
-pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Response {
+pub(crate) async fn guard<F: Future<Output = Response>>(
+    edge: &Edge,
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let max_body = edge.max_body;
     if request.method() == Method::DELETE {
-        return session_closed(with_jsonrpc_body(next.run(request).await).await);
+        return session_closed(with_jsonrpc_body(next(request).await).await);
     }
     if request.method() != Method::POST {
-        return with_jsonrpc_body(next.run(request).await).await;
+        return with_jsonrpc_body(next(request).await).await;
     }
     if !is_json(request.headers()) {
         let message = "Content-Type must be application/json".into();
@@ -126,7 +129,7 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
     let (parts, body) = request.into_parts();
     let Ok(collected) = tokio::time::timeout(edge.body_timeout, Limited::new(body, max_body).collect()).await
     else {
-        return body_too_slow(&edge);
+        return body_too_slow(edge);
     };
     let bytes: Bytes = match collected {
         Ok(collected) => collected.to_bytes(),
@@ -151,7 +154,7 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
         let client = seat_holder(&crate::auth::principal(&parts.extensions));
         match edge.sessions.admit(client) {
             Ok(taken) => seat = Some(taken),
-            Err(full) => return too_many_sessions(&edge, full, envelope.id),
+            Err(full) => return too_many_sessions(edge, full, envelope.id),
         }
     }
     let session = match named {
@@ -211,7 +214,7 @@ pub(crate) async fn guard(edge: Arc<Edge>, request: Request, next: Next) -> Resp
             _ => response,
         };
     }
-    let response = with_jsonrpc_body(next.run(Request::from_parts(parts, Body::from(bytes))).await).await;
+    let response = with_jsonrpc_body(next(Request::from_parts(parts, Body::from(bytes))).await).await;
     // The `initialize` opened a session: the seat is its (else it is given back as `seat` drops).
     if let (Some(seat), Some(id)) = (seat, header(response.headers(), &MCP_SESSION_ID)) {
         seat.bind(id);

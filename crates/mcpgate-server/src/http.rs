@@ -203,26 +203,14 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         sessions: sessions.clone(),
         metrics: gateway.metrics.clone(),
     });
-    let access = gateway.clone();
     let cors_origins = gateway.config.server.allowed_origins.clone();
-    let metered = gateway.metrics.clone();
-    let limited = gateway.clone();
+    let steps = Arc::new(McpSteps {
+        traced: crate::telemetry::enabled(&gateway.config.telemetry),
+        gateway: gateway.clone(),
+        edge,
+    });
     let mcp = ServiceBuilder::new()
-        // Outermost: every request to /mcp is counted and timed, refusals at the door included.
-        .layer(axum::middleware::from_fn(move |req, next| crate::metrics::track(metered.clone(), req, next)))
-        // With telemetry on, a span around the rest (refusals included), inside `track` to learn the method.
-        .option_layer(
-            crate::telemetry::enabled(&gateway.config.telemetry)
-                .then(|| axum::middleware::from_fn(crate::telemetry::trace_request)),
-        )
-        // Address and key before the guard reads the body: a refused client gets nothing buffered or parsed.
-        // `/health`, `/ready` and `/status` stay open, as the guides' probes and dashboards expect.
-        // Here the request takes the configuration of the moment, once, for the layers after this and its handler.
-        .layer(axum::middleware::from_fn(move |req, next| admit(access.clone(), req, next)))
-        // Rate limits after the key (a per-key budget needs the principal; a refused key spends none) and before
-        // the body is read: a client over its budget costs a lookup, not a parse.
-        .layer(axum::middleware::from_fn(move |req, next| limits::check(limited.clone(), req, next)))
-        .layer(axum::middleware::from_fn(move |req, next| edge::guard(edge.clone(), req, next)))
+        .layer(axum::middleware::from_fn(move |req, next: Next| mcp_steps(steps.clone(), req, next)))
         .service(mcp_service(&gateway, sessions, streams));
     Router::new()
         .route_service("/mcp", mcp)
@@ -252,13 +240,51 @@ fn app(gateway: Arc<Gateway>, in_flight: InFlight, streams: CancellationToken) -
         )
 }
 
+/// What `/mcp` requests pass before the protocol layer, in order.
+struct McpSteps {
+    /// Telemetry is on: a span around every request.
+    traced: bool,
+    gateway: Arc<Gateway>,
+    edge: Arc<edge::Edge>,
+}
+
+/// The steps of a `/mcp` request before the protocol layer, as one middleware: each step is an async function
+/// of the request and the rest of the chain, composed here by plain closures, so the chain costs two boxed
+/// futures per request — not the service clone, box and boxed future `from_fn` adds at each layer.
+///
+/// 1. Outermost: every request is counted and timed, refusals at the door included (`metrics::track`).
+/// 2. With telemetry on, a span around the rest (refusals included), inside the count to learn the method.
+/// 3. Address and key ([`admit`]) before the guard reads the body: a refused client gets nothing buffered or
+///    parsed. `/health`, `/ready` and `/status` stay open, as the guides' probes and dashboards expect. Here the
+///    request takes the configuration of the moment, once, for the steps after this and its handler.
+/// 4. Rate limits after the key (a per-key budget needs the principal; a refused key spends none) and before the
+///    body is read: a client over its budget costs a lookup, not a parse (`limits::check`).
+/// 5. The edge's checks of the body, and the fast path (`edge::guard`).
+async fn mcp_steps(steps: Arc<McpSteps>, request: Request, next: Next) -> Response {
+    let McpSteps { traced, gateway, edge } = &*steps;
+    // The guard's future holds the call's (the fast path, the dispatch): boxed once here, so the steps around it
+    // stay small — unboxed, every step's future would hold it whole, and be copied as each step starts.
+    let guarded = move |request| Box::pin(edge::guard(edge, request, move |request| next.run(request)));
+    let limited = move |request| limits::check(gateway, request, guarded);
+    let admitted = move |request| admit(gateway, request, limited);
+    let counted = async move |request| match traced {
+        true => crate::telemetry::trace_request(request, admitted).await,
+        false => admitted(request).await,
+    };
+    crate::metrics::track(&gateway.metrics, request, counted).await
+}
+
 /// The door's credential check, for `/mcp` and the REST facade alike: the request takes the configuration of the
-/// moment, once, for the layers after this and its handler; then its address and key or token are checked.
-async fn admit(gateway: Arc<Gateway>, mut request: Request, next: Next) -> Response {
+/// moment, once, for the steps after this and its handler; then its address and key or token are checked.
+async fn admit<F: Future<Output = Response>>(
+    gateway: &Gateway,
+    mut request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let live = gateway.live();
     let keys = live.access.clone();
     request.extensions_mut().insert(live);
-    auth::check(keys, request, next).await
+    auth::check(&keys, request, next).await
 }
 
 /// The REST facade when `rest.enabled` and `POST /chat` when `chat.enabled`, behind the door `/mcp` has —
@@ -274,8 +300,14 @@ fn api_surfaces(gateway: &Arc<Gateway>) -> Router<Arc<Gateway>> {
     let rest = if config.enabled { crate::rest::routes() } else { Router::new() };
     let api = rest
         .merge(chat_route(gateway))
-        .layer(axum::middleware::from_fn(move |req, next| limits::check(limited.clone(), req, next)))
-        .layer(axum::middleware::from_fn(move |req, next| admit(access.clone(), req, next)))
+        .layer(axum::middleware::from_fn(move |req, next: Next| {
+            let limited = limited.clone();
+            async move { limits::check(&limited, req, |req| next.run(req)).await }
+        }))
+        .layer(axum::middleware::from_fn(move |req, next: Next| {
+            let access = access.clone();
+            async move { admit(&access, req, |req| next.run(req)).await }
+        }))
         .layer(axum::middleware::from_fn(move |req, next| crate::rest::host_check(hosts.clone(), req, next)));
     if config.enabled && config.docs { api.merge(crate::rest::docs()) } else { api }
 }

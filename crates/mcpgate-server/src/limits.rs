@@ -5,9 +5,9 @@
 //! server's requests, which cost the backends nothing: its body is peeked at only then. Every answer carries the IETF `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers), one item
 //! per scope. Per-tool limits are a step of the pipeline (`pipeline.rs`), not of this layer.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use axum::{extract::Request, middleware::Next, response::Response};
+use axum::{extract::Request, response::Response};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use mcpgate_core::Principal;
@@ -21,10 +21,14 @@ const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 /// Admit the request or refuse it with 429; either way say how much budget is left.
-pub(crate) async fn check(gateway: Arc<Gateway>, request: Request, next: Next) -> Response {
+pub(crate) async fn check<F: Future<Output = Response>>(
+    gateway: &Gateway,
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let live = gateway.live_of(request.extensions());
     let Some(limiter) = live.pipeline.rate_limiter().filter(|l| l.limits().limits_requests()) else {
-        return next.run(request).await;
+        return next(request).await;
     };
     let principal = crate::auth::principal(request.extensions());
     let verdict = limiter.check_request(&principal, Instant::now()).await;
@@ -35,12 +39,12 @@ pub(crate) async fn check(gateway: Arc<Gateway>, request: Request, next: Next) -
             if request.method() == http::Method::POST && request.headers().contains_key(SESSION_ID) =>
         {
             match not_a_request(request).await {
-                Ok(request) => next.run(request).await,
-                Err(()) => refuse(&gateway, &principal, denial),
+                Ok(request) => next(request).await,
+                Err(()) => refuse(gateway, &principal, denial),
             }
         }
-        Some(denial) => refuse(&gateway, &principal, denial),
-        None => next.run(request).await,
+        Some(denial) => refuse(gateway, &principal, denial),
+        None => next(request).await,
     };
     headers(response.headers_mut(), &verdict);
     response
@@ -153,6 +157,8 @@ pub(crate) async fn status(gateway: &Gateway) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use http::{StatusCode, header::RETRY_AFTER};
     use mcpgate_core::Principal;
     use mcpgate_policy::{MemoryStore, RateLimiter, RateLimits};

@@ -16,7 +16,7 @@
 
 use std::{fmt, future::Future};
 
-use axum::{extract::Request, middleware::Next, response::Response};
+use axum::{extract::Request, response::Response};
 use http::Method;
 use mcpgate_core::{BackendError, JsonObject, ToolOutcome};
 use opentelemetry::{
@@ -91,7 +91,10 @@ fn well_formed(traceparent: &str) -> bool {
 /// The `/mcp` layer (installed only when telemetry is on): a server span around the request, continuing the
 /// caller's trace; its JSON-RPC method (as the metrics layer learnt it) and HTTP status recorded at the end.
 /// The span ends when the response is handed over; a streamed answer goes on past it.
-pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response {
+pub(crate) async fn trace_request<F: Future<Output = Response>>(
+    mut request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let headers = request.headers();
     let name = match *request.method() {
         Method::POST => "POST /mcp",
@@ -121,7 +124,7 @@ pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response 
     }
     let declared = header(headers, &MCP_METHOD).map(McpMethod::from_name);
     request.extensions_mut().insert(RequestTrace(span.context()));
-    let response = next.run(request).instrument(span.clone()).await;
+    let response = next(request).instrument(span.clone()).await;
     if let Some(method) = heard_so_far().or(declared).filter(|m| m.is_jsonrpc_method()) {
         span.record("mcp.method.name", method.as_str());
     }

@@ -14,7 +14,6 @@ use axum::{
     Router,
     body::{Body, Bytes},
     extract::{Request, State},
-    middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -81,14 +80,18 @@ pub(crate) async fn scrape(State(metrics): State<Arc<Metrics>>) -> Response {
 /// Count and time every `/mcp` request under its method and HTTP status, and count refusals at the door by
 /// reason. A POST answered as an SSE stream is timed to its end, when the result went out; a GET stream (which
 /// only listens) to its start.
-pub(crate) async fn track(metrics: Arc<Metrics>, request: Request, next: Next) -> Response {
+pub(crate) async fn track<F: Future<Output = Response>>(
+    metrics: &Arc<Metrics>,
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let started = Instant::now();
     let verb = request.method().clone();
     let declared =
         crate::headers::header(request.headers(), &crate::headers::MCP_METHOD).map(McpMethod::from_name);
     let (response, heard) = HEARD
         .scope(Cell::new(None), async move {
-            let response = next.run(request).await;
+            let response = next(request).await;
             (response, HEARD.with(Cell::get))
         })
         .await;
@@ -112,7 +115,7 @@ pub(crate) async fn track(metrics: Arc<Metrics>, request: Request, next: Next) -
         metrics.request(method, status, started.elapsed());
         return response;
     }
-    let pending = Some(Pending { metrics, method, status, started });
+    let pending = Some(Pending { metrics: metrics.clone(), method, status, started });
     response.map(|body| Body::new(TimedBody { body, pending }))
 }
 
