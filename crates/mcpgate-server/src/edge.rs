@@ -229,8 +229,9 @@ pub(crate) async fn guard<F: Future<Output = Response>>(
 /// envelope (`jsonrpc: "2.0"`, and a method, result or error); the envelope borrows from `bytes`. A plain
 /// `tools/call` is parsed once, whole, for the fast path (given back with the envelope), not twice.
 pub(crate) fn read_message(bytes: &[u8]) -> Result<(Envelope<'_>, Option<CallRequest<'_>>), Rejection> {
-    check_text(bytes)?;
-    if let Some(call) = fast::read_call(bytes) {
+    // A plain call's parse has checked the text already: it reads every byte (it skips nothing), refuses
+    // invalid UTF-8 and numbers out of range; only the depth is left, measured on what it built.
+    if let Some(call) = fast::read_call(bytes).filter(|call| call.nesting_depth() <= MAX_DEPTH) {
         let envelope = Envelope {
             jsonrpc: Some(Cow::Borrowed("2.0")),
             id: Some(call.id.clone()),
@@ -240,6 +241,7 @@ pub(crate) fn read_message(bytes: &[u8]) -> Result<(Envelope<'_>, Option<CallReq
         };
         return Ok((envelope, Some(call)));
     }
+    check_text(bytes)?;
     Ok((read_envelope(bytes)?, None))
 }
 
@@ -479,5 +481,23 @@ mod tests {
             "]".repeat(120)
         );
         assert!(read_message(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_calls_depth_from_its_parse_is_the_scans() {
+        let call =
+            |params: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{params}}}"#);
+        for body in [
+            call(r#"{"name":"e"}"#),
+            call(r#"{"name":"e","arguments":{}}"#),
+            call(r#"{"name":"e","arguments":{"a":[[1],{"b":[]}],"s":"[[["}}"#),
+            call(
+                r#"{"name":"e","_meta":{"x":{"y":{}}},"inputResponses":{"k":{"r":[[]]}},"requestState":"{"}"#,
+            ),
+            call(r#"{"name":"e","inputResponses":{"k":1}}"#),
+        ] {
+            let parsed = crate::fast::read_call(body.as_bytes()).expect("a plain call");
+            assert_eq!(parsed.nesting_depth(), nesting_depth(body.as_bytes()), "{body}");
+        }
     }
 }

@@ -89,6 +89,27 @@ impl<P> PlainRequest<'_, P> {
 /// A `tools/call` request in exactly the shape this path serves.
 pub(crate) type CallRequest<'a> = PlainRequest<'a, CallParams>;
 
+impl CallRequest<'_> {
+    /// How deep the body's `[`/`{` nesting goes, from what its parse built (as the edge's scan of the text
+    /// counts it: the body's object is 1, `params` 2).
+    pub(crate) fn nesting_depth(&self) -> usize {
+        let CallParams { arguments, meta, input_responses, .. } = &self.params;
+        let object = |fields: &Option<JsonObject>| fields.as_ref().map_or(0, |f| 3 + depth(f.values()));
+        let responses = input_responses.as_ref().map_or(0, |r| 3 + depth(r.values()));
+        [2, 1 + depth([&self.id]), object(arguments), object(meta), responses].into_iter().max().unwrap_or(2)
+    }
+}
+
+/// The deepest nesting among `values` (a scalar is 0, `[]` 1).
+fn depth<'a>(values: impl IntoIterator<Item = &'a Value>) -> usize {
+    let one = |value: &Value| match value {
+        Value::Array(items) => 1 + depth(items),
+        Value::Object(fields) => 1 + depth(fields.values()),
+        _ => 0,
+    };
+    values.into_iter().map(one).max().unwrap_or(0)
+}
+
 /// The body as a plain `tools/call` request, or `None`. The edge reads every POST body with this first: a call
 /// (nearly all traffic) is then parsed once, for the edge's checks and for this path.
 pub(crate) fn read_call(body: &[u8]) -> Option<CallRequest<'_>> {
