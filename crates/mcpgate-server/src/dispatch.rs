@@ -163,7 +163,8 @@ impl Gateway {
                     request: door.request,
                 });
                 let call = ToolCall { name: route.original.clone(), arguments };
-                let run = pipeline.call_tool(&cx, &*entry.backend, &name, &route.policy, call);
+                // Boxed once: the pipeline's future is large, and each wrapper below would copy it whole.
+                let run = Box::pin(pipeline.call_tool(&cx, &*entry.backend, &name, &route.policy, call));
                 let timed = self.metrics.timed_call(
                     route.metrics_or(|name| self.metrics.tool(name)),
                     telemetry::traced(traced, run),
