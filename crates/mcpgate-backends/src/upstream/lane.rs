@@ -15,7 +15,7 @@ use serde_json::{Value, value::RawValue};
 use super::{
     http_lane::HttpLane,
     pipe::{Pending, PipeLane},
-    wire::{LaneRequest, caller_meta, read_answer},
+    wire::{LaneRequest, caller_meta},
 };
 
 /// Where a `tools/call` can go without rmcp's client.
@@ -97,7 +97,7 @@ impl Sent<'_> {
                     return Err(closed.await);
                 }
                 match (&mut pending.answer).await {
-                    Ok(answer) => read_answer(upstream, &answer),
+                    Ok(answer) => answer,
                     Err(_) => Err(closed.await),
                 }
             }

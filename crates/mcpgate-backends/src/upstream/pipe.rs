@@ -3,9 +3,10 @@
 //! rmcp's client sends each request through its service task, which spawns a task to write it, and reads each
 //! answer into its typed model before the gateway converts it again: three task hand-offs and two extra
 //! conversions per call. The lane writes a `tools/call` line straight from the caller's task (under the same
-//! lock as rmcp's own writes, so lines never interleave), and the reader hands the answer line back to that
-//! task without parsing it for rmcp. PipeLane requests have string ids (`"~N"`) and rmcp's are numbers, so the
-//! two never meet. Everything else — the handshake, list requests, notifications, the upstream's own
+//! lock as rmcp's own writes, so lines never interleave), and the reader, which tells a lane answer apart in
+//! one scan of the line, hands that task the answer's `result` as it came (or its error), never parsed for
+//! rmcp. PipeLane requests have string ids (`"~N"`) and rmcp's are numbers, so the two never meet. Everything
+//! else — the handshake, list requests, notifications, the upstream's own
 //! requests — goes through rmcp as before.
 
 use std::{
@@ -18,13 +19,13 @@ use std::{
 };
 
 use futures::FutureExt;
+use mcpgate_core::BackendError;
 use parking_lot::Mutex;
 use rmcp::{
     RoleClient,
     model::{ClientJsonRpcMessage, RequestMetaObject, ServerJsonRpcMessage},
     transport::Transport,
 };
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -32,7 +33,7 @@ use tokio::{
     sync::oneshot,
 };
 
-use super::wire::MAX_MESSAGE;
+use super::wire::{MAX_MESSAGE, Reply};
 
 /// The prefix of a lane request's id.
 const LANE_ID: &str = "~";
@@ -40,7 +41,7 @@ const LANE_ID: &str = "~";
 /// Writes to the child and routes lane answers back to their callers.
 pub(super) struct PipeLane {
     writer: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     next: AtomicU64,
     meta: OnceLock<RequestMetaObject>,
 }
@@ -49,9 +50,12 @@ pub(super) struct PipeLane {
 pub(super) struct Pending<'a> {
     lane: &'a PipeLane,
     number: u64,
-    /// The answer line.
-    pub answer: oneshot::Receiver<Vec<u8>>,
+    /// The answer.
+    pub answer: oneshot::Receiver<Answer>,
 }
+
+/// What a lane request's caller receives: the answer's `result` as it came, or its error.
+pub(super) type Answer = Result<Box<RawValue>, BackendError>;
 
 impl Pending<'_> {
     /// The request's JSON-RPC id.
@@ -111,12 +115,13 @@ impl PipeLane {
         rest.await.map_err(io::Error::other)?
     }
 
-    /// Hand a lane answer to its caller. `false` when the line is not a lane answer.
-    fn route(&self, line: &[u8]) -> bool {
-        let Some(number) = lane_answer(line) else { return false };
+    /// Hand a lane answer from upstream `name` to its caller, read from the line as it was told apart (one
+    /// scan of the line in all). `false` when the line is not a lane answer.
+    fn route(&self, name: &str, line: &[u8]) -> bool {
+        let Some((number, reply)) = lane_answer(line) else { return false };
         let sender = self.pending.lock().remove(&number);
         if let Some(sender) = sender {
-            let _ = sender.send(line.to_vec());
+            let _ = sender.send(reply.answer(name));
         }
         true
     }
@@ -127,20 +132,16 @@ impl PipeLane {
     }
 }
 
-/// The number of a lane request this line answers, if it is such an answer (an id, no method).
-fn lane_answer(line: &[u8]) -> Option<u64> {
-    #[derive(Deserialize)]
-    struct Peek<'a> {
-        #[serde(borrow)]
-        id: Option<&'a RawValue>,
-        method: Option<serde::de::IgnoredAny>,
-    }
-    let peek: Peek = serde_json::from_slice(line).ok()?;
-    if peek.method.is_some() {
+/// The number of the lane request this line answers, and the line read, if it is such an answer (an id, no
+/// method).
+fn lane_answer(line: &[u8]) -> Option<(u64, Reply<'_>)> {
+    let reply: Reply<'_> = serde_json::from_slice(line).ok()?;
+    if reply.method.is_some() {
         return None;
     }
-    let id = peek.id?.get();
-    id.strip_prefix('"')?.strip_suffix('"')?.strip_prefix(LANE_ID)?.parse().ok()
+    let id = reply.id?.get();
+    let number = id.strip_prefix('"')?.strip_suffix('"')?.strip_prefix(LANE_ID)?.parse().ok()?;
+    Some((number, reply))
 }
 
 /// rmcp's transport over the child's pipes, sharing the writer with the [`PipeLane`].
@@ -209,7 +210,7 @@ impl Transport<RoleClient> for PipeTransport {
                 return None;
             }
             let text = self.line.trim_ascii();
-            let message = (!text.is_empty() && !self.lane.route(text))
+            let message = (!text.is_empty() && !self.lane.route(&self.name, text))
                 .then(|| serde_json::from_slice::<ServerJsonRpcMessage>(text));
             self.line.clear();
             match message {
@@ -230,7 +231,9 @@ impl Transport<RoleClient> for PipeTransport {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    fn lane_answer(line: &[u8]) -> Option<u64> {
+        super::lane_answer(line).map(|(number, _)| number)
+    }
 
     #[test]
     fn only_answers_to_lane_ids_are_taken() {

@@ -80,23 +80,50 @@ impl<'a> LaneRequest<'a> {
     }
 }
 
-/// The `result` of an answer line as it came (read into its type once, by whoever knows the type), or its
-/// `error` as the caller should see it.
-pub(super) fn read_answer(name: &str, line: &[u8]) -> Result<Box<RawValue>, BackendError> {
-    #[derive(Deserialize)]
-    struct Reply {
-        result: Option<Box<RawValue>>,
-        error: Option<ErrorData>,
+/// A line from an upstream, its parts borrowed from it in one scan: what the lane reads of each line to tell an
+/// answer to one of its requests, and then the answer.
+#[derive(Deserialize)]
+pub(super) struct Reply<'a> {
+    /// The id.
+    #[serde(borrow)]
+    pub(super) id: Option<&'a RawValue>,
+    /// Present on a request or notification, which is no answer.
+    pub(super) method: Option<serde::de::IgnoredAny>,
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+}
+
+impl Reply<'_> {
+    /// The `result` as it came (read into its type once, by whoever knows the type), or the `error` as the
+    /// caller should see it.
+    pub(super) fn answer(&self, name: &str) -> Result<Box<RawValue>, BackendError> {
+        match (self.error, self.result) {
+            (Some(error), _) => match serde_json::from_str::<ErrorData>(error.get()) {
+                Ok(error) => Err(convert::service_error(name, ServiceError::McpError(error))),
+                Err(e) => Err(unreadable(name, &format!("its error: {e}"))),
+            },
+            (None, Some(result)) => Ok(result.to_owned()),
+            (None, None) => Err(unreadable(name, "neither a result nor an error")),
+        }
     }
-    let unreadable = |why: String| BackendError::Failed {
+}
+
+/// The answer in a whole answer line (an HTTP body, an event's data): its `result` as it came, or its `error` as
+/// the caller should see it.
+pub(super) fn read_answer(name: &str, line: &[u8]) -> Result<Box<RawValue>, BackendError> {
+    match serde_json::from_slice::<Reply<'_>>(line) {
+        Ok(reply) => reply.answer(name),
+        Err(e) => Err(unreadable(name, &e.to_string())),
+    }
+}
+
+fn unreadable(name: &str, why: &str) -> BackendError {
+    BackendError::Failed {
         backend: name.to_owned(),
         message: format!("cannot read the upstream's answer: {why}"),
         blame: Blame::Upstream,
-    };
-    match serde_json::from_slice::<Reply>(line).map_err(|e| unreadable(e.to_string()))? {
-        Reply { error: Some(error), .. } => Err(convert::service_error(name, ServiceError::McpError(error))),
-        Reply { result: Some(result), .. } => Ok(result),
-        Reply { result: None, error: None } => Err(unreadable("neither a result nor an error".to_owned())),
     }
 }
 
