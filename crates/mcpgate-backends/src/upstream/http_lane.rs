@@ -34,7 +34,8 @@ use super::{
 /// `tools/call` straight to a stateless Streamable HTTP upstream.
 pub(super) struct HttpLane {
     client: reqwest::Client,
-    url: String,
+    /// Parsed once: reqwest would parse a string again for every request.
+    url: reqwest::Url,
     headers: HeaderMap,
     meta: RequestMetaObject,
     next: AtomicU64,
@@ -57,6 +58,7 @@ impl HttpLane {
         peer: &Peer<RoleClient>,
     ) -> Option<Self> {
         let version = peer.peer_info()?.protocol_version.clone();
+        let url = reqwest::Url::parse(url).ok()?;
         if version.has_initialize() {
             return None;
         }
@@ -70,7 +72,7 @@ impl HttpLane {
         headers.insert(HeaderName::from_static("mcp-method"), HeaderValue::from_static("tools/call"));
         Some(Self {
             client: client.clone(),
-            url: url.to_owned(),
+            url,
             headers,
             meta: wire::connection_meta(peer),
             next: AtomicU64::new(1),
@@ -109,7 +111,7 @@ impl HttpLane {
         let mut headers = self.headers.clone();
         headers.insert(HeaderName::from_static("mcp-name"), name);
         super::trace::add_to_headers(&mut headers);
-        let response = (self.client.post(&self.url).headers(headers).body(line).send().await)
+        let response = (self.client.post(self.url.clone()).headers(headers).body(line).send().await)
             .map_err(|e| unavailable(format!("cannot send: {}", e.without_url())))?;
         let status = response.status();
         let event_stream = (response.headers().get(CONTENT_TYPE))
@@ -238,7 +240,7 @@ impl HttpLane {
         let mut headers = self.headers.clone();
         headers.remove(HeaderName::from_static("mcp-method"));
         super::trace::add_to_headers(&mut headers);
-        match self.client.post(&self.url).headers(headers).body(reply.to_string()).send().await {
+        match self.client.post(self.url.clone()).headers(headers).body(reply.to_string()).send().await {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => {
                 let status = response.status();
