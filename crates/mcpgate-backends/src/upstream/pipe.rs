@@ -118,10 +118,10 @@ impl PipeLane {
     /// Hand a lane answer from upstream `name` to its caller, read from the line as it was told apart (one
     /// scan of the line in all). `false` when the line is not a lane answer.
     fn route(&self, name: &str, line: &[u8]) -> bool {
-        let Some((number, reply)) = lane_answer(line) else { return false };
+        let Some((number, answer)) = lane_answer(name, line) else { return false };
         let sender = self.pending.lock().remove(&number);
         if let Some(sender) = sender {
-            let _ = sender.send(reply.answer(name));
+            let _ = sender.send(answer);
         }
         true
     }
@@ -132,16 +132,31 @@ impl PipeLane {
     }
 }
 
-/// The number of the lane request this line answers, and the line read, if it is such an answer (an id, no
-/// method).
-fn lane_answer(line: &[u8]) -> Option<(u64, Reply<'_>)> {
-    let reply: Reply<'_> = serde_json::from_slice(line).ok()?;
-    if reply.method.is_some() {
-        return None;
+/// The number of the lane request this line (from upstream `name`) answers, and the answer, if it is such an
+/// answer (an id, no method).
+fn lane_answer(name: &str, line: &[u8]) -> Option<(u64, Answer)> {
+    match serde_json::from_slice::<Reply<'_>>(line) {
+        Ok(reply) if reply.method.is_none() => Some((lane_number(reply.id?)?, reply.answer(name))),
+        Ok(_) => None,
+        // Not readable as an answer (a member twice, say), yet perhaps one to a lane request: its caller is told
+        // at once rather than left waiting for its deadline.
+        Err(e) => {
+            #[derive(serde::Deserialize)]
+            struct Peek<'a> {
+                #[serde(borrow)]
+                id: Option<&'a RawValue>,
+                method: Option<serde::de::IgnoredAny>,
+            }
+            let peek: Peek<'_> =
+                serde_json::from_slice(line).ok().filter(|p: &Peek<'_>| p.method.is_none())?;
+            Some((lane_number(peek.id?)?, Err(super::wire::unreadable(name, &e.to_string()))))
+        }
     }
-    let id = reply.id?.get();
-    let number = id.strip_prefix('"')?.strip_suffix('"')?.strip_prefix(LANE_ID)?.parse().ok()?;
-    Some((number, reply))
+}
+
+/// The number of a lane request's id (`"~N"`).
+fn lane_number(id: &RawValue) -> Option<u64> {
+    id.get().strip_prefix('"')?.strip_suffix('"')?.strip_prefix(LANE_ID)?.parse().ok()
 }
 
 /// rmcp's transport over the child's pipes, sharing the writer with the [`PipeLane`].
@@ -232,7 +247,7 @@ impl Transport<RoleClient> for PipeTransport {
 #[cfg(test)]
 mod tests {
     fn lane_answer(line: &[u8]) -> Option<u64> {
-        super::lane_answer(line).map(|(number, _)| number)
+        super::lane_answer("up", line).map(|(number, _)| number)
     }
 
     #[test]
@@ -247,5 +262,12 @@ mod tests {
         assert_eq!(lane_answer(br#"{"jsonrpc":"2.0","id":"x~4","result":{}}"#), None);
         assert_eq!(lane_answer(br#"{"jsonrpc":"2.0","id":"~","result":{}}"#), None);
         assert_eq!(lane_answer(b"not json"), None);
+        // An answer to a lane request that cannot be read still reaches its caller, as an error.
+        let twice = br#"{"jsonrpc":"2.0","id":"~9","result":{},"result":{}}"#;
+        assert!(
+            matches!(super::lane_answer("up", twice), Some((9, Err(e))) if e.to_string().contains("cannot read"))
+        );
+        let fine = super::lane_answer("up", br#"{"jsonrpc":"2.0","id":"~8","result":{"content":[]}}"#);
+        assert!(matches!(fine, Some((8, Ok(result))) if result.get() == r#"{"content":[]}"#));
     }
 }

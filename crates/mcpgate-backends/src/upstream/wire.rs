@@ -119,7 +119,8 @@ pub(super) fn read_answer(name: &str, line: &[u8]) -> Result<Box<RawValue>, Back
     }
 }
 
-fn unreadable(name: &str, why: &str) -> BackendError {
+/// An answer from upstream `name` that cannot be read, and why.
+pub(super) fn unreadable(name: &str, why: &str) -> BackendError {
     BackendError::Failed {
         backend: name.to_owned(),
         message: format!("cannot read the upstream's answer: {why}"),
