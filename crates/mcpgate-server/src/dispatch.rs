@@ -84,9 +84,9 @@ pub(crate) struct StatelessClient {
     pub(crate) notify: Option<Peer<RoleServer>>,
 }
 
-/// What binds a `requestState` to one operation: the method, the target and the arguments.
-/// Made for every stateless call, so written straight into one buffer (not through `format!`).
-pub(crate) fn binding(op: &Operation) -> String {
+/// What binds a `requestState` to one operation: the method, the target and the arguments, as the bytes sealing
+/// authenticates. Made for every stateless call, so written straight into one buffer (not through `format!`).
+pub(crate) fn binding(op: &Operation) -> Vec<u8> {
     let (kind, target) = (op.kind().as_str(), op.target());
     let mut binding = Vec::with_capacity(kind.len() + target.len() + 64);
     binding.extend_from_slice(kind.as_bytes());
@@ -94,22 +94,20 @@ pub(crate) fn binding(op: &Operation) -> String {
     binding.extend_from_slice(target.as_bytes());
     binding.push(b'\n');
     if let Operation::CallTool { arguments, .. } | Operation::GetPrompt { arguments, .. } = op {
-        // A map of JSON values always serializes; were it ever not to, the binding would still be the
-        // operation's (its kind and target) and sealing stays sound.
-        let _ = serde_json::to_writer(&mut binding, arguments);
+        // Writing to a `Vec` never fails, and a map of JSON values has nothing that cannot serialize.
+        serde_json::to_writer(&mut binding, arguments).expect("a JSON object serializes into a Vec");
     }
-    // Every part is UTF-8: two `&str`s and serde_json's output.
-    String::from_utf8(binding).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    binding
 }
 
 /// The answers a `requestState` holds, sealed for the operation `binding` names, valid for
 /// [`REQUEST_STATE_TTL`].
 pub(crate) fn seal_answers(
     codec: &RequestStateCodec,
-    binding: &str,
+    binding: &[u8],
     answers: &BTreeMap<String, Value>,
 ) -> Result<String, RequestStateError> {
-    let options = SealOptions::new().associated_data(binding.as_bytes()).ttl(REQUEST_STATE_TTL);
+    let options = SealOptions::new().associated_data(binding).ttl(REQUEST_STATE_TTL);
     codec.seal_json_with(answers, &options)
 }
 
@@ -117,10 +115,10 @@ pub(crate) fn seal_answers(
 /// `binding` names and has not expired; anything else (forged, altered, for another operation) is an error.
 pub(crate) fn open_answers(
     codec: &RequestStateCodec,
-    binding: &str,
+    binding: &[u8],
     sealed: &str,
 ) -> Result<BTreeMap<String, Value>, RequestStateError> {
-    codec.open_json_with(sealed, binding.as_bytes())
+    codec.open_json_with(sealed, binding)
 }
 
 #[async_trait]

@@ -186,6 +186,6 @@ impl Sealer {
 }
 
 /// What binds a `requestState` to `op`.
-pub fn binding(op: &Operation) -> String {
+pub fn binding(op: &Operation) -> Vec<u8> {
     dispatch::binding(op)
 }
