@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::{
     fast::{Classifier, PlainRequest},
     handler::McpHandler,
-    headers::header,
+    headers::{MCP_METHOD, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, header},
     jsonrpc::reply,
     metrics::labels::{McpMethod, heard},
     sessions::Sessions,
@@ -38,14 +38,14 @@ pub(crate) struct Opening {
 impl Classifier {
     /// The `initialize` answered without the protocol layer, or `None` (rmcp serves it). Pure.
     pub(crate) fn classify_initialize(&self, headers: &HeaderMap, body: &[u8]) -> Option<Opening> {
-        if !self.headers_fit(headers) || header(headers, "mcp-session-id").is_some() {
+        if !self.headers_fit(headers) || headers.contains_key(&MCP_SESSION_ID) {
             return None;
         }
-        if header(headers, "mcp-method").is_some_and(|m| m != "initialize") {
+        if header(headers, &MCP_METHOD).is_some_and(|m| m != "initialize") {
             return None;
         }
         let request = serde_json::from_slice::<PlainRequest<'_, InitializeRequestParams>>(body).ok()?;
-        let version = header(headers, "mcp-protocol-version");
+        let version = header(headers, &MCP_PROTOCOL_VERSION);
         if !request.is_plain("initialize")
             || version.is_some_and(|v| v != request.params.protocol_version.as_str())
         {
@@ -69,7 +69,7 @@ pub(crate) fn open(handler: &McpHandler, sessions: &Sessions, opening: Opening) 
     let session = sessions.open(saved, capabilities, result.protocol_version.to_string());
     let mut response = reply(StatusCode::OK, &id, Ok(result));
     if let Ok(value) = HeaderValue::from_str(&session) {
-        response.headers_mut().insert("mcp-session-id", value);
+        response.headers_mut().insert(MCP_SESSION_ID.clone(), value);
     }
     Some(response)
 }
