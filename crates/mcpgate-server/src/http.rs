@@ -267,9 +267,12 @@ async fn mcp_steps(steps: Arc<McpSteps>, request: Request, next: Next) -> Respon
     let guarded = move |request| Box::pin(edge::guard(edge, request, move |request| next.run(request)));
     let limited = move |request| limits::check(gateway, request, guarded);
     let admitted = move |request| admit(gateway, request, limited);
-    let counted = async move |request| match traced {
-        true => crate::telemetry::trace_request(request, admitted).await,
-        false => admitted(request).await,
+    let counted = async move |request| {
+        if *traced {
+            crate::telemetry::trace_request(request, admitted).await
+        } else {
+            admitted(request).await
+        }
     };
     crate::metrics::track(&gateway.metrics, request, counted).await
 }
