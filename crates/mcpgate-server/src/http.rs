@@ -254,7 +254,7 @@ struct McpSteps {
 ///
 /// 1. Outermost: every request is counted and timed, refusals at the door included (`metrics::track`).
 /// 2. With telemetry on, a span around the rest (refusals included), inside the count to learn the method.
-/// 3. Address and key ([`admit`]) before the guard reads the body: a refused client gets nothing buffered or
+/// 3. The door ([`door`]): address and key ([`admit`]) before the guard reads the body: a refused client gets nothing buffered or
 ///    parsed. `/health`, `/ready` and `/status` stay open, as the guides' probes and dashboards expect. Here the
 ///    request takes the configuration of the moment, once, for the steps after this and its handler.
 /// 4. Rate limits after the key (a per-key budget needs the principal; a refused key spends none) and before the
@@ -265,8 +265,7 @@ async fn mcp_steps(steps: Arc<McpSteps>, request: Request, next: Next) -> Respon
     // The guard's future holds the call's (the fast path, the dispatch): boxed once here, so the steps around it
     // stay small — unboxed, every step's future would hold it whole, and be copied as each step starts.
     let guarded = move |request| Box::pin(edge::guard(edge, request, move |request| next.run(request)));
-    let limited = move |request| limits::check(gateway, request, guarded);
-    let admitted = move |request| admit(gateway, request, limited);
+    let admitted = move |request| door(gateway, request, guarded);
     let counted = async move |request| {
         if *traced {
             crate::telemetry::trace_request(request, admitted).await
@@ -275,6 +274,16 @@ async fn mcp_steps(steps: Arc<McpSteps>, request: Request, next: Next) -> Respon
         }
     };
     crate::metrics::track(&gateway.metrics, request, counted).await
+}
+
+/// The door's checks, the same for `/mcp` and the REST facade: address and key ([`admit`]), then the request rate
+/// limits (`limits::check`), then `next`.
+async fn door<F: Future<Output = Response>>(
+    gateway: &Gateway,
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
+    admit(gateway, request, move |request| limits::check(gateway, request, next)).await
 }
 
 /// The door's credential check, for `/mcp` and the REST facade alike: the request takes the configuration of the
@@ -299,17 +308,13 @@ fn api_surfaces(gateway: &Arc<Gateway>) -> Router<Arc<Gateway>> {
         return Router::new();
     }
     let hosts = Arc::new(crate::hosts::AllowedHosts::new(&gateway.config.server.allowed_hosts));
-    let (access, limited) = (gateway.clone(), gateway.clone());
+    let access = gateway.clone();
     let rest = if config.enabled { crate::rest::routes() } else { Router::new() };
     let api = rest
         .merge(chat_route(gateway))
         .layer(axum::middleware::from_fn(move |req, next: Next| {
-            let limited = limited.clone();
-            async move { limits::check(&limited, req, |req| next.run(req)).await }
-        }))
-        .layer(axum::middleware::from_fn(move |req, next: Next| {
-            let access = access.clone();
-            async move { admit(&access, req, |req| next.run(req)).await }
+            let gateway = access.clone();
+            async move { door(&gateway, req, |req| next.run(req)).await }
         }))
         .layer(axum::middleware::from_fn(move |req, next| crate::rest::host_check(hosts.clone(), req, next)));
     if config.enabled && config.docs { api.merge(crate::rest::docs()) } else { api }
