@@ -11,6 +11,8 @@ Targets (the same echo call everywhere, the 2026-07-28 shape unless said):
   ceiling            the minimal tokio + hyper server (bench/ceiling): the floor of serving a call at all
   mcpgate-modern     mcpgate's built-in echo
   mcpgate-legacy     the same, in a 2025-11-25 session
+  mcpgate-policies   mcpgate-modern with every policy on (bench/policies.yaml: a key, four rate-limit buckets,
+                     the audit log to a file): its count over mcpgate-modern's is the policies' cost
   floor-proxy-http   the ceiling's relay in front of a ceiling over HTTP: the floor of a proxy hop
   mcpgate-proxy-http mcpgate in front of another mcpgate over HTTP
   floor-proxy-stdio  the ceiling's relay in front of a ceiling child over stdio
@@ -40,6 +42,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODERN = "2026-07-28"
+# The key bench/policies.yaml holds the sha256 of (bench/run.sh sends the same).
+POLICY_KEY = "mcpgate-bench-key-not-a-secret"
 LEGACY = "2025-11-25"
 
 
@@ -65,9 +69,10 @@ def wait_listening(port: int, proc: subprocess.Popen, what: str, within: float =
 class Client:
     """One keep-alive connection speaking either shape of an echo call."""
 
-    def __init__(self, port: int, legacy: bool) -> None:
+    def __init__(self, port: int, legacy: bool, headers: dict[str, str] | None = None) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                        **(headers or {})}
         if legacy:
             init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": LEGACY,
                     "capabilities": {}, "clientInfo": {"name": "instructions", "version": "1"}}}
@@ -99,8 +104,9 @@ class Client:
             raise RuntimeError(f"{response.status}: {data[:300]!r}")
 
 
-def run_calls(port: int, legacy: bool, total: int, connections: int = 4) -> None:
-    clients = [Client(port, legacy) for _ in range(connections)]
+def run_calls(port: int, legacy: bool, total: int, connections: int = 4,
+              headers: dict[str, str] | None = None) -> None:
+    clients = [Client(port, legacy, headers) for _ in range(connections)]
     errors: list[BaseException] = []
 
     def work(client: Client, n: int) -> None:
@@ -126,16 +132,16 @@ def spawn(argv: list[str], env: dict[str, str] | None = None, log: Path | None =
 
 
 def measure(name: str, argv: list[str], port: int, legacy: bool, calls: int, env: dict[str, str],
-            tmp: Path) -> float:
+            tmp: Path, headers: dict[str, str] | None = None) -> float:
     """Instructions per call of the process `argv` starts (under callgrind), serving on `port`."""
     out = tmp / f"{name}.callgrind"
     proc = spawn(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", *argv], env,
                  tmp / f"{name}.log")
     try:
         wait_listening(port, proc, name)
-        run_calls(port, legacy, 200)  # warm-up: connections, caches, the catalogue
+        run_calls(port, legacy, 200, headers=headers)  # warm-up: connections, caches, the catalogue
         subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
-        run_calls(port, legacy, calls)
+        run_calls(port, legacy, calls, headers=headers)
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -177,12 +183,12 @@ def main() -> None:
             wait_listening(port, proc, what)
             return port
 
-        def target(name: str, make: "callable") -> None:
+        def target(name: str, make: "callable", headers: dict[str, str] | None = None) -> None:
             if wanted and name not in wanted:
                 return
             port = free_port()
             argv, legacy, env = make(port)
-            results[name] = measure(name, argv, port, legacy, args.calls, env, tmp)
+            results[name] = measure(name, argv, port, legacy, args.calls, env, tmp, headers)
             if args.keep:
                 Path(args.keep).mkdir(parents=True, exist_ok=True)
                 dump = sorted(tmp.glob(f"{name}.callgrind.*.*"))[0]
@@ -193,6 +199,9 @@ def main() -> None:
             target("ceiling", lambda p: ([ceiling, f"127.0.0.1:{p}"], False, {}))
             target("mcpgate-modern", lambda p: ([mcpgate, "serve", "--listen", f"127.0.0.1:{p}"], False, {}))
             target("mcpgate-legacy", lambda p: ([mcpgate, "serve", "--listen", f"127.0.0.1:{p}"], True, {}))
+            target("mcpgate-policies", lambda p: (
+                [mcpgate, "serve", "--config", str(ROOT / "bench/policies.yaml"), "--listen", f"127.0.0.1:{p}"],
+                False, {"AUDIT_LOG_FILE": str(tmp / "audit.log")}), {"x-api-key": POLICY_KEY})
             if not wanted or {"floor-proxy-http", "mcpgate-proxy-http"} & set(wanted):
                 plain = upstream([ceiling, "ADDR"], "ceiling-upstream")
                 gateway = upstream([mcpgate, "serve", "--listen", "ADDR"], "mcpgate-upstream")
@@ -210,7 +219,7 @@ def main() -> None:
             for proc in helpers:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
-    pairs = [("mcpgate-modern", "ceiling"), ("mcpgate-legacy", "ceiling"),
+    pairs = [("mcpgate-modern", "ceiling"), ("mcpgate-legacy", "ceiling"), ("mcpgate-policies", "mcpgate-modern"),
              ("mcpgate-proxy-http", "floor-proxy-http"), ("mcpgate-proxy-stdio", "floor-proxy-stdio")]
     for ours, floor in pairs:
         if ours in results and floor in results:
