@@ -601,6 +601,9 @@ fi
 
 cleanup
 py summarize "$OUT"
+# How much of the code layout list (crates/mcpgate/link-order.txt) the binary holds: a stale list shows as idle RSS.
+python3 "$BENCH/layout.py" --check --mcpgate "$MCPGATE_BIN" >"$OUT/layout.txt" || die "bench/layout.py --check failed"
+cat "$OUT/layout.txt" >&2
 # 6. Instructions per call under callgrind (bench/instructions.py): the figure the machine's noise cannot move.
 if [[ $MODE == full ]]; then
     if command -v valgrind >/dev/null; then
@@ -612,4 +615,4 @@ if [[ $MODE == full ]]; then
         log "valgrind not installed: no instruction counts (apt-get install valgrind)"
     fi
 fi
-log "saved: $OUT/summary.md, $OUT/summary.json, $OUT/instructions.txt (raw outputs alongside)"
+log "saved: $OUT/summary.md, $OUT/summary.json, $OUT/layout.txt, $OUT/instructions.txt (raw outputs alongside)"
