@@ -4,8 +4,8 @@
 
 Generate: each scenario below runs a release mcpgate under callgrind; one dump is taken once `/health` answers
 (start-up), one after the scenario's calls. The list is every function of the binary that ran: first the
-start-ups' (default config, then config-declared tools, then a stdio federation), then the calls'; each once,
-in that order. Regenerate when dependencies or the compiler change, or `--check` finds much of the list gone:
+start-ups' (default config, then config-declared tools, then a stdio and an HTTP federation), then the calls';
+each once, in that order. Regenerate when dependencies or the compiler change, or `--check` finds much of the list gone:
 
   bench/layout.py [--mcpgate BIN] [--out FILE]     write the list from BIN (cargo build --release -p mcpgate)
   bench/layout.py --check [--mcpgate BIN]          how much of the list BIN holds, and BIN's idle RSS
@@ -116,12 +116,22 @@ def generate(binary: str, out: Path) -> None:
         with sqlite3.connect(db) as conn:
             conn.execute("CREATE TABLE greetings (id INTEGER PRIMARY KEY, message TEXT)")
         tools_env = {"BENCH_SQLITE_DB": str(db), "BENCH_CEILING_URL": f"http://127.0.0.1:{free_port()}/"}
-        runs = [
-            scenario("default", binary, None, {}, True, tmp),
-            scenario("tools", binary, ROOT / "bench/tools.yaml", tools_env, False, tmp),
-            scenario("proxy-stdio", binary, ROOT / "bench/proxy-stdio.yaml", {"BENCH_MCPGATE_BIN": binary}, True,
-                     tmp),
-        ]
+        # The HTTP federation's upstream: the same binary, default config, not under callgrind.
+        upstream_port = free_port()
+        upstream = spawn([binary, "serve", "--listen", f"127.0.0.1:{upstream_port}"], log=tmp / "upstream.log")
+        try:
+            wait_listening(upstream_port, upstream, "upstream")
+            runs = [
+                scenario("default", binary, None, {}, True, tmp),
+                scenario("tools", binary, ROOT / "bench/tools.yaml", tools_env, False, tmp),
+                scenario("proxy-stdio", binary, ROOT / "bench/proxy-stdio.yaml", {"BENCH_MCPGATE_BIN": binary},
+                         True, tmp),
+                scenario("proxy-http", binary, ROOT / "bench/proxy-http.yaml",
+                         {"BENCH_UPSTREAM_ADDR": f"127.0.0.1:{upstream_port}"}, True, tmp),
+            ]
+        finally:
+            upstream.send_signal(signal.SIGTERM)
+            upstream.wait(30)
         ordered = [start for start, _ in runs] + [calls for _, calls in runs if calls]
         names: dict[str, None] = {}
         for dump in ordered:
