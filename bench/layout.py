@@ -5,13 +5,14 @@
 Generate: each scenario below runs a release mcpgate under callgrind; one dump is taken once `/health` answers
 (start-up), one after the scenario's calls. The list is every function of the binary that ran: first the
 start-ups' (default config, then config-declared tools, then a stdio and an HTTP federation), then the calls';
-each once, in that order. Regenerate when dependencies or the compiler change, or `--check` finds much of the list gone:
+each once, in that order. Regenerate when dependencies or the compiler change, or when `--check` finds much of
+the list gone:
 
   bench/layout.py [--mcpgate BIN] [--out FILE]     write the list from BIN (cargo build --release -p mcpgate)
   bench/layout.py --check [--mcpgate BIN]          how much of the list BIN holds, and BIN's idle RSS
 
-The names are the binary's symbols (v0-mangled), so a list fits the compiler and dependency versions it was
-made with; names a build lacks are skipped. Needs valgrind.
+The names are the binary's mangled symbols, which carry each crate's hash, so a list fits the compiler and the
+dependency versions it was made with; names a build lacks are skipped. Needs valgrind.
 """
 
 from __future__ import annotations
