@@ -131,6 +131,16 @@ def spawn(argv: list[str], env: dict[str, str] | None = None, log: Path | None =
                             env={**os.environ, "LOG_LEVEL": "warn", **(env or {})})
 
 
+def stop(proc: subprocess.Popen, within: float = 120.0) -> None:
+    """SIGTERM, then SIGKILL if `proc` is still there after `within` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def measure(name: str, argv: list[str], port: int, legacy: bool, calls: int, env: dict[str, str],
             tmp: Path, headers: dict[str, str] | None = None) -> float:
     """Instructions per call of the process `argv` starts (under callgrind), serving on `port`."""
@@ -144,11 +154,7 @@ def measure(name: str, argv: list[str], port: int, legacy: bool, calls: int, env
         run_calls(port, legacy, calls, headers=headers)
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     # The dump made by --dump is the file numbered 1 (the final one, at exit, has no number).
     dumps = sorted(tmp.glob(f"{name}.callgrind.{proc.pid}.*"))
     if not dumps:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from instructions import free_port, run_calls, spawn, wait_listening
+from instructions import free_port, run_calls, spawn, stop, wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 LIST = ROOT / "crates/mcpgate/link-order.txt"
@@ -98,11 +97,7 @@ def scenario(name: str, binary: str, config: Path | None, env: dict[str, str], c
                 run_calls(port, legacy, 40)
             dump()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     dumps = sorted(tmp.glob(f"{name}.callgrind.{proc.pid}.*"), key=lambda p: int(p.suffix[1:]))
     if len(dumps) < (2 if calls else 1):
         sys.exit(f"{name}: callgrind wrote {len(dumps)} dumps (see {tmp / (name + '.log')})")
@@ -131,8 +126,7 @@ def generate(binary: str, out: Path) -> None:
                          {"BENCH_UPSTREAM_ADDR": f"127.0.0.1:{upstream_port}"}, True, tmp),
             ]
         finally:
-            upstream.send_signal(signal.SIGTERM)
-            upstream.wait(30)
+            stop(upstream)
         ordered = [start for start, _ in runs] + [calls for _, calls in runs if calls]
         names: dict[str, None] = {}
         for dump in ordered:
@@ -156,8 +150,7 @@ def check(binary: str) -> None:
         rss = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
         print(f"idle RSS (default config): {int(rss) / 1024:.1f} MB")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        stop(proc)
 
 
 def main() -> None:
