@@ -19,7 +19,7 @@
 //! lines of calls on different threads may reach it out of time order; each carries its time).
 //!
 //! A line (one per call, keys always in this order, absent values `null`):
-//! `{"time":"2026-11-21T19:30:00.123Z","request_id":"5f0c…","principal":"ci-bot","client_ip":"10.0.0.7",
+//! `{"time":"2026-11-21T19:30:00.123Z","request_id":"5f0c…","surface":"mcp","principal":"ci-bot","client_ip":"10.0.0.7",
 //! "operation":"tools/call","target":"docs__search","tool":"docs__search","backend":"docs","outcome":"ok","error_kind":null,"duration_ms":12.345,"cache":"miss",
 //! "tokens_in":14,"tokens_out":512,"budget":"within"}`, with `"arguments":{…}` last when configured.
 //! `target` is what the operation named (the tool, the resource URI, the prompt, the completed prompt or
@@ -45,7 +45,7 @@ use tokio::sync::Notify;
 
 use mcpgate_config::AuditConfig;
 use mcpgate_core::{BackendError, JsonObject, OperationKind};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
@@ -139,10 +139,8 @@ struct Queue {
     waiting: usize,
 }
 
-/// One line, its keys in the documented order.
-#[derive(Serialize)]
+/// One line, its keys in the documented order ([`Line::write`]).
 struct Line<'a> {
-    #[serde(serialize_with = "rfc3339_millis")]
     time: SystemTime,
     request_id: &'a str,
     surface: &'static str,
@@ -159,10 +157,51 @@ struct Line<'a> {
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
     budget: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Left out when `None`.
     arguments: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Left out when `None`.
     detail: Option<&'a Value>,
+}
+
+impl Line<'_> {
+    /// The line as one JSON object onto `out`. The keys are written as they are (none needs escaping), only the
+    /// values go through serde_json: a derived `Serialize` escaped every key of every line again.
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"time\":\"");
+        write!(out, "{}", humantime::format_rfc3339_millis(self.time)).map_err(serde_json::Error::io)?;
+        out.push(b'"');
+        field(out, "request_id", self.request_id)?;
+        field(out, "surface", self.surface)?;
+        field(out, "principal", self.principal)?;
+        field(out, "client_ip", &self.client_ip)?;
+        field(out, "operation", self.operation)?;
+        field(out, "target", self.target)?;
+        field(out, "tool", &self.tool)?;
+        field(out, "backend", self.backend)?;
+        field(out, "outcome", self.outcome)?;
+        field(out, "error_kind", &self.error_kind)?;
+        field(out, "duration_ms", &self.duration_ms)?;
+        field(out, "cache", self.cache)?;
+        field(out, "tokens_in", &self.tokens_in)?;
+        field(out, "tokens_out", &self.tokens_out)?;
+        field(out, "budget", &self.budget)?;
+        if let Some(arguments) = &self.arguments {
+            field(out, "arguments", arguments)?;
+        }
+        if let Some(detail) = self.detail {
+            field(out, "detail", detail)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// `,"key":value` onto `out`; `key` must need no JSON escaping.
+fn field<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &str, value: &T) -> serde_json::Result<()> {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    serde_json::to_writer(&mut *out, value)
 }
 
 impl AuditLog {
@@ -224,7 +263,7 @@ impl AuditLog {
     fn enqueue(group: &Group, line: &Line<'_>) -> serde_json::Result<Result<(), u64>> {
         let mut queue = group.queue.lock();
         let start = queue.lines.len();
-        if let Err(error) = serde_json::to_writer(&mut queue.lines, line) {
+        if let Err(error) = line.write(&mut queue.lines) {
             queue.lines.truncate(start);
             return Err(error);
         }
@@ -458,11 +497,6 @@ fn line<'r>(report: &CallReport<'r>, arguments: Option<Value>) -> Line<'r> {
     }
 }
 
-/// RFC 3339, UTC, milliseconds: `2026-11-21T19:30:00.123Z`, written straight into the line.
-fn rfc3339_millis<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&humantime::format_rfc3339_millis(*time))
-}
-
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -630,6 +664,26 @@ mod tests {
 
     fn lines(path: &Path) -> Vec<Value> {
         std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_line_is_its_keys_in_the_documented_order_with_values_escaped() {
+        let (_dir, log, file) = fresh();
+        let cx = CallContext::detached("a \"quoted\"\nid");
+        finish(&log, &cx, &Err(BackendError::Timeout(Duration::from_secs(1))), None);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (time, rest) = text.strip_prefix("{\"time\":\"").unwrap().split_once('"').unwrap();
+        assert!(time.ends_with('Z') && time.len() == "2026-11-21T19:30:00.123Z".len(), "{time}");
+        assert_eq!(
+            rest,
+            concat!(
+                r#","request_id":"a \"quoted\"\nid","surface":"mcp","principal":"anonymous","client_ip":null,"#,
+                r#""operation":"tools/call","target":"search","tool":"search","backend":"docs","outcome":"error","#,
+                r#""error_kind":"timeout","duration_ms":1.5,"cache":"miss","tokens_in":null,"tokens_out":null,"#,
+                r#""budget":null}"#,
+                "\n"
+            )
+        );
     }
 
     #[test]
