@@ -601,11 +601,13 @@ fi
 
 cleanup
 py summarize "$OUT"
-# How much of the code layout list (crates/mcpgate/link-order.txt) the binary holds: a stale list shows as idle RSS.
-python3 "$BENCH/layout.py" --check --mcpgate "$MCPGATE_BIN" >"$OUT/layout.txt" || die "bench/layout.py --check failed"
-cat "$OUT/layout.txt" >&2
-# 6. Instructions per call under callgrind (bench/instructions.py): the figure the machine's noise cannot move.
+# 6. How much of the code layout list (crates/mcpgate/link-order.txt) the binary holds (a stale list shows as idle
+# RSS), then instructions per call under callgrind (bench/instructions.py): the figure the machine's noise cannot
+# move. Both need the mcpgate binary, which --ceiling-only does not build.
 if [[ $MODE == full ]]; then
+    python3 "$BENCH/layout.py" --check --mcpgate "$MCPGATE_BIN" >"$OUT/layout.txt" ||
+        die "bench/layout.py --check failed"
+    cat "$OUT/layout.txt" >&2
     if command -v valgrind >/dev/null; then
         log "instructions per call (callgrind): every target"
         python3 "$BENCH/instructions.py" --mcpgate "$MCPGATE_BIN" --ceiling "$CEILING_BIN" >"$OUT/instructions.txt" ||
