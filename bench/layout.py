@@ -41,22 +41,30 @@ def symbols(binary: str) -> set[str]:
 
 def functions_run(dump: Path, binary: str) -> list[str]:
     """The functions of `binary` in a callgrind dump (written with --compress-strings=no), in dump order."""
-    names, within = [], False
+    names, within, path = [], False, os.path.realpath(binary)
     for line in dump.read_text(errors="replace").splitlines():
         if line.startswith("ob="):
-            within = os.path.realpath(line[3:].strip()) == os.path.realpath(binary)
+            within = os.path.realpath(line[3:].strip()) == path
         elif line.startswith("fn=") and within:
             names.append(line[3:].strip())
     return names
 
 
-def healthy(port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request("GET", "/health")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
+def wait_healthy(port: int, proc: subprocess.Popen, what: str, within: float = 120.0) -> None:
+    """Until `/health` on `port` answers 200; exits if `proc` ends or `within` seconds pass first."""
+    wait_listening(port, proc, what)
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"{what}: /health never answered 200")
+        time.sleep(0.1)
 
 
 def first_call(port: int, legacy: bool, within: float = 60.0) -> None:
@@ -84,12 +92,7 @@ def scenario(name: str, binary: str, config: Path | None, env: dict[str, str], c
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
 
     try:
-        wait_listening(port, proc, name)
-        deadline = time.monotonic() + 120
-        while not healthy(port):
-            if time.monotonic() > deadline:
-                sys.exit(f"{name}: /health never answered 200 (see {tmp / (name + '.log')})")
-            time.sleep(0.1)
+        wait_healthy(port, proc, f"{name} (see {tmp / (name + '.log')})")
         dump()
         if calls:
             for legacy in (False, True):
@@ -142,9 +145,7 @@ def check(binary: str) -> None:
     port = free_port()
     proc = spawn([binary, "serve", "--listen", f"127.0.0.1:{port}"])
     try:
-        wait_listening(port, proc, "mcpgate")
-        while not healthy(port):
-            time.sleep(0.05)
+        wait_healthy(port, proc, "mcpgate")
         time.sleep(1)
         status = Path(f"/proc/{proc.pid}/status").read_text()
         rss = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
