@@ -19,9 +19,11 @@
 //! lines of calls on different threads may reach it out of time order; each carries its time).
 //!
 //! A line (one per call, keys always in this order, absent values `null`):
-//! `{"time":"2026-11-21T19:30:00.123Z","request_id":"5f0c…","surface":"mcp","principal":"ci-bot","client_ip":"10.0.0.7",
-//! "operation":"tools/call","target":"docs__search","tool":"docs__search","backend":"docs","outcome":"ok","error_kind":null,"duration_ms":12.345,"cache":"miss",
-//! "tokens_in":14,"tokens_out":512,"budget":"within"}`, with `"arguments":{…}` last when configured.
+//! `{"time":"2026-11-21T19:30:00.123Z","request_id":"5f0c…","surface":"mcp","principal":"ci-bot",
+//! "client_ip":"10.0.0.7","operation":"tools/call","target":"docs__search","tool":"docs__search","backend":"docs",
+//! "outcome":"ok","error_kind":null,"duration_ms":12.345,"cache":"miss","tokens_in":14,"tokens_out":512,
+//! "budget":"within"}`, then `"arguments":{…}` when configured and `"detail":{…}` when the backend said something
+//! about the call ([`mcpgate_core::ToolOutcome::audit`]).
 //! `target` is what the operation named (the tool, the resource URI, the prompt, the completed prompt or
 //! template); `tool` repeats it for `tools/call` and is `null` otherwise.
 //! `outcome`: `ok`, `tool_error` (the tool ran and reported failure, or its arguments did not fit its schema),
