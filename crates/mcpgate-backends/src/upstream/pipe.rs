@@ -33,7 +33,7 @@ use tokio::{
     sync::oneshot,
 };
 
-use super::wire::{MAX_MESSAGE, Reply};
+use super::wire::{Head, MAX_MESSAGE, Reply, unreadable};
 
 /// The prefix of a lane request's id.
 const LANE_ID: &str = "~";
@@ -141,15 +141,9 @@ fn lane_answer(name: &str, line: &[u8]) -> Option<(u64, Answer)> {
         // Not readable as an answer (a member twice, say), yet perhaps one to a lane request: its caller is told
         // at once rather than left waiting for its deadline.
         Err(e) => {
-            #[derive(serde::Deserialize)]
-            struct Peek<'a> {
-                #[serde(borrow)]
-                id: Option<&'a RawValue>,
-                method: Option<serde::de::IgnoredAny>,
-            }
-            let peek: Peek<'_> =
-                serde_json::from_slice(line).ok().filter(|p: &Peek<'_>| p.method.is_none())?;
-            Some((lane_number(peek.id?)?, Err(super::wire::unreadable(name, &e.to_string()))))
+            let head: Head<'_> =
+                serde_json::from_slice(line).ok().filter(|h: &Head<'_>| h.method.is_none())?;
+            Some((lane_number(head.id?)?, Err(unreadable(name, &e.to_string()))))
         }
     }
 }

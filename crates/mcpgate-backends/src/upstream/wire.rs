@@ -95,6 +95,16 @@ pub(super) struct Reply<'a> {
     error: Option<&'a RawValue>,
 }
 
+/// The id and the method of a line [`Reply`] cannot read (a member twice, say): enough to tell whose answer it was.
+#[derive(Deserialize)]
+pub(super) struct Head<'a> {
+    /// The id.
+    #[serde(borrow)]
+    pub(super) id: Option<&'a RawValue>,
+    /// Present on a request or notification, which is no answer.
+    pub(super) method: Option<serde::de::IgnoredAny>,
+}
+
 impl Reply<'_> {
     /// The `result` as it came (read into its type once, by whoever knows the type), or the `error` as the
     /// caller should see it.
