@@ -31,7 +31,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -40,17 +39,13 @@ import threading
 import time
 from pathlib import Path
 
+from benchlib import free_port, stop
+
 ROOT = Path(__file__).resolve().parents[1]
 MODERN = "2026-07-28"
 # The key bench/policies.yaml holds the sha256 of (bench/run.sh sends the same).
 POLICY_KEY = "mcpgate-bench-key-not-a-secret"
 LEGACY = "2025-11-25"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port: int, proc: subprocess.Popen, what: str, within: float = 120.0) -> None:
@@ -131,16 +126,6 @@ def spawn(argv: list[str], env: dict[str, str] | None = None, log: Path | None =
                             env={**os.environ, "LOG_LEVEL": "warn", **(env or {})})
 
 
-def stop(proc: subprocess.Popen, within: float = 120.0) -> None:
-    """SIGTERM, then SIGKILL if `proc` is still there after `within` seconds."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(within)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def measure(name: str, argv: list[str], port: int, legacy: bool, calls: int, env: dict[str, str],
             tmp: Path, headers: dict[str, str] | None = None) -> float:
     """Instructions per call of the process `argv` starts (under callgrind), serving on `port`."""
@@ -154,7 +139,7 @@ def measure(name: str, argv: list[str], port: int, legacy: bool, calls: int, env
         run_calls(port, legacy, calls, headers=headers)
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
     finally:
-        stop(proc)
+        stop(proc, timeout=120)  # callgrind writes its last dump on the way out
     # The dump made by --dump is the file numbered 1 (the final one, at exit, has no number).
     dumps = sorted(tmp.glob(f"{name}.callgrind.{proc.pid}.*"))
     if not dumps:
@@ -223,8 +208,7 @@ def main() -> None:
                 False, {"BENCH_MCPGATE_BIN": mcpgate}))
         finally:
             for proc in helpers:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
+                stop(proc)
     pairs = [("mcpgate-modern", "ceiling"), ("mcpgate-legacy", "ceiling"), ("mcpgate-policies", "mcpgate-modern"),
              ("mcpgate-proxy-http", "floor-proxy-http"), ("mcpgate-proxy-stdio", "floor-proxy-stdio")]
     for ours, floor in pairs:

@@ -18,7 +18,6 @@ dependency versions it was made with; names a build lacks are skipped. Needs val
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import sqlite3
 import subprocess
@@ -27,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from instructions import free_port, run_calls, spawn, stop, wait_listening
+from benchlib import free_port, health_ok, stop
+from instructions import run_calls, spawn, wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 LIST = ROOT / "crates/mcpgate/link-order.txt"
@@ -54,14 +54,7 @@ def wait_healthy(port: int, proc: subprocess.Popen, what: str, within: float = 1
     """Until `/health` on `port` answers 200; exits if `proc` ends or `within` seconds pass first."""
     wait_listening(port, proc, what)
     deadline = time.monotonic() + within
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
+    while not health_ok(port):
         if proc.poll() is not None or time.monotonic() > deadline:
             sys.exit(f"{what}: /health never answered 200")
         time.sleep(0.1)
@@ -100,7 +93,7 @@ def scenario(name: str, binary: str, config: Path | None, env: dict[str, str], c
                 run_calls(port, legacy, 40)
             dump()
     finally:
-        stop(proc)
+        stop(proc, timeout=120)  # callgrind writes its last dump on the way out
     dumps = sorted(tmp.glob(f"{name}.callgrind.{proc.pid}.*"), key=lambda p: int(p.suffix[1:]))
     if len(dumps) < (2 if calls else 1):
         sys.exit(f"{name}: callgrind wrote {len(dumps)} dumps (see {tmp / (name + '.log')})")
