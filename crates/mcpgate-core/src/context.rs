@@ -166,7 +166,7 @@ impl CallContext {
     pub fn detached(request_id: impl Into<Arc<str>>) -> Self {
         Self {
             request_id: request_id.into(),
-            principal: Arc::new(Principal::anonymous()),
+            principal: Principal::shared_anonymous(),
             cancel: CancellationToken::new(),
             timeout: None,
             progress_token: None,

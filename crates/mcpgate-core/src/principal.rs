@@ -1,7 +1,10 @@
 //! Who is calling: the identity authentication establishes at the HTTP edge, for authorization, rate limits and
 //! audit to use.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    net::IpAddr,
+    sync::{Arc, LazyLock},
+};
 
 /// Who is calling, and from where. Built once per API key at startup; a request gets a copy with its client
 /// address (the fields are shared, so the copy costs one allocation).
@@ -49,19 +52,29 @@ pub enum Mode {
 }
 
 impl Principal {
-    /// The principal of unauthenticated requests: every tool, no tier, no address.
+    /// The principal of unauthenticated requests: every tool, no tier, no address. A copy of one made once:
+    /// its fields are shared, so this allocates nothing.
     pub fn anonymous() -> Self {
-        Self {
-            name: "anonymous".into(),
-            id: "anonymous".into(),
-            tier: None,
-            tools: everything(),
-            resources: everything(),
-            prompts: everything(),
-            anonymous: true,
-            client_ip: None,
-            mode: Mode::Direct,
-        }
+        Self::shared_anonymous().as_ref().clone()
+    }
+
+    /// The one anonymous principal every [`Principal::anonymous`] copies, shared: what a context without an
+    /// identity of its own points at (a clone is a reference count, not the nine allocations of a new one).
+    pub fn shared_anonymous() -> Arc<Self> {
+        static ANONYMOUS: LazyLock<Arc<Principal>> = LazyLock::new(|| {
+            Arc::new(Principal {
+                name: "anonymous".into(),
+                id: "anonymous".into(),
+                tier: None,
+                tools: everything(),
+                resources: everything(),
+                prompts: everything(),
+                anonymous: true,
+                client_ip: None,
+                mode: Mode::Direct,
+            })
+        });
+        ANONYMOUS.clone()
     }
 
     /// An authenticated principal (an API key's holder) that may use `tools` and every resource and prompt,
@@ -143,5 +156,6 @@ mod tests {
         assert_eq!((&*key.id, &*token.id), ("key:ops", "jwt:ops"));
         assert_ne!(key, token);
         assert_eq!(&*Principal::anonymous().id, "anonymous");
+        assert!(Arc::ptr_eq(&Principal::anonymous().tools, &Principal::shared_anonymous().tools));
     }
 }

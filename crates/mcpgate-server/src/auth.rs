@@ -333,7 +333,7 @@ fn principal_mode(code: &CodeModeConfig, mode: ExecutionMode) -> Mode {
 /// The principal [`check`] admitted a request as, from the request's extensions; anonymous where the layer did
 /// not run (a router without it, in tests).
 pub(crate) fn principal(extensions: &http::Extensions) -> Arc<Principal> {
-    extensions.get::<Arc<Principal>>().cloned().unwrap_or_else(|| Arc::new(Principal::anonymous()))
+    extensions.get::<Arc<Principal>>().cloned().unwrap_or_else(Principal::shared_anonymous)
 }
 
 /// 401 with the RFC 6750 challenge: bare when no credential came, `invalid_token` with a description when one
