@@ -5,13 +5,13 @@
 //! server's requests, which cost the backends nothing: its body is peeked at only then. Every answer carries the IETF `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers), one item
 //! per scope. Per-tool limits are a step of the pipeline (`pipeline.rs`), not of this layer.
 
-use std::time::Duration;
+use std::{cell::RefCell, time::Duration};
 
 use axum::{extract::Request, response::Response};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use mcpgate_core::Principal;
-use mcpgate_policy::ratelimit::{Decision, Scope, Verdict, status_json};
+use mcpgate_policy::ratelimit::{Decision, Limit, Scope, Verdict, status_json};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -98,7 +98,7 @@ fn metric_scope(scope: Scope) -> RateLimitScope {
 
 /// Whole seconds, rounded up: a client that waits this long finds room.
 fn seconds(duration: Duration) -> u64 {
-    duration.as_nanos().div_ceil(1_000_000_000).try_into().unwrap_or(u64::MAX)
+    duration.as_secs().saturating_add(u64::from(duration.subsec_nanos() > 0))
 }
 
 /// 429 with `Retry-After` and a JSON-RPC error naming the limit.
@@ -121,18 +121,56 @@ fn headers(headers: &mut HeaderMap, verdict: &Verdict) {
     if verdict.decisions().is_empty() {
         return;
     }
-    // Every response carries these: written piece by piece, not through `format!`.
-    let mut policy = String::with_capacity(64);
+    if let Some(policy) = POLICIES.with_borrow_mut(|memo| memo.value(verdict)) {
+        headers.insert(RATELIMIT_POLICY, policy);
+    }
+    // Every response carries this one, different each time: written piece by piece, not through `format!`.
     let mut state = String::with_capacity(64);
     for (i, (scope, decision)) in verdict.decisions().iter().enumerate() {
-        let (name, limit) = (scope.as_str(), decision.limit);
-        item(&mut policy, i, name, ("q", limit.requests().into()), ("w", seconds(limit.per())));
-        item(&mut state, i, name, ("r", decision.remaining.into()), ("t", seconds(decision.reset)));
+        item(&mut state, i, scope.as_str(), ("r", decision.remaining.into()), ("t", seconds(decision.reset)));
     }
-    for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(name, value);
+    if let Ok(value) = HeaderValue::try_from(state) {
+        headers.insert(RATELIMIT, value);
+    }
+}
+
+thread_local! {
+    /// The `RateLimit-Policy` values this thread wrote last.
+    static POLICIES: RefCell<PolicyMemo> = RefCell::default();
+}
+
+/// Shapes of checks remembered per thread: a request's is its scopes and their budgets (global, address, key or
+/// tier), so a few cover every caller until a reload or another tier.
+const POLICY_MEMO: usize = 4;
+
+/// `RateLimit-Policy` by the shape of checks it describes. The value depends on nothing else, so it is written
+/// once per shape, not per request; a reload's new budgets are a new shape, and the oldest shape makes room.
+#[derive(Default)]
+struct PolicyMemo {
+    entries: Vec<(Vec<(Scope, Limit)>, HeaderValue)>,
+    /// The entry replaced next once all are in use.
+    oldest: usize,
+}
+
+impl PolicyMemo {
+    fn value(&mut self, verdict: &Verdict) -> Option<HeaderValue> {
+        let shape = || verdict.decisions().iter().map(|&(scope, decision)| (scope, decision.limit));
+        if let Some((_, value)) = self.entries.iter().find(|(known, _)| known.iter().copied().eq(shape())) {
+            return Some(value.clone());
         }
+        let mut text = String::with_capacity(64);
+        for (i, (scope, limit)) in shape().enumerate() {
+            item(&mut text, i, scope.as_str(), ("q", limit.requests().into()), ("w", seconds(limit.per())));
+        }
+        let value = HeaderValue::try_from(text).ok()?;
+        let entry = (shape().collect(), value.clone());
+        if self.entries.len() < POLICY_MEMO {
+            self.entries.push(entry);
+        } else {
+            self.entries[self.oldest] = entry;
+            self.oldest = (self.oldest + 1) % POLICY_MEMO;
+        }
+        Some(value)
     }
 }
 
@@ -194,11 +232,41 @@ mod tests {
         assert_eq!(response.headers()[RETRY_AFTER], "45");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn each_shape_of_checks_gets_its_own_policy_past_the_memo() {
+        let config = serde_json::from_value(json!({
+            "global": { "requests": 1000, "per": "1m" },
+            "per_key": { "requests": 2, "per": "90s" },
+            "tiers": { "t0": { "requests": 10, "per": "10s" }, "t1": { "requests": 11, "per": "11s" },
+                       "t2": { "requests": 12, "per": "12s" }, "t3": { "requests": 13, "per": "13s" },
+                       "t4": { "requests": 14, "per": "14s" } },
+        }))
+        .unwrap();
+        let limiter =
+            RateLimiter::new(RateLimits::from_config(&config).unwrap(), Arc::new(MemoryStore::new()));
+        let policy = async |who: &Principal| {
+            let mut map = HeaderMap::new();
+            headers(&mut map, &limiter.check_request(who, Instant::now()).await);
+            map["ratelimit-policy"].to_str().unwrap().to_owned()
+        };
+        // Six shapes, more than the memo holds, twice over: each answer is its own shape's.
+        for _ in 0..2 {
+            for n in 0..5u32 {
+                let who = Principal::named(&format!("k{n}"), &format!("t{n}"), &["*".into()]);
+                let tier = 10 + n;
+                assert_eq!(policy(&who).await, format!(r#""global";q=1000;w=60, "tier";q={tier};w={tier}"#));
+            }
+            let untiered = Principal::named("plain", "none", &["*".into()]);
+            assert_eq!(policy(&untiered).await, r#""global";q=1000;w=60, "key";q=2;w=90"#);
+        }
+    }
+
     #[test]
     fn seconds_round_up() {
         assert_eq!(seconds(Duration::from_millis(1)), 1);
         assert_eq!(seconds(Duration::from_secs(2)), 2);
         assert_eq!(seconds(Duration::from_millis(2001)), 3);
         assert_eq!(seconds(Duration::ZERO), 0);
+        assert_eq!(seconds(Duration::MAX), u64::MAX);
     }
 }

@@ -146,19 +146,24 @@ impl MemoryStore {
             set_bits(locked).map(|shard| self.lock(shard)).collect();
         // A shard's guard comes after those of the locked shards below it.
         let at = |hash: u64| (locked & ((1 << self.shard_of(hash)) - 1)).count_ones() as usize;
-        let steps: SmallVec<[(Decision, u64); INLINE]> = checks
-            .iter()
-            .zip(&hashes)
-            .map(|(check, &hash)| gcra(guards[at(hash)].stored(hash, &check.key), now, check.limit))
-            .collect();
-        let all = steps.iter().all(|(decision, _)| decision.allowed);
+        let mut decisions = Vec::with_capacity(checks.len());
+        let mut tats: SmallVec<[u64; INLINE]> = SmallVec::with_capacity(checks.len());
+        for (check, &hash) in checks.iter().zip(&hashes) {
+            let (decision, tat) = gcra(guards[at(hash)].stored(hash, &check.key), now, check.limit);
+            decisions.push(decision);
+            tats.push(tat);
+        }
+        let all = decisions.iter().all(|decision| decision.allowed);
         if all {
-            for ((check, &hash), &(_, tat)) in checks.iter().zip(&hashes).zip(&steps) {
+            for ((check, &hash), &tat) in checks.iter().zip(&hashes).zip(&tats) {
                 guards[at(hash)].put(hash, &check.key, tat, now, self.cap);
             }
         }
         drop(guards);
-        steps.into_iter().map(|(decision, _)| if all { decision } else { untaken(decision) }).collect()
+        if !all {
+            decisions.iter_mut().for_each(|decision| *decision = untaken(*decision));
+        }
+        decisions
     }
 
     /// [`RateStore::buckets`], synchronously.
