@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every test mcpgate has, installing what the tests need when it is missing:
-#   - Rust checks: cargo fmt --check, cargo clippy -D warnings, cargo test (unit + integration);
+#   - Rust checks: cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings, cargo test (unit + integration);
 #   - interop with the official MCP Python SDK (a venv in .venv, pinned in tests/interop/requirements.txt);
 #   - federation of real third-party MCP servers (server-everything, server-filesystem, mcp-server-time), pinned and
 #     installed under .cache/upstreams and .venv by scripts/upstreams.sh; crates/mcpgate/tests/real_upstreams.rs;
@@ -42,6 +42,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo doc (public items' docs: links that resolve, none to private items)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "services and programs the tests use"
 # examples/cli.yaml names these programs; `mcpgate validate` (a test) looks each one up on PATH.

@@ -2,7 +2,7 @@
 //!
 //! The program runs on a dedicated thread (it may compute for its whole time limit and must not hold a tokio
 //! worker); its tool calls come back to the async side, which runs them concurrently (so `Promise.all` makes
-//! concurrent calls) and sends each answer to the engine. Dropping [`Quickjs::run`]'s future — the caller
+//! concurrent calls) and sends each answer to the engine. Dropping `Quickjs::run`'s future — the caller
 //! cancelled, the request's deadline passed — cancels the calls in flight and stops the engine at its next
 //! check. A fixed number of slots bounds the programs running at once; a slot is freed when the engine is done
 //! with the program, not when the caller stops waiting. Engine threads are kept and reused, one program at a

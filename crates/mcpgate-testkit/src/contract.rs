@@ -3,7 +3,7 @@
 //!
 //! A test builds a [`Subject`] — a started backend and what its kind can offer: a tool that answers at once, a
 //! tool slow enough to be cut short, a call that runs and fails, the marker its child processes carry, and how
-//! its dependency goes away — then runs the rules, one test per rule ([`contract_tests!`]) or all at once
+//! its dependency goes away — then runs the rules, one test per rule ([`contract_tests!`](crate::contract_tests)) or all at once
 //! ([`run_contract`]). Calls go through [`Pipeline::call_tool`], as the gateway's do, so the deadline and the
 //! cancellation are the pipeline's, and what is checked is that the backend lets go of the work when the
 //! pipeline drops it.

@@ -11,12 +11,10 @@
 //! spawns it, waits for it to exit *without reaping it* (`waitid(WNOWAIT)`), kills the whole group — whatever
 //! the program left running does not outlive the call — and only then reaps it. While the exited leader is
 //! an unreaped zombie its pid, which is the group id, cannot be reused, so signalling the group can never hit
-//! an unrelated process. The call itself holds a [`GroupKiller`]: a timeout, an oversized output or the call
+//! an unrelated process. The call itself holds a `GroupKiller`: a timeout, an oversized output or the call
 //! future being dropped (client cancellation, the gateway's deadline) kills the group, unless the child was
 //! reaped already. A blocking waiter thread rather than `tokio::process` keeps that kill-then-reap order
 //! simple and needs no SIGCHLD machinery.
-//!
-//! [`GroupKiller`]: process::GroupKiller
 
 mod process;
 

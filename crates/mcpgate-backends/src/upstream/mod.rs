@@ -1,9 +1,9 @@
 //! Upstream MCP servers: another MCP server's tools, resources and prompts, served as a backend.
 //!
-//! - **One supervised connection per upstream.** A task ([`connection::supervise`]) owns it — for stdio also the
+//! - **One supervised connection per upstream.** A task (`connection::supervise`) owns it — for stdio also the
 //!   child process, started with an empty environment but for `PATH`, `HOME` and the configured `env`, its
 //!   stderr drained into the log. The handshake tries `server/discover` (2026-07-28) and falls back to
-//!   `initialize` (2025-11-25); a legacy HTTP+SSE upstream ([`sse`]) gets `initialize` only. rmcp's response
+//!   `initialize` (2025-11-25); a legacy HTTP+SSE upstream (`sse`) gets `initialize` only. rmcp's response
 //!   cache is off: lists come from our catalogue, never a stale copy.
 //! - **Failing fast.** The supervisor watches the child (`wait`) and the service; when either ends it marks the
 //!   upstream down and cancels the connection's token, and every call in flight — each races its response

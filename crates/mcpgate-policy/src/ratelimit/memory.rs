@@ -137,7 +137,7 @@ impl MemoryStore {
 
     /// [`RateStore::acquire`], synchronously: no lock is held across an await. Each key is hashed once; the
     /// shards involved are a bitmask, locked in index order, so two requests sharing shards never wait on each
-    /// other in a cycle; nothing but the answer is allocated for up to [`INLINE`] checks.
+    /// other in a cycle; nothing but the answer is allocated for up to `INLINE` (4) checks.
     pub fn acquire_now(&self, checks: &[Check], now: Instant) -> Vec<Decision> {
         let now = self.nanos(now);
         let hashes: SmallVec<[u64; INLINE]> = checks.iter().map(|c| self.hasher.hash_one(&c.key)).collect();

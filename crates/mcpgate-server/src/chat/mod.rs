@@ -1,5 +1,5 @@
 //! The chat loop: a user's message goes to an LLM with the tools the caller may use offered; each tool call the
-//! LLM makes runs through [`Gateway::dispatch_at`] as that caller (authorization, limits, audit with
+//! LLM makes runs through `Gateway::dispatch_at` as that caller (authorization, limits, audit with
 //! `surface: chat`, metrics: the pipeline's), its result goes back, and the loop goes on until the LLM answers —
 //! within `chat.max_steps` LLM requests and `chat.token_budget` tokens. `POST /chat` (`route.rs`) and `mcpgate
 //! chat` both run [`Chat::turn`]. The providers' wire formats are in `anthropic.rs` and `openai.rs`.

@@ -8,12 +8,12 @@
 //! errors) look their series up in the family's map, with labels that are `&'static str` or a shared
 //! `Arc<str>`, so they do not allocate either.
 //!
-//! **Bounded labels.** `tool` is a name from the catalogue or `unknown`; `method` one of [`McpMethod`]; every
+//! **Bounded labels.** `tool` is a name from the catalogue or `unknown`; `method` one of `McpMethod`; every
 //! other label value comes from a closed list. Nothing a client sends becomes a label value unchecked.
 //!
 //! **The method of a request.** Only the body says which JSON-RPC method an `/mcp` request carries, and the code
-//! below the `/mcp` layer ([`track`]) already parses it: the fast path (always `tools/call`) and the session
-//! manager (legacy requests, parsed by rmcp) tell the layer through a task-local ([`heard`]); a 2026-07-28
+//! below the `/mcp` layer (`track`) already parses it: the fast path (always `tools/call`) and the session
+//! manager (legacy requests, parsed by rmcp) tell the layer through a task-local (`heard`); a 2026-07-28
 //! request that rmcp serves names it in `Mcp-Method`, which rmcp holds to the body. Nobody parses a body again
 //! for a label.
 //!
