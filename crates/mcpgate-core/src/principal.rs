@@ -52,28 +52,15 @@ pub enum Mode {
 }
 
 impl Principal {
-    /// The principal of unauthenticated requests: every tool, no tier, no address. A copy of one made once:
+    /// The principal of unauthenticated requests: every tool, no tier, no address. A copy of the one made once:
     /// its fields are shared, so this allocates nothing.
     pub fn anonymous() -> Self {
-        Self::shared_anonymous().as_ref().clone()
+        ANONYMOUS.as_ref().clone()
     }
 
     /// The one anonymous principal every [`Principal::anonymous`] copies, shared: what a context without an
     /// identity of its own points at (a clone is a reference count, not the nine allocations of a new one).
     pub fn shared_anonymous() -> Arc<Self> {
-        static ANONYMOUS: LazyLock<Arc<Principal>> = LazyLock::new(|| {
-            Arc::new(Principal {
-                name: "anonymous".into(),
-                id: "anonymous".into(),
-                tier: None,
-                tools: everything(),
-                resources: everything(),
-                prompts: everything(),
-                anonymous: true,
-                client_ip: None,
-                mode: Mode::Direct,
-            })
-        });
         ANONYMOUS.clone()
     }
 
@@ -124,6 +111,21 @@ impl Principal {
         Self { client_ip: ip, ..self.clone() }
     }
 }
+
+/// The anonymous principal, made on first use.
+static ANONYMOUS: LazyLock<Arc<Principal>> = LazyLock::new(|| {
+    Arc::new(Principal {
+        name: "anonymous".into(),
+        id: "anonymous".into(),
+        tier: None,
+        tools: everything(),
+        resources: everything(),
+        prompts: everything(),
+        anonymous: true,
+        client_ip: None,
+        mode: Mode::Direct,
+    })
+});
 
 /// The globs that name everything: `["*"]`.
 fn everything() -> Arc<[String]> {
