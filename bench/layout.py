@@ -51,11 +51,13 @@ def functions_run(dump: Path, binary: str) -> list[str]:
 
 
 def wait_healthy(port: int, proc: subprocess.Popen, what: str, within: float = 120.0) -> None:
-    """Until `/health` on `port` answers 200; exits if `proc` ends or `within` seconds pass first."""
-    wait_listening(port, proc, what)
+    """Until `/health` on `port` answers 200 (a port nobody listens on yet answers nothing); exits if `proc` ends
+    or `within` seconds pass first."""
     deadline = time.monotonic() + within
     while not health_ok(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited with {proc.returncode}")
+        if time.monotonic() > deadline:
             sys.exit(f"{what}: /health never answered 200")
         time.sleep(0.1)
 
