@@ -258,8 +258,8 @@ struct McpSteps {
 ///    nothing buffered or parsed. `/health`, `/ready` and `/status` stay open, as the guides' probes and
 ///    dashboards expect. Here the request takes the configuration of the moment, once, for the steps after this
 ///    and its handler.
-/// 4. Also the door's: rate limits after the key (a per-key budget needs the principal; a refused key spends none) and before the
-///    body is read: a client over its budget costs a lookup, not a parse (`limits::check`).
+/// 4. Also the door's: rate limits after the key (a per-key budget needs the principal; a refused key spends
+///    none) and before the body is read: a client over its budget costs a lookup, not a parse (`limits::check`).
 /// 5. The edge's checks of the body, and the fast path (`edge::guard`).
 async fn mcp_steps(steps: Arc<McpSteps>, request: Request, next: Next) -> Response {
     let McpSteps { traced, gateway, edge } = &*steps;

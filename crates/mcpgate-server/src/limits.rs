@@ -2,8 +2,10 @@
 //! per-address and per-key (or per-tier) budgets that are set — all or none. Over any of them the answer is HTTP 429
 //! with `Retry-After` and a JSON-RPC error (-32005, `data.retryAfterMs`), before the body is read — except that a
 //! legacy session over budget may still send notifications (`notifications/cancelled`) and answers to the
-//! server's requests, which cost the backends nothing: its body is peeked at only then. Every answer carries the IETF `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers), one item
-//! per scope. Per-tool limits are a step of the pipeline (`pipeline.rs`), not of this layer.
+//! server's requests, which cost the backends nothing: its body is peeked at only then. Every answer carries the
+//! IETF `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers), one item per scope; the
+//! policy depends only on the scopes checked and their budgets, so it is written once per such shape
+//! (`PolicyMemo`). Per-tool limits are a step of the pipeline (`pipeline.rs`), not of this layer.
 
 use std::{cell::RefCell, time::Duration};
 

@@ -3,10 +3,10 @@
 //!
 //! A test builds a [`Subject`] — a started backend and what its kind can offer: a tool that answers at once, a
 //! tool slow enough to be cut short, a call that runs and fails, the marker its child processes carry, and how
-//! its dependency goes away — then runs the rules, one test per rule ([`contract_tests!`](crate::contract_tests)) or all at once
-//! ([`run_contract`]). Calls go through [`Pipeline::call_tool`], as the gateway's do, so the deadline and the
-//! cancellation are the pipeline's, and what is checked is that the backend lets go of the work when the
-//! pipeline drops it.
+//! its dependency goes away — then runs the rules, one test per rule
+//! ([`contract_tests!`](crate::contract_tests)) or all at once ([`run_contract`]). Calls go through
+//! [`Pipeline::call_tool`], as the gateway's do, so the deadline and the cancellation are the pipeline's, and
+//! what is checked is that the backend lets go of the work when the pipeline drops it.
 //!
 //! The rules:
 //! - [`lists_object_schemas_and_is_up`]: every listed tool's `inputSchema` is an object schema, the subject's
